@@ -1,0 +1,535 @@
+//! One file event: the record the driver captures and the consumer decodes.
+//!
+//! Layout (little-endian, [`RECORD_HEADER_LEN`] = 88 bytes, then the path and the volume name as
+//! UTF-16LE units):
+//!
+//! | off | size | field |
+//! |----:|-----:|-------|
+//! |   0 | 4 | `record_len`: whole record, header included; exactly 88 + 2 × (path + volume units) |
+//! |   4 | 1 | `record_version` (1) |
+//! |   5 | 1 | `operation`: 1 create, 2 write |
+//! |   6 | 2 | `flags` ([`RecordFlags`]; unknown bits rejected) |
+//! |   8 | 8 | `sequence`: per driver load, gap-free at the source |
+//! |  16 | 8 | `timestamp`: 100 ns ticks since 1601-01-01 UTC |
+//! |  24 | 8 | `process_create_time`: 100 ns ticks; with `pid` names a process even after pid reuse |
+//! |  32 | 4 | `pid` |
+//! |  36 | 4 | `tid` |
+//! |  40 | 4 | `status`: the operation's final NTSTATUS (the post-operation phase) |
+//! |  44 | 4 | `create_disposition` (create only) |
+//! |  48 | 8 | `information`: the create result, or the bytes written |
+//! |  56 | 8 | `write_offset` (write only) |
+//! |  64 | 4 | `write_length`: requested length (write only) |
+//! |  68 | 4 | `create_options` (create only) |
+//! |  72 | 4 | `desired_access` (create only) |
+//! |  76 | 4 | `share_access` (create only) |
+//! |  80 | 2 | `path_units` (<= 32,767) |
+//! |  82 | 2 | `volume_units` (<= 32,767) |
+//! |  84 | 4 | reserved, zero |
+
+use crate::bytes::{Reader, Writer, ensure_capacity};
+use crate::error::{DecodeError, DecodeErrorKind, EncodeError};
+use crate::{MAX_PATH_UNITS, MAX_VOLUME_UNITS};
+
+/// Size of the fixed part of a record.
+pub const RECORD_HEADER_LEN: usize = 88;
+/// The record layout version this build writes and reads.
+pub const RECORD_VERSION: u8 = 1;
+
+/// The file-system operation a record describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Operation {
+    /// IRP_MJ_CREATE: a file or directory was opened or created (successfully or not).
+    Create = 1,
+    /// IRP_MJ_WRITE: data was written.
+    Write = 2,
+}
+
+impl Operation {
+    fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::Create),
+            2 => Some(Self::Write),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name, as used in output and rules.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Write => "write",
+        }
+    }
+}
+
+/// Per-record flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct RecordFlags(u16);
+
+impl RecordFlags {
+    /// The path was cut to fit a limit; the record holds a prefix of it.
+    pub const PATH_TRUNCATED: Self = Self(1 << 0);
+    /// The name query failed; the path is empty or partial.
+    pub const NAME_QUERY_FAILED: Self = Self(1 << 1);
+    /// The write was paging I/O (from the memory manager, not a direct request).
+    pub const PAGING_IO: Self = Self(1 << 2);
+    /// The write's name came from what post-create saved for the stream, not a fresh query.
+    pub const NAME_FROM_CONTEXT: Self = Self(1 << 3);
+    /// The create opened a directory.
+    pub const DIRECTORY: Self = Self(1 << 4);
+    /// The request came from kernel mode.
+    pub const KERNEL_REQUESTOR: Self = Self(1 << 5);
+    /// Every bit this build knows.
+    pub const ALL: Self = Self(0b11_1111);
+
+    /// No flags.
+    pub const fn empty() -> Self {
+        Self(0)
+    }
+    /// The raw bits.
+    pub const fn bits(self) -> u16 {
+        self.0
+    }
+    /// Flags from raw bits, or `None` if an unknown bit is set.
+    pub const fn from_bits(bits: u16) -> Option<Self> {
+        if bits & !Self::ALL.0 == 0 {
+            Some(Self(bits))
+        } else {
+            None
+        }
+    }
+    /// Flags from raw bits, unknown bits dropped.
+    pub const fn from_bits_truncate(bits: u16) -> Self {
+        Self(bits & Self::ALL.0)
+    }
+    /// Whether every bit of `other` is set.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+    /// Both sets of bits.
+    #[must_use]
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+    /// Sets the bits of `other`.
+    pub fn insert(&mut self, other: Self) {
+        self.0 |= other.0;
+    }
+}
+
+/// A UTF-16LE string as raw bytes: what a `UNICODE_STRING` holds. Any unit sequence is valid data
+/// (unpaired surrogates included); the only invariants are an even byte length and at most
+/// [`MAX_PATH_UNITS`] units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Utf16Path<'a>(&'a [u8]);
+
+impl<'a> Utf16Path<'a> {
+    /// The empty string.
+    pub const EMPTY: Utf16Path<'static> = Utf16Path(&[]);
+
+    /// Wraps UTF-16LE bytes. Fails on an odd length or more than [`MAX_PATH_UNITS`] units.
+    pub fn from_le_bytes(bytes: &'a [u8]) -> Result<Self, EncodeError> {
+        if bytes.len() % 2 != 0 {
+            return Err(EncodeError::OddUtf16Length(bytes.len()));
+        }
+        if bytes.len() / 2 > MAX_PATH_UNITS {
+            return Err(EncodeError::TooLong {
+                len: bytes.len() / 2,
+                limit: MAX_PATH_UNITS,
+            });
+        }
+        Ok(Self(bytes))
+    }
+
+    /// Wraps the longest valid prefix of `bytes` (even length, at most `max_units` units, never
+    /// more than [`MAX_PATH_UNITS`]). Returns the path and whether anything was cut.
+    pub fn truncating(bytes: &'a [u8], max_units: usize) -> (Self, bool) {
+        let max_units = max_units.min(MAX_PATH_UNITS);
+        let units = (bytes.len() / 2).min(max_units);
+        let cut = bytes.get(..units * 2).unwrap_or(&[]);
+        (Self(cut), cut.len() != bytes.len())
+    }
+
+    /// The raw UTF-16LE bytes.
+    pub fn as_le_bytes(&self) -> &'a [u8] {
+        self.0
+    }
+
+    /// Number of UTF-16 units.
+    pub fn units(&self) -> usize {
+        self.0.len() / 2
+    }
+
+    /// Whether there are no units.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The UTF-16 units in order.
+    pub fn iter_units(&self) -> impl Iterator<Item = u16> + 'a {
+        self.0
+            .chunks_exact(2)
+            .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
+    }
+
+    /// Decodes to chars, unpaired surrogates as `Err(unit)`.
+    pub fn chars(&self) -> impl Iterator<Item = Result<char, u16>> + 'a {
+        char::decode_utf16(self.iter_units()).map(|r| r.map_err(|e| e.unpaired_surrogate()))
+    }
+}
+
+/// One file event. The same type is encoded by the driver and decoded by the consumer; a decoded
+/// record borrows its path and volume from the message buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventRecord<'a> {
+    pub sequence: u64,
+    pub timestamp: u64,
+    pub operation: Operation,
+    pub flags: RecordFlags,
+    pub pid: u32,
+    pub tid: u32,
+    pub process_create_time: u64,
+    /// Final NTSTATUS of the operation, as its bit pattern.
+    pub status: u32,
+    /// Create result (`IoStatus.Information`: FILE_CREATED, FILE_OPENED, ...) or bytes written.
+    pub information: u64,
+    pub create_disposition: u32,
+    pub create_options: u32,
+    pub desired_access: u32,
+    pub share_access: u32,
+    pub write_offset: u64,
+    pub write_length: u32,
+    pub path: Utf16Path<'a>,
+    pub volume: Utf16Path<'a>,
+}
+
+impl<'a> EventRecord<'a> {
+    /// A create record with every create-only field zero; fill in what applies.
+    pub fn create(path: Utf16Path<'a>, volume: Utf16Path<'a>) -> Self {
+        Self::blank(Operation::Create, path, volume)
+    }
+
+    /// A write record with every write-only field zero; fill in what applies.
+    pub fn write(path: Utf16Path<'a>, volume: Utf16Path<'a>) -> Self {
+        Self::blank(Operation::Write, path, volume)
+    }
+
+    fn blank(operation: Operation, path: Utf16Path<'a>, volume: Utf16Path<'a>) -> Self {
+        Self {
+            sequence: 0,
+            timestamp: 0,
+            operation,
+            flags: RecordFlags::empty(),
+            pid: 0,
+            tid: 0,
+            process_create_time: 0,
+            status: 0,
+            information: 0,
+            create_disposition: 0,
+            create_options: 0,
+            desired_access: 0,
+            share_access: 0,
+            write_offset: 0,
+            write_length: 0,
+            path,
+            volume,
+        }
+    }
+
+    /// Bytes this record occupies on the wire.
+    pub fn encoded_len(&self) -> usize {
+        RECORD_HEADER_LEN + self.path.as_le_bytes().len() + self.volume.as_le_bytes().len()
+    }
+
+    /// Writes the record into the front of `dst` with the given sequence number, returning the
+    /// bytes written. Fields that do not apply to the operation are written as zero, so the
+    /// output always decodes.
+    pub fn encode_with_sequence(
+        &self,
+        sequence: u64,
+        dst: &mut [u8],
+    ) -> Result<usize, EncodeError> {
+        let len = self.encoded_len();
+        ensure_capacity(dst, len)?;
+        let (create, write) = match self.operation {
+            Operation::Create => (true, false),
+            Operation::Write => (false, true),
+        };
+        let only = |applies: bool, v: u32| if applies { v } else { 0 };
+        let mut w = Writer::new(dst);
+        // `len` fits in u32: both strings are bounded by Utf16Path's invariant.
+        w.u32(len as u32)?;
+        w.u8(RECORD_VERSION)?;
+        w.u8(self.operation as u8)?;
+        w.u16(self.flags.bits())?;
+        w.u64(sequence)?;
+        w.u64(self.timestamp)?;
+        w.u64(self.process_create_time)?;
+        w.u32(self.pid)?;
+        w.u32(self.tid)?;
+        w.u32(self.status)?;
+        w.u32(only(create, self.create_disposition))?;
+        w.u64(self.information)?;
+        w.u64(if write { self.write_offset } else { 0 })?;
+        w.u32(only(write, self.write_length))?;
+        w.u32(only(create, self.create_options))?;
+        w.u32(only(create, self.desired_access))?;
+        w.u32(only(create, self.share_access))?;
+        w.u16(self.path.units() as u16)?;
+        w.u16(self.volume.units() as u16)?;
+        w.u32(0)?;
+        w.put(self.path.as_le_bytes())?;
+        w.put(self.volume.as_le_bytes())?;
+        Ok(w.position())
+    }
+
+    /// Writes the record with its own `sequence`.
+    pub fn encode(&self, dst: &mut [u8]) -> Result<usize, EncodeError> {
+        self.encode_with_sequence(self.sequence, dst)
+    }
+
+    /// Decodes one record from the front of `src`; returns it and the bytes it used. `base` is
+    /// the offset of `src` inside the caller's buffer, for error offsets.
+    pub fn decode_prefix(src: &'a [u8], base: usize) -> Result<(Self, usize), DecodeError> {
+        let mut r = Reader::new(src, base);
+        let record_len = r.u32()?;
+        if (record_len as usize) < RECORD_HEADER_LEN {
+            return Err(r.error_at(
+                0,
+                DecodeErrorKind::LengthMismatch {
+                    declared: record_len.into(),
+                    actual: RECORD_HEADER_LEN as u64,
+                },
+            ));
+        }
+        let limit = crate::MAX_RECORD_BYTES as u64;
+        if u64::from(record_len) > limit {
+            return Err(r.error_at(
+                0,
+                DecodeErrorKind::TooLong {
+                    declared: record_len.into(),
+                    limit,
+                },
+            ));
+        }
+        if src.len() < record_len as usize {
+            return Err(r.error_at(
+                0,
+                DecodeErrorKind::Truncated {
+                    needed: record_len as usize,
+                    available: src.len(),
+                },
+            ));
+        }
+        // From here on, read only inside the record's own length.
+        let body = src.get(..record_len as usize).unwrap_or(&[]);
+        let mut r = Reader::new(body, base);
+        r.u32()?;
+        let version_at = r.offset();
+        let version = r.u8()?;
+        if version != RECORD_VERSION {
+            return Err(DecodeError {
+                kind: DecodeErrorKind::UnsupportedVersion(version.into()),
+                offset: version_at,
+            });
+        }
+        let op_at = r.offset();
+        let op_raw = r.u8()?;
+        let operation = Operation::from_u8(op_raw).ok_or(DecodeError {
+            kind: DecodeErrorKind::BadEnum {
+                field: "operation",
+                value: op_raw.into(),
+            },
+            offset: op_at,
+        })?;
+        let flags_at = r.offset();
+        let flags_raw = r.u16()?;
+        let flags = RecordFlags::from_bits(flags_raw).ok_or(DecodeError {
+            kind: DecodeErrorKind::NonZeroReserved {
+                field: "flags bits",
+            },
+            offset: flags_at,
+        })?;
+        let sequence = r.u64()?;
+        let timestamp = r.u64()?;
+        let process_create_time = r.u64()?;
+        let pid = r.u32()?;
+        let tid = r.u32()?;
+        let status = r.u32()?;
+        let is_create = operation == Operation::Create;
+        let is_write = operation == Operation::Write;
+        let create_disposition = applicable(&mut r, is_create, "create_disposition")?;
+        let information = r.u64()?;
+        let off_at = r.offset();
+        let write_offset = r.u64()?;
+        if !is_write && write_offset != 0 {
+            return Err(DecodeError {
+                kind: DecodeErrorKind::FieldNotApplicable {
+                    field: "write_offset",
+                },
+                offset: off_at,
+            });
+        }
+        let write_length = applicable(&mut r, is_write, "write_length")?;
+        let create_options = applicable(&mut r, is_create, "create_options")?;
+        let desired_access = applicable(&mut r, is_create, "desired_access")?;
+        let share_access = applicable(&mut r, is_create, "share_access")?;
+        let path_at = r.offset();
+        let path_units = r.u16()? as usize;
+        let volume_at = r.offset();
+        let volume_units = r.u16()? as usize;
+        if path_units > MAX_PATH_UNITS {
+            return Err(DecodeError {
+                kind: DecodeErrorKind::TooLong {
+                    declared: path_units as u64,
+                    limit: MAX_PATH_UNITS as u64,
+                },
+                offset: path_at,
+            });
+        }
+        if volume_units > MAX_VOLUME_UNITS {
+            return Err(DecodeError {
+                kind: DecodeErrorKind::TooLong {
+                    declared: volume_units as u64,
+                    limit: MAX_VOLUME_UNITS as u64,
+                },
+                offset: volume_at,
+            });
+        }
+        let reserved_at = r.offset();
+        if r.u32()? != 0 {
+            return Err(DecodeError {
+                kind: DecodeErrorKind::NonZeroReserved {
+                    field: "record reserved",
+                },
+                offset: reserved_at,
+            });
+        }
+        let expected = RECORD_HEADER_LEN + 2 * (path_units + volume_units);
+        if expected != record_len as usize {
+            return Err(DecodeError {
+                kind: DecodeErrorKind::LengthMismatch {
+                    declared: record_len.into(),
+                    actual: expected as u64,
+                },
+                offset: base,
+            });
+        }
+        let path = Utf16Path(r.take(path_units * 2)?);
+        let volume = Utf16Path(r.take(volume_units * 2)?);
+        r.finish()?;
+        Ok((
+            Self {
+                sequence,
+                timestamp,
+                operation,
+                flags,
+                pid,
+                tid,
+                process_create_time,
+                status,
+                information,
+                create_disposition,
+                create_options,
+                desired_access,
+                share_access,
+                write_offset,
+                write_length,
+                path,
+                volume,
+            },
+            record_len as usize,
+        ))
+    }
+
+    /// Decodes exactly one record that fills `src`.
+    pub fn decode(src: &'a [u8]) -> Result<Self, DecodeError> {
+        let (rec, used) = Self::decode_prefix(src, 0)?;
+        if used != src.len() {
+            return Err(DecodeError {
+                kind: DecodeErrorKind::TrailingBytes(src.len() - used),
+                offset: used,
+            });
+        }
+        Ok(rec)
+    }
+}
+
+/// Reads a u32 that must be zero unless it applies to the record's operation.
+fn applicable(r: &mut Reader<'_>, applies: bool, field: &'static str) -> Result<u32, DecodeError> {
+    let at = r.offset();
+    let v = r.u32()?;
+    if !applies && v != 0 {
+        return Err(DecodeError {
+            kind: DecodeErrorKind::FieldNotApplicable { field },
+            offset: at,
+        });
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn le(units: &[u16], out: &mut [u8]) -> usize {
+        for (i, u) in units.iter().enumerate() {
+            out[2 * i..2 * i + 2].copy_from_slice(&u.to_le_bytes());
+        }
+        units.len() * 2
+    }
+
+    #[test]
+    fn create_round_trips_with_unpaired_surrogate() {
+        let mut pbuf = [0u8; 64];
+        let n = le(&[0x5C, 0xD800, 0x61, 0xDC00], &mut pbuf);
+        let path = Utf16Path::from_le_bytes(&pbuf[..n]).unwrap();
+        let mut rec = EventRecord::create(path, Utf16Path::EMPTY);
+        rec.desired_access = 0x12_0089;
+        rec.write_offset = 99; // does not apply to a create: encoded as zero
+        let mut out = [0u8; 256];
+        let len = rec.encode_with_sequence(7, &mut out).unwrap();
+        let back = EventRecord::decode(&out[..len]).unwrap();
+        assert_eq!(back.sequence, 7);
+        assert_eq!(back.write_offset, 0);
+        assert_eq!(back.path.as_le_bytes(), &pbuf[..n]);
+        assert_eq!(back.path.chars().nth(1), Some(Err(0xD800)));
+    }
+
+    #[test]
+    fn odd_path_bytes_are_refused() {
+        assert!(Utf16Path::from_le_bytes(&[1, 2, 3]).is_err());
+        let (p, cut) = Utf16Path::truncating(&[1, 2, 3], 10);
+        assert_eq!((p.units(), cut), (1, true));
+    }
+
+    #[test]
+    fn short_record_len_is_rejected_before_reading_past_it() {
+        let mut out = [0u8; 256];
+        let len = EventRecord::write(Utf16Path::EMPTY, Utf16Path::EMPTY)
+            .encode(&mut out)
+            .unwrap();
+        out[0] = 10;
+        let err = EventRecord::decode(&out[..len]).unwrap_err();
+        assert!(matches!(err.kind, DecodeErrorKind::LengthMismatch { .. }));
+        assert_eq!(err.offset, 0);
+    }
+
+    #[test]
+    fn non_applicable_field_is_rejected() {
+        let mut out = [0u8; 256];
+        let len = EventRecord::write(Utf16Path::EMPTY, Utf16Path::EMPTY)
+            .encode(&mut out)
+            .unwrap();
+        out[68] = 1; // create_options on a write
+        let err = EventRecord::decode(&out[..len]).unwrap_err();
+        assert_eq!(
+            err.kind,
+            DecodeErrorKind::FieldNotApplicable {
+                field: "create_options"
+            }
+        );
+        assert_eq!(err.offset, 68);
+    }
+}

@@ -1,0 +1,2 @@
+//! fsense minifilter (placeholder until the driver lands).
+#![no_std]
