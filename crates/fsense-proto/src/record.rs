@@ -130,7 +130,7 @@ impl<'a> Utf16Path<'a> {
 
     /// Wraps UTF-16LE bytes. Fails on an odd length or more than [`MAX_PATH_UNITS`] units.
     pub fn from_le_bytes(bytes: &'a [u8]) -> Result<Self, EncodeError> {
-        if bytes.len() % 2 != 0 {
+        if !bytes.len().is_multiple_of(2) {
             return Err(EncodeError::OddUtf16Length(bytes.len()));
         }
         if bytes.len() / 2 > MAX_PATH_UNITS {

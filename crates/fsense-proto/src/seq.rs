@@ -10,39 +10,57 @@ pub struct GapReport {
 }
 
 /// Follows the sequence numbers of one driver load and reports every gap.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SeqTracker {
-    /// The next sequence number expected (sequence numbers start at 1).
-    next: u64,
+    /// The next sequence number expected (sequence numbers start at 1). Wider than a sequence
+    /// number so that having seen `u64::MAX` is representable (one past it).
+    next: u128,
     delivered: u64,
     lost: u64,
     out_of_order: u64,
+}
+
+/// Same as [`SeqTracker::new`]: a derived default would expect sequence number 0 first and
+/// report a phantom loss of it.
+impl Default for SeqTracker {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl SeqTracker {
     pub fn new() -> Self {
         Self {
             next: 1,
-            ..Self::default()
+            delivered: 0,
+            lost: 0,
+            out_of_order: 0,
         }
     }
 
     /// Accounts for one record; returns the gap before it, if any.
     pub fn observe(&mut self, sequence: u64) -> Option<GapReport> {
-        if sequence < self.next {
+        let seen = u128::from(sequence);
+        if seen < self.next {
             self.out_of_order += 1;
             return None;
         }
         self.delivered += 1;
-        let gap = (sequence > self.next).then(|| GapReport {
-            first: self.next,
-            count: sequence - self.next,
-        });
+        let gap = self.gap_before(seen);
         if let Some(g) = gap {
             self.lost += g.count;
         }
-        self.next = sequence.saturating_add(1);
+        self.next = seen + 1;
         gap
+    }
+
+    /// The numbers from `next` up to (not including) `end`, if any. Only called with
+    /// `end <= u64::MAX + 1`, so `next < end` puts both ends of the gap in u64.
+    fn gap_before(&self, end: u128) -> Option<GapReport> {
+        (end > self.next).then(|| GapReport {
+            first: self.next as u64,
+            count: (end - self.next) as u64,
+        })
     }
 
     /// Accounts for every record of a batch, calling `on_gap` for each gap.
@@ -57,11 +75,8 @@ impl SeqTracker {
     /// Closes the account once the source says how many sequence numbers it handed out: anything
     /// after the last delivered record was lost too.
     pub fn finish(&mut self, generated: u64) -> Option<GapReport> {
-        let end = generated.saturating_add(1);
-        let gap = (end > self.next).then(|| GapReport {
-            first: self.next,
-            count: end - self.next,
-        });
+        let end = u128::from(generated) + 1;
+        let gap = self.gap_before(end);
         if let Some(g) = gap {
             self.lost += g.count;
             self.next = end;

@@ -1,0 +1,295 @@
+//! Control messages round-trip, and every out-of-range value is rejected at its own offset.
+
+mod common;
+
+use common::config;
+use fsense_proto::{
+    ControlReply, DecodeErrorKind, Health, Hello, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    ReplyKind, SensorConfig,
+};
+use proptest::prelude::*;
+
+fn valid_config() -> impl Strategy<Value = SensorConfig> {
+    (any::<u32>(), 0..=SensorConfig::ALL_FLAGS, 1u32..=32_767).prop_map(
+        |(config_version, flags, max_path_units)| SensorConfig {
+            config_version,
+            flags,
+            max_path_units,
+        },
+    )
+}
+
+fn health() -> impl Strategy<Value = Health> {
+    (
+        (any::<u32>(), any::<u32>(), any::<[u8; 16]>()),
+        any::<[u64; 11]>(),
+        (any::<u32>(), any::<u32>(), any::<u32>()),
+    )
+        .prop_map(
+            |((driver_version, config_version, build_id), c, (high, cap, flags))| Health {
+                protocol_version: PROTOCOL_VERSION,
+                driver_version,
+                config_version,
+                build_id,
+                poll_id: c[0],
+                events_generated: c[1],
+                events_sent: c[2],
+                dropped_queue_full: c[3],
+                dropped_send: c[4],
+                send_timeouts: c[5],
+                send_failures: c[6],
+                batches_sent: c[7],
+                replies_rejected: c[8],
+                acked_sequence: c[9],
+                self_excluded: c[10],
+                queue_high_water: high,
+                queue_capacity: cap,
+                sensor_flags: flags,
+            },
+        )
+}
+
+fn set_u32(bytes: &mut [u8], at: usize, v: u32) {
+    bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn hello_round_trips_when_ordered(a in any::<u16>(), b in any::<u16>()) {
+        let hello = Hello { min_version: a.min(b), max_version: a.max(b) };
+        let bytes = hello.encode();
+        prop_assert_eq!(bytes.len(), Hello::LEN);
+        prop_assert_eq!(&bytes[..4], b"FSHI");
+        prop_assert_eq!(Hello::decode(&bytes), Ok(hello));
+    }
+
+    #[test]
+    fn hello_with_min_above_max_is_rejected(a in any::<u16>(), b in any::<u16>()) {
+        prop_assume!(a != b);
+        let bytes = Hello { min_version: a.max(b), max_version: a.min(b) }.encode();
+        let e = Hello::decode(&bytes).unwrap_err();
+        prop_assert_eq!(e.offset, 4);
+        let is_out_of_range = matches!(e.kind, DecodeErrorKind::OutOfRange { .. });
+        prop_assert!(is_out_of_range);
+    }
+
+    #[test]
+    fn hello_reserved_words_must_be_zero(at in 8usize..16, v in 1u8..) {
+        let mut bytes = Hello::current().encode();
+        bytes[at] = v;
+        let e = Hello::decode(&bytes).unwrap_err();
+        let is_reserved = matches!(e.kind, DecodeErrorKind::NonZeroReserved { .. });
+        prop_assert!(is_reserved);
+        prop_assert_eq!(e.offset, at / 4 * 4);
+    }
+
+    #[test]
+    fn negotiation_picks_the_highest_common_version(a in any::<u16>(), b in any::<u16>()) {
+        let hello = Hello { min_version: a.min(b), max_version: a.max(b) };
+        let ours = MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION;
+        let theirs = hello.min_version..=hello.max_version;
+        let best = ours.clone().rev().find(|v| theirs.contains(v));
+        prop_assert_eq!(hello.negotiate(), best);
+    }
+
+    #[test]
+    fn ack_round_trips(poll_id in any::<u64>(), acked_sequence in any::<u64>()) {
+        let reply = ControlReply { kind: ReplyKind::Ack, poll_id, acked_sequence, config: None };
+        let bytes = reply.encode();
+        prop_assert_eq!(&bytes[..4], b"FSRP");
+        prop_assert!(bytes[24..].iter().all(|&b| b == 0));
+        prop_assert_eq!(ControlReply::decode(&bytes), Ok(reply));
+    }
+
+    #[test]
+    fn set_config_round_trips(
+        poll_id in any::<u64>(),
+        acked_sequence in any::<u64>(),
+        config in valid_config(),
+    ) {
+        let reply = ControlReply {
+            kind: ReplyKind::SetConfig,
+            poll_id,
+            acked_sequence,
+            config: Some(config),
+        };
+        prop_assert_eq!(ControlReply::decode(&reply.encode()), Ok(reply));
+    }
+
+    #[test]
+    fn config_with_unknown_flags_is_rejected(flags in any::<u32>(), config in valid_config()) {
+        prop_assume!(flags & !SensorConfig::ALL_FLAGS != 0);
+        let mut bytes = ControlReply {
+            kind: ReplyKind::SetConfig,
+            poll_id: 1,
+            acked_sequence: 1,
+            config: Some(config),
+        }
+        .encode();
+        set_u32(&mut bytes, 28, flags);
+        let e = ControlReply::decode(&bytes).unwrap_err();
+        prop_assert_eq!(e.kind, DecodeErrorKind::NonZeroReserved { field: "config flags" });
+        prop_assert_eq!(e.offset, 28);
+    }
+
+    #[test]
+    fn config_max_path_units_is_range_checked(units in any::<u32>(), config in valid_config()) {
+        let mut bytes = ControlReply {
+            kind: ReplyKind::SetConfig,
+            poll_id: 1,
+            acked_sequence: 1,
+            config: Some(config),
+        }
+        .encode();
+        set_u32(&mut bytes, 32, units);
+        let result = ControlReply::decode(&bytes);
+        if (1..=32_767).contains(&units) {
+            prop_assert_eq!(result.unwrap().config.unwrap().max_path_units, units);
+        } else {
+            let e = result.unwrap_err();
+            prop_assert_eq!(
+                e.kind,
+                DecodeErrorKind::OutOfRange { field: "max_path_units", value: units.into() }
+            );
+            prop_assert_eq!(e.offset, 32);
+        }
+    }
+
+    #[test]
+    fn reply_kind_is_range_checked(kind in any::<u16>()) {
+        let mut bytes = ControlReply {
+            kind: ReplyKind::Ack,
+            poll_id: 1,
+            acked_sequence: 1,
+            config: None,
+        }
+        .encode();
+        bytes[4..6].copy_from_slice(&kind.to_le_bytes());
+        let result = ControlReply::decode(&bytes);
+        match kind {
+            1 => prop_assert!(result.is_ok()),
+            // A SetConfig with an all-zero config: max_path_units 0 is out of range.
+            2 => prop_assert_eq!(result.unwrap_err().offset, 32),
+            _ => {
+                let e = result.unwrap_err();
+                prop_assert_eq!(
+                    e.kind,
+                    DecodeErrorKind::BadEnum { field: "reply kind", value: kind.into() }
+                );
+                prop_assert_eq!(e.offset, 4);
+            }
+        }
+    }
+
+    #[test]
+    fn ack_carrying_config_bytes_is_rejected(at in 24usize..40, v in 1u8..) {
+        let mut bytes = ControlReply {
+            kind: ReplyKind::Ack,
+            poll_id: 1,
+            acked_sequence: 1,
+            config: None,
+        }
+        .encode();
+        bytes[at] = v;
+        let e = ControlReply::decode(&bytes).unwrap_err();
+        prop_assert_eq!(e.kind, DecodeErrorKind::FieldNotApplicable { field: "config on an ack" });
+        prop_assert_eq!(e.offset, 24);
+    }
+
+    #[test]
+    fn reply_reserved_words_must_be_zero(
+        at in prop::sample::select(vec![6usize, 7, 36, 37, 38, 39]),
+        v in 1u8..,
+    ) {
+        let mut bytes = ControlReply {
+            kind: ReplyKind::SetConfig,
+            poll_id: 1,
+            acked_sequence: 1,
+            config: Some(SensorConfig::DEFAULT),
+        }
+        .encode();
+        bytes[at] = v;
+        let e = ControlReply::decode(&bytes).unwrap_err();
+        let is_reserved = matches!(e.kind, DecodeErrorKind::NonZeroReserved { .. });
+        prop_assert!(is_reserved);
+        prop_assert_eq!(e.offset, if at < 8 { 6 } else { 36 });
+    }
+
+    #[test]
+    fn health_round_trips(h in health()) {
+        let mut buf = [0u8; Health::LEN];
+        prop_assert_eq!(h.encode(&mut buf), Ok(Health::LEN));
+        prop_assert_eq!(&buf[..4], b"FSHL");
+        prop_assert_eq!(Health::decode(&buf), Ok(h));
+        prop_assert_eq!(h.dropped(), h.dropped_queue_full.saturating_add(h.dropped_send));
+    }
+
+    #[test]
+    fn health_version_length_and_reserved_are_checked(h in health(), v in any::<u16>()) {
+        let mut buf = [0u8; Health::LEN];
+        h.encode(&mut buf).unwrap();
+        let mut b = buf;
+        b[4..6].copy_from_slice(&v.to_le_bytes());
+        if v != PROTOCOL_VERSION {
+            let e = Health::decode(&b).unwrap_err();
+            prop_assert_eq!((e.kind, e.offset), (DecodeErrorKind::UnsupportedVersion(v), 4));
+        }
+        let mut b = buf;
+        b[6..8].copy_from_slice(&v.to_le_bytes());
+        if usize::from(v) != Health::LEN {
+            let e = Health::decode(&b).unwrap_err();
+            prop_assert_eq!((e.kind, e.offset), (DecodeErrorKind::BadHeaderLength(v.into()), 6));
+        }
+        let mut b = buf;
+        b[Health::LEN - 1] = (v as u8) | 1;
+        let e = Health::decode(&b).unwrap_err();
+        prop_assert_eq!(e.offset, Health::LEN - 4);
+    }
+
+    #[test]
+    fn fixed_size_messages_reject_any_other_length(len in 0usize..200) {
+        let wrong = vec![0u8; len];
+        let mismatch = |e: fsense_proto::DecodeError| {
+            matches!(e.kind, DecodeErrorKind::LengthMismatch { .. }) && e.offset == 0
+        };
+        if len != Hello::LEN {
+            prop_assert!(mismatch(Hello::decode(&wrong).unwrap_err()));
+        }
+        if len != ControlReply::LEN {
+            prop_assert!(mismatch(ControlReply::decode(&wrong).unwrap_err()));
+        }
+        if len != Health::LEN {
+            prop_assert!(mismatch(Health::decode(&wrong).unwrap_err()));
+        }
+    }
+
+    #[test]
+    fn health_encode_needs_room(len in 0usize..Health::LEN) {
+        let mut buf = vec![0xEEu8; len];
+        prop_assert!(Health::default().encode(&mut buf).is_err());
+        prop_assert!(buf.iter().all(|&b| b == 0xEE));
+    }
+}
+
+#[test]
+fn default_config_is_valid_and_documented_flags_are_distinct() {
+    let reply = ControlReply {
+        kind: ReplyKind::SetConfig,
+        poll_id: 0,
+        acked_sequence: 0,
+        config: Some(SensorConfig::DEFAULT),
+    };
+    assert_eq!(ControlReply::decode(&reply.encode()), Ok(reply));
+    let flags = [
+        SensorConfig::REPORT_CREATES,
+        SensorConfig::REPORT_WRITES,
+        SensorConfig::REPORT_PAGING_IO,
+        SensorConfig::REPORT_FAILED_CREATES,
+    ];
+    assert_eq!(flags.iter().fold(0, |a, f| a | f), SensorConfig::ALL_FLAGS);
+    assert_eq!(flags.iter().map(|f| f.count_ones()).sum::<u32>(), 4);
+    assert!(SensorConfig::DEFAULT.has(SensorConfig::REPORT_WRITES));
+    assert!(!SensorConfig::DEFAULT.has(SensorConfig::REPORT_PAGING_IO));
+}
