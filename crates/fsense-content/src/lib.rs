@@ -1,15 +1,34 @@
-//! fsense detection content.
+//! fsense detection content, end to end.
 //!
-//! Skeleton: the public API others code against; bodies follow.
+//! - [`rules`]: the templates (code) and [`compile`], which is both the validator and the
+//!   interpreter's compile step, so the two cannot disagree.
+//! - [`engine`]: runs a compiled [`RuleSet`] over events, in time linear in the path length.
+//! - [`tuf`]: distribution through a TUF repository (`tough`): keys, publishing, verifying.
+//! - [`state`]: a sensor's state directory: atomic install, last known good, rollback.
+//! - [`rollout`]: rings with health gates and automatic rollback, plus the fleet simulator.
+//! - [`cli`]: the `fsense content ...` commands.
+//!
+//! The file format, the templates, the limits and the repository layout are documented in
+//! `docs/content.md`.
 #![forbid(unsafe_code)]
 
-use std::fmt;
+pub mod cli;
+pub mod engine;
+mod error;
+pub mod rollout;
+pub mod rules;
+pub mod state;
+pub mod tuf;
+
 use std::path::Path;
 
+pub use engine::{Engine, EventFacts, RuleMatch};
+pub use error::{ContentError, ErrorKind};
 pub use fsense_proto::Operation;
+pub use rules::{RuleSet, compile};
 
 /// How serious a rule match is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
     Info,
     Low,
@@ -19,6 +38,7 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// Lower-case name, as written in rules files and output.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Info => "info",
@@ -29,6 +49,7 @@ impl Severity {
         }
     }
 
+    /// OCSF `severity_id`: Informational 1, Low 2, Medium 3, High 4, Critical 5.
     pub fn ocsf_severity_id(self) -> u8 {
         match self {
             Self::Info => 1,
@@ -40,149 +61,36 @@ impl Severity {
     }
 }
 
-/// Compiled content.
-#[derive(Debug, Clone, Default)]
-pub struct RuleSet {
-    version: u64,
-    count: usize,
+/// Reads and compiles a local rules file (for `--rules FILE` testing; no TUF involved).
+pub fn load_rules_file(path: &Path) -> Result<RuleSet, ContentError> {
+    let text = read_limited(path)?;
+    compile(&text)
 }
 
-impl RuleSet {
-    pub fn version(&self) -> u64 {
-        self.version
+/// Loads the content `fsense content update` installed in `state_dir` (re-validated on load).
+pub fn load_active(state_dir: &Path) -> Result<RuleSet, ContentError> {
+    state::StateDir::open(state_dir)?.load_active()
+}
+
+/// Reads a text file, refusing anything over the rules size limit before reading it whole.
+pub(crate) fn read_limited(path: &Path) -> Result<String, ContentError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| ContentError::io("cannot open", path, e))?;
+    let mut bytes = Vec::new();
+    file.take(rules::MAX_RULES_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ContentError::io("cannot read", path, e))?;
+    if bytes.len() > rules::MAX_RULES_FILE_BYTES {
+        return Err(ContentError::invalid(
+            None,
+            None,
+            format!(
+                "{} is over the {} byte limit",
+                path.display(),
+                rules::MAX_RULES_FILE_BYTES
+            ),
+        ));
     }
-    pub fn len(&self) -> usize {
-        self.count
-    }
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-}
-
-/// Why content was refused.
-#[derive(Debug, Clone)]
-pub struct ContentError {
-    message: String,
-}
-
-impl fmt::Display for ContentError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for ContentError {}
-
-fn not_yet() -> ContentError {
-    ContentError {
-        message: "not implemented yet".into(),
-    }
-}
-
-pub fn compile(_toml_text: &str) -> Result<RuleSet, ContentError> {
-    Err(not_yet())
-}
-
-pub fn load_rules_file(_path: &Path) -> Result<RuleSet, ContentError> {
-    Err(not_yet())
-}
-
-pub fn load_active(_state_dir: &Path) -> Result<RuleSet, ContentError> {
-    Err(not_yet())
-}
-
-/// What the engine looks at in one event.
-pub struct EventFacts<'a> {
-    pub operation: Operation,
-    pub path: &'a str,
-    pub pid: u32,
-    pub time_ms: u64,
-}
-
-/// One rule that matched an event.
-pub struct RuleMatch<'r> {
-    pub id: &'r str,
-    pub severity: Severity,
-}
-
-/// Runs a rule set over events.
-pub struct Engine {
-    rules: RuleSet,
-}
-
-impl Engine {
-    pub fn new(rules: RuleSet) -> Self {
-        Self { rules }
-    }
-    pub fn rules(&self) -> &RuleSet {
-        &self.rules
-    }
-    pub fn evaluate(&mut self, _event: &EventFacts<'_>) -> Vec<RuleMatch<'_>> {
-        Vec::new()
-    }
-}
-
-pub mod cli {
-    use std::path::PathBuf;
-
-    /// `fsense content ...`
-    #[derive(clap::Subcommand, Debug)]
-    pub enum ContentCommand {
-        /// Create signing keys and the initial signed root.json.
-        Keygen {
-            #[arg(long)]
-            out_dir: PathBuf,
-        },
-        /// Validate a rules file and publish it to a TUF repository.
-        Publish {
-            rules: PathBuf,
-            #[arg(long)]
-            keys: PathBuf,
-            #[arg(long)]
-            repo: PathBuf,
-        },
-        /// Fetch the latest content through TUF and validate it.
-        Verify {
-            #[arg(long)]
-            repo: PathBuf,
-            #[arg(long)]
-            root: PathBuf,
-        },
-        /// Install the latest content into a sensor state directory.
-        Update {
-            #[arg(long)]
-            repo: PathBuf,
-            #[arg(long)]
-            root: PathBuf,
-            #[arg(long)]
-            state_dir: PathBuf,
-        },
-        /// Return to the last known good content.
-        Rollback {
-            #[arg(long)]
-            state_dir: PathBuf,
-        },
-        /// Simulate a staged rollout over a fleet.
-        Rollout {
-            #[arg(long)]
-            fleet: u32,
-            #[arg(long, value_delimiter = ',')]
-            rings: Vec<u32>,
-            #[arg(long)]
-            repo: PathBuf,
-            #[arg(long)]
-            root: PathBuf,
-            #[arg(long)]
-            seed: u64,
-            #[arg(long)]
-            inject_fault: f64,
-            #[arg(long)]
-            summary_json: Option<PathBuf>,
-        },
-    }
-
-    pub fn run(_cmd: ContentCommand) -> std::process::ExitCode {
-        eprintln!("error: not implemented yet");
-        std::process::ExitCode::from(1)
-    }
+    String::from_utf8(bytes)
+        .map_err(|_| ContentError::invalid(None, None, format!("{} is not UTF-8", path.display())))
 }

@@ -1,0 +1,183 @@
+//! The `fsense content ...` commands. The `fsense` binary mounts [`ContentCommand`] and calls
+//! [`run`]; every outcome is one line on stdout (success) or stderr (`error: ...`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::rollout::{self, SimulationConfig};
+use crate::state::{StateDir, UpdateOutcome};
+use crate::{ContentError, tuf};
+
+/// `fsense content <command>`
+#[derive(clap::Subcommand, Debug)]
+pub enum ContentCommand {
+    /// Create the signing keys and the initial signed DIR/root.json (the trust anchor).
+    Keygen {
+        /// Directory for root.json and the private keys (must not hold keys yet).
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+    },
+    /// Validate a rules file and publish it as the newest release of a TUF repository.
+    Publish {
+        /// The rules file (TOML).
+        #[arg(value_name = "RULES.toml")]
+        rules: PathBuf,
+        /// Directory made by `keygen`.
+        #[arg(long, value_name = "DIR")]
+        keys: PathBuf,
+        /// Repository directory (created on first publish).
+        #[arg(long, value_name = "REPO")]
+        repo: PathBuf,
+    },
+    /// Fetch the newest release through TUF and validate it again.
+    Verify {
+        #[arg(long, value_name = "REPO")]
+        repo: PathBuf,
+        /// Trusted root metadata (KEYS/root.json).
+        #[arg(long, value_name = "ROOT")]
+        root: PathBuf,
+    },
+    /// Install the newest release into a sensor state directory (verified, validated, atomic).
+    Update {
+        #[arg(long, value_name = "REPO")]
+        repo: PathBuf,
+        #[arg(long, value_name = "ROOT")]
+        root: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+    },
+    /// Make the last known good content active again.
+    Rollback {
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+    },
+    /// Simulate a staged rollout of the newest release over a fleet, with health gates.
+    Rollout {
+        /// Number of simulated sensors.
+        #[arg(long, value_name = "N")]
+        fleet: u32,
+        /// Cumulative ring sizes in percent of the fleet, increasing, ending at 100.
+        #[arg(
+            long,
+            value_name = "PERCENTS",
+            value_delimiter = ',',
+            default_value = "1,10,50,100"
+        )]
+        rings: Vec<u32>,
+        #[arg(long, value_name = "REPO")]
+        repo: PathBuf,
+        #[arg(long, value_name = "ROOT")]
+        root: PathBuf,
+        /// Seed of the deterministic simulation.
+        #[arg(long, value_name = "S", default_value_t = 0)]
+        seed: u64,
+        /// Per-event probability of an injected fault on sensors running the new release (0..=1).
+        #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+        inject_fault: f64,
+        /// Synthetic events each sensor processes per ring step.
+        #[arg(long, value_name = "N", default_value_t = rollout::DEFAULT_EVENTS_PER_HOST)]
+        events_per_host: u32,
+        /// Where to write the summary (JSON); printed to stdout as well.
+        #[arg(long, value_name = "F")]
+        summary_json: Option<PathBuf>,
+    },
+}
+
+/// Runs one `fsense content ...` command; returns the process exit code (0 ok, 2 invalid content
+/// or refused, 1 other failure) after printing one-line errors to stderr as `error: ...`.
+pub fn run(cmd: ContentCommand) -> ExitCode {
+    match execute(cmd) {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+fn execute(cmd: ContentCommand) -> Result<String, ContentError> {
+    match cmd {
+        ContentCommand::Keygen { out_dir } => {
+            let root = tuf::keygen(&out_dir)?;
+            Ok(format!(
+                "keys written to {}; trust anchor {}",
+                out_dir.display(),
+                root.display()
+            ))
+        }
+        ContentCommand::Publish { rules, keys, repo } => {
+            let published = tuf::publish(&rules, &keys, &repo)?;
+            Ok(format!(
+                "published rules version {} to {} (targets metadata v{}, snapshot v{}, timestamp v{})",
+                published.rules_version,
+                repo.display(),
+                published.metadata.targets,
+                published.metadata.snapshot,
+                published.metadata.timestamp
+            ))
+        }
+        ContentCommand::Verify { repo, root } => {
+            let fetched = tuf::verify(&repo, &root)?;
+            Ok(format!(
+                "ok: rules version {} ({} rules) verified through TUF and valid",
+                fetched.rules.version(),
+                fetched.rules.len()
+            ))
+        }
+        ContentCommand::Update {
+            repo,
+            root,
+            state_dir,
+        } => Ok(match StateDir::open(&state_dir)?.update(&repo, &root)? {
+            UpdateOutcome::Installed {
+                from: Some(from),
+                to,
+            } => format!("installed rules version {to} (was {from})"),
+            UpdateOutcome::Installed { from: None, to } => format!("installed rules version {to}"),
+            UpdateOutcome::UpToDate { version } => format!("up to date: rules version {version}"),
+            UpdateOutcome::SkippedRolledBack { newest, active } => format!(
+                "not installing rules version {newest}: it was rolled back here; active version {}",
+                active.map_or_else(|| "none".to_owned(), |v| v.to_string())
+            ),
+        }),
+        ContentCommand::Rollback { state_dir } => {
+            let done = StateDir::open(&state_dir)?.rollback()?;
+            Ok(match done.to {
+                Some(to) => format!("rolled back from rules version {} to {to}", done.from),
+                None => format!(
+                    "rolled back from rules version {}; no content is active now",
+                    done.from
+                ),
+            })
+        }
+        ContentCommand::Rollout {
+            fleet,
+            rings,
+            repo,
+            root,
+            seed,
+            inject_fault,
+            events_per_host,
+            summary_json,
+        } => {
+            let config = SimulationConfig {
+                fleet,
+                rings,
+                seed,
+                fault_rate: inject_fault,
+                events_per_host,
+            };
+            let summary = rollout::simulate(&repo, &root, &config)?;
+            let json = serde_json::to_string_pretty(&summary)
+                .map_err(|e| ContentError::failed(format!("cannot serialize the summary: {e}")))?;
+            if let Some(path) = summary_json {
+                std::fs::write(&path, format!("{json}\n"))
+                    .map_err(|e| ContentError::io("cannot write", &path, e))?;
+            }
+            Ok(json)
+        }
+    }
+}
