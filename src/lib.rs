@@ -1,17 +1,23 @@
-//! fsense minifilter (the driver is being written; this entry point is a stand-in that lets the
-//! packaging flow build a real image meanwhile).
+//! fsense minifilter: a minimal kernel sensor.
+//!
+//! It registers pre/post CREATE and WRITE callbacks, records who opened or wrote which file (never
+//! file content), and forwards the records in batches over a Filter Manager communication port to
+//! the user-mode consumer. It interprets no content and never waits on user mode: the I/O
+//! callbacks only copy a record into a pre-allocated queue, and a worker thread delivers batches
+//! with bounded timeouts, counting every event it could not deliver.
+//!
+//! Layout:
+//! - [`ffi`]: the only `unsafe` code: kernel declarations, entry points and callbacks, and safe
+//!   wrappers that check every pointer and length before reading (see its docs for the choices:
+//!   no user memory dereferenced, which volumes we attach to, where write names come from);
+//! - [`sensor`]: what gets recorded, self-exclusion, the queue, health and config;
+//! - [`delivery`]: the worker that sends batches and health.
+//!
+//! On the host (tests, `fsense simulate`) the same code runs against `fsense-fltsim`, which
+//! defines the kernel and Filter Manager functions declared here.
 #![no_std]
 
-use core::ffi::c_void;
-
-/// Stand-in entry point: refuses to load (STATUS_NOT_IMPLEMENTED) until the driver lands.
-#[unsafe(no_mangle)]
-pub extern "system" fn DriverEntry(_driver: *mut c_void, _registry_path: *const c_void) -> i32 {
-    0xC000_0002_u32 as i32
-}
-
-#[cfg(all(target_os = "windows", not(test)))]
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    loop {}
-}
+pub mod delivery;
+pub mod ffi;
+mod panic;
+pub mod sensor;

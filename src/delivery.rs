@@ -1,0 +1,143 @@
+//! The delivery worker: a system thread, never the I/O path, that drains the queue into batches
+//! and sends them over the communication port with bounded timeouts.
+//!
+//! No consumer, a slow one or a dead one changes nothing for file I/O: the callbacks only ever
+//! touch the queue. A batch the port does not take within [`SEND_TIMEOUT_MS`] is counted as
+//! dropped (its sequence numbers become gaps the consumer sees). Batches are sent without waiting
+//! for a reply, so a timeout always means "not delivered". Health snapshots go out periodically
+//! and right after a consumer connects; the consumer's fixed-size reply (ack, config) is the only
+//! data that travels from user mode to the driver.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use fsense_proto::{BatchWriter, ControlReply, Health};
+
+use crate::ffi::{self, SendOutcome, SpinLock};
+use crate::sensor::SENSOR;
+
+/// Longest wait for the consumer to take one batch.
+pub const SEND_TIMEOUT_MS: u32 = 100;
+/// Longest wait per batch while draining at unload.
+pub const FINAL_SEND_TIMEOUT_MS: u32 = 20;
+/// How long the worker sleeps when the queue is empty.
+pub const IDLE_WAIT_MS: u32 = 50;
+/// Health period, in 100 ns ticks (1 s).
+const HEALTH_PERIOD_TICKS: u64 = 10_000_000;
+/// Batches sent per wake-up before checking for stop and health again.
+const MAX_BATCHES_PER_ROUND: u32 = 64;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static HEALTH_NOW: AtomicBool = AtomicBool::new(false);
+static POLL_ID: AtomicU64 = AtomicU64::new(0);
+/// Events lost in failed sends that no batch header has reported yet.
+static UNREPORTED_SEND_DROPS: AtomicU64 = AtomicU64::new(0);
+/// The batch buffer, allocated at load; the worker takes it when it starts.
+static BATCH_BUFFER: SpinLock<Option<&'static mut [u8]>> = SpinLock::new(None);
+
+pub fn install_batch_buffer(buf: &'static mut [u8]) {
+    STOP.store(false, Ordering::Release);
+    HEALTH_NOW.store(false, Ordering::Release);
+    UNREPORTED_SEND_DROPS.store(0, Ordering::Release);
+    *BATCH_BUFFER.lock() = Some(buf);
+}
+
+/// Drops the buffer if the worker never took it (load failed before the worker started).
+pub fn remove_batch_buffer() {
+    *BATCH_BUFFER.lock() = None;
+}
+
+pub fn request_stop() {
+    STOP.store(true, Ordering::Release);
+    SENSOR.worker_wake.set();
+}
+
+/// Asks for a health snapshot now (a consumer just connected: it doubles as the hello's answer).
+pub fn wake_for_health() {
+    HEALTH_NOW.store(true, Ordering::Release);
+    SENSOR.worker_wake.set();
+}
+
+/// The worker's body. Returns when stopped, after the final drain and the final health.
+pub fn run_worker() {
+    let Some(buf) = BATCH_BUFFER.lock().take() else {
+        return;
+    };
+    let mut last_health = 0u64;
+    loop {
+        let stopping = STOP.load(Ordering::Acquire);
+        if stopping {
+            break;
+        }
+        deliver(buf, SEND_TIMEOUT_MS, MAX_BATCHES_PER_ROUND);
+        let now = ffi::system_time();
+        if HEALTH_NOW.swap(false, Ordering::AcqRel)
+            || now.saturating_sub(last_health) >= HEALTH_PERIOD_TICKS
+        {
+            send_health(buf, SEND_TIMEOUT_MS);
+            last_health = now;
+        }
+        SENSOR.worker_wake.wait(IDLE_WAIT_MS);
+    }
+    // Final drain: from here no event gets a sequence number, so after this loop every number
+    // handed out was delivered or counted as dropped, and the last health says so.
+    SENSOR.stop_accepting();
+    let capacity_bound = SENSOR.health(0).queue_capacity.saturating_add(1);
+    deliver(buf, FINAL_SEND_TIMEOUT_MS, capacity_bound);
+    send_health(buf, FINAL_SEND_TIMEOUT_MS);
+}
+
+/// Sends up to `max_batches` batches; stops early when the queue is empty.
+fn deliver(buf: &mut [u8], timeout_ms: u32, max_batches: u32) {
+    for _ in 0..max_batches {
+        let Ok(mut batch) = BatchWriter::new(buf) else {
+            return;
+        };
+        let (moved, queue_drops) = SENSOR.drain_into(&mut batch);
+        if moved == 0 {
+            return;
+        }
+        let dropped_before =
+            queue_drops.saturating_add(UNREPORTED_SEND_DROPS.swap(0, Ordering::AcqRel));
+        let Ok(len) = batch.finish(dropped_before) else {
+            return;
+        };
+        let outcome = buf
+            .get(..len)
+            .map_or(SendOutcome::Failed, |msg| ffi::send_message(msg, timeout_ms));
+        let c = &SENSOR.counters;
+        let moved = u64::from(moved);
+        match outcome {
+            SendOutcome::Delivered => {
+                c.events_sent.fetch_add(moved, Ordering::Relaxed);
+                c.batches_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            other => {
+                c.dropped_send.fetch_add(moved, Ordering::Relaxed);
+                // Not reported: this batch's header never arrived, so the next one carries it.
+                UNREPORTED_SEND_DROPS.fetch_add(dropped_before.saturating_add(moved), Ordering::AcqRel);
+                match other {
+                    SendOutcome::TimedOut => c.send_timeouts.fetch_add(1, Ordering::Relaxed),
+                    SendOutcome::Failed => c.send_failures.fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
+                };
+            }
+        }
+    }
+}
+
+/// Sends a health snapshot and applies the consumer's reply.
+fn send_health(buf: &mut [u8], timeout_ms: u32) {
+    let poll_id = POLL_ID.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+    let health = SENSOR.health(poll_id);
+    let Some(msg) = buf.get_mut(..Health::LEN) else {
+        return;
+    };
+    if health.encode(msg).is_err() {
+        return;
+    }
+    let mut reply = [0u8; ControlReply::LEN];
+    let (outcome, reply_len) = ffi::send_health(msg, &mut reply, timeout_ms);
+    if outcome == SendOutcome::Delivered {
+        SENSOR.apply_reply(reply.get(..reply_len).unwrap_or(&[]), poll_id);
+    }
+}

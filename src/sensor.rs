@@ -1,0 +1,472 @@
+//! What the sensor decides and records: safe Rust over the wrappers in [`crate::ffi`].
+//!
+//! The I/O callbacks call [`Sensor::wants_create`] / [`Sensor::wants_write`] in pre-operation and
+//! [`Sensor::record_create`] / [`Sensor::record_write`] in post-operation. Recording builds one
+//! [`EventRecord`] on the stack and offers it to the pre-allocated queue under a spin lock: no
+//! allocation, no wait, no name query, bounded work (one copy of the path).
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use fsense_proto::{
+    ControlReply, EventQueue, EventRecord, Health, Hello, PushOutcome, RecordFlags, SensorConfig,
+    Utf16Path,
+};
+
+use crate::ffi::{self, CreateParams, KernelEvent, Requestor, SpinLock, WriteParams};
+
+/// Queue capacity (records) when the registry says nothing usable.
+pub const DEFAULT_QUEUE_CAPACITY: u32 = 4096;
+/// Range accepted from the registry's `QueueCapacity`.
+pub const QUEUE_CAPACITY_RANGE: core::ops::RangeInclusive<u32> = 16..=1 << 20;
+/// Queue bytes budgeted per record (a typical record is 300-500 bytes).
+const BYTES_PER_RECORD: usize = 512;
+
+/// Settings fixed at load.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadConfig {
+    pub queue_capacity: u32,
+}
+
+impl LoadConfig {
+    /// Reads `QueueCapacity` (REG_DWORD) from the service key, falling back to the default when
+    /// it is missing or out of range.
+    pub fn from_registry_value(value: Option<u32>) -> Self {
+        let queue_capacity = value
+            .filter(|v| QUEUE_CAPACITY_RANGE.contains(v))
+            .unwrap_or(DEFAULT_QUEUE_CAPACITY);
+        Self { queue_capacity }
+    }
+
+    /// Bytes of queue storage: the record budget, and never less than one maximal record.
+    pub fn queue_bytes(&self) -> usize {
+        (self.queue_capacity as usize)
+            .saturating_mul(BYTES_PER_RECORD)
+            .max(fsense_proto::MAX_RECORD_BYTES)
+    }
+}
+
+/// A consumer's hello was missing, malformed, or offered no protocol version we speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusedHello;
+
+/// Facts of one create, read by the FFI layer.
+pub struct CreateFacts {
+    pub requestor: Requestor,
+    pub status: i32,
+    pub information: u64,
+    pub params: CreateParams,
+    pub directory: bool,
+    pub name_failed: bool,
+}
+
+/// Facts of one write, read by the FFI layer.
+pub struct WriteFacts {
+    pub requestor: Requestor,
+    pub status: i32,
+    pub bytes_written: u64,
+    pub params: WriteParams,
+    pub name_known: bool,
+    pub truncated: bool,
+}
+
+/// The (possibly truncated) name a create recorded, for the stream context.
+pub struct StoredName<'a> {
+    pub path: Utf16Path<'a>,
+    pub volume: Utf16Path<'a>,
+    pub truncated: bool,
+    pub keep_name_for_writes: bool,
+}
+
+/// The queue and whether it still takes events (false once the worker's final drain began).
+pub struct QueueSlot {
+    queue: Option<EventQueue<'static>>,
+    accepting: bool,
+}
+
+/// Counters kept outside the queue lock.
+#[derive(Default)]
+pub struct Counters {
+    pub self_excluded: AtomicU64,
+    pub events_sent: AtomicU64,
+    pub dropped_send: AtomicU64,
+    pub send_timeouts: AtomicU64,
+    pub send_failures: AtomicU64,
+    pub batches_sent: AtomicU64,
+    pub replies_rejected: AtomicU64,
+    pub acked_sequence: AtomicU64,
+    pub refused_connections: AtomicU64,
+}
+
+impl Counters {
+    const fn new() -> Self {
+        Self {
+            self_excluded: AtomicU64::new(0),
+            events_sent: AtomicU64::new(0),
+            dropped_send: AtomicU64::new(0),
+            send_timeouts: AtomicU64::new(0),
+            send_failures: AtomicU64::new(0),
+            batches_sent: AtomicU64::new(0),
+            replies_rejected: AtomicU64::new(0),
+            acked_sequence: AtomicU64::new(0),
+            refused_connections: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The sensor's whole mutable state. One instance, in static (non-paged) storage.
+pub struct Sensor {
+    slot: SpinLock<QueueSlot>,
+    /// Signalled when the queue goes from empty to non-empty, and on stop / connect.
+    pub worker_wake: KernelEvent,
+    consumer_pid: AtomicU32,
+    config_version: AtomicU32,
+    config_flags: AtomicU32,
+    max_path_units: AtomicU32,
+    pub counters: Counters,
+}
+
+/// The one sensor.
+pub static SENSOR: Sensor = Sensor::new();
+
+/// Driver version reported in health: major << 16 | minor << 8 | patch.
+pub const DRIVER_VERSION: u32 = 1 << 8;
+/// Identifies the build in health snapshots (set by the build, zero when not given).
+pub const BUILD_ID: [u8; 16] = build_id(option_env!("FSENSE_BUILD_ID"));
+
+const fn build_id(text: Option<&str>) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    if let Some(t) = text {
+        let b = t.as_bytes();
+        let mut i = 0;
+        while i < b.len() && i < 16 {
+            out[i] = b[i];
+            i += 1;
+        }
+    }
+    out
+}
+
+impl Sensor {
+    const fn new() -> Self {
+        Self {
+            slot: SpinLock::new(QueueSlot {
+                queue: None,
+                accepting: false,
+            }),
+            worker_wake: KernelEvent::new(),
+            consumer_pid: AtomicU32::new(0),
+            config_version: AtomicU32::new(SensorConfig::DEFAULT.config_version),
+            config_flags: AtomicU32::new(SensorConfig::DEFAULT.flags),
+            max_path_units: AtomicU32::new(SensorConfig::DEFAULT.max_path_units),
+            counters: Counters::new(),
+        }
+    }
+
+    /// Takes the queue storage allocated at load. Resets everything a previous load left.
+    pub fn install_queue(&self, storage: &'static mut [u8], capacity: u32) {
+        let mut slot = self.slot.lock();
+        slot.queue = Some(EventQueue::new(storage, capacity));
+        slot.accepting = true;
+        drop(slot);
+        self.consumer_pid.store(0, Ordering::Release);
+        self.apply_config(&SensorConfig::DEFAULT);
+        for c in [
+            &self.counters.self_excluded,
+            &self.counters.events_sent,
+            &self.counters.dropped_send,
+            &self.counters.send_timeouts,
+            &self.counters.send_failures,
+            &self.counters.batches_sent,
+            &self.counters.replies_rejected,
+            &self.counters.acked_sequence,
+            &self.counters.refused_connections,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Gives the storage back (unload), dropping the queue's borrow of it.
+    pub fn remove_queue(&self) {
+        let mut slot = self.slot.lock();
+        slot.queue = None;
+        slot.accepting = false;
+    }
+
+    /// Stops taking events: from now on nothing gets a sequence number. The worker calls this
+    /// before its final drain, so every sequence number handed out is delivered or counted.
+    pub fn stop_accepting(&self) {
+        self.slot.lock().accepting = false;
+    }
+
+    // --- consumer ------------------------------------------------------------------------
+
+    /// Checks the hello of a connecting consumer and remembers its process for self-exclusion.
+    pub fn accept_consumer(&self, hello: Option<&[u8]>, pid: u32) -> Result<(), RefusedHello> {
+        let negotiated = hello
+            .and_then(|bytes| Hello::decode(bytes).ok())
+            .and_then(|h| h.negotiate());
+        match negotiated {
+            Some(_) => {
+                self.consumer_pid.store(pid, Ordering::Release);
+                Ok(())
+            }
+            None => {
+                self.counters
+                    .refused_connections
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(RefusedHello)
+            }
+        }
+    }
+
+    pub fn consumer_gone(&self) {
+        self.consumer_pid.store(0, Ordering::Release);
+    }
+
+    fn is_consumer(&self, requestor: &Requestor) -> bool {
+        let pid = self.consumer_pid.load(Ordering::Acquire);
+        if pid != 0 && pid == requestor.pid {
+            self.counters.self_excluded.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn has(&self, flag: u32) -> bool {
+        self.config_flags.load(Ordering::Relaxed) & flag == flag
+    }
+
+    // --- I/O callbacks -------------------------------------------------------------------
+
+    /// Pre-create: whether post-create should run for this open.
+    pub fn wants_create(&self, requestor: &Requestor) -> bool {
+        self.has(SensorConfig::REPORT_CREATES) && !self.is_consumer(requestor)
+    }
+
+    /// Pre-write: whether post-write should run for this write.
+    pub fn wants_write(&self, requestor: &Requestor, paging_io: bool) -> bool {
+        if !self.has(SensorConfig::REPORT_WRITES) {
+            return false;
+        }
+        if paging_io && !self.has(SensorConfig::REPORT_PAGING_IO) {
+            return false;
+        }
+        !self.is_consumer(requestor)
+    }
+
+    fn cut<'a>(&self, bytes: &'a [u8]) -> (Utf16Path<'a>, bool) {
+        let max = self.max_path_units.load(Ordering::Relaxed) as usize;
+        Utf16Path::truncating(bytes, max)
+    }
+
+    /// Post-create: records the open and returns the name to keep for later writes.
+    pub fn record_create<'a>(
+        &self,
+        facts: &CreateFacts,
+        path: &'a [u8],
+        volume: &'a [u8],
+    ) -> StoredName<'a> {
+        let (path, path_cut) = self.cut(path);
+        let (volume, _) = Utf16Path::truncating(volume, fsense_proto::MAX_VOLUME_UNITS);
+        let succeeded = facts.status >= 0;
+        let mut rec = EventRecord::create(path, volume);
+        rec.timestamp = ffi::system_time();
+        rec.pid = facts.requestor.pid;
+        rec.tid = facts.requestor.tid;
+        rec.process_create_time = facts.requestor.process_create_time;
+        rec.status = facts.status as u32;
+        rec.information = facts.information;
+        rec.create_disposition = facts.params.disposition;
+        rec.create_options = facts.params.options;
+        rec.desired_access = facts.params.desired_access;
+        rec.share_access = facts.params.share_access;
+        rec.flags = flags(path_cut, facts.name_failed, facts.requestor.kernel_mode);
+        if facts.directory {
+            rec.flags.insert(RecordFlags::DIRECTORY);
+        }
+        if succeeded || self.has(SensorConfig::REPORT_FAILED_CREATES) {
+            self.enqueue(&rec);
+        }
+        StoredName {
+            path,
+            volume,
+            truncated: path_cut,
+            keep_name_for_writes: succeeded
+                && !facts.directory
+                && !facts.name_failed
+                && opens_for_writing(facts.params.desired_access),
+        }
+    }
+
+    /// Post-write: records the write with the name saved at create time, if any.
+    pub fn record_write(&self, facts: &WriteFacts, path: &[u8], volume: &[u8]) {
+        let (path, path_cut) = self.cut(path);
+        let (volume, _) = Utf16Path::truncating(volume, fsense_proto::MAX_VOLUME_UNITS);
+        let mut rec = EventRecord::write(path, volume);
+        rec.timestamp = ffi::system_time();
+        rec.pid = facts.requestor.pid;
+        rec.tid = facts.requestor.tid;
+        rec.process_create_time = facts.requestor.process_create_time;
+        rec.status = facts.status as u32;
+        rec.information = facts.bytes_written;
+        rec.write_offset = facts.params.offset;
+        rec.write_length = facts.params.length;
+        rec.flags = flags(
+            path_cut || facts.truncated,
+            !facts.name_known,
+            facts.requestor.kernel_mode,
+        );
+        if facts.name_known {
+            rec.flags.insert(RecordFlags::NAME_FROM_CONTEXT);
+        }
+        if facts.params.paging_io {
+            rec.flags.insert(RecordFlags::PAGING_IO);
+        }
+        self.enqueue(&rec);
+    }
+
+    /// Offers one record to the queue; wakes the worker when the queue was empty.
+    fn enqueue(&self, rec: &EventRecord<'_>) {
+        let outcome = {
+            let mut slot = self.slot.lock();
+            if !slot.accepting {
+                return;
+            }
+            match slot.queue.as_mut() {
+                Some(q) => q.push(rec),
+                None => return,
+            }
+        };
+        if let PushOutcome::Queued {
+            was_empty: true, ..
+        } = outcome
+        {
+            self.worker_wake.set();
+        }
+    }
+
+    // --- worker side ---------------------------------------------------------------------
+
+    /// Moves queued records into `batch`; returns (records moved, drops not yet reported).
+    pub fn drain_into(&self, batch: &mut fsense_proto::BatchWriter<'_>) -> (u32, u64) {
+        let mut slot = self.slot.lock();
+        match slot.queue.as_mut() {
+            Some(q) => {
+                let moved = q.drain_into(batch);
+                (moved, q.take_unreported_drops())
+            }
+            None => (0, 0),
+        }
+    }
+
+    /// Applies the consumer's reply to a health message.
+    pub fn apply_reply(&self, reply: &[u8], poll_id: u64) {
+        match ControlReply::decode(reply) {
+            Ok(r) if r.poll_id == poll_id => {
+                self.counters
+                    .acked_sequence
+                    .fetch_max(r.acked_sequence, Ordering::Relaxed);
+                if let Some(config) = r.config {
+                    self.apply_config(&config);
+                }
+            }
+            _ => {
+                self.counters
+                    .replies_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn apply_config(&self, config: &SensorConfig) {
+        self.config_flags.store(config.flags, Ordering::Relaxed);
+        self.max_path_units
+            .store(config.max_path_units, Ordering::Relaxed);
+        self.config_version
+            .store(config.config_version, Ordering::Relaxed);
+    }
+
+    /// A health snapshot of everything the sensor counts.
+    pub fn health(&self, poll_id: u64) -> Health {
+        let (generated, dropped_queue_full, high_water, capacity) = {
+            let slot = self.slot.lock();
+            slot.queue.as_ref().map_or((0, 0, 0, 0), |q| {
+                (
+                    q.generated(),
+                    q.dropped_total(),
+                    q.high_water(),
+                    q.max_records(),
+                )
+            })
+        };
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Health {
+            protocol_version: fsense_proto::PROTOCOL_VERSION,
+            driver_version: DRIVER_VERSION,
+            config_version: self.config_version.load(Ordering::Relaxed),
+            build_id: BUILD_ID,
+            poll_id,
+            events_generated: generated,
+            events_sent: get(&c.events_sent),
+            dropped_queue_full,
+            dropped_send: get(&c.dropped_send),
+            send_timeouts: get(&c.send_timeouts),
+            send_failures: get(&c.send_failures),
+            batches_sent: get(&c.batches_sent),
+            replies_rejected: get(&c.replies_rejected),
+            acked_sequence: get(&c.acked_sequence),
+            self_excluded: get(&c.self_excluded),
+            queue_high_water: high_water,
+            queue_capacity: capacity,
+            sensor_flags: self.config_flags.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn flags(truncated: bool, name_failed: bool, kernel_mode: bool) -> RecordFlags {
+    let mut f = RecordFlags::empty();
+    if truncated {
+        f.insert(RecordFlags::PATH_TRUNCATED);
+    }
+    if name_failed {
+        f.insert(RecordFlags::NAME_QUERY_FAILED);
+    }
+    if kernel_mode {
+        f.insert(RecordFlags::KERNEL_REQUESTOR);
+    }
+    f
+}
+
+/// Whether an open's access mask can write data (so its later writes need the name).
+fn opens_for_writing(desired_access: u32) -> bool {
+    const FILE_WRITE_DATA: u32 = 0x2;
+    const FILE_APPEND_DATA: u32 = 0x4;
+    const GENERIC_WRITE: u32 = 0x4000_0000;
+    const GENERIC_ALL: u32 = 0x1000_0000;
+    const MAXIMUM_ALLOWED: u32 = 0x0200_0000;
+    desired_access
+        & (FILE_WRITE_DATA | FILE_APPEND_DATA | GENERIC_WRITE | GENERIC_ALL | MAXIMUM_ALLOWED)
+        != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_capacity_out_of_range_falls_back_to_default() {
+        assert_eq!(LoadConfig::from_registry_value(None).queue_capacity, 4096);
+        assert_eq!(LoadConfig::from_registry_value(Some(0)).queue_capacity, 4096);
+        assert_eq!(LoadConfig::from_registry_value(Some(64)).queue_capacity, 64);
+        assert!(LoadConfig::from_registry_value(Some(16)).queue_bytes() >= fsense_proto::MAX_RECORD_BYTES);
+    }
+
+    #[test]
+    fn only_write_capable_opens_keep_a_name() {
+        assert!(opens_for_writing(0x2));
+        assert!(opens_for_writing(0x4000_0000));
+        assert!(!opens_for_writing(0x8000_0000 | 0x1)); // GENERIC_READ | FILE_READ_DATA
+    }
+}
