@@ -1,0 +1,247 @@
+//! Checks a whole package directory (`target/package/`): the signed driver image, the INF, the test
+//! certificate, the consumer executable, nothing that should not ship (private keys), and
+//! optionally the Windows scripts against the packaged INF.
+
+use std::path::Path;
+
+use object::pe;
+use object::read::pe::{ImageNtHeaders, PeFile64};
+
+use crate::image::{self, ImageRules};
+use crate::{Finding, PACKAGE_FILES, inf, scripts};
+
+/// Files the Linux flow must produce (`fsense.cat` is added by the Windows flow only).
+pub const REQUIRED_FILES: &[&str] = &["fsense.sys", "fsense.inf", "fsense.cer", "fsense.exe"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Scripts(#[from] scripts::ScriptsError),
+}
+
+fn read(path: &Path) -> Result<Option<Vec<u8>>, PackageError> {
+    match std::fs::read(path) {
+        Ok(data) => Ok(Some(data)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(PackageError::Read {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// Checks `dir`; with `scripts_dir`, also the PowerShell kit against the packaged INF.
+pub fn check(dir: &Path, scripts_dir: Option<&Path>) -> Result<Vec<Finding>, PackageError> {
+    let mut findings = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|source| PackageError::Read {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| PackageError::Read {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !PACKAGE_FILES.contains(&name.as_str()) {
+            findings.push(Finding::new(
+                name,
+                "is not a package file (a private key or build leftover must never ship)",
+            ));
+        }
+    }
+    for name in REQUIRED_FILES {
+        if !dir.join(name).is_file() {
+            findings.push(Finding::new(*name, "missing"));
+        }
+    }
+
+    if let Some(data) = read(&dir.join("fsense.sys"))? {
+        match image::check(
+            &data,
+            ImageRules {
+                require_signature: true,
+            },
+        ) {
+            Ok(violations) => findings.extend(
+                violations
+                    .into_iter()
+                    .map(|violation| Finding::new("fsense.sys", violation.to_string())),
+            ),
+            Err(error) => findings.push(Finding::new("fsense.sys", error.to_string())),
+        }
+    }
+
+    let inf_path = dir.join("fsense.inf");
+    if inf_path.is_file() {
+        match inf::read_inf(&inf_path).and_then(|text| Ok((inf::lint(&text)?, text))) {
+            Ok((inf_findings, text)) => {
+                findings.extend(
+                    inf_findings
+                        .into_iter()
+                        .map(|finding| Finding::new("fsense.inf", finding.to_string())),
+                );
+                if let Some(scripts_dir) = scripts_dir {
+                    findings.extend(scripts::check_dir(scripts_dir, &text)?);
+                }
+            }
+            Err(error) => findings.push(Finding::new("fsense.inf", error.to_string())),
+        }
+    }
+
+    if let Some(data) = read(&dir.join("fsense.cer"))? {
+        check_certificate(&data, &mut findings);
+    }
+    if let Some(data) = read(&dir.join("fsense.exe"))? {
+        check_consumer(&data, &mut findings);
+    }
+    Ok(findings)
+}
+
+/// The certificate the VM imports: DER (what `certutil`/`Import-Certificate` take) or PEM.
+fn check_certificate(data: &[u8], findings: &mut Vec<Finding>) {
+    let der = data.len() > 4 && data[0] == 0x30 && data[1] == 0x82;
+    let pem = data.starts_with(b"-----BEGIN CERTIFICATE-----");
+    if !der && !pem {
+        findings.push(Finding::new(
+            "fsense.cer",
+            "is not an X.509 certificate (DER or PEM)",
+        ));
+    }
+    if data.windows(11).any(|window| window == b"PRIVATE KEY") {
+        findings.push(Finding::new("fsense.cer", "contains a private key"));
+    }
+}
+
+/// The consumer: a PE32+ AMD64 console program.
+fn check_consumer(data: &[u8], findings: &mut Vec<Finding>) {
+    let Ok(file) = PeFile64::parse(data) else {
+        findings.push(Finding::new("fsense.exe", "is not a PE32+ image"));
+        return;
+    };
+    let headers = file.nt_headers();
+    if headers.file_header().machine.get(object::LittleEndian) != pe::IMAGE_FILE_MACHINE_AMD64 {
+        findings.push(Finding::new("fsense.exe", "is not an AMD64 image"));
+    }
+    if headers
+        .optional_header()
+        .subsystem
+        .get(object::LittleEndian)
+        != pe::IMAGE_SUBSYSTEM_WINDOWS_CUI
+    {
+        findings.push(Finding::new("fsense.exe", "is not a console program"));
+    }
+    if headers
+        .file_header()
+        .characteristics
+        .get(object::LittleEndian)
+        .0
+        & pe::IMAGE_FILE_DLL.0
+        != 0
+    {
+        findings.push(Finding::new("fsense.exe", "is a DLL, not a program"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::Spec;
+
+    struct TempDir(std::path::PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn package(name: &str, files: &[(&str, Vec<u8>)]) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("fsense-pkgcheck-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, data) in files {
+            std::fs::write(dir.join(file), data).unwrap();
+        }
+        TempDir(dir)
+    }
+
+    fn good_files() -> Vec<(&'static str, Vec<u8>)> {
+        let consumer = Spec {
+            subsystem: pe::IMAGE_SUBSYSTEM_WINDOWS_CUI.0,
+            ..Spec::good()
+        };
+        let mut exe = consumer.build();
+        // Clear IMAGE_FILE_DLL (0x2000): Characteristics is the u16 18 bytes into the COFF header.
+        let nt = u32::from_le_bytes(exe[0x3c..0x40].try_into().unwrap()) as usize;
+        exe[nt + 4 + 18 + 1] &= !0x20;
+        vec![
+            ("fsense.sys", Spec::signed().build()),
+            (
+                "fsense.inf",
+                include_bytes!("../../../inf/fsense.inf").to_vec(),
+            ),
+            ("fsense.cer", vec![0x30, 0x82, 0x01, 0x00, 0x30]),
+            ("fsense.exe", exe),
+        ]
+    }
+
+    fn messages(dir: &TempDir, scripts: Option<&Path>) -> Vec<String> {
+        check(&dir.0, scripts)
+            .unwrap()
+            .into_iter()
+            .map(|finding| finding.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_good_package_passes() {
+        let dir = package("good", &good_files());
+        let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../windows");
+        assert_eq!(messages(&dir, Some(&scripts)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn missing_files_and_private_keys_are_reported() {
+        let mut files = good_files();
+        files.retain(|(name, _)| *name != "fsense.exe");
+        files.push(("fsense.pfx", vec![0x30]));
+        let dir = package("keys", &files);
+        let found = messages(&dir, None);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|m| m.starts_with("fsense.pfx: is not a package file"))
+        );
+        assert!(found.iter().any(|m| m == "fsense.exe: missing"));
+    }
+
+    #[test]
+    fn an_unsigned_driver_fails_the_package() {
+        let mut files = good_files();
+        files[0].1 = Spec::good().build();
+        let dir = package("unsigned", &files);
+        let found = messages(&dir, None);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("fsense.sys: no Authenticode signature"));
+    }
+
+    #[test]
+    fn a_bad_certificate_or_consumer_is_reported() {
+        let mut files = good_files();
+        files[2].1 = b"-----BEGIN PRIVATE KEY-----".to_vec();
+        files[3].1 = Spec::good().build();
+        let dir = package("cert", &files);
+        let found = messages(&dir, None);
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(found.contains(&"fsense.exe: is not a console program".to_string()));
+        assert!(found.contains(&"fsense.exe: is a DLL, not a program".to_string()));
+        assert!(found.contains(&"fsense.cer: contains a private key".to_string()));
+    }
+}

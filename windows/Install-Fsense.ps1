@@ -1,0 +1,161 @@
+#Requires -Version 5.1
+<#
+.SYNOPSIS
+    Installs and loads the fsense minifilter on a Windows test VM.
+
+.DESCRIPTION
+    Run from a folder holding the package (fsense.sys, fsense.inf, fsense.cer, fsense.exe, and
+    fsense.cat when the package came from the Windows/WDK flow) next to these scripts.
+
+    1. Checks that the machine booted with test signing on (the package is test-signed).
+    2. Imports fsense.cer into LocalMachine\Root and LocalMachine\TrustedPublisher.
+    3. Installs the driver:
+       - with fsense.cat (Windows/WDK flow): the INF's [DefaultInstall.NTamd64] section through
+         InstallHinfSection. fsense.inf is a primitive driver INF, and on Windows 10 1903 and later
+         InstallHinfSection hands such an INF to DiInstallDriver, so the package lands in the driver
+         store and is removable as a unit (pnputil /delete-driver). That is the install path
+         Microsoft documents for primitive drivers; the catalog must be signed by a trusted cert.
+       - without fsense.cat (Linux flow: no inf2cat there): Windows refuses a driver package without
+         a catalog, so the script registers the same service and instance keys the INF declares
+         (sc.exe + registry) and copies fsense.sys to System32\drivers. Test VMs only.
+    4. fltmc load fsense, then shows fltmc filters and fltmc instances.
+#>
+[CmdletBinding()]
+param(
+    # Folder holding the package files (default: this script's folder).
+    [string] $PackageDir = $PSScriptRoot
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+
+# Must match inf/fsense.inf (fsense-pkgcheck checks it).
+$ServiceName = 'fsense'
+$InstanceName = 'fsense Instance'
+$Altitude = '385210'
+$LoadOrderGroup = 'FSFilter Activity Monitor'
+
+function Write-Step([string] $Message) {
+    Write-Host "==> $Message" -ForegroundColor Cyan
+}
+
+function Assert-Elevated {
+    $principal = [Security.Principal.WindowsPrincipal]::new([Security.Principal.WindowsIdentity]::GetCurrent())
+    if (-not $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)) {
+        Write-Host 'error: this script needs an elevated PowerShell (Run as administrator).' -ForegroundColor Red
+        exit 1
+    }
+}
+
+# Runs a console program, echoes it, and throws when it exits non-zero.
+function Invoke-Native([string] $FilePath, [string[]] $Arguments) {
+    Write-Host "    $FilePath $($Arguments -join ' ')"
+    & $FilePath @Arguments
+    if ($LASTEXITCODE -ne 0) {
+        throw "$FilePath $($Arguments -join ' ') failed with exit code $LASTEXITCODE"
+    }
+}
+
+function Test-TestSigningBoot {
+    # SystemStartOptions reflects the current boot, unlike bcdedit, which shows the next one.
+    $options = (Get-ItemProperty -Path 'HKLM:\SYSTEM\CurrentControlSet\Control').SystemStartOptions
+    return ($options -match 'TESTSIGNING')
+}
+
+function Test-FilterLoaded {
+    $filters = & fltmc.exe filters
+    return [bool]($filters | Select-String -Pattern "^\s*$ServiceName\s" -Quiet)
+}
+
+function Install-WithInf([string] $InfPath) {
+    Write-Step "Installing $InfPath (DefaultInstall.NTamd64 via InstallHinfSection -> DiInstallDriver)"
+    $arguments = "setupapi.dll,InstallHinfSection DefaultInstall.NTamd64 132 $InfPath"
+    Write-Host "    rundll32.exe $arguments"
+    $process = Start-Process -FilePath 'rundll32.exe' -ArgumentList $arguments -Wait -PassThru
+    # rundll32 reports nothing useful in its exit code: check what the INF should have created.
+    if ($process.ExitCode -ne 0 -or -not (Get-Service -Name $ServiceName -ErrorAction SilentlyContinue)) {
+        throw "the INF install did not create service '$ServiceName'; see C:\Windows\INF\setupapi.dev.log and setupapi.app.log"
+    }
+}
+
+function Install-ForTestVm([string] $DriverPath) {
+    Write-Step 'No fsense.cat (package built on Linux): registering the service the way the INF declares it'
+    $target = Join-Path $env:SystemRoot 'System32\drivers\fsense.sys'
+    Write-Host "    copy $DriverPath -> $target"
+    Copy-Item -Path $DriverPath -Destination $target -Force
+
+    if (-not (Get-Service -Name $ServiceName -ErrorAction SilentlyContinue)) {
+        Invoke-Native 'sc.exe' @('create', $ServiceName, 'type=', 'filesys', 'start=', 'demand',
+            'error=', 'normal', 'binPath=', 'System32\drivers\fsense.sys', 'group=', $LoadOrderGroup,
+            'depend=', 'FltMgr', 'DisplayName=', $ServiceName)
+    } else {
+        Write-Host "    service '$ServiceName' already exists; keeping it"
+    }
+
+    $serviceKey = "HKLM:\SYSTEM\CurrentControlSet\Services\$ServiceName"
+    foreach ($root in @('Parameters\Instances', 'Instances')) {
+        $instances = Join-Path $serviceKey $root
+        $instance = Join-Path $instances $InstanceName
+        Write-Host "    registry $instance (Altitude $Altitude, Flags 0)"
+        New-Item -Path $instance -Force | Out-Null
+        New-ItemProperty -Path $instances -Name 'DefaultInstance' -PropertyType String -Value $InstanceName -Force | Out-Null
+        New-ItemProperty -Path $instance -Name 'Altitude' -PropertyType String -Value $Altitude -Force | Out-Null
+        New-ItemProperty -Path $instance -Name 'Flags' -PropertyType DWord -Value 0 -Force | Out-Null
+    }
+}
+
+function Main {
+    Assert-Elevated
+
+    $driver = Join-Path $PackageDir 'fsense.sys'
+    $inf = Join-Path $PackageDir 'fsense.inf'
+    $certificate = Join-Path $PackageDir 'fsense.cer'
+    $catalog = Join-Path $PackageDir 'fsense.cat'
+    foreach ($file in @($driver, $inf, $certificate)) {
+        if (-not (Test-Path -LiteralPath $file -PathType Leaf)) {
+            throw "missing $file (copy target/package/ next to this script or pass -PackageDir)"
+        }
+    }
+
+    Write-Step 'Checking that this boot has test signing on'
+    if (-not (Test-TestSigningBoot)) {
+        Write-Host 'error: test signing is off, so Windows will not load a test-signed driver.' -ForegroundColor Red
+        Write-Host '       Turn Secure Boot off in the VM firmware settings, then run:'
+        Write-Host '           bcdedit /set testsigning on'
+        Write-Host '       and reboot. Run this script again afterwards.'
+        exit 1
+    }
+    Write-Host '    test signing is on'
+
+    Write-Step "Trusting the test certificate $certificate"
+    foreach ($store in @('Cert:\LocalMachine\Root', 'Cert:\LocalMachine\TrustedPublisher')) {
+        $imported = Import-Certificate -FilePath $certificate -CertStoreLocation $store
+        Write-Host "    $store <- $($imported.Subject) ($($imported.Thumbprint))"
+    }
+
+    if (Test-FilterLoaded) {
+        throw "filter '$ServiceName' is already loaded; run Uninstall-Fsense.ps1 first"
+    }
+    if (Test-Path -LiteralPath $catalog -PathType Leaf) {
+        Install-WithInf $inf
+    } else {
+        Install-ForTestVm $driver
+    }
+
+    Write-Step "Loading the filter: fltmc load $ServiceName"
+    Invoke-Native 'fltmc.exe' @('load', $ServiceName)
+
+    Write-Step 'Loaded filters'
+    Invoke-Native 'fltmc.exe' @('filters')
+    Write-Step "Instances of $ServiceName"
+    Invoke-Native 'fltmc.exe' @('instances', '-f', $ServiceName)
+    Write-Host "fsense is installed and loaded (altitude $Altitude)." -ForegroundColor Green
+}
+
+try {
+    Main
+} catch {
+    Write-Host "error: $($_.Exception.Message)" -ForegroundColor Red
+    exit 1
+}
+exit 0

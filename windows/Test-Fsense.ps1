@@ -1,0 +1,279 @@
+#Requires -Version 5.1
+<#
+.SYNOPSIS
+    End-to-end test of a loaded fsense minifilter on a Windows test VM.
+
+.DESCRIPTION
+    Part 1, events: starts `fsense.exe watch --output <events> --summary-json <summary>`, creates and
+    writes a known set of files (long, Unicode and odd names included), stops the consumer with
+    Ctrl+C, and checks that every file was reported (OCSF `file.path`) with its exact path.
+
+    Part 2, load/unload under I/O: while a background job keeps creating and writing files, unloads
+    and reloads the filter -Cycles times. Every fltmc call must finish within -HangSeconds, and after
+    the last unload the driver's pool tag (-PoolTag, 'Fsns') must have no outstanding allocations.
+    Run it with Driver Verifier on (Enable-Verifier.ps1) so leaks and IRQL bugs also bug-check.
+
+    Run Install-Fsense.ps1 first. Exits 0 when everything passed, 1 otherwise.
+#>
+[CmdletBinding()]
+param(
+    [string] $PackageDir = $PSScriptRoot,
+    # Where the test files go; a local NTFS volume the filter is attached to.
+    [string] $WorkDir = (Join-Path $env:SystemDrive 'fsense-test'),
+    [int] $Cycles = 100,
+    [int] $HangSeconds = 30,
+    [string] $PoolTag = 'Fsns',
+    [switch] $SkipCycles
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+
+# Must match inf/fsense.inf (fsense-pkgcheck checks it).
+$ServiceName = 'fsense'
+
+function Write-Step([string] $Message) {
+    Write-Host "==> $Message" -ForegroundColor Cyan
+}
+
+function Assert-Elevated {
+    $principal = [Security.Principal.WindowsPrincipal]::new([Security.Principal.WindowsIdentity]::GetCurrent())
+    if (-not $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)) {
+        Write-Host 'error: this script needs an elevated PowerShell (Run as administrator).' -ForegroundColor Red
+        exit 1
+    }
+}
+
+# Ctrl+C to another console process: done from a throw-away PowerShell, because attaching to the
+# consumer's console means detaching from our own first.
+$SendCtrlCScript = @'
+param([uint32] $TargetPid)
+Add-Type -TypeDefinition @"
+using System;
+using System.Runtime.InteropServices;
+public static class FsenseCtrlC {
+    [DllImport("kernel32.dll", SetLastError = true)] public static extern bool AttachConsole(uint pid);
+    [DllImport("kernel32.dll", SetLastError = true)] public static extern bool FreeConsole();
+    [DllImport("kernel32.dll", SetLastError = true)] public static extern bool SetConsoleCtrlHandler(IntPtr handler, bool add);
+    [DllImport("kernel32.dll", SetLastError = true)] public static extern bool GenerateConsoleCtrlEvent(uint ctrlEvent, uint group);
+}
+"@
+[void][FsenseCtrlC]::FreeConsole()
+if (-not [FsenseCtrlC]::AttachConsole($TargetPid)) { exit 1 }
+[void][FsenseCtrlC]::SetConsoleCtrlHandler([IntPtr]::Zero, $true)
+if (-not [FsenseCtrlC]::GenerateConsoleCtrlEvent(0, 0)) { exit 1 }
+Start-Sleep -Milliseconds 500
+exit 0
+'@
+
+function Send-CtrlC([int] $TargetPid) {
+    $helper = Join-Path $env:TEMP 'fsense-send-ctrlc.ps1'
+    Set-Content -LiteralPath $helper -Value $SendCtrlCScript -Encoding UTF8
+    $process = Start-Process -FilePath 'powershell.exe' -WindowStyle Hidden -Wait -PassThru `
+        -ArgumentList @('-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Bypass', '-File', "`"$helper`"", $TargetPid)
+    return ($process.ExitCode -eq 0)
+}
+
+# Pool tag counters, which PowerShell cannot read by itself.
+Add-Type -TypeDefinition @'
+using System;
+using System.Runtime.InteropServices;
+
+public static class FsensePoolTags {
+    [DllImport("ntdll.dll")] static extern int NtQuerySystemInformation(int infoClass, IntPtr buffer, int length, out int returned);
+
+    // Outstanding (allocations - frees) for a pool tag, paged + non-paged, via
+    // SystemPoolTagInformation (class 22). x64 SYSTEM_POOLTAG is 40 bytes: Tag, PagedAllocs,
+    // PagedFrees, (pad), PagedUsed, NonPagedAllocs, NonPagedFrees, NonPagedUsed; the array starts at 8.
+    public static long OutstandingAllocations(string tag) {
+        uint wanted = BitConverter.ToUInt32(System.Text.Encoding.ASCII.GetBytes(tag.PadRight(4)), 0);
+        int size = 1 << 20;
+        for (;;) {
+            IntPtr buffer = Marshal.AllocHGlobal(size);
+            try {
+                int returned;
+                int status = NtQuerySystemInformation(22, buffer, size, out returned);
+                if (status == unchecked((int)0xC0000004)) { size *= 2; continue; }
+                if (status < 0) { throw new InvalidOperationException("NtQuerySystemInformation failed: 0x" + status.ToString("X8")); }
+                int count = Marshal.ReadInt32(buffer);
+                for (int i = 0; i < count; i++) {
+                    IntPtr entry = IntPtr.Add(buffer, 8 + i * 40);
+                    if ((uint)Marshal.ReadInt32(entry) != wanted) { continue; }
+                    long paged = (long)(uint)Marshal.ReadInt32(entry, 4) - (uint)Marshal.ReadInt32(entry, 8);
+                    long nonPaged = (long)(uint)Marshal.ReadInt32(entry, 24) - (uint)Marshal.ReadInt32(entry, 28);
+                    return paged + nonPaged;
+                }
+                return 0;
+            } finally {
+                Marshal.FreeHGlobal(buffer);
+            }
+        }
+    }
+}
+'@
+
+function Invoke-Native([string] $FilePath, [string[]] $Arguments) {
+    Write-Host "    $FilePath $($Arguments -join ' ')"
+    & $FilePath @Arguments
+    if ($LASTEXITCODE -ne 0) {
+        throw "$FilePath $($Arguments -join ' ') failed with exit code $LASTEXITCODE"
+    }
+}
+
+# Runs fltmc with a deadline: a call that does not return means the driver hangs load or unload.
+function Invoke-FltmcWithDeadline([string[]] $Arguments) {
+    $process = Start-Process -FilePath 'fltmc.exe' -ArgumentList $Arguments -NoNewWindow -PassThru
+    if (-not $process.WaitForExit($HangSeconds * 1000)) {
+        throw "fltmc $($Arguments -join ' ') did not return within $HangSeconds s (hang)"
+    }
+    if ($process.ExitCode -ne 0) {
+        throw "fltmc $($Arguments -join ' ') failed with exit code $($process.ExitCode)"
+    }
+}
+
+function Test-FilterLoaded {
+    $filters = & fltmc.exe filters
+    return [bool]($filters | Select-String -Pattern "^\s*$ServiceName\s" -Quiet)
+}
+
+# File names that exercise the path handling: spaces, non-ASCII (BMP and surrogate pairs),
+# punctuation that is legal on NTFS, a 200-character component and a path beyond MAX_PATH.
+function Get-TestFiles([string] $Root) {
+    $names = @(
+        'plain.txt',
+        'with space.txt',
+        "unicode-$([char]0x00FC)$([char]0x00F1)$([char]0x00EF)-$([char]0x540D)$([char]0x524D).txt",
+        "emoji-$([char]::ConvertFromUtf32(0x1F600)).txt",
+        'odd;name,with=punct+[brackets]{braces}.txt',
+        'no-extension',
+        '.starts-with-dot',
+        ('L' * 200) + '.txt'
+    )
+    $files = @($names | ForEach-Object { Join-Path $Root $_ })
+    $deep = $Root
+    foreach ($level in 1..6) { $deep = Join-Path $deep ("nested-directory-level-$level-" + ('d' * 40)) }
+    $files += (Join-Path $deep 'beyond-max-path.txt')
+    return $files
+}
+
+# \\?\ lets .NET Framework create paths longer than MAX_PATH.
+function Get-LongPath([string] $Path) { return "\\?\$Path" }
+
+function Test-Events([string] $Exe) {
+    Write-Step "Part 1: every file is reported with its exact path"
+    if (Test-Path -LiteralPath $WorkDir) { Remove-Item -LiteralPath $WorkDir -Recurse -Force }
+    New-Item -ItemType Directory -Path $WorkDir | Out-Null
+    $events = Join-Path $env:TEMP 'fsense-test-events.jsonl'
+    $summary = Join-Path $env:TEMP 'fsense-test-summary.json'
+    Remove-Item -LiteralPath $events, $summary -ErrorAction SilentlyContinue
+
+    $arguments = @('watch', '--output', "`"$events`"", '--summary-json', "`"$summary`"")
+    Write-Host "    $Exe $($arguments -join ' ')"
+    # Own console window, so that Ctrl+C can be sent to it alone.
+    $consumer = Start-Process -FilePath $Exe -ArgumentList $arguments -PassThru
+    $null = $consumer.Handle  # keeps the handle open so ExitCode is available after exit
+    Start-Sleep -Seconds 3
+    if ($consumer.HasExited) {
+        throw "fsense.exe exited at start with code $($consumer.ExitCode) (is the filter loaded and the port \fsensePort reachable?)"
+    }
+
+    $files = Get-TestFiles $WorkDir
+    foreach ($file in $files) {
+        $long = Get-LongPath $file
+        [System.IO.Directory]::CreateDirectory([System.IO.Path]::GetDirectoryName($long)) | Out-Null
+        [System.IO.File]::WriteAllText($long, "fsense test payload for $file")
+        Write-Host "    wrote $file"
+    }
+    Start-Sleep -Seconds 3
+
+    Write-Host "    stopping the consumer with Ctrl+C (pid $($consumer.Id))"
+    if (-not (Send-CtrlC $consumer.Id)) {
+        $consumer | Stop-Process -Force
+        throw 'could not send Ctrl+C to fsense.exe; killed it, so no summary was written'
+    }
+    if (-not $consumer.WaitForExit(15000)) {
+        $consumer | Stop-Process -Force
+        throw 'fsense.exe did not exit within 15 s of Ctrl+C'
+    }
+    if ($consumer.ExitCode -ne 0) { throw "fsense.exe exited with code $($consumer.ExitCode)" }
+
+    if (-not (Test-Path -LiteralPath $events)) { throw "no event file $events" }
+    $reported = New-Object 'System.Collections.Generic.HashSet[string]' ([StringComparer]::Ordinal)
+    $lineNumber = 0
+    foreach ($line in [System.IO.File]::ReadAllLines($events, [System.Text.Encoding]::UTF8)) {
+        $lineNumber++
+        if ($line.Trim().Length -eq 0) { continue }
+        try { $record = $line | ConvertFrom-Json } catch { throw "events line ${lineNumber} is not JSON: $line" }
+        if ($record.PSObject.Properties.Name -contains 'file' -and $null -ne $record.file -and
+            $record.file.PSObject.Properties.Name -contains 'path') {
+            [void]$reported.Add([string]$record.file.path)
+        }
+    }
+    Write-Host "    $lineNumber event lines, $($reported.Count) distinct paths"
+
+    $missing = @($files | Where-Object { -not $reported.Contains($_) })
+    foreach ($file in $missing) { Write-Host "    MISSING: $file" -ForegroundColor Red }
+
+    if (-not (Test-Path -LiteralPath $summary)) { throw "no summary file $summary" }
+    $summaryJson = Get-Content -LiteralPath $summary -Raw -Encoding UTF8 | ConvertFrom-Json
+    Write-Host "    summary: $($summaryJson | ConvertTo-Json -Compress -Depth 5)"
+
+    if ($missing.Count -gt 0) { throw "$($missing.Count) of $($files.Count) files were not reported with their exact path" }
+    Write-Host "    all $($files.Count) files reported" -ForegroundColor Green
+}
+
+function Test-LoadUnloadCycles {
+    Write-Step "Part 2: $Cycles unload/load cycles under I/O, $HangSeconds s deadline each"
+    $ioDir = Join-Path $WorkDir 'cycles'
+    New-Item -ItemType Directory -Path $ioDir -Force | Out-Null
+    $io = Start-Job -ArgumentList $ioDir -ScriptBlock {
+        param($Dir)
+        $i = 0
+        while ($true) {
+            $path = Join-Path $Dir ("io-{0}.bin" -f ($i % 64))
+            [System.IO.File]::WriteAllBytes($path, [byte[]]::new(65536))
+            $i++
+        }
+    }
+    try {
+        foreach ($cycle in 1..$Cycles) {
+            Invoke-FltmcWithDeadline @('unload', $ServiceName)
+            Invoke-FltmcWithDeadline @('load', $ServiceName)
+            if ($io.State -ne 'Running') { throw "the I/O job stopped: $($io.State)" }
+            if ($cycle % 10 -eq 0) { Write-Host "    $cycle cycles done" }
+        }
+        Write-Host '    final unload, then counting outstanding allocations'
+        Invoke-FltmcWithDeadline @('unload', $ServiceName)
+        $outstanding = [FsensePoolTags]::OutstandingAllocations($PoolTag)
+        Invoke-FltmcWithDeadline @('load', $ServiceName)
+        if ($outstanding -ne 0) {
+            throw "pool tag '$PoolTag' has $outstanding outstanding allocations after unload (leak)"
+        }
+        Write-Host "    pool tag '$PoolTag': 0 outstanding allocations after unload" -ForegroundColor Green
+    } finally {
+        Stop-Job -Job $io
+        Remove-Job -Job $io -Force
+    }
+}
+
+function Main {
+    Assert-Elevated
+    $exe = Join-Path $PackageDir 'fsense.exe'
+    if (-not (Test-Path -LiteralPath $exe -PathType Leaf)) { throw "missing $exe" }
+    if (-not (Test-FilterLoaded)) { throw "filter '$ServiceName' is not loaded; run Install-Fsense.ps1 first" }
+
+    Test-Events $exe
+    if (-not $SkipCycles) { Test-LoadUnloadCycles }
+
+    Write-Step 'Filter state after the test'
+    Invoke-Native 'fltmc.exe' @('instances', '-f', $ServiceName)
+    Write-Host 'Test-Fsense: all checks passed.' -ForegroundColor Green
+}
+
+try {
+    Main
+} catch {
+    Write-Host "error: $($_.Exception.Message)" -ForegroundColor Red
+    exit 1
+}
+exit 0

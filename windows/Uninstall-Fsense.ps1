@@ -1,0 +1,114 @@
+#Requires -Version 5.1
+<#
+.SYNOPSIS
+    Removes fsense from a Windows test VM: consumer, filter, service, driver package.
+
+.DESCRIPTION
+    1. Stops any running fsense.exe consumer.
+    2. fltmc unload fsense (if loaded).
+    3. Removes the driver package from the driver store (pnputil /delete-driver oemNN.inf /uninstall),
+       when it was installed through the INF.
+    4. Deletes the service and System32\drivers\fsense.sys, when they were registered directly (the
+       path Install-Fsense.ps1 takes for a package built on Linux, without a catalog).
+    5. With -RemoveCertificate, removes the test certificate (fsense.cer) from
+       LocalMachine\Root and LocalMachine\TrustedPublisher.
+#>
+[CmdletBinding()]
+param(
+    [string] $PackageDir = $PSScriptRoot,
+    [switch] $RemoveCertificate
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+
+# Must match inf/fsense.inf (fsense-pkgcheck checks it).
+$ServiceName = 'fsense'
+
+function Write-Step([string] $Message) {
+    Write-Host "==> $Message" -ForegroundColor Cyan
+}
+
+function Assert-Elevated {
+    $principal = [Security.Principal.WindowsPrincipal]::new([Security.Principal.WindowsIdentity]::GetCurrent())
+    if (-not $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)) {
+        Write-Host 'error: this script needs an elevated PowerShell (Run as administrator).' -ForegroundColor Red
+        exit 1
+    }
+}
+
+function Invoke-Native([string] $FilePath, [string[]] $Arguments) {
+    Write-Host "    $FilePath $($Arguments -join ' ')"
+    & $FilePath @Arguments
+    if ($LASTEXITCODE -ne 0) {
+        throw "$FilePath $($Arguments -join ' ') failed with exit code $LASTEXITCODE"
+    }
+}
+
+function Test-FilterLoaded {
+    $filters = & fltmc.exe filters
+    return [bool]($filters | Select-String -Pattern "^\s*$ServiceName\s" -Quiet)
+}
+
+function Main {
+    Assert-Elevated
+
+    Write-Step 'Stopping the consumer (fsense.exe)'
+    $consumers = @(Get-Process -Name 'fsense' -ErrorAction SilentlyContinue)
+    foreach ($consumer in $consumers) {
+        Write-Host "    stopping pid $($consumer.Id)"
+        $consumer | Stop-Process -Force
+        $consumer.WaitForExit(10000) | Out-Null
+    }
+    if ($consumers.Count -eq 0) { Write-Host '    none running' }
+
+    Write-Step "Unloading the filter: fltmc unload $ServiceName"
+    if (Test-FilterLoaded) {
+        Invoke-Native 'fltmc.exe' @('unload', $ServiceName)
+    } else {
+        Write-Host '    not loaded'
+    }
+
+    Write-Step 'Removing the driver package from the driver store'
+    $packages = @(Get-WindowsDriver -Online | Where-Object {
+            (Split-Path -Path $_.OriginalFileName -Leaf) -eq 'fsense.inf'
+        })
+    foreach ($package in $packages) {
+        Invoke-Native 'pnputil.exe' @('/delete-driver', $package.Driver, '/uninstall', '/force')
+    }
+    if ($packages.Count -eq 0) { Write-Host '    no fsense.inf package in the driver store' }
+
+    Write-Step "Removing the service '$ServiceName' if it is still registered"
+    if (Get-Service -Name $ServiceName -ErrorAction SilentlyContinue) {
+        Invoke-Native 'sc.exe' @('delete', $ServiceName)
+    } else {
+        Write-Host '    no such service'
+    }
+    $copied = Join-Path $env:SystemRoot 'System32\drivers\fsense.sys'
+    if (Test-Path -LiteralPath $copied) {
+        Write-Host "    deleting $copied"
+        Remove-Item -LiteralPath $copied -Force
+    }
+
+    if ($RemoveCertificate) {
+        Write-Step 'Removing the test certificate'
+        $certificatePath = Join-Path $PackageDir 'fsense.cer'
+        $certificate = [Security.Cryptography.X509Certificates.X509Certificate2]::new($certificatePath)
+        foreach ($store in @('Cert:\LocalMachine\Root', 'Cert:\LocalMachine\TrustedPublisher')) {
+            $installed = Join-Path $store $certificate.Thumbprint
+            if (Test-Path -LiteralPath $installed) {
+                Write-Host "    $installed"
+                Remove-Item -LiteralPath $installed
+            }
+        }
+    }
+    Write-Host 'fsense is uninstalled.' -ForegroundColor Green
+}
+
+try {
+    Main
+} catch {
+    Write-Host "error: $($_.Exception.Message)" -ForegroundColor Red
+    exit 1
+}
+exit 0
