@@ -10,10 +10,15 @@
 //! |   8 | 4 | batch length, header included (<= [`crate::MAX_BATCH_BYTES`]) |
 //! |  12 | 4 | record count |
 //! |  16 | 8 | first sequence number (0 when the batch is empty) |
-//! |  24 | 8 | sequence numbers lost since the previous batch, up to this batch's last record |
+//! |  24 | 8 | events the sender dropped since its previous batch (see below) |
 //!
 //! Records follow back to back, each framed by its own length. Sequence numbers strictly increase
 //! within a batch; the first equals the header's.
+//!
+//! The drop count is a cross-check, not a map of the loss: the queue counts a drop when it
+//! happens, and a drop reported in one batch may have a sequence number above that batch's last
+//! record (the queue was full while older records were still waiting). Which numbers were lost is
+//! told by the gaps in the sequence ([`crate::SeqTracker`]).
 
 use crate::bytes::{Reader, Writer};
 use crate::error::{DecodeError, DecodeErrorKind, EncodeError};

@@ -342,3 +342,29 @@ fn seq_tracker_default_is_new() {
     assert_eq!(t.finish(1), None);
     assert_eq!((t.delivered(), t.lost()), (1, 0));
 }
+
+/// `dropped_before` counts drops when they happen, not by sequence range: here the batch's last
+/// record is 1 and the drop it reports is number 3.
+#[test]
+fn dropped_before_can_count_numbers_above_the_last_record() {
+    let mut storage = vec![0u8; 4096];
+    let mut q = EventQueue::new(&mut storage, 2);
+    let rec = event(0, false, 4, 0);
+    let len = rec.view().encoded_len();
+    assert!(matches!(
+        q.push(&rec.view()),
+        PushOutcome::Queued { sequence: 1, .. }
+    ));
+    assert!(matches!(
+        q.push(&rec.view()),
+        PushOutcome::Queued { sequence: 2, .. }
+    ));
+    assert_eq!(q.push(&rec.view()), PushOutcome::Dropped { sequence: 3 });
+    let mut buf = vec![0u8; BATCH_HEADER_LEN + len];
+    let mut w = BatchWriter::new(&mut buf).unwrap();
+    assert_eq!(q.drain_into(&mut w), 1);
+    let n = w.finish(q.take_unreported_drops()).unwrap();
+    let view = BatchView::parse(&buf[..n]).unwrap();
+    assert_eq!(view.last_sequence(), Some(1));
+    assert_eq!(view.header().dropped_before, 1);
+}
