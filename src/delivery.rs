@@ -101,9 +101,9 @@ fn deliver(buf: &mut [u8], timeout_ms: u32, max_batches: u32) {
         let Ok(len) = batch.finish(dropped_before) else {
             return;
         };
-        let outcome = buf
-            .get(..len)
-            .map_or(SendOutcome::Failed, |msg| ffi::send_message(msg, timeout_ms));
+        let outcome = buf.get(..len).map_or(SendOutcome::Failed, |msg| {
+            ffi::send_message(msg, timeout_ms)
+        });
         let c = &SENSOR.counters;
         let moved = u64::from(moved);
         match outcome {
@@ -114,7 +114,8 @@ fn deliver(buf: &mut [u8], timeout_ms: u32, max_batches: u32) {
             other => {
                 c.dropped_send.fetch_add(moved, Ordering::Relaxed);
                 // Not reported: this batch's header never arrived, so the next one carries it.
-                UNREPORTED_SEND_DROPS.fetch_add(dropped_before.saturating_add(moved), Ordering::AcqRel);
+                UNREPORTED_SEND_DROPS
+                    .fetch_add(dropped_before.saturating_add(moved), Ordering::AcqRel);
                 match other {
                     SendOutcome::TimedOut => c.send_timeouts.fetch_add(1, Ordering::Relaxed),
                     SendOutcome::Failed => c.send_failures.fetch_add(1, Ordering::Relaxed),

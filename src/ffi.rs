@@ -181,12 +181,14 @@ pub enum BadUnicodeString {
     Misaligned,
 }
 
-/// Reads a `UNICODE_STRING` as UTF-16LE bytes after checking every field.
+/// Reads a `UNICODE_STRING` as UTF-16LE bytes after checking every field: even `Length`, not above
+/// `MaximumLength`, non-null and aligned `Buffer`.
 ///
-/// # Invariant required of the caller
-/// `us` is a string the system handed us (inside a name-information structure it keeps alive),
-/// so when its fields pass the checks, `Buffer` points to `Length` readable bytes for the borrow.
-fn unicode_string_bytes(us: &UNICODE_STRING) -> Result<&[u8], BadUnicodeString> {
+/// # Safety
+/// `us` must be a string the system handed us (inside a structure it keeps alive for the borrow),
+/// so that when its fields pass the checks, `Buffer` points to `Length` readable bytes. The
+/// checks catch a malformed string; they cannot make up for a dangling one.
+pub unsafe fn unicode_string_bytes(us: &UNICODE_STRING) -> Result<&[u8], BadUnicodeString> {
     let len = usize::from(us.Length);
     if len == 0 {
         return Ok(&[]);
@@ -204,8 +206,8 @@ fn unicode_string_bytes(us: &UNICODE_STRING) -> Result<&[u8], BadUnicodeString> 
         return Err(BadUnicodeString::Misaligned);
     }
     // SAFETY: Buffer is non-null and aligned, Length is even and <= MaximumLength (<= 65,534
-    // bytes, so within isize), and the system keeps Length bytes at Buffer readable while the
-    // structure holding `us` is referenced (the caller's invariant above).
+    // bytes, so within isize), and the caller guarantees Length bytes at Buffer stay readable
+    // for the borrow.
     Ok(unsafe { core::slice::from_raw_parts(us.Buffer.cast::<u8>(), len) })
 }
 
@@ -453,15 +455,21 @@ const FILE_DIRECTORY_FILE: u32 = 0x1;
 
 impl<'a> CallbackData<'a> {
     /// Checks the pointer and the parameter block and that the major function is `expected`.
-    fn from_raw(raw: *const FLT_CALLBACK_DATA, expected: u32) -> Result<Self, BadCallbackData> {
+    ///
+    /// # Safety
+    /// `raw` must be null or point to callback data (and parameter block) that stay valid for
+    /// `'a`, as the Filter Manager guarantees for the pointer it passes to a callback.
+    pub unsafe fn from_raw(
+        raw: *const FLT_CALLBACK_DATA,
+        expected: u32,
+    ) -> Result<Self, BadCallbackData> {
         if raw.is_null() {
             return Err(BadCallbackData::Null);
         }
         if !raw.is_aligned() {
             return Err(BadCallbackData::Misaligned);
         }
-        // SAFETY: non-null and aligned; the Filter Manager passes a callback data that lives for
-        // the whole callback ('a).
+        // SAFETY: non-null and aligned; valid for 'a by the caller's contract.
         let data = unsafe { &*raw };
         let iopb_ptr = data.Iopb;
         if iopb_ptr.is_null() {
@@ -470,7 +478,7 @@ impl<'a> CallbackData<'a> {
         if !iopb_ptr.is_aligned() {
             return Err(BadCallbackData::Misaligned);
         }
-        // SAFETY: non-null, aligned, and owned by the callback data (valid for 'a).
+        // SAFETY: non-null, aligned, and valid for 'a by the caller's contract.
         let iopb = unsafe { &*iopb_ptr };
         if u32::from(iopb.MajorFunction) != expected {
             return Err(BadCallbackData::WrongMajorFunction(iopb.MajorFunction));
@@ -625,12 +633,14 @@ impl NameInfo {
 
     /// The full name (volume included), as UTF-16LE bytes, validated.
     pub fn name(&self) -> Result<&[u8], NameError> {
-        unicode_string_bytes(&self.info().Name).map_err(NameError::BadString)
+        // SAFETY: the strings live in the referenced name information (type invariant).
+        unsafe { unicode_string_bytes(&self.info().Name) }.map_err(NameError::BadString)
     }
 
     /// The volume component, validated; empty if unusable (the path still names it).
     pub fn volume(&self) -> &[u8] {
-        unicode_string_bytes(&self.info().Volume).unwrap_or(&[])
+        // SAFETY: as in `name`.
+        unsafe { unicode_string_bytes(&self.info().Volume) }.unwrap_or(&[])
     }
 }
 
@@ -789,7 +799,8 @@ impl StreamName {
     /// # Safety
     /// `raw` must come from `into_raw` and be taken back exactly once.
     unsafe fn from_raw(raw: *const c_void) -> Option<Self> {
-        (!raw.is_null()).then_some(Self {
+        // `then`, not `then_some`: an eagerly built value would be dropped (released) when null.
+        (!raw.is_null()).then(|| Self {
             ctx: raw.cast_mut(),
         })
     }
@@ -1063,7 +1074,8 @@ const REG_DWORD: u32 = 4;
 
 /// Reads a REG_DWORD value of the service key. Any failure reads as "not set".
 fn read_dword_value(key_path: &UNICODE_STRING, name: &[u16]) -> Option<u32> {
-    unicode_string_bytes(key_path).ok()?;
+    // SAFETY: the I/O manager's registry path, valid during DriverEntry (our only caller).
+    unsafe { unicode_string_bytes(key_path) }.ok()?;
     let oa = OBJECT_ATTRIBUTES {
         Length: core::mem::size_of::<OBJECT_ATTRIBUTES>() as u32,
         RootDirectory: ptr::null_mut(),
@@ -1335,7 +1347,8 @@ unsafe extern "system" fn pre_create(
     _objects: *const FLT_RELATED_OBJECTS,
     _completion: *mut *mut c_void,
 ) -> FLT_PREOP_CALLBACK_STATUS {
-    let Ok(data) = CallbackData::from_raw(data, IRP_MJ_CREATE) else {
+    // SAFETY: the Filter Manager's callback data for this callback.
+    let Ok(data) = (unsafe { CallbackData::from_raw(data, IRP_MJ_CREATE) }) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
     if sensor::SENSOR.wants_create(&data.requestor()) {
@@ -1354,7 +1367,8 @@ unsafe extern "system" fn post_create(
     if flags & FLTFL_POST_OPERATION_DRAINING != 0 {
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
-    let Ok(data) = CallbackData::from_raw(data, IRP_MJ_CREATE) else {
+    // SAFETY: the Filter Manager's callback data for this callback.
+    let Ok(data) = (unsafe { CallbackData::from_raw(data, IRP_MJ_CREATE) }) else {
         return FLT_POSTOP_FINISHED_PROCESSING;
     };
     let st = data.status();
@@ -1396,7 +1410,8 @@ unsafe extern "system" fn pre_write(
     _objects: *const FLT_RELATED_OBJECTS,
     completion: *mut *mut c_void,
 ) -> FLT_PREOP_CALLBACK_STATUS {
-    let Ok(data) = CallbackData::from_raw(data, IRP_MJ_WRITE) else {
+    // SAFETY: the Filter Manager's callback data for this callback.
+    let Ok(data) = (unsafe { CallbackData::from_raw(data, IRP_MJ_WRITE) }) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
     if completion.is_null() || !completion.is_aligned() {
@@ -1424,10 +1439,13 @@ unsafe extern "system" fn post_write(
     if flags & FLTFL_POST_OPERATION_DRAINING != 0 {
         return FLT_POSTOP_FINISHED_PROCESSING; // `name` is released on return
     }
-    let Ok(data) = CallbackData::from_raw(data, IRP_MJ_WRITE) else {
+    // SAFETY: the Filter Manager's callback data for this callback.
+    let Ok(data) = (unsafe { CallbackData::from_raw(data, IRP_MJ_WRITE) }) else {
         return FLT_POSTOP_FINISHED_PROCESSING;
     };
-    let (path, volume, truncated) = name.as_ref().map_or((&[][..], &[][..], false), StreamName::parts);
+    let (path, volume, truncated) = name
+        .as_ref()
+        .map_or((&[][..], &[][..], false), StreamName::parts);
     let facts = sensor::WriteFacts {
         requestor: data.requestor(),
         status: data.status(),
@@ -1438,76 +1456,4 @@ unsafe extern "system" fn post_write(
     };
     sensor::SENSOR.record_write(&facts, path, volume);
     FLT_POSTOP_FINISHED_PROCESSING
-}
-
-#[cfg(test)]
-mod tests {
-    //! Hostile shapes for the wrappers. These run under Miri (see the README's test command).
-    use super::*;
-
-    fn us(len: u16, max: u16, buf: *mut u16) -> UNICODE_STRING {
-        UNICODE_STRING {
-            Length: len,
-            MaximumLength: max,
-            Buffer: buf,
-        }
-    }
-
-    #[test]
-    fn unicode_string_checks_every_field_before_reading() {
-        let mut units = [0x41u16, 0xD800, 0x42];
-        let p = units.as_mut_ptr();
-        assert_eq!(unicode_string_bytes(&us(6, 6, p)).map(<[u8]>::len), Ok(6));
-        assert_eq!(unicode_string_bytes(&us(5, 6, p)), Err(BadUnicodeString::OddLength));
-        assert_eq!(
-            unicode_string_bytes(&us(8, 6, p)),
-            Err(BadUnicodeString::LengthAboveMaximum)
-        );
-        assert_eq!(
-            unicode_string_bytes(&us(2, 2, ptr::null_mut())),
-            Err(BadUnicodeString::NullBuffer)
-        );
-        assert_eq!(unicode_string_bytes(&us(0, 0, ptr::null_mut())), Ok(&[][..]));
-        let misaligned = p.cast::<u8>().wrapping_add(1).cast::<u16>();
-        assert_eq!(
-            unicode_string_bytes(&us(2, 4, misaligned)),
-            Err(BadUnicodeString::Misaligned)
-        );
-    }
-
-    #[test]
-    fn unpaired_surrogates_pass_through_unchanged() {
-        let mut units = [0xDC00u16, 0x5C, 0xD800];
-        let bytes = unicode_string_bytes(&us(6, 6, units.as_mut_ptr())).unwrap();
-        assert_eq!(bytes, &[0x00, 0xDC, 0x5C, 0x00, 0x00, 0xD8]);
-    }
-
-    #[test]
-    fn callback_data_rejects_null_and_wrong_major_function() {
-        assert_eq!(
-            CallbackData::from_raw(ptr::null(), IRP_MJ_CREATE).err(),
-            Some(BadCallbackData::Null)
-        );
-        // SAFETY (test): an all-zero FLT_CALLBACK_DATA is plain data with a null Iopb.
-        let mut data: FLT_CALLBACK_DATA = unsafe { core::mem::zeroed() };
-        assert_eq!(
-            CallbackData::from_raw(&data, IRP_MJ_CREATE).err(),
-            Some(BadCallbackData::NullParameterBlock)
-        );
-        // SAFETY (test): plain data, all-zero is valid.
-        let mut iopb: FLT_IO_PARAMETER_BLOCK = unsafe { core::mem::zeroed() };
-        iopb.MajorFunction = IRP_MJ_WRITE as u8;
-        data.Iopb = &iopb;
-        assert_eq!(
-            CallbackData::from_raw(&data, IRP_MJ_CREATE).err(),
-            Some(BadCallbackData::WrongMajorFunction(IRP_MJ_WRITE as u8))
-        );
-        let view = CallbackData::from_raw(&data, IRP_MJ_WRITE).unwrap();
-        iopb.MajorFunction = IRP_MJ_CREATE as u8;
-        let _ = view;
-        data.Iopb = &iopb;
-        let view = CallbackData::from_raw(&data, IRP_MJ_CREATE).unwrap();
-        // A create whose security context is null yields no parameters rather than a read.
-        assert!(view.create_params().is_none());
-    }
 }

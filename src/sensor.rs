@@ -440,7 +440,7 @@ fn flags(truncated: bool, name_failed: bool, kernel_mode: bool) -> RecordFlags {
 }
 
 /// Whether an open's access mask can write data (so its later writes need the name).
-fn opens_for_writing(desired_access: u32) -> bool {
+pub fn opens_for_writing(desired_access: u32) -> bool {
     const FILE_WRITE_DATA: u32 = 0x2;
     const FILE_APPEND_DATA: u32 = 0x4;
     const GENERIC_WRITE: u32 = 0x4000_0000;
@@ -449,24 +449,4 @@ fn opens_for_writing(desired_access: u32) -> bool {
     desired_access
         & (FILE_WRITE_DATA | FILE_APPEND_DATA | GENERIC_WRITE | GENERIC_ALL | MAXIMUM_ALLOWED)
         != 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registry_capacity_out_of_range_falls_back_to_default() {
-        assert_eq!(LoadConfig::from_registry_value(None).queue_capacity, 4096);
-        assert_eq!(LoadConfig::from_registry_value(Some(0)).queue_capacity, 4096);
-        assert_eq!(LoadConfig::from_registry_value(Some(64)).queue_capacity, 64);
-        assert!(LoadConfig::from_registry_value(Some(16)).queue_bytes() >= fsense_proto::MAX_RECORD_BYTES);
-    }
-
-    #[test]
-    fn only_write_capable_opens_keep_a_name() {
-        assert!(opens_for_writing(0x2));
-        assert!(opens_for_writing(0x4000_0000));
-        assert!(!opens_for_writing(0x8000_0000 | 0x1)); // GENERIC_READ | FILE_READ_DATA
-    }
 }

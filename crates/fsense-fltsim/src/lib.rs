@@ -1,9 +1,36 @@
 //! Host simulator of the Filter Manager and of the kernel calls fsense.sys makes.
 //!
-//! (Work in progress: this file fixes the public API the consumer's `fsense simulate` uses.)
+//! No Windows machine can load fsense.sys here, so the driver's own code, its FFI layer
+//! included, runs on the host against this crate, which defines every kernel and Filter Manager
+//! function the driver imports ([`ffi`]) and is stricter than Driver Verifier about the rules
+//! that matter for a sensor ([`verifier`]): pool and name-reference leaks, IRQL per call, spin
+//! locks paired and never held across a wait, no `FltSendMessage` from an I/O callback or with a
+//! NULL timeout, valid callback return values, port security, a clean unload under load.
+//!
+//! A run ([`run`]) loads the driver (DriverEntry), connects a simulated consumer in one of
+//! [`ConsumerMode`]'s behaviours, drives creates and writes from many threads through the driver's
+//! own registration table (hostile name shapes included), unloads it while I/O is still going,
+//! and checks every invariant: each delivered record matches the operation that caused it,
+//! `generated == delivered + dropped`, and the sequence gaps the consumer saw are the drops.
+//!
+//! The final counters come from the driver's last health message, which the simulated Filter
+//! Manager reads from `FltSendMessage` whether or not a consumer took it (as a kernel debugger
+//! would see it).
+
+mod client;
+pub mod ffi;
+mod plan;
+mod port;
+pub mod verifier;
+mod world;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub use plan::{CONSUMER_PID, NameShape};
 
 pub use fsense_proto::Health;
 
@@ -59,7 +86,9 @@ impl FromStr for ConsumerMode {
             .into_iter()
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown consumer mode '{s}' (absent, normal, slow, stalled, crash, malicious)")
+                format!(
+                    "unknown consumer mode '{s}' (absent, normal, slow, stalled, crash, malicious)"
+                )
             })
     }
 }
@@ -128,7 +157,10 @@ impl SimReport {
             ));
         }
         if self.leaked_allocations != 0 {
-            out.push(format!("{} pool allocations leaked", self.leaked_allocations));
+            out.push(format!(
+                "{} pool allocations leaked",
+                self.leaked_allocations
+            ));
         }
         if self.unreleased_name_infos != 0 {
             out.push(format!(
@@ -144,13 +176,224 @@ impl SimReport {
     }
 }
 
+/// One run at a time per process: the driver and the simulated kernel are process-wide state.
+static RUN_LOCK: Mutex<()> = Mutex::new(());
+
 /// Runs the real driver code against the simulated Filter Manager. `on_message` receives every
 /// message the driver sent with `FltSendMessage` that the simulated consumer took, exactly as
 /// sent, in order, from one thread at a time.
 pub fn run(config: &SimConfig, on_message: &mut (dyn FnMut(&[u8]) + Send)) -> SimReport {
-    let _ = (config, on_message);
-    SimReport {
-        unload_clean: true,
-        ..SimReport::default()
+    let _one_at_a_time = RUN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    world::reset(config.queue_capacity);
+    port::PORT.reset();
+    let _ = verifier::take_violations();
+    let _ = ffi::null_timeouts_seen();
+    let plan = &plan::Plan::generate(config.events, config.threads, config.seed);
+    let mut report = SimReport::default();
+
+    let entry = ffi::call_driver_entry();
+    if entry < 0 {
+        report.verifier_violations = verifier::take_violations();
+        report.verifier_violations.push(format!(
+            "DRIVER_ENTRY: DriverEntry failed with {entry:#010x}"
+        ));
+        report.unload_clean = world::take().is_some_and(|w| w.allocations.is_empty());
+        return report;
     }
+    let attached = world::with_world(|w| {
+        w.instances
+            .iter()
+            .find(|(_, attached)| *attached)
+            .map(|(i, _)| *i)
+    })
+    .flatten();
+    let filter = world::with_world(|w| w.filter_handle).unwrap_or(0);
+    let declined =
+        world::with_world(|w| w.instances.iter().filter(|(_, a)| !*a).count()).unwrap_or(0);
+
+    let stop_client = AtomicBool::new(false);
+    let connected = AtomicBool::new(false);
+    let ops_done = AtomicU64::new(0);
+    let max_callback_ns = AtomicU64::new(0);
+    let total_ops = plan.total_ops();
+    let mut client_outcome = None;
+    let mut unload_status = None;
+
+    std::thread::scope(|scope| {
+        let client_thread = (config.consumer != ConsumerMode::Absent).then(|| {
+            let stop = &stop_client;
+            let connected = &connected;
+            let mode = config.consumer;
+            let on_message = &mut *on_message;
+            scope.spawn(move || {
+                let mut c = client::Client::new(mode, plan, stop, connected);
+                c.run(on_message);
+                c.outcome
+            })
+        });
+        if client_thread.is_some() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !connected.load(Ordering::Acquire) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        let io_threads: Vec<_> = plan
+            .threads
+            .iter()
+            .enumerate()
+            .map(|(t, sessions)| {
+                let ops_done = &ops_done;
+                let max_ns = &max_callback_ns;
+                let instance = attached.unwrap_or(0x4000);
+                scope.spawn(move || {
+                    verifier::set_thread_role("I/O");
+                    for session in sessions {
+                        let path = plan_path(plan, session.create.file);
+                        let (open, timing) =
+                            ffi::run_create(&session.create, path, instance, filter);
+                        max_ns.fetch_max(timing.longest.as_nanos() as u64, Ordering::Relaxed);
+                        ops_done.fetch_add(1, Ordering::Relaxed);
+                        for w in &session.writes {
+                            if let Some(file) = &open {
+                                let timing = ffi::run_write(w, file, instance, filter);
+                                max_ns
+                                    .fetch_max(timing.longest.as_nanos() as u64, Ordering::Relaxed);
+                            }
+                            ops_done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    let _ = t;
+                })
+            })
+            .collect();
+        // Unload under load: once 90 % of the I/O is issued, while the rest is still running.
+        let threshold = total_ops - total_ops / 10;
+        while ops_done.load(Ordering::Relaxed) < threshold
+            && io_threads.iter().any(|t| !t.is_finished())
+        {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        verifier::set_thread_role("unload");
+        unload_status = ffi::call_unload();
+        for t in io_threads {
+            let _ = t.join();
+        }
+        stop_client.store(true, Ordering::Release);
+        port::PORT.shutdown();
+        if let Some(c) = client_thread {
+            client_outcome = c.join().ok();
+        }
+    });
+
+    let world = world::take().unwrap_or_default();
+    let mut violations = verifier::take_violations();
+    let mut clean = unload_status == Some(0);
+    if unload_status.is_none() {
+        violations.push("UNLOAD: the driver registered no unload callback".into());
+    }
+    let mut leak = |rule: &str, n: usize, what: &str| {
+        if n != 0 {
+            violations.push(format!("{rule}: {n} {what} at unload"));
+            clean = false;
+        }
+    };
+    leak(
+        "POOL_LEAK",
+        world.allocations.len(),
+        "pool allocations still outstanding",
+    );
+    leak(
+        "NAME_REFERENCE_LEAK",
+        world.name_infos.len(),
+        "file name references not released",
+    );
+    leak("CONTEXT_LEAK", world.contexts.len(), "contexts not freed");
+    leak(
+        "WORKER_NOT_JOINED",
+        world.threads.values().filter(|t| t.join.is_some()).count(),
+        "system threads not waited for",
+    );
+    leak(
+        "THREAD_OBJECT_LEAK",
+        world
+            .threads
+            .values()
+            .filter(|t| t.object_refs != 0)
+            .count(),
+        "thread object references held",
+    );
+    leak("HANDLE_LEAK", world.open_handles.len(), "handles open");
+    leak(
+        "SD_LEAK",
+        world.security_descriptors.len(),
+        "security descriptors not freed",
+    );
+    leak(
+        "SERVER_PORT_NOT_CLOSED",
+        usize::from(world.server_port.is_some_and(|p| p.open)),
+        "server port open",
+    );
+    leak(
+        "CLIENT_PORT_NOT_CLOSED",
+        usize::from(port::PORT.is_connected()),
+        "client port open",
+    );
+    leak(
+        "FILTER_NOT_UNREGISTERED",
+        usize::from(world.registration.is_some()),
+        "filter registration",
+    );
+    if attached.is_none() {
+        violations.push("INSTANCE: the driver attached to no volume".into());
+    }
+    if declined == 0 {
+        violations.push("INSTANCE: the driver attached to network and pipe volumes too".into());
+    }
+
+    let health = world
+        .last_health
+        .as_deref()
+        .and_then(|b| fsense_proto::Health::decode(b).ok());
+    if health.is_none() {
+        violations.push("HEALTH: the driver never reported its counters".into());
+    }
+    let outcome = client_outcome.unwrap_or_default();
+    let mut tracker = outcome.tracker;
+    if let Some(h) = &health {
+        report.generated = h.events_generated;
+        report.dropped = h.dropped();
+        tracker.finish(h.events_generated);
+        if config.consumer == ConsumerMode::Malicious
+            && outcome.bad_replies > 0
+            // The reply to the final health cannot show in that health: allow one.
+            && (h.replies_rejected + 1 < outcome.bad_replies || h.replies_rejected > outcome.bad_replies)
+        {
+            violations.push(format!(
+                "REPLY_VALIDATION: {} malformed replies sent, the driver rejected {}",
+                outcome.bad_replies, h.replies_rejected
+            ));
+        }
+    }
+    if tracker.out_of_order() != 0 {
+        violations.push(format!(
+            "SEQUENCE: {} records out of order or repeated",
+            tracker.out_of_order()
+        ));
+    }
+    report.delivered = tracker.delivered();
+    report.seq_gaps = tracker.lost();
+    report.leaked_allocations = (world.allocations.len() + world.contexts.len()) as u64;
+    report.unreleased_name_infos = world.name_infos.len() as u64;
+    report.max_callback_us = max_callback_ns.load(Ordering::Relaxed) / 1000;
+    report.unload_clean = clean;
+    report.health = health;
+    report.verifier_violations = violations;
+    report
+}
+
+fn plan_path(plan: &plan::Plan, file: usize) -> std::sync::Arc<Vec<u16>> {
+    plan.files
+        .get(file)
+        .map(|f| f.path.clone())
+        .unwrap_or_default()
 }

@@ -1,0 +1,317 @@
+//! The simulated consumer at the user-mode end of the port, and the checks it makes on every
+//! record it receives against the operation that produced it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use fsense_proto::{
+    ControlReply, EventRecord, Hello, Message, Operation, RecordFlags, ReplyKind, SensorConfig,
+    SeqTracker,
+};
+
+use crate::ConsumerMode;
+use crate::ffi::{self, VOLUME};
+use crate::plan::{CONSUMER_PID, Plan, PlannedOp};
+use crate::port::PORT;
+use crate::verifier::{self, violation};
+
+/// What the client saw, for the report.
+#[derive(Default)]
+pub struct ClientOutcome {
+    pub tracker: SeqTracker,
+    /// Replies sent that the driver must reject.
+    pub bad_replies: u64,
+    pub hostile_hellos_accepted: u64,
+}
+
+pub struct Client<'a> {
+    pub mode: ConsumerMode,
+    pub plan: &'a Plan,
+    pub stop: &'a AtomicBool,
+    pub connected: &'a AtomicBool,
+    pub outcome: ClientOutcome,
+    messages: u64,
+    healths: u64,
+}
+
+impl<'a> Client<'a> {
+    pub fn new(
+        mode: ConsumerMode,
+        plan: &'a Plan,
+        stop: &'a AtomicBool,
+        connected: &'a AtomicBool,
+    ) -> Self {
+        Self {
+            mode,
+            plan,
+            stop,
+            connected,
+            outcome: ClientOutcome {
+                tracker: SeqTracker::new(),
+                ..ClientOutcome::default()
+            },
+            messages: 0,
+            healths: 0,
+        }
+    }
+
+    /// The client thread's body.
+    pub fn run(&mut self, on_message: &mut (dyn FnMut(&[u8]) + Send)) {
+        verifier::set_thread_role("consumer");
+        verifier::set_current_pid(CONSUMER_PID);
+        if self.mode == ConsumerMode::Malicious {
+            self.hostile_hellos();
+        }
+        if !ffi::connect_client(&Hello::current().encode(), CONSUMER_PID) {
+            violation("CONNECT_REFUSED", "the driver refused a valid hello");
+        }
+        self.connected.store(true, Ordering::Release);
+        while !self.stop.load(Ordering::Acquire) {
+            if self.mode == ConsumerMode::Stalled {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            let Some(msg) = PORT.take(Duration::from_millis(20)) else {
+                if !PORT.is_connected() && self.mode == ConsumerMode::Crash {
+                    self.reconnect();
+                }
+                continue;
+            };
+            self.messages += 1;
+            self.handle(msg.id, &msg.bytes, on_message);
+            if self.mode == ConsumerMode::Slow {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Crash: drop the connection every few messages. Malicious: reconnect now and then
+            // too, since every connect earns a health message to answer with garbage.
+            let churn = match self.mode {
+                ConsumerMode::Crash => 3,
+                ConsumerMode::Malicious => 8,
+                _ => 0,
+            };
+            if churn != 0 && self.messages.is_multiple_of(churn) {
+                ffi::disconnect_client();
+                std::thread::sleep(Duration::from_millis(2));
+                self.reconnect();
+            }
+        }
+    }
+
+    fn reconnect(&mut self) {
+        if !PORT.is_connected() {
+            ffi::connect_client(&Hello::current().encode(), CONSUMER_PID);
+        }
+    }
+
+    /// Hellos the driver must refuse: unsupported version, truncated, garbage.
+    fn hostile_hellos(&mut self) {
+        let future = Hello {
+            min_version: 99,
+            max_version: 99,
+        }
+        .encode();
+        let truncated = &Hello::current().encode()[..8];
+        let garbage = [0xA5u8; Hello::LEN];
+        for hello in [&future[..], truncated, &garbage[..]] {
+            if ffi::connect_client(hello, CONSUMER_PID) {
+                self.outcome.hostile_hellos_accepted += 1;
+                violation(
+                    "HELLO_ACCEPTED",
+                    "the driver accepted a hello it must refuse",
+                );
+                ffi::disconnect_client();
+            }
+        }
+    }
+
+    fn handle(&mut self, id: u64, bytes: &[u8], on_message: &mut (dyn FnMut(&[u8]) + Send)) {
+        match Message::decode(bytes) {
+            Ok(Message::Batch(batch)) => {
+                for rec in batch.records() {
+                    self.check_record(&rec);
+                    self.outcome.tracker.observe(rec.sequence);
+                }
+            }
+            Ok(Message::Health(h)) => {
+                let reply = self.reply_for(h.poll_id, h.events_generated);
+                PORT.reply(id, reply);
+            }
+            Err(e) => violation("DRIVER_SENT_GARBAGE", format!("undecodable message: {e}")),
+        }
+        on_message(bytes);
+    }
+
+    fn reply_for(&mut self, poll_id: u64, acked: u64) -> Vec<u8> {
+        let valid = ControlReply {
+            kind: ReplyKind::Ack,
+            poll_id,
+            acked_sequence: acked,
+            config: None,
+        }
+        .encode()
+        .to_vec();
+        if self.mode != ConsumerMode::Malicious {
+            return valid;
+        }
+        self.healths += 1;
+        let variant = self.healths % 5;
+        if variant != 4 {
+            self.outcome.bad_replies += 1;
+        }
+        match variant {
+            0 => vec![0x5A; ControlReply::LEN],
+            1 => valid[..10].to_vec(),
+            2 => {
+                let mut bad = ControlReply {
+                    kind: ReplyKind::SetConfig,
+                    poll_id,
+                    acked_sequence: acked,
+                    config: Some(SensorConfig {
+                        max_path_units: 0,
+                        ..SensorConfig::DEFAULT
+                    }),
+                }
+                .encode()
+                .to_vec();
+                // max_path_units 0 is out of range: the driver must keep its config.
+                bad.truncate(ControlReply::LEN);
+                bad
+            }
+            3 => {
+                let mut wrong = valid.clone();
+                wrong[0] ^= 0xFF;
+                wrong
+            }
+            _ => valid,
+        }
+    }
+
+    /// Compares a delivered record with the operation that produced it.
+    fn check_record(&mut self, rec: &EventRecord<'_>) {
+        let op_id = rec.tid as usize;
+        let Some(op) = self.plan.ops.get(op_id) else {
+            violation(
+                "DELIVERY_UNKNOWN_OP",
+                format!("record {} names op {op_id}", rec.sequence),
+            );
+            return;
+        };
+        let pid = match op {
+            PlannedOp::Create(c) => c.pid,
+            PlannedOp::Write(w) => w.pid,
+        };
+        let mut wrong = Vec::new();
+        if rec.pid != pid {
+            wrong.push(format!("pid {} != {pid}", rec.pid));
+        }
+        if rec.process_create_time != ffi::process_create_time(pid) as u64 {
+            wrong.push("process create time".to_string());
+        }
+        let reconnects = matches!(self.mode, ConsumerMode::Crash | ConsumerMode::Malicious);
+        if pid == CONSUMER_PID && !reconnects {
+            violation(
+                "SELF_EXCLUSION",
+                format!("op {op_id} by the connected consumer was reported"),
+            );
+        }
+        match op {
+            PlannedOp::Create(c) => {
+                let file = &self.plan.files[c.file];
+                if rec.operation != Operation::Create {
+                    wrong.push("operation".into());
+                }
+                if rec.status != c.status as u32 || rec.information != c.information {
+                    wrong.push("status/information".into());
+                }
+                if rec.create_disposition != c.disposition
+                    || rec.create_options != c.options & 0x00FF_FFFF
+                    || rec.desired_access != c.desired_access
+                    || rec.share_access != u32::from(c.share_access)
+                {
+                    wrong.push("create parameters".into());
+                }
+                if rec.flags.contains(RecordFlags::DIRECTORY) != (c.options & 1 != 0) {
+                    wrong.push("directory flag".into());
+                }
+                self.check_name(rec, &file.path, c.shape.is_valid(), false, &mut wrong);
+            }
+            PlannedOp::Write(w) => {
+                let file = &self.plan.files[w.file];
+                if rec.operation != Operation::Write {
+                    wrong.push("operation".into());
+                }
+                if rec.write_offset != w.offset || rec.write_length != w.length {
+                    wrong.push("offset/length".into());
+                }
+                if rec.information != w.bytes_written || rec.status != w.status as u32 {
+                    wrong.push("bytes written/status".into());
+                }
+                if rec.flags.contains(RecordFlags::PAGING_IO) != w.paging_io {
+                    wrong.push("paging flag".into());
+                }
+                let must_have_name = match self.plan.ops.get(w.create_op as usize) {
+                    Some(PlannedOp::Create(c)) => {
+                        c.shape.is_valid()
+                            && c.status >= 0
+                            && c.options & 1 == 0
+                            && c.pid != CONSUMER_PID
+                            && fsense_driver::sensor::opens_for_writing(c.desired_access)
+                    }
+                    _ => false,
+                };
+                self.check_name(
+                    rec,
+                    &file.path,
+                    file.shape.is_valid(),
+                    must_have_name,
+                    &mut wrong,
+                );
+            }
+        }
+        if !wrong.is_empty() {
+            violation(
+                "DELIVERY_MISMATCH",
+                format!("record {} (op {op_id}): {}", rec.sequence, wrong.join(", ")),
+            );
+        }
+    }
+
+    fn check_name(
+        &self,
+        rec: &EventRecord<'_>,
+        path: &[u16],
+        valid: bool,
+        must_have: bool,
+        wrong: &mut Vec<String>,
+    ) {
+        let got: Vec<u16> = rec.path.iter_units().collect();
+        let failed = rec.flags.contains(RecordFlags::NAME_QUERY_FAILED);
+        if got.is_empty() && !path.is_empty() {
+            if !failed {
+                wrong.push("empty path without NAME_QUERY_FAILED".into());
+            }
+            if valid && (rec.operation == Operation::Create || must_have) {
+                wrong.push("a valid name was not reported".into());
+            }
+            return;
+        }
+        if !valid && !got.is_empty() {
+            wrong.push("a malformed name was reported instead of refused".into());
+            return;
+        }
+        if got != path {
+            wrong.push(format!(
+                "path differs ({} units, expected {})",
+                got.len(),
+                path.len()
+            ));
+        }
+        let vol: Vec<u16> = rec.volume.iter_units().collect();
+        if !got.is_empty() && vol != VOLUME.encode_utf16().collect::<Vec<_>>() {
+            wrong.push("volume differs".into());
+        }
+        if rec.flags.contains(RecordFlags::PATH_TRUNCATED) {
+            wrong.push("truncated flag on a full path".into());
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The communication port's message hand-off between `FltSendMessage` and the simulated client.
+//!
+//! A message is either taken by the client or withdrawn by the sender at its timeout, never both:
+//! that is what makes "timed out" mean "not delivered", as with the real port for messages that
+//! expect no reply.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// One message in flight.
+pub struct Pending {
+    pub id: u64,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Default)]
+struct State {
+    connected: bool,
+    /// The client port handle the driver was given at connect.
+    client_port: isize,
+    slot: Option<Pending>,
+    next_id: u64,
+    taken: Option<u64>,
+    reply: Option<(u64, Vec<u8>)>,
+    /// Bumped at every disconnect so a waiting sender notices.
+    epoch: u64,
+    shutdown: bool,
+}
+
+/// How `send` ended.
+pub enum SendResult {
+    Delivered(Option<Vec<u8>>),
+    TimedOut,
+    Disconnected,
+}
+
+pub struct Port {
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+pub static PORT: Port = Port {
+    state: Mutex::new(State {
+        connected: false,
+        client_port: 0,
+        slot: None,
+        next_id: 0,
+        taken: None,
+        reply: None,
+        epoch: 0,
+        shutdown: false,
+    }),
+    cv: Condvar::new(),
+};
+
+impl Port {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn reset(&self) {
+        *self.lock() = State::default();
+        self.cv.notify_all();
+    }
+
+    pub fn set_connected(&self, client_port: isize) {
+        let mut s = self.lock();
+        s.connected = true;
+        s.client_port = client_port;
+        self.cv.notify_all();
+    }
+
+    /// The client went away: withdraw any pending message.
+    pub fn set_disconnected(&self) {
+        let mut s = self.lock();
+        s.connected = false;
+        s.client_port = 0;
+        s.slot = None;
+        s.epoch += 1;
+        self.cv.notify_all();
+    }
+
+    pub fn client_port(&self) -> isize {
+        self.lock().client_port
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.lock().connected
+    }
+
+    /// Stops every waiter (end of run).
+    pub fn shutdown(&self) {
+        let mut s = self.lock();
+        s.shutdown = true;
+        s.slot = None;
+        self.cv.notify_all();
+    }
+
+    /// Offers a message; waits until the client takes it (and replies, if asked) or `timeout`.
+    pub fn send(&self, bytes: Vec<u8>, wants_reply: bool, timeout: Duration) -> SendResult {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.lock();
+        if !s.connected {
+            return SendResult::Disconnected;
+        }
+        let epoch = s.epoch;
+        // One message at a time: wait for the slot.
+        while s.slot.is_some() {
+            let now = Instant::now();
+            if now >= deadline || s.shutdown {
+                return SendResult::TimedOut;
+            }
+            s = match self.cv.wait_timeout(s, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+            if s.epoch != epoch || !s.connected {
+                return SendResult::Disconnected;
+            }
+        }
+        s.next_id += 1;
+        let id = s.next_id;
+        s.slot = Some(Pending { id, bytes });
+        s.reply = None;
+        self.cv.notify_all();
+        loop {
+            if s.epoch != epoch {
+                return SendResult::Disconnected;
+            }
+            let taken = s.taken == Some(id);
+            if taken && !wants_reply {
+                return SendResult::Delivered(None);
+            }
+            if taken
+                && let Some((rid, _)) = &s.reply
+                && *rid == id
+            {
+                return SendResult::Delivered(s.reply.take().map(|(_, r)| r));
+            }
+            let now = Instant::now();
+            if now >= deadline || s.shutdown {
+                if s.slot.as_ref().is_some_and(|p| p.id == id) {
+                    s.slot = None; // withdrawn: never delivered
+                }
+                return SendResult::TimedOut;
+            }
+            s = match self.cv.wait_timeout(s, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+
+    /// The client takes the next message, waiting up to `timeout`.
+    pub fn take(&self, timeout: Duration) -> Option<Pending> {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.lock();
+        loop {
+            if !s.connected || s.shutdown {
+                return None;
+            }
+            if let Some(p) = s.slot.take() {
+                s.taken = Some(p.id);
+                self.cv.notify_all();
+                return Some(p);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            s = match self.cv.wait_timeout(s, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+
+    /// The client replies to message `id`.
+    pub fn reply(&self, id: u64, bytes: Vec<u8>) {
+        let mut s = self.lock();
+        s.reply = Some((id, bytes));
+        self.cv.notify_all();
+    }
+}

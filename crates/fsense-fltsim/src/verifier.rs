@@ -1,0 +1,106 @@
+//! Verifier-style bookkeeping: per-thread IRQL and lock state, and the rule violations found.
+//!
+//! Every violation names its rule, what happened, and the call site: the driver function (from
+//! a backtrace) and the callback or thread it ran in.
+
+use std::cell::Cell;
+use std::sync::Mutex;
+
+/// IRQL levels the simulator models.
+pub const PASSIVE_LEVEL: u8 = 0;
+pub const APC_LEVEL: u8 = 1;
+pub const DISPATCH_LEVEL: u8 = 2;
+
+thread_local! {
+    static IRQL: Cell<u8> = const { Cell::new(PASSIVE_LEVEL) };
+    static SPIN_LOCKS_HELD: Cell<u32> = const { Cell::new(0) };
+    /// The driver callback running on this thread, if any.
+    static IN_CALLBACK: Cell<Option<&'static str>> = const { Cell::new(None) };
+    /// Process id the kernel would report as current on this thread.
+    static CURRENT_PID: Cell<u32> = const { Cell::new(4) };
+    static THREAD_ROLE: Cell<&'static str> = const { Cell::new("simulator") };
+}
+
+pub fn irql() -> u8 {
+    IRQL.with(Cell::get)
+}
+pub fn set_irql(level: u8) {
+    IRQL.with(|c| c.set(level));
+}
+pub fn spin_locks_held() -> u32 {
+    SPIN_LOCKS_HELD.with(Cell::get)
+}
+pub fn lock_acquired() {
+    SPIN_LOCKS_HELD.with(|c| c.set(c.get() + 1));
+}
+/// Returns false if no lock was held (an unpaired release).
+pub fn lock_released() -> bool {
+    SPIN_LOCKS_HELD.with(|c| {
+        let n = c.get();
+        c.set(n.saturating_sub(1));
+        n > 0
+    })
+}
+pub fn in_callback() -> Option<&'static str> {
+    IN_CALLBACK.with(Cell::get)
+}
+pub fn set_in_callback(name: Option<&'static str>) {
+    IN_CALLBACK.with(|c| c.set(name));
+}
+pub fn current_pid() -> u32 {
+    CURRENT_PID.with(Cell::get)
+}
+pub fn set_current_pid(pid: u32) {
+    CURRENT_PID.with(|c| c.set(pid));
+}
+pub fn set_thread_role(role: &'static str) {
+    THREAD_ROLE.with(|c| c.set(role));
+}
+
+static VIOLATIONS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Records a violation of `rule`, naming the call site.
+pub fn violation(rule: &str, detail: impl std::fmt::Display) {
+    let context = in_callback()
+        .map(|c| format!("in {c} callback"))
+        .unwrap_or_else(|| format!("on the {} thread", THREAD_ROLE.with(Cell::get)));
+    let site = driver_call_site();
+    let line = format!("{rule}: {detail} ({context}, at {site})");
+    if let Ok(mut v) = VIOLATIONS.lock()
+        && v.len() < 1000
+        && !v.contains(&line)
+    {
+        v.push(line);
+    }
+}
+
+pub fn take_violations() -> Vec<String> {
+    VIOLATIONS
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default()
+}
+
+/// The innermost frame of the driver's code on the current stack, from a backtrace.
+fn driver_call_site() -> String {
+    let bt = std::backtrace::Backtrace::force_capture().to_string();
+    let mut lines = bt.lines();
+    while let Some(line) = lines.next() {
+        let line = line.trim();
+        if let Some(pos) = line.find("fsense_driver::") {
+            let func = line.get(pos..).unwrap_or(line);
+            let func = func.rsplit_once("::h").map_or(func, |(f, _)| f);
+            let location = lines
+                .next()
+                .map(str::trim)
+                .and_then(|l| l.strip_prefix("at "))
+                .unwrap_or("");
+            return if location.is_empty() {
+                func.to_string()
+            } else {
+                format!("{func} {location}")
+            };
+        }
+    }
+    "unknown driver frame".to_string()
+}

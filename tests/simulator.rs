@@ -1,0 +1,77 @@
+//! The driver's own code, FFI layer included, run against the Filter Manager simulator in every
+//! consumer mode. Each run checks every invariant (see `fsense_fltsim::run`).
+
+use fsense_fltsim::{ConsumerMode, SimConfig, SimReport};
+
+fn run(mode: ConsumerMode, events: u64, queue_capacity: u32) -> SimReport {
+    let config = SimConfig {
+        events,
+        threads: 4,
+        queue_capacity,
+        consumer: mode,
+        seed: 7,
+    };
+    let mut messages = 0u64;
+    let report = fsense_fltsim::run(&config, &mut |_| messages += 1);
+    if mode != ConsumerMode::Absent && mode != ConsumerMode::Stalled {
+        assert!(messages > 0, "{mode}: the consumer received nothing");
+    }
+    report
+}
+
+fn assert_passes(mode: ConsumerMode, events: u64, queue_capacity: u32) -> SimReport {
+    let report = run(mode, events, queue_capacity);
+    assert_eq!(
+        report.failures(),
+        Vec::<String>::new(),
+        "{mode}: {report:#?}"
+    );
+    assert!(
+        report.generated > 0,
+        "{mode}: the driver generated no events"
+    );
+    report
+}
+
+#[test]
+fn normal_consumer_gets_every_event() {
+    let r = assert_passes(ConsumerMode::Normal, 4000, 8192);
+    assert!(r.delivered > 0);
+}
+
+#[test]
+fn absent_consumer_counts_everything_as_dropped() {
+    let r = assert_passes(ConsumerMode::Absent, 2000, 4096);
+    assert_eq!(r.delivered, 0);
+    assert_eq!(r.dropped, r.generated);
+}
+
+#[test]
+fn slow_consumer() {
+    assert_passes(ConsumerMode::Slow, 2000, 256);
+}
+
+#[test]
+fn stalled_consumer_never_blocks_io() {
+    let r = assert_passes(ConsumerMode::Stalled, 2000, 256);
+    assert_eq!(r.delivered, 0);
+    let h = r.health.expect("health");
+    assert!(h.send_timeouts > 0, "{h:?}");
+}
+
+#[test]
+fn crashing_consumer() {
+    assert_passes(ConsumerMode::Crash, 3000, 512);
+}
+
+#[test]
+fn malicious_consumer() {
+    let r = assert_passes(ConsumerMode::Malicious, 3000, 1024);
+    assert!(r.health.expect("health").replies_rejected > 0);
+}
+
+#[test]
+fn tiny_queue_drops_are_exactly_the_gaps() {
+    let r = assert_passes(ConsumerMode::Normal, 3000, 16);
+    assert_eq!(r.seq_gaps, r.dropped);
+}
