@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Builds the fsense driver package on Linux (what `cargo make package` runs):
+#
+#   <target dir>/package/fsense.sys   driver image: release cdylib for x86_64-pc-windows-msvc linked by
+#                                     rust-lld, checksum verified, test-signed with osslsigncode
+#   <target dir>/package/fsense.cer   the freshly generated test certificate (DER), for the VM's stores
+#   <target dir>/package/fsense.inf   inf/fsense.inf
+#   <target dir>/package/fsense.exe   the consumer, cross-built for x86_64-pc-windows-gnu (mingw-w64)
+#
+# then checks the whole package with fsense-pkgcheck. The signing key is generated per run into
+# <target dir>/package-signing/ and never enters the package (or git).
+#
+# Needs: rustup targets x86_64-pc-windows-msvc and x86_64-pc-windows-gnu, osslsigncode, openssl,
+# gcc-mingw-w64-x86-64 (Debian package names).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+package_dir=$target_dir/package
+signing_dir=$target_dir/package-signing
+driver_target=x86_64-pc-windows-msvc
+consumer_target=x86_64-pc-windows-gnu
+
+step() { printf '==> %s\n' "$*"; }
+fail() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+step "Checking tools"
+for tool in cargo rustup osslsigncode openssl x86_64-w64-mingw32-gcc; do
+    command -v "$tool" >/dev/null || fail "$tool not found (Debian: apt-get install osslsigncode openssl gcc-mingw-w64-x86-64)"
+done
+installed_targets=$(rustup target list --installed)
+for target in "$driver_target" "$consumer_target"; do
+    grep -qx "$target" <<<"$installed_targets" || fail "rust target $target missing: rustup target add $target"
+done
+
+rm -rf "$package_dir" "$signing_dir"
+mkdir -p "$package_dir" "$signing_dir"
+
+step "Building the checker (fsense-pkgcheck)"
+cargo build --quiet -p fsense-pkgcheck
+pkgcheck=$target_dir/debug/fsense-pkgcheck
+
+step "Building fsense.sys (release: lto, codegen-units=1, panic=abort; rust-lld, flags from build.rs)"
+driver_log=$signing_dir/driver-build.log
+if ! cargo rustc -p fsense-driver --lib --release --target "$driver_target" --crate-type cdylib 2>&1 | tee "$driver_log"; then
+    if grep -q fsense_panic_is_reachable "$driver_log"; then
+        fail "fsense.sys did not link: a panic path is still reachable in the driver (the panic handler refers to the undefined symbol fsense_panic_is_reachable; see src/panic.rs). Find it with: cargo rustc -p fsense-driver --lib --release --target $driver_target --crate-type cdylib -- -C link-arg=/VERBOSE"
+    fi
+    fail "building fsense.sys failed (log: $driver_log)"
+fi
+unsigned=$signing_dir/fsense.unsigned.sys
+cp "$target_dir/$driver_target/release/fsense_driver.dll" "$unsigned"
+
+step "Checksum: what the linker wrote vs our own computation"
+"$pkgcheck" fix-checksum "$unsigned"
+step "Checking the unsigned image (the package check at the end is the gate)"
+"$pkgcheck" image "$unsigned" || printf 'warning: the unsigned image has findings; continuing so the package check reports everything\n' >&2
+
+step "Generating a test-signing certificate (fresh key, kept out of the package)"
+openssl req -x509 -newkey rsa:3072 -sha256 -nodes -days 90 \
+    -subj "/CN=fsense test signing (not for production)" \
+    -addext "keyUsage=critical,digitalSignature" \
+    -addext "extendedKeyUsage=codeSigning" \
+    -addext "basicConstraints=critical,CA:FALSE" \
+    -keyout "$signing_dir/fsense-test.key" -out "$signing_dir/fsense-test.pem" 2>/dev/null
+chmod 600 "$signing_dir/fsense-test.key"
+openssl x509 -in "$signing_dir/fsense-test.pem" -outform der -out "$package_dir/fsense.cer"
+
+step "Test-signing fsense.sys (osslsigncode, SHA-256; it also rewrites the checksum)"
+osslsigncode sign -certs "$signing_dir/fsense-test.pem" -key "$signing_dir/fsense-test.key" \
+    -h sha256 -n "fsense minifilter" -in "$unsigned" -out "$package_dir/fsense.sys" >/dev/null
+osslsigncode verify -CAfile "$signing_dir/fsense-test.pem" -in "$package_dir/fsense.sys" >"$signing_dir/verify.log" 2>&1 ||
+    fail "osslsigncode verify rejected the signed image (log: $signing_dir/verify.log)"
+
+step "Copying fsense.inf"
+cp inf/fsense.inf "$package_dir/fsense.inf"
+
+step "Building fsense.exe (consumer, $consumer_target via mingw-w64)"
+consumer_log=$signing_dir/consumer-build.log
+if ! cargo build --release -p fsense --bin fsense --target "$consumer_target" 2>&1 | tee "$consumer_log"; then
+    if grep -q "no bin target named" "$consumer_log"; then
+        fail "crates/fsense has no \`fsense\` binary target yet, so the package cannot contain fsense.exe"
+    fi
+    fail "building fsense.exe failed (log: $consumer_log)"
+fi
+cp "$target_dir/$consumer_target/release/fsense.exe" "$package_dir/fsense.exe"
+
+step "Checking the package (fsense-pkgcheck package)"
+"$pkgcheck" package "$package_dir" --scripts windows
+
+step "Package ready in $package_dir"
+ls -l "$package_dir"
