@@ -75,3 +75,19 @@ fn tiny_queue_drops_are_exactly_the_gaps() {
     let r = assert_passes(ConsumerMode::Normal, 3000, 16);
     assert_eq!(r.seq_gaps, r.dropped);
 }
+
+/// Small enough for Miri, which runs it to check the driver's wrappers (name references, stream
+/// contexts, spin lock, events, pool) for undefined behaviour along the real callback paths.
+#[test]
+fn small_run_for_miri() {
+    let config = SimConfig {
+        events: 40,
+        threads: 2,
+        queue_capacity: 64,
+        consumer: ConsumerMode::Normal,
+        seed: 3,
+    };
+    let report = fsense_fltsim::run(&config, &mut |_| {});
+    assert_eq!(report.failures(), Vec::<String>::new(), "{report:#?}");
+    assert!(report.delivered > 0);
+}

@@ -82,16 +82,29 @@ pub fn process_create_time(pid: u32) -> i64 {
     133_000_000_000_000_000 + i64::from(pid) * 1_000
 }
 
-/// Name information handed to the driver: the structure and the buffers its strings point into.
+/// Name information handed to the driver: the structure and the buffers its strings point
+/// into, held as raw pointers (moving a `Box` would invalidate the pointers the driver holds).
 pub struct NameInfoStorage {
-    info: Box<FLT_FILE_NAME_INFORMATION>,
-    _name: Box<[u16]>,
-    _volume: Box<[u16]>,
+    info: *mut FLT_FILE_NAME_INFORMATION,
+    name: *mut [u16],
+    volume: *mut [u16],
 }
 
-// SAFETY: the raw pointers inside point into the boxes owned alongside; nothing aliases them
-// mutably, and the world's mutex serialises access to the map that holds them.
+// SAFETY: the pointers are uniquely owned by this value (from Box::into_raw); the world's mutex
+// serialises access to the map that holds them.
 unsafe impl Send for NameInfoStorage {}
+
+impl Drop for NameInfoStorage {
+    fn drop(&mut self) {
+        // SAFETY: each pointer came from Box::into_raw in FltGetFileNameInformation and is freed
+        // exactly once, here.
+        unsafe {
+            drop(Box::from_raw(self.info));
+            drop(Box::from_raw(self.name));
+            drop(Box::from_raw(self.volume));
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // ntoskrnl
@@ -319,13 +332,15 @@ pub unsafe extern "system" fn KeWaitForSingleObject(
 
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn KeQuerySystemTimePrecise(current_time: *mut i64) {
-    const EPOCH_DIFF_100NS: i64 = 116_444_736_000_000_000;
-    let since_unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| (d.as_nanos() / 100) as i64);
+    // A fixed base (2026-01-01 UTC in 100 ns ticks since 1601) plus the monotonic time since the
+    // first call: deterministic enough for tests, and available under Miri's isolation.
+    const BASE: i64 = 134_116_128_000_000_000;
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let elapsed = START.get_or_init(Instant::now).elapsed();
+    let ticks = BASE + (elapsed.as_nanos() / 100) as i64;
     if !current_time.is_null() {
         // SAFETY: the caller's out pointer to an i64.
-        unsafe { current_time.write(since_unix + EPOCH_DIFF_100NS) };
+        unsafe { current_time.write(ticks) };
     }
 }
 
@@ -783,12 +798,12 @@ pub unsafe extern "system" fn FltUnregisterFilter(filter: isize) {
 // Filter Manager: names and contexts
 // ---------------------------------------------------------------------------------------------
 
-fn make_string(units: &[u16], buffer: *mut u16) -> UNICODE_STRING {
-    let len = (units.len() * 2).min(u16::MAX as usize - 1) as u16;
+fn make_string(units: usize, buffer: *mut u16) -> UNICODE_STRING {
+    let len = (units * 2).min(u16::MAX as usize - 1) as u16;
     UNICODE_STRING {
         Length: len,
         MaximumLength: len,
-        Buffer: if units.is_empty() {
+        Buffer: if units == 0 {
             std::ptr::null_mut()
         } else {
             buffer
@@ -829,23 +844,22 @@ pub unsafe extern "system" fn FltGetFileNameInformation(
     if shape == NameShape::QueryFails {
         return STATUS_OBJECT_NAME_NOT_FOUND;
     }
-    let mut name: Box<[u16]> = path.as_slice().into();
-    let name_ptr = name.as_mut_ptr();
-    let mut volume: Box<[u16]> = VOLUME.encode_utf16().collect::<Vec<_>>().into();
-    let mut info: Box<FLT_FILE_NAME_INFORMATION> = Box::new(FLT_FILE_NAME_INFORMATION {
+    let name: *mut [u16] = Box::into_raw(Box::<[u16]>::from(path.as_slice()));
+    let volume: *mut [u16] = Box::into_raw(VOLUME.encode_utf16().collect::<Box<[u16]>>());
+    let (name_ptr, name_units) = (name.cast::<u16>(), name.len());
+    let mut info = FLT_FILE_NAME_INFORMATION {
         Size: std::mem::size_of::<FLT_FILE_NAME_INFORMATION>() as u16,
         NamesParsed: 0,
         Format: 1,
-        Name: make_string(&name, name_ptr),
+        Name: make_string(name_units, name_ptr),
+        // Volume stays empty until FltParseFileNameInformation, as on Windows.
         Volume: UNICODE_STRING::default(),
         Share: UNICODE_STRING::default(),
         Extension: UNICODE_STRING::default(),
         Stream: UNICODE_STRING::default(),
         FinalComponent: UNICODE_STRING::default(),
         ParentDir: UNICODE_STRING::default(),
-    });
-    // Volume stays empty until FltParseFileNameInformation, as on Windows.
-    let _ = &mut volume;
+    };
     match shape {
         NameShape::OddLength => info.Name.Length = info.Name.Length.saturating_sub(1) | 1,
         NameShape::LengthAboveMaximum => {
@@ -861,14 +875,14 @@ pub unsafe extern "system" fn FltGetFileNameInformation(
         }
         NameShape::Valid | NameShape::QueryFails => {}
     }
-    let ptr: *mut FLT_FILE_NAME_INFORMATION = &mut *info;
+    let ptr = Box::into_raw(Box::new(info));
     world::with_world(|w| {
         w.name_infos.insert(
             ptr as usize,
             NameInfoStorage {
-                info,
-                _name: name,
-                _volume: volume,
+                info: ptr,
+                name,
+                volume,
             },
         )
     });
@@ -884,9 +898,12 @@ pub unsafe extern "system" fn FltParseFileNameInformation(
     world::with_world(
         |w| match w.name_infos.get_mut(&(file_name_information as usize)) {
             Some(s) => {
-                let vol_ptr = s._volume.as_mut_ptr();
-                s.info.Volume = make_string(&s._volume, vol_ptr);
-                s.info.NamesParsed = 1;
+                // SAFETY: both pointers are live allocations owned by the storage entry, which
+                // stays in the map (so alive) while we hold the world lock.
+                unsafe {
+                    (*s.info).Volume = make_string(s.volume.len(), s.volume.cast::<u16>());
+                    (*s.info).NamesParsed = 1;
+                }
                 STATUS_SUCCESS
             }
             None => {
