@@ -82,7 +82,7 @@ function Measure-DiskSpd([string[]] $Arguments, [string] $Target) {
     $timeSpan = $report.Results.TimeSpan
     $ioCount = 0
     foreach ($thread in @($timeSpan.Thread)) {
-        foreach ($target in @($thread.Target)) { $ioCount += [double]$target.IOCount }
+        foreach ($file in @($thread.Target)) { $ioCount += [double]$file.IOCount }
     }
     return $ioCount / [double]$timeSpan.TestTimeSeconds
 }

@@ -123,6 +123,7 @@ function Invoke-Native([string] $FilePath, [string[]] $Arguments) {
 # Runs fltmc with a deadline: a call that does not return means the driver hangs load or unload.
 function Invoke-FltmcWithDeadline([string[]] $Arguments) {
     $process = Start-Process -FilePath 'fltmc.exe' -ArgumentList $Arguments -NoNewWindow -PassThru
+    $null = $process.Handle  # keeps the handle open so ExitCode is available after exit
     if (-not $process.WaitForExit($HangSeconds * 1000)) {
         throw "fltmc $($Arguments -join ' ') did not return within $HangSeconds s (hang)"
     }
@@ -161,7 +162,8 @@ function Get-LongPath([string] $Path) { return "\\?\$Path" }
 
 function Test-Events([string] $Exe) {
     Write-Step "Part 1: every file is reported with its exact path"
-    if (Test-Path -LiteralPath $WorkDir) { Remove-Item -LiteralPath $WorkDir -Recurse -Force }
+    # .NET with \\?\ rather than Remove-Item, which fails on paths beyond MAX_PATH in PowerShell 5.1.
+    if (Test-Path -LiteralPath $WorkDir) { [System.IO.Directory]::Delete((Get-LongPath $WorkDir), $true) }
     New-Item -ItemType Directory -Path $WorkDir | Out-Null
     $events = Join-Path $env:TEMP 'fsense-test-events.jsonl'
     $summary = Join-Path $env:TEMP 'fsense-test-summary.json'
