@@ -42,6 +42,7 @@ pub enum Violation {
     DelayLoadImports(String),
     ChecksumMismatch { stored: u32, computed: u32 },
     MissingDllCharacteristic(&'static str),
+    RelocationsStripped,
     WritableAndExecutable(String),
     Unsigned,
     MalformedSignature(&'static str),
@@ -78,6 +79,10 @@ impl fmt::Display for Violation {
                 "PE checksum is {stored:#010x}, should be {computed:#010x} (the loader refuses it)"
             ),
             Self::MissingDllCharacteristic(name) => write!(f, "DllCharacteristics lacks {name}"),
+            Self::RelocationsStripped => write!(
+                f,
+                "relocations are stripped: the kernel cannot load the image at another base"
+            ),
             Self::WritableAndExecutable(section) => {
                 write!(f, "section `{section}` is both writable and executable")
             }
@@ -135,6 +140,14 @@ fn check_headers(file: &PeFile64<'_>, violations: &mut Vec<Violation>) {
     let machine = headers.file_header().machine.get(object::LittleEndian).0;
     if machine != pe::IMAGE_FILE_MACHINE_AMD64.0 {
         violations.push(Violation::Machine(machine));
+    }
+    let characteristics = headers
+        .file_header()
+        .characteristics
+        .get(object::LittleEndian)
+        .0;
+    if characteristics & pe::IMAGE_FILE_RELOCS_STRIPPED.0 != 0 {
+        violations.push(Violation::RelocationsStripped);
     }
     let optional = headers.optional_header();
     let subsystem = optional.subsystem.get(object::LittleEndian).0;
@@ -442,6 +455,19 @@ mod tests {
         assert!(
             matches!(found.as_slice(), [Violation::EntryPointMismatch { entry, export }] if entry == &(export + 0x10)),
             "{found:?}"
+        );
+    }
+
+    #[test]
+    fn stripped_relocations_are_reported() {
+        let mut image = Spec::good().build();
+        let nt = u32::from_le_bytes(image[0x3c..0x40].try_into().unwrap()) as usize;
+        // Characteristics: the u16 18 bytes into the COFF header; RELOCS_STRIPPED is 0x0001.
+        image[nt + 4 + 18] |= 0x01;
+        checksum::fix(&mut image).unwrap();
+        assert_eq!(
+            check(&image, UNSIGNED).unwrap(),
+            vec![Violation::RelocationsStripped]
         );
     }
 
