@@ -1,7 +1,8 @@
-//! The driver reads kernel structures through windows-sys definitions; a wrong size or offset there
-//! reads the wrong bytes of a live kernel object. This test compares every size and offset the driver
-//! depends on with numbers derived independently of windows-sys (`tests/layout_expected.txt`, made by
-//! `scripts/derive-layouts.sh` from the mingw-w64 and Wine DDK headers with a C compiler for x64).
+//! The driver reads kernel structures through windows-sys definitions; a wrong size or offset
+//! there reads the wrong bytes of a live kernel object. This test compares every size and offset
+//! the driver depends on with numbers derived independently of windows-sys
+//! (`tests/layout_expected.txt`, made by `scripts/derive-layouts.sh` from the mingw-w64 and Wine
+//! DDK headers with a C compiler for x64).
 //!
 //! Every entry of the file must be mapped to a Rust expression here and every mapping must name an
 //! entry of the file, so neither side can drift alone.
@@ -27,7 +28,8 @@ use windows_sys::Win32::System::IO::IO_STATUS_BLOCK;
 const EXPECTED: &str = include_str!("layout_expected.txt");
 
 /// The Rust side of every entry: a type name is its size, `Type.member.path` an offset.
-/// `FLT_PARAMETERS.Create` / `.Write` are the union members `FLT_PARAMETERS_0` / `FLT_PARAMETERS_4`.
+/// `FLT_PARAMETERS.Create` / `.Write` are the union members `FLT_PARAMETERS_0` /
+/// `FLT_PARAMETERS_4`.
 const ACTUAL: &[(&str, usize)] = &[
     ("FLT_CALLBACK_DATA", size_of::<FLT_CALLBACK_DATA>()),
     (
@@ -336,13 +338,13 @@ const ACTUAL: &[(&str, usize)] = &[
 
 /// Entries where windows-sys 0.61 is known to disagree with the headers, with the value windows-sys
 /// gives. Its metadata drops the per-member `POINTER_ALIGNMENT` (`DECLSPEC_ALIGN(8)` on x64) inside
-/// `FLT_PARAMETERS` (upstream: microsoft/windows-rs#3525, #4967), so `Create.ShareAccess` and
-/// `Write.ByteOffset` sit 4 and 8 bytes early. A driver that reads them through windows-sys gets the
-/// wrong bytes on real Windows. Once the driver reads these through its own correct `repr(C)`
-/// structs, map the entries in `ACTUAL` to those and delete them here: the test below fails until
-/// this list matches reality.
+/// `FLT_PARAMETERS` and declares the members `packed(4)` (upstream: microsoft/windows-rs#3525,
+/// #4967), so `Create.ShareAccess` sits 4 bytes and `Write.ByteOffset` 8 bytes early: a driver that
+/// reads them through windows-sys gets the wrong bytes on real Windows. Once the driver reads these
+/// through its own correct `repr(C)` structs, map the entries in `ACTUAL` to those and delete them
+/// here: the test below fails until this list matches reality.
 const KNOWN_WINDOWS_SYS_DEFECTS: &[(&str, usize)] = &[
-    ("FLT_PARAMETERS.Create", 40),
+    ("FLT_PARAMETERS.Create", 36),
     ("FLT_PARAMETERS.Create.ShareAccess", 14),
     ("FLT_PARAMETERS.Write", 32),
     ("FLT_PARAMETERS.Write.ByteOffset", 8),
@@ -426,8 +428,12 @@ fn known_windows_sys_defects_are_still_present() {
     let expected = expected();
     let actual = actual();
     for &(name, windows_sys_value) in KNOWN_WINDOWS_SYS_DEFECTS {
-        let want = expected[name];
-        let got = actual[name];
+        let want = *expected
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not in layout_expected.txt"));
+        let got = *actual
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} has no Rust expression in ACTUAL"));
         assert_ne!(
             got, want,
             "{name} now matches the headers ({want}): remove it from KNOWN_WINDOWS_SYS_DEFECTS"
