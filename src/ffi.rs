@@ -28,7 +28,9 @@ use core::ffi::c_void;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, AtomicUsize, Ordering};
 
-use windows_sys::Wdk::Foundation::{DRIVER_OBJECT, FILE_OBJECT, KEVENT, OBJECT_ATTRIBUTES};
+use windows_sys::Wdk::Foundation::{
+    DRIVER_OBJECT, FILE_OBJECT, IO_SECURITY_CONTEXT, KEVENT, OBJECT_ATTRIBUTES,
+};
 use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
     FLT_CALLBACK_DATA, FLT_CONTEXT_END, FLT_CONTEXT_REGISTRATION, FLT_FILE_NAME_INFORMATION,
     FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED, FLT_FILE_NAME_QUERY_DEFAULT,
@@ -406,6 +408,67 @@ pub fn system_time() -> u64 {
 // Callback data
 // ---------------------------------------------------------------------------------------------
 
+/// `FLT_PARAMETERS.Create` as the WDK lays it out on x64.
+///
+/// windows-sys 0.61 declares this union member `packed(4)` and drops the headers'
+/// `POINTER_ALIGNMENT` (8 on x64) on `FileAttributes` and `EaLength`, which puts `ShareAccess` at
+/// 14 instead of 18 (upstream: microsoft/windows-rs#3525). The padding fields reproduce the
+/// alignment; `tests/layout.rs` checks every offset against the mingw-w64 and Wine DDK headers.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct CreateParameters {
+    pub security_context: *mut IO_SECURITY_CONTEXT,
+    pub options: u32,
+    pub _align_file_attributes: u32,
+    pub file_attributes: u16,
+    pub share_access: u16,
+    pub _align_ea_length: u32,
+    pub ea_length: u32,
+    pub _align_ea_buffer: u32,
+    pub ea_buffer: *mut c_void,
+    pub allocation_size: i64,
+}
+
+/// `FLT_PARAMETERS.Write` as the WDK lays it out on x64 (windows-sys puts `ByteOffset` at 8
+/// instead of 16: `Key` is `POINTER_ALIGNMENT`; see [`CreateParameters`]).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct WriteParameters {
+    pub length: u32,
+    pub _align_key: u32,
+    pub key: u32,
+    pub _align_byte_offset: u32,
+    pub byte_offset: i64,
+    pub write_buffer: *mut c_void,
+    pub mdl_address: *mut c_void,
+}
+
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(offset_of!(CreateParameters, options) == 8);
+    assert!(offset_of!(CreateParameters, file_attributes) == 16);
+    assert!(offset_of!(CreateParameters, share_access) == 18);
+    assert!(offset_of!(CreateParameters, ea_length) == 24);
+    assert!(offset_of!(CreateParameters, ea_buffer) == 32);
+    assert!(size_of::<CreateParameters>() == 48);
+    assert!(offset_of!(WriteParameters, key) == 8);
+    assert!(offset_of!(WriteParameters, byte_offset) == 16);
+    assert!(size_of::<WriteParameters>() == 40);
+    // Both fit inside, and are no more aligned than, the FLT_PARAMETERS union they are read from.
+    assert!(
+        size_of::<CreateParameters>()
+            <= size_of::<windows_sys::Wdk::Storage::FileSystem::Minifilters::FLT_PARAMETERS>()
+    );
+    assert!(
+        size_of::<WriteParameters>()
+            <= size_of::<windows_sys::Wdk::Storage::FileSystem::Minifilters::FLT_PARAMETERS>()
+    );
+    assert!(
+        align_of::<CreateParameters>()
+            <= align_of::<windows_sys::Wdk::Storage::FileSystem::Minifilters::FLT_PARAMETERS>()
+    );
+};
+
 /// Who asked for an I/O operation.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Requestor {
@@ -532,21 +595,29 @@ impl<'a> CallbackData<'a> {
 
     /// Parameters of a create. Fails if the security context pointer is null or misaligned.
     pub fn create_params(&self) -> Option<CreateParams> {
-        // SAFETY: the major function was checked to be IRP_MJ_CREATE, so Create is the active
-        // union member.
-        let create = unsafe { self.iopb.Parameters.Create };
-        let sc = create.SecurityContext;
+        let create = ptr::addr_of!(self.iopb.Parameters).cast::<CreateParameters>();
+        // SAFETY: the major function is IRP_MJ_CREATE, so the union holds the Create member and
+        // CreateParameters is its exact WDK layout, inside the union and no more aligned than it
+        // (compile-time checks above). Only the fields we need are read, through raw-pointer
+        // projections: padding is never read.
+        let (sc, options, share_access) = unsafe {
+            (
+                ptr::addr_of!((*create).security_context).read(),
+                ptr::addr_of!((*create).options).read(),
+                ptr::addr_of!((*create).share_access).read(),
+            )
+        };
         if sc.is_null() || !sc.is_aligned() {
             return None;
         }
         // SAFETY: non-null, aligned; the I/O manager keeps the security context alive for the
         // create operation, post-create included.
-        let sc = unsafe { &*sc };
+        let desired_access = unsafe { (*sc).DesiredAccess };
         Some(CreateParams {
-            disposition: create.Options >> 24,
-            options: create.Options & 0x00FF_FFFF,
-            share_access: u32::from(create.ShareAccess),
-            desired_access: sc.DesiredAccess,
+            disposition: options >> 24,
+            options: options & 0x00FF_FFFF,
+            share_access: u32::from(share_access),
+            desired_access,
         })
     }
 
@@ -557,12 +628,19 @@ impl<'a> CallbackData<'a> {
 
     /// Parameters of a write.
     pub fn write_params(&self) -> WriteParams {
-        // SAFETY: the major function was checked to be IRP_MJ_WRITE, so Write is the active
-        // union member.
-        let write = unsafe { self.iopb.Parameters.Write };
+        let write = ptr::addr_of!(self.iopb.Parameters).cast::<WriteParameters>();
+        // SAFETY: the major function is IRP_MJ_WRITE, so the union holds the Write member and
+        // WriteParameters is its exact WDK layout, inside the union (checked above); only the two
+        // fields we need are read, through raw-pointer projections.
+        let (length, byte_offset) = unsafe {
+            (
+                ptr::addr_of!((*write).length).read(),
+                ptr::addr_of!((*write).byte_offset).read(),
+            )
+        };
         WriteParams {
-            offset: write.ByteOffset as u64,
-            length: write.Length,
+            offset: byte_offset as u64,
+            length,
             paging_io: self.iopb.IrpFlags & IRP_PAGING_IO != 0,
         }
     }
@@ -1068,6 +1146,8 @@ static REGISTRATION: StaticRegistration = StaticRegistration(FLT_REGISTRATION {
 
 /// Name of the REG_DWORD under the service key that sets the queue capacity (records).
 static QUEUE_CAPACITY_VALUE: [u16; 13] = ascii_utf16(b"QueueCapacity");
+/// Name of the REG_DWORD that caps records per batch (1 = one message per event).
+static BATCH_RECORDS_VALUE: [u16; 12] = ascii_utf16(b"BatchRecords");
 const KEY_READ: u32 = 0x0002_0019;
 const KEY_VALUE_PARTIAL_INFORMATION: i32 = 2;
 const REG_DWORD: u32 = 4;
@@ -1148,9 +1228,9 @@ pub unsafe extern "system" fn DriverEntry(
     }
     // SAFETY: the I/O manager passes the service key's path, valid during DriverEntry.
     let registry_path = unsafe { _registry_path.as_ref() };
-    let config = sensor::LoadConfig::from_registry_value(
-        registry_path.and_then(|path| read_dword_value(path, &QUEUE_CAPACITY_VALUE)),
-    );
+    let read = |name: &[u16]| registry_path.and_then(|path| read_dword_value(path, name));
+    let config = sensor::LoadConfig::from_registry_value(read(&QUEUE_CAPACITY_VALUE))
+        .with_batch_records(read(&BATCH_RECORDS_VALUE));
     let Some(storage) = QUEUE_STORAGE.allocate(config.queue_bytes()) else {
         return status::INSUFFICIENT_RESOURCES;
     };
@@ -1158,7 +1238,7 @@ pub unsafe extern "system" fn DriverEntry(
         QUEUE_STORAGE.free();
         return status::INSUFFICIENT_RESOURCES;
     };
-    sensor::SENSOR.install_queue(storage, config.queue_capacity);
+    sensor::SENSOR.install_queue(storage, &config);
     delivery::install_batch_buffer(batch);
     sensor::SENSOR.worker_wake.init();
 

@@ -25,16 +25,29 @@ const BYTES_PER_RECORD: usize = 512;
 #[derive(Debug, Clone, Copy)]
 pub struct LoadConfig {
     pub queue_capacity: u32,
+    /// Most records per batch; 0 = as many as fit. 1 sends one message per event (benchmarks).
+    pub batch_records: u32,
 }
 
 impl LoadConfig {
-    /// Reads `QueueCapacity` (REG_DWORD) from the service key, falling back to the default when
-    /// it is missing or out of range.
+    /// From the service key's `QueueCapacity` (REG_DWORD), falling back to the default when it
+    /// is missing or out of range.
     pub fn from_registry_value(value: Option<u32>) -> Self {
         let queue_capacity = value
             .filter(|v| QUEUE_CAPACITY_RANGE.contains(v))
             .unwrap_or(DEFAULT_QUEUE_CAPACITY);
-        Self { queue_capacity }
+        Self {
+            queue_capacity,
+            batch_records: 0,
+        }
+    }
+
+    /// Adds the service key's `BatchRecords` (REG_DWORD, 1..=65535); anything else means no limit.
+    pub fn with_batch_records(self, value: Option<u32>) -> Self {
+        Self {
+            batch_records: value.filter(|v| (1..=65_535).contains(v)).unwrap_or(0),
+            ..self
+        }
     }
 
     /// Bytes of queue storage: the record budget, and never less than one maximal record.
@@ -119,6 +132,7 @@ pub struct Sensor {
     /// Signalled when the queue goes from empty to non-empty, and on stop / connect.
     pub worker_wake: KernelEvent,
     consumer_pid: AtomicU32,
+    batch_records: AtomicU32,
     config_version: AtomicU32,
     config_flags: AtomicU32,
     max_path_units: AtomicU32,
@@ -155,6 +169,7 @@ impl Sensor {
             }),
             worker_wake: KernelEvent::new(),
             consumer_pid: AtomicU32::new(0),
+            batch_records: AtomicU32::new(0),
             config_version: AtomicU32::new(SensorConfig::DEFAULT.config_version),
             config_flags: AtomicU32::new(SensorConfig::DEFAULT.flags),
             max_path_units: AtomicU32::new(SensorConfig::DEFAULT.max_path_units),
@@ -163,9 +178,11 @@ impl Sensor {
     }
 
     /// Takes the queue storage allocated at load. Resets everything a previous load left.
-    pub fn install_queue(&self, storage: &'static mut [u8], capacity: u32) {
+    pub fn install_queue(&self, storage: &'static mut [u8], config: &LoadConfig) {
+        self.batch_records
+            .store(config.batch_records, Ordering::Relaxed);
         let mut slot = self.slot.lock();
-        slot.queue = Some(EventQueue::new(storage, capacity));
+        slot.queue = Some(EventQueue::new(storage, config.queue_capacity));
         slot.accepting = true;
         drop(slot);
         self.consumer_pid.store(0, Ordering::Release);
@@ -353,7 +370,11 @@ impl Sensor {
         let mut slot = self.slot.lock();
         match slot.queue.as_mut() {
             Some(q) => {
-                let moved = q.drain_into(batch);
+                let limit = match self.batch_records.load(Ordering::Relaxed) {
+                    0 => u32::MAX,
+                    n => n,
+                };
+                let moved = q.drain_into_at_most(batch, limit);
                 (moved, q.take_unreported_drops())
             }
             None => (0, 0),

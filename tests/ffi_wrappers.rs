@@ -4,7 +4,10 @@
 
 use core::ptr;
 
-use fsense_driver::ffi::{BadCallbackData, BadUnicodeString, CallbackData, unicode_string_bytes};
+use fsense_driver::ffi::{
+    BadCallbackData, BadUnicodeString, CallbackData, CreateParameters, WriteParameters,
+    unicode_string_bytes,
+};
 use fsense_driver::sensor::{DEFAULT_QUEUE_CAPACITY, LoadConfig, opens_for_writing};
 use windows_sys::Wdk::Foundation::IO_SECURITY_CONTEXT;
 use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
@@ -136,9 +139,25 @@ fn create_parameters_are_split_as_the_io_manager_packs_them() {
     };
     let mut iopb = zeroed_iopb();
     iopb.MajorFunction = IRP_MJ_CREATE as u8;
-    iopb.Parameters.Create.SecurityContext = &mut security;
-    iopb.Parameters.Create.Options = (2 << 24) | 0x21; // FILE_CREATE, directory | sync
-    iopb.Parameters.Create.ShareAccess = 3;
+    let create = CreateParameters {
+        security_context: &mut security,
+        options: (2 << 24) | 0x21, // FILE_CREATE, directory | sync
+        _align_file_attributes: 0,
+        file_attributes: 0,
+        share_access: 3,
+        _align_ea_length: 0,
+        ea_length: 0,
+        _align_ea_buffer: 0,
+        ea_buffer: ptr::null_mut(),
+        allocation_size: 0,
+    };
+    // SAFETY: CreateParameters fits inside the union with no stricter alignment (checked by the
+    // driver at compile time).
+    unsafe {
+        ptr::addr_of_mut!(iopb.Parameters)
+            .cast::<CreateParameters>()
+            .write(create)
+    };
     let mut data = zeroed_data();
     data.Iopb = &iopb;
     // SAFETY: data, iopb and security outlive the view.
@@ -156,8 +175,21 @@ fn write_parameters_and_paging_flag() {
     let mut iopb = zeroed_iopb();
     iopb.MajorFunction = IRP_MJ_WRITE as u8;
     iopb.IrpFlags = IRP_PAGING_IO;
-    iopb.Parameters.Write.Length = u32::MAX;
-    iopb.Parameters.Write.ByteOffset = -2; // u64::MAX - 1 as the kernel's LARGE_INTEGER
+    let write = WriteParameters {
+        length: u32::MAX,
+        _align_key: 0,
+        key: 0xAAAA_AAAA, // must not leak into the offset (windows-sys's layout would)
+        _align_byte_offset: 0,
+        byte_offset: -2, // u64::MAX - 1 as the kernel's LARGE_INTEGER
+        write_buffer: ptr::null_mut(),
+        mdl_address: ptr::null_mut(),
+    };
+    // SAFETY: WriteParameters fits inside the union (checked by the driver at compile time).
+    unsafe {
+        ptr::addr_of_mut!(iopb.Parameters)
+            .cast::<WriteParameters>()
+            .write(write)
+    };
     let mut data = zeroed_data();
     data.Iopb = &iopb;
     // SAFETY: data and iopb outlive the view.

@@ -18,18 +18,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use windows_sys::Wdk::Foundation::{FILE_OBJECT, IO_SECURITY_CONTEXT, KEVENT, OBJECT_ATTRIBUTES};
 use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
     FLT_CALLBACK_DATA, FLT_CONTEXT_REGISTRATION, FLT_FILE_NAME_INFORMATION, FLT_IO_PARAMETER_BLOCK,
-    FLT_OPERATION_REGISTRATION, FLT_PARAMETERS, FLT_PARAMETERS_0, FLT_PARAMETERS_4,
-    FLT_REGISTRATION, FLT_RELATED_OBJECTS,
+    FLT_OPERATION_REGISTRATION, FLT_PARAMETERS, FLT_REGISTRATION, FLT_RELATED_OBJECTS,
 };
 use windows_sys::Wdk::System::SystemServices::KEY_VALUE_PARTIAL_INFORMATION;
 use windows_sys::Win32::Foundation::UNICODE_STRING;
 use windows_sys::Win32::System::IO::IO_STATUS_BLOCK;
 
+use fsense_driver::ffi::{CreateParameters, WriteParameters};
+
 const EXPECTED: &str = include_str!("layout_expected.txt");
 
 /// The Rust side of every entry: a type name is its size, `Type.member.path` an offset.
-/// `FLT_PARAMETERS.Create` / `.Write` are the union members `FLT_PARAMETERS_0` /
-/// `FLT_PARAMETERS_4`.
+/// `FLT_PARAMETERS.Create` / `.Write` are the driver's own `CreateParameters` /
+/// `WriteParameters` (windows-sys's `FLT_PARAMETERS_0` / `_4` are misaligned on x64; see
+/// `src/ffi.rs`), read from the start of the union.
 const ACTUAL: &[(&str, usize)] = &[
     ("FLT_CALLBACK_DATA", size_of::<FLT_CALLBACK_DATA>()),
     (
@@ -77,27 +79,27 @@ const ACTUAL: &[(&str, usize)] = &[
         offset_of!(FLT_IO_PARAMETER_BLOCK, Parameters),
     ),
     ("FLT_PARAMETERS", size_of::<FLT_PARAMETERS>()),
-    ("FLT_PARAMETERS.Create", size_of::<FLT_PARAMETERS_0>()),
+    ("FLT_PARAMETERS.Create", size_of::<CreateParameters>()),
     (
         "FLT_PARAMETERS.Create.SecurityContext",
-        offset_of!(FLT_PARAMETERS, Create) + offset_of!(FLT_PARAMETERS_0, SecurityContext),
+        offset_of!(CreateParameters, security_context),
     ),
     (
         "FLT_PARAMETERS.Create.Options",
-        offset_of!(FLT_PARAMETERS, Create) + offset_of!(FLT_PARAMETERS_0, Options),
+        offset_of!(CreateParameters, options),
     ),
     (
         "FLT_PARAMETERS.Create.ShareAccess",
-        offset_of!(FLT_PARAMETERS, Create) + offset_of!(FLT_PARAMETERS_0, ShareAccess),
+        offset_of!(CreateParameters, share_access),
     ),
-    ("FLT_PARAMETERS.Write", size_of::<FLT_PARAMETERS_4>()),
+    ("FLT_PARAMETERS.Write", size_of::<WriteParameters>()),
     (
         "FLT_PARAMETERS.Write.Length",
-        offset_of!(FLT_PARAMETERS, Write) + offset_of!(FLT_PARAMETERS_4, Length),
+        offset_of!(WriteParameters, length),
     ),
     (
         "FLT_PARAMETERS.Write.ByteOffset",
-        offset_of!(FLT_PARAMETERS, Write) + offset_of!(FLT_PARAMETERS_4, ByteOffset),
+        offset_of!(WriteParameters, byte_offset),
     ),
     ("FLT_RELATED_OBJECTS", size_of::<FLT_RELATED_OBJECTS>()),
     (
@@ -343,12 +345,7 @@ const ACTUAL: &[(&str, usize)] = &[
 /// reads them through windows-sys gets the wrong bytes on real Windows. Once the driver reads these
 /// through its own correct `repr(C)` structs, map the entries in `ACTUAL` to those and delete them
 /// here: the test below fails until this list matches reality.
-const KNOWN_WINDOWS_SYS_DEFECTS: &[(&str, usize)] = &[
-    ("FLT_PARAMETERS.Create", 36),
-    ("FLT_PARAMETERS.Create.ShareAccess", 14),
-    ("FLT_PARAMETERS.Write", 32),
-    ("FLT_PARAMETERS.Write.ByteOffset", 8),
-];
+const KNOWN_WINDOWS_SYS_DEFECTS: &[(&str, usize)] = &[];
 
 /// Parses `NAME VALUE` lines; `#` comments and blank lines are skipped. Panics (failing the test)
 /// on a malformed line or a repeated name, naming the line.

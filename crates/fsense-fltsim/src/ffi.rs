@@ -40,6 +40,7 @@ use crate::verifier::{self, APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL, violation}
 use crate::world::{
     self, Allocation, Context, HandleKind, Registration, ServerPort, SimEvent, SimThread,
 };
+use fsense_driver::ffi::{CreateParameters, WriteParameters};
 
 const STATUS_SUCCESS: NTSTATUS = 0;
 const STATUS_TIMEOUT: NTSTATUS = 0x102;
@@ -568,14 +569,19 @@ pub unsafe extern "system" fn ZwQueryValueKey(
     if !is_key {
         return STATUS_INVALID_HANDLE;
     }
-    let wanted: Vec<u16> = "QueueCapacity".encode_utf16().collect();
-    if read_unicode(value_name).as_deref() != Some(wanted.as_slice()) {
-        return STATUS_OBJECT_NAME_NOT_FOUND;
-    }
+    let name = read_unicode(value_name).map(|u| String::from_utf16_lossy(&u));
     if information_class != KEY_VALUE_PARTIAL_INFORMATION {
         return STATUS_INVALID_PARAMETER;
     }
-    let capacity = world::with_world(|w| w.queue_capacity).unwrap_or(0);
+    let value = world::with_world(|w| match name.as_deref() {
+        Some("QueueCapacity") => Some(w.queue_capacity),
+        Some("BatchRecords") if w.batch_records != 0 => Some(w.batch_records),
+        _ => None,
+    })
+    .flatten();
+    let Some(capacity) = value else {
+        return STATUS_OBJECT_NAME_NOT_FOUND;
+    };
     let mut bytes = Vec::with_capacity(16);
     for v in [0u32, 4 /* REG_DWORD */, 4, capacity] {
         bytes.extend_from_slice(&v.to_le_bytes());
@@ -1496,9 +1502,26 @@ pub fn run_create(
     iopb.MajorFunction = IRP_MJ_CREATE as u8;
     iopb.TargetFileObject = &mut *file_object;
     iopb.TargetInstance = instance;
-    iopb.Parameters.Create.SecurityContext = &mut security;
-    iopb.Parameters.Create.Options = (op.disposition << 24) | (op.options & 0x00FF_FFFF);
-    iopb.Parameters.Create.ShareAccess = op.share_access;
+    // The Create member in its real (WDK) layout; windows-sys's is misaligned on x64.
+    let create = CreateParameters {
+        security_context: &mut security,
+        options: (op.disposition << 24) | (op.options & 0x00FF_FFFF),
+        _align_file_attributes: 0,
+        file_attributes: 0,
+        share_access: op.share_access,
+        _align_ea_length: 0,
+        ea_length: 0,
+        _align_ea_buffer: 0,
+        ea_buffer: std::ptr::null_mut(),
+        allocation_size: 0,
+    };
+    // SAFETY: CreateParameters fits inside the FLT_PARAMETERS union with no stricter alignment
+    // (the driver checks both at compile time).
+    unsafe {
+        std::ptr::addr_of_mut!(iopb.Parameters)
+            .cast::<CreateParameters>()
+            .write(create)
+    };
     // SAFETY: plain data; all-zero is valid, filled in below.
     let mut data: FLT_CALLBACK_DATA = unsafe { std::mem::zeroed() };
     data.Flags = 1; // FLTFL_CALLBACK_DATA_IRP_OPERATION
@@ -1573,8 +1596,21 @@ pub fn run_write(op: &WriteOp, file: &OpenFile, instance: isize, filter: isize) 
     iopb.IrpFlags = if op.paging_io { IRP_PAGING_IO } else { 0 };
     iopb.TargetFileObject = (&*file.file_object as *const FILE_OBJECT).cast_mut();
     iopb.TargetInstance = instance;
-    iopb.Parameters.Write.Length = op.length;
-    iopb.Parameters.Write.ByteOffset = op.offset as i64;
+    let write = WriteParameters {
+        length: op.length,
+        _align_key: 0,
+        key: 0,
+        _align_byte_offset: 0,
+        byte_offset: op.offset as i64,
+        write_buffer: std::ptr::null_mut(),
+        mdl_address: std::ptr::null_mut(),
+    };
+    // SAFETY: WriteParameters fits inside the FLT_PARAMETERS union (checked by the driver).
+    unsafe {
+        std::ptr::addr_of_mut!(iopb.Parameters)
+            .cast::<WriteParameters>()
+            .write(write)
+    };
     // SAFETY: plain data, filled in below.
     let mut data: FLT_CALLBACK_DATA = unsafe { std::mem::zeroed() };
     data.Flags = 1;

@@ -183,8 +183,25 @@ static RUN_LOCK: Mutex<()> = Mutex::new(());
 /// message the driver sent with `FltSendMessage` that the simulated consumer took, exactly as
 /// sent, in order, from one thread at a time.
 pub fn run(config: &SimConfig, on_message: &mut (dyn FnMut(&[u8]) + Send)) -> SimReport {
+    run_tuned(config, &Tuning::default(), on_message)
+}
+
+/// Driver settings a run can change beyond [`SimConfig`] (they reach the driver through the
+/// service key, as on Windows).
+#[derive(Debug, Clone, Default)]
+pub struct Tuning {
+    /// `BatchRecords`: most records per message; 0 = unset (as many as fit), 1 = one per event.
+    pub batch_records: u32,
+}
+
+/// [`run`] with extra driver settings.
+pub fn run_tuned(
+    config: &SimConfig,
+    tuning: &Tuning,
+    on_message: &mut (dyn FnMut(&[u8]) + Send),
+) -> SimReport {
     let _one_at_a_time = RUN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    world::reset(config.queue_capacity);
+    world::reset(config.queue_capacity, tuning.batch_records);
     port::PORT.reset();
     let _ = verifier::take_violations();
     let _ = ffi::null_timeouts_seen();

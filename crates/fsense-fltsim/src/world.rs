@@ -120,6 +120,8 @@ pub struct World {
     pub instances: Vec<(isize, bool)>,
     pub registry_path: Vec<u16>,
     pub queue_capacity: u32,
+    /// `BatchRecords` in the service key; 0 = not set.
+    pub batch_records: u32,
     pub next_handle: usize,
     /// Last health message the driver handed to FltSendMessage, delivered or not.
     pub last_health: Option<Vec<u8>>,
@@ -149,9 +151,10 @@ pub fn with_world<R>(f: impl FnOnce(&mut World) -> R) -> Option<R> {
     world().as_mut().map(f)
 }
 
-pub fn reset(queue_capacity: u32) {
+pub fn reset(queue_capacity: u32, batch_records: u32) {
     *world() = Some(World {
         queue_capacity,
+        batch_records,
         registry_path: "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\fsense"
             .encode_utf16()
             .collect(),

@@ -185,8 +185,17 @@ impl<'s> EventQueue<'s> {
     /// Moves the oldest records into `batch` while they fit; returns how many moved. A record
     /// too large for an empty batch is dropped (counted) rather than left to block the queue.
     pub fn drain_into(&mut self, batch: &mut BatchWriter<'_>) -> u32 {
+        self.drain_into_at_most(batch, u32::MAX)
+    }
+
+    /// Like [`EventQueue::drain_into`], moving at most `max_records` records (a sender that wants
+    /// small batches, or one message per event, sets this).
+    pub fn drain_into_at_most(&mut self, batch: &mut BatchWriter<'_>, max_records: u32) -> u32 {
         let mut moved = 0;
-        while let Some((at, len, sequence)) = self.front() {
+        while moved < max_records {
+            let Some((at, len, sequence)) = self.front() else {
+                break;
+            };
             let Some(bytes) = self.storage.get(at..at + len) else {
                 break;
             };
@@ -239,6 +248,23 @@ mod tests {
         );
         assert_eq!(q.take_unreported_drops(), 1);
         assert_eq!(q.take_unreported_drops(), 0);
+    }
+
+    #[test]
+    fn drain_at_most_leaves_the_rest_in_order() {
+        let mut storage = [0u8; 1024];
+        let mut q = EventQueue::new(&mut storage, 8);
+        for _ in 0..3 {
+            let _ = q.push(&rec(b"p\0"));
+        }
+        let mut out = [0u8; 1024];
+        let mut batch = BatchWriter::new(&mut out).unwrap();
+        assert_eq!(q.drain_into_at_most(&mut batch, 1), 1);
+        assert_eq!(batch.last_sequence(), Some(1));
+        let mut out2 = [0u8; 1024];
+        let mut rest = BatchWriter::new(&mut out2).unwrap();
+        assert_eq!(q.drain_into(&mut rest), 2);
+        assert_eq!(rest.last_sequence(), Some(3));
     }
 
     #[test]
