@@ -113,9 +113,6 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    pub(crate) fn u8(&mut self, v: u8) -> Result<(), EncodeError> {
-        self.put(&[v])
-    }
     pub(crate) fn u16(&mut self, v: u16) -> Result<(), EncodeError> {
         self.put(&v.to_le_bytes())
     }
