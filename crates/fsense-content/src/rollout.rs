@@ -356,6 +356,21 @@ fn run_host(
     Ok(())
 }
 
+fn copy_tree(from: &Path, to: &Path) -> Result<(), ContentError> {
+    std::fs::create_dir_all(to).map_err(|e| ContentError::io("cannot create", to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| ContentError::io("cannot list", from, e))? {
+        let entry = entry.map_err(|e| ContentError::io("cannot list", from, e))?;
+        let dest = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest)
+                .map_err(|e| ContentError::io("cannot copy to", &dest, e))?;
+        }
+    }
+    Ok(())
+}
+
 fn facts(event: &SynthEvent) -> EventFacts<'_> {
     EventFacts {
         operation: event.operation,
@@ -389,17 +404,30 @@ pub fn simulate_with(
     let candidate_version = candidate.rules.version();
     let previous_version = {
         let trusted = std::fs::read(root).map_err(|e| ContentError::io("cannot read", root, e))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map_err(|e| ContentError::failed(format!("cannot start the I/O runtime: {e}")))?;
-        let repository = runtime.block_on(tuf::load_repository(repo, &trusted, None))?;
+        let repository = tuf::block_on(tuf::load_repository(repo, &trusted, None))??;
         tuf::releases(&repository).get(1).map(|(v, _)| *v)
     };
 
-    let fleet_dir = tempfile::Builder::new()
-        .prefix("fsense-fleet-")
-        .tempdir()
-        .map_err(|e| ContentError::failed(format!("cannot create the fleet directory: {e}")))?;
+    // Host state lives in memory-backed storage when there is some: the simulation measures the
+    // content, not the disk.
+    let shm = Path::new("/dev/shm");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("fsense-fleet-");
+    let fleet_dir = if shm.is_dir() {
+        builder.tempdir_in(shm)
+    } else {
+        builder.tempdir()
+    }
+    .map_err(|e| ContentError::failed(format!("cannot create the fleet directory: {e}")))?;
+    // Before the rollout the fleet runs the previous release: one real install, cloned per host.
+    let baseline = match previous_version {
+        Some(version) => {
+            let template = StateDir::open_volatile(&fleet_dir.path().join("baseline"))?;
+            template.update_to(repo, root, Some(version), &mut |_| {})?;
+            Some((template.load_active()?, template))
+        }
+        None => None,
+    };
     let mut order: Vec<u32> = (0..config.fleet).collect();
     let mut rng = Rng::new(config.seed);
     for i in (1..order.len()).rev() {
@@ -431,14 +459,10 @@ pub fn simulate_with(
             let mut host_rng = Rng::new(host_seed);
             let state = StateDir::open_volatile(&fleet_dir.path().join(format!("host-{host}")))?;
             health.hosts += 1;
-            // The host runs the previous release, as the fleet does before the rollout.
-            let previous = match previous_version {
-                Some(version) => {
-                    state.update_to(repo, root, Some(version), &mut |_| {})?;
-                    Some(state.load_active()?)
-                }
-                None => None,
-            };
+            if let Some((_, template)) = &baseline {
+                copy_tree(template.path(), state.path())?;
+            }
+            let previous = baseline.as_ref().map(|(rules, _)| rules);
             let installed = state.update_to(repo, root, Some(candidate_version), &mut |_| {});
             exposed.push(state.clone());
             summary.hosts_exposed += 1;
@@ -453,7 +477,7 @@ pub fn simulate_with(
             run_host(
                 &state,
                 rules,
-                previous.as_ref(),
+                previous,
                 &events,
                 &mut host_rng,
                 config.fault_rate,

@@ -193,13 +193,12 @@ pub fn compile(toml_text: &str) -> Result<RuleSet, ContentError> {
         Value::Integer(n) => Err(format!("{n} is out of range 1..={}", i64::MAX)),
         other => Err(wrong_type("an integer", other)),
     })?;
-    let raw_rules = match top.take_optional("rule", |v| match v {
-        Value::Array(items) => Ok(items.clone()),
-        other => Err(wrong_type("an array of [[rule]] tables", other)),
-    })? {
-        Some(items) => items,
-        None => Vec::new(),
-    };
+    let raw_rules = top
+        .take_optional("rule", |v| match v {
+            Value::Array(items) => Ok(items.clone()),
+            other => Err(wrong_type("an array of [[rule]] tables", other)),
+        })?
+        .unwrap_or_default();
     top.finish()?;
     if raw_rules.len() > MAX_RULES {
         return Err(ContentError::invalid(

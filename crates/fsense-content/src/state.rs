@@ -207,10 +207,7 @@ impl StateDir {
         }
         observer(Step::TrustedMetadataCopied);
 
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map_err(|e| ContentError::failed(format!("cannot start the I/O runtime: {e}")))?;
-        let fetched = runtime.block_on(async {
+        let fetched = tuf::block_on(async {
             let repository = tuf::load_repository(repo, &trusted_root, Some(&datastore)).await?;
             let versions = MetadataVersions::of(&repository);
             if let Some((role, new, old)) = versions.older_role_than(&pointer.seen) {
@@ -223,14 +220,19 @@ impl StateDir {
                 && let Some(newest) = newest
             {
                 if pointer.rolled_back.contains(&newest) {
-                    return Ok(Err(UpdateOutcome::SkippedRolledBack { newest, active: active_version }));
+                    return Ok(Err(UpdateOutcome::SkippedRolledBack {
+                        newest,
+                        active: active_version,
+                    }));
                 }
                 if active_version.is_some_and(|active| newest <= active) {
-                    return Ok(Err(UpdateOutcome::UpToDate { version: active_version.unwrap_or(newest) }));
+                    return Ok(Err(UpdateOutcome::UpToDate {
+                        version: active_version.unwrap_or(newest),
+                    }));
                 }
             }
             tuf::fetch_release(&repository, version).await.map(Ok)
-        });
+        })?;
         let fetched = match fetched {
             Ok(Ok(fetched)) => fetched,
             Ok(Err(outcome)) => {
