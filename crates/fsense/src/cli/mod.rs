@@ -1,0 +1,219 @@
+//! The `fsense` command line. Every failure is one line `error: ...` on stderr and a non-zero
+//! exit code, never a panic.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod decode;
+mod setup;
+#[cfg(not(windows))]
+mod simulate;
+mod status;
+mod watch;
+
+/// fsense: file-system event sensor (Windows minifilter + user-mode consumer).
+#[derive(Parser, Debug)]
+#[command(name = "fsense", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Watch directories and print their file events as OCSF JSON lines (Linux: fanotify, as
+    /// root; Windows: the fsense driver's port).
+    Watch(WatchArgs),
+    /// Run the real driver code against the simulated Filter Manager and consume its messages.
+    #[cfg(not(windows))]
+    Simulate(SimulateArgs),
+    /// Print the records of a capture file as JSON lines.
+    Decode(DecodeArgs),
+    /// Feed a capture file through the full pipeline (OCSF output).
+    Replay(ReplayArgs),
+    /// Versions, build id, config version and counters as reported by the sensor.
+    Status(StatusArgs),
+    /// Detection content: keys, publishing, verification, updates, rollout.
+    #[cfg(not(target_env = "msvc"))]
+    #[command(subcommand)]
+    Content(crate::content::ContentCommand),
+}
+
+/// Where rules come from.
+#[derive(Args, Debug, Default, Clone)]
+pub struct RulesArgs {
+    /// A rules file (TOML) to evaluate, for local testing.
+    #[arg(long, value_name = "RULES.toml", conflicts_with = "state_dir")]
+    rules: Option<PathBuf>,
+    /// A sensor state directory: the content installed there by `fsense content update`.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+/// Options every event-producing command shares.
+#[derive(Args, Debug, Default, Clone)]
+pub struct OutputArgs {
+    /// Write the OCSF JSON lines to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Write the final counters as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
+    /// Do not report events whose path matches GLOB (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    #[command(flatten)]
+    rules: RulesArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Directories to watch (recursively).
+    #[arg(required = true, value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    out: OutputArgs,
+    /// Record the received messages to a capture file.
+    #[arg(long, value_name = "FILE")]
+    capture: Option<PathBuf>,
+}
+
+#[cfg(not(windows))]
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// File operations to generate.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    events: u64,
+    /// I/O threads calling the driver's callbacks at once.
+    #[arg(long, value_name = "T", default_value_t = 4)]
+    threads: u32,
+    /// The driver's queue capacity, in records.
+    #[arg(long, value_name = "C", default_value_t = 4096)]
+    queue_capacity: u32,
+    /// The simulated consumer's behaviour: absent, normal, slow, stalled, crash, malicious.
+    #[arg(long, value_name = "MODE", default_value = "normal")]
+    consumer: fsense_fltsim::ConsumerMode,
+    /// Seed of the simulation.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// Do not print the events.
+    #[arg(long)]
+    quiet: bool,
+    /// Record the received messages to a capture file.
+    #[arg(long, value_name = "FILE")]
+    capture: Option<PathBuf>,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DecodeArgs {
+    /// The capture file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// The capture file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Report the last health snapshot recorded in a capture file instead of asking a live
+    /// sensor (the only source on machines without the driver).
+    #[arg(long, value_name = "FILE")]
+    capture: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A failure: one line for the user, and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl Failure {
+    /// Exit code 2: bad input, environment, or I/O.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: 2,
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self::new(message)
+    }
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_failure(e),
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("error: {}", one_line(&f.message));
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    match cli.command {
+        Command::Watch(a) => watch::run(a),
+        #[cfg(not(windows))]
+        Command::Simulate(a) => simulate::run(a),
+        Command::Decode(a) => decode::decode(a),
+        Command::Replay(a) => decode::replay(a),
+        Command::Status(a) => status::run(a),
+        #[cfg(not(target_env = "msvc"))]
+        Command::Content(c) => Ok(crate::content::run_command(c)),
+    }
+}
+
+/// Help and version go to stdout with exit 0; usage errors become one line and exit 2.
+fn clap_failure(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("error: {first} (see --help)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Newlines in messages (from paths or OS errors) would break the one-line promise.
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}

@@ -1,0 +1,109 @@
+//! Building a pipeline from command-line options.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{Failure, OutputArgs, RulesArgs};
+use crate::capture::{CaptureWriter, SourceKind};
+use crate::content::Rules;
+use crate::enrich::{self, Offline, ProcessCache};
+use crate::filter::Filter;
+use crate::paths::DosDeviceMap;
+use crate::pipeline::Pipeline;
+use crate::time::now_ticks;
+
+/// Whether the events happened on this machine (then processes are looked up and our own pid
+/// is excluded) or elsewhere (simulator, replays).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locality {
+    Live,
+    Elsewhere,
+}
+
+/// The content rules the options ask for, if any.
+pub fn load_rules(rules: &RulesArgs) -> Result<Option<Rules>, Failure> {
+    if let Some(path) = &rules.rules {
+        Ok(Some(Rules::from_file(path)?))
+    } else if let Some(dir) = &rules.state_dir {
+        Ok(Some(Rules::from_state_dir(dir)?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// The output the options ask for: a file, or stdout (`quiet`: nowhere).
+pub fn open_output(path: Option<&Path>, quiet: bool) -> Result<Box<dyn Write + Send>, Failure> {
+    if quiet {
+        return Ok(Box::new(io::sink()));
+    }
+    match path {
+        Some(p) => {
+            let f = File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+            Ok(Box::new(f))
+        }
+        None => Ok(Box::new(io::stdout())),
+    }
+}
+
+/// A capture writer for `--capture FILE`.
+pub fn open_capture(
+    path: Option<&Path>,
+    source: SourceKind,
+) -> Result<Option<CaptureWriter<BufWriter<File>>>, Failure> {
+    let Some(p) = path else { return Ok(None) };
+    let f = File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+    CaptureWriter::new(BufWriter::with_capacity(1 << 16, f), source, now_ticks())
+        .map(Some)
+        .map_err(|e| Failure::new(format!("cannot write {}: {e}", p.display())))
+}
+
+/// Builds the pipeline.
+pub fn pipeline(
+    out: &OutputArgs,
+    quiet: bool,
+    capture: Option<CaptureWriter<BufWriter<File>>>,
+    locality: Locality,
+) -> Result<Pipeline, Failure> {
+    let rules = load_rules(&out.rules)?;
+    let (self_pid, lookup, devices) = match locality {
+        Locality::Live => (
+            Some(std::process::id()),
+            enrich::live(),
+            DosDeviceMap::current(),
+        ),
+        Locality::Elsewhere => (
+            None,
+            Box::new(Offline) as Box<dyn enrich::ProcessLookup>,
+            DosDeviceMap::default(),
+        ),
+    };
+    let filter = Filter::new(self_pid, &out.exclude, rules).map_err(|e| e.to_string())?;
+    let output = open_output(out.output.as_deref(), quiet)?;
+    Ok(Pipeline::new(
+        ProcessCache::new(lookup, 4096),
+        filter,
+        devices,
+        output,
+        capture,
+    ))
+}
+
+/// A flag set by SIGINT / SIGTERM (Ctrl+C / Ctrl+Break / console close on Windows).
+pub fn stop_flag() -> Result<Arc<AtomicBool>, Failure> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    ctrlc::set_handler(move || set.store(true, Ordering::SeqCst))
+        .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    Ok(flag)
+}
+
+/// An output error as a failure that names where the events were going.
+pub fn output_failure(out: &OutputArgs, e: &io::Error) -> Failure {
+    match &out.output {
+        Some(p) => Failure::new(format!("cannot write {}: {e}", p.display())),
+        None => Failure::new(format!("cannot write the output: {e}")),
+    }
+}

@@ -1,0 +1,136 @@
+//! `fsense watch`: live events from this machine until SIGINT / SIGTERM.
+
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use super::{Failure, WatchArgs};
+use crate::pipeline::PipelineStats;
+use crate::report::write_json_file;
+
+pub fn run(args: WatchArgs) -> Result<ExitCode, Failure> {
+    platform::run(args)
+}
+
+fn finish_summary(args: &WatchArgs, stats: &PipelineStats, source: Value) -> Result<(), Failure> {
+    eprintln!(
+        "fsense: {} events, {} reported, {} dropped, {} excluded, {} self-excluded, {} rule matches",
+        stats.events,
+        stats.reported,
+        stats.dropped,
+        stats.excluded,
+        stats.self_excluded,
+        stats.rule_matches
+    );
+    if let Some(path) = &args.out.summary_json {
+        let mut v = serde_json::to_value(stats).map_err(|e| e.to_string())?;
+        v["source"] = source;
+        write_json_file(path, &v)?;
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+mod platform {
+    use std::io;
+    use std::process::ExitCode;
+    use std::sync::atomic::Ordering;
+
+    use super::super::setup::{self, Locality};
+    use super::super::{Failure, WatchArgs};
+    use super::finish_summary;
+    use crate::capture::SourceKind;
+    use crate::fanotify::FanotifySource;
+    use crate::pipeline::Pipeline;
+    use crate::status_line::StatusLine;
+    use crate::time::now_ticks;
+
+    pub fn run(args: WatchArgs) -> Result<ExitCode, Failure> {
+        let mut source =
+            FanotifySource::open(&args.dirs).map_err(|e| Failure::new(e.to_string()))?;
+        let capture = setup::open_capture(args.capture.as_deref(), SourceKind::Fanotify)?;
+        let mut pipeline = setup::pipeline(&args.out, false, capture, Locality::Live)?;
+        let stop = setup::stop_flag()?;
+        let roots: Vec<String> = source.roots().map(|p| p.display().to_string()).collect();
+        eprintln!("fsense: watching {}", roots.join(", "));
+        let mut status = StatusLine::new();
+        let outcome = (|| -> io::Result<()> {
+            while !stop.load(Ordering::SeqCst) {
+                if source.wait(200)? {
+                    drain(&mut source, &mut pipeline)?;
+                    pipeline.flush()?;
+                }
+                let s = pipeline.stats();
+                status.tick(s.events, s.dropped, source.stats().queue_high_water);
+            }
+            // Everything the kernel queued before the signal is still delivered.
+            drain(&mut source, &mut pipeline)?;
+            pipeline.close_session(source.stats().generated);
+            pipeline.finish(now_ticks())
+        })();
+        status.clear();
+        outcome.map_err(|e| setup::output_failure(&args.out, &e))?;
+        let source_stats = serde_json::to_value(source.stats()).map_err(|e| e.to_string())?;
+        finish_summary(&args, &pipeline.stats(), source_stats)?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn drain(source: &mut FanotifySource, pipeline: &mut Pipeline) -> io::Result<u64> {
+        source.drain(
+            &mut |batch| match pipeline.handle_message(batch, now_ticks())? {
+                Ok(_) => Ok(()),
+                // The batch was encoded by this process: failing to decode it is a bug here.
+                Err(e) => Err(io::Error::other(format!(
+                    "internal batch encoding error: {e}"
+                ))),
+            },
+        )
+    }
+}
+
+#[cfg(windows)]
+mod platform {
+    use std::process::ExitCode;
+
+    use super::super::setup::{self, Locality};
+    use super::super::{Failure, WatchArgs};
+    use super::finish_summary;
+    use crate::capture::SourceKind;
+    use crate::time::now_ticks;
+
+    pub fn run(args: WatchArgs) -> Result<ExitCode, Failure> {
+        if !args.dirs.is_empty() {
+            eprintln!(
+                "fsense: the driver reports every volume; events are kept under: {}",
+                args.dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let capture = setup::open_capture(args.capture.as_deref(), SourceKind::WindowsPort)?;
+        let mut pipeline = setup::pipeline(&args.out, false, capture, Locality::Live)?;
+        let stop = setup::stop_flag()?;
+        let port_stats = crate::winport::run(&mut pipeline, &stop, &args.dirs)
+            .map_err(|e| setup::output_failure(&args.out, &e))?;
+        pipeline
+            .finish(now_ticks())
+            .map_err(|e| setup::output_failure(&args.out, &e))?;
+        let source = serde_json::to_value(&port_stats).map_err(|e| e.to_string())?;
+        finish_summary(&args, &pipeline.stats(), source)?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
+mod platform {
+    use super::super::{Failure, WatchArgs};
+    use std::process::ExitCode;
+
+    pub fn run(_: WatchArgs) -> Result<ExitCode, Failure> {
+        Err(Failure::new(
+            "fsense watch runs on Linux (fanotify) and Windows (the driver)",
+        ))
+    }
+}

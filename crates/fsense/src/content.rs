@@ -1,0 +1,114 @@
+//! Content rules (crate `fsense-content`) as the pipeline uses them.
+//!
+//! Builds for the msvc target leave content out: its TUF client's crypto backend is a C library
+//! (aws-lc-sys) that cannot be compiled for msvc without the MSVC toolchain, and that target is
+//! only type-checked here. There, asking for rules is a clear error. The shipped `fsense.exe`
+//! (windows-gnu) has content.
+
+use std::path::Path;
+
+use crate::ocsf::{MatchedRule, severity_name};
+use fsense_proto::Operation;
+
+#[cfg(not(target_env = "msvc"))]
+pub use fsense_content::cli::{ContentCommand, run as run_command};
+
+/// A loaded rule set and its engine.
+pub struct Rules {
+    #[cfg(not(target_env = "msvc"))]
+    engine: fsense_content::Engine,
+    #[cfg(target_env = "msvc")]
+    never: std::convert::Infallible,
+}
+
+impl Rules {
+    /// Rules from a TOML file (local testing).
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        #[cfg(not(target_env = "msvc"))]
+        {
+            fsense_content::load_rules_file(path)
+                .map(|set| Self {
+                    engine: fsense_content::Engine::new(set),
+                })
+                .map_err(|e| format!("rules {}: {e}", path.display()))
+        }
+        #[cfg(target_env = "msvc")]
+        {
+            Err(unavailable(path))
+        }
+    }
+
+    /// The content a sensor state directory has active.
+    pub fn from_state_dir(dir: &Path) -> Result<Self, String> {
+        #[cfg(not(target_env = "msvc"))]
+        {
+            fsense_content::load_active(dir)
+                .map(|set| Self {
+                    engine: fsense_content::Engine::new(set),
+                })
+                .map_err(|e| format!("content in {}: {e}", dir.display()))
+        }
+        #[cfg(target_env = "msvc")]
+        {
+            Err(unavailable(dir))
+        }
+    }
+
+    /// The content version.
+    pub fn version(&self) -> u64 {
+        #[cfg(not(target_env = "msvc"))]
+        {
+            self.engine.rules().version()
+        }
+        #[cfg(target_env = "msvc")]
+        {
+            match self.never {}
+        }
+    }
+
+    /// Evaluates one event; fills `out` with the matches and returns the highest OCSF severity
+    /// id among them (1 when nothing matched).
+    pub fn evaluate(
+        &mut self,
+        operation: Operation,
+        path: &str,
+        pid: u32,
+        time_ms: u64,
+        out: &mut Vec<MatchedRule>,
+    ) -> u8 {
+        out.clear();
+        #[cfg(not(target_env = "msvc"))]
+        {
+            let facts = fsense_content::EventFacts {
+                operation,
+                path,
+                pid,
+                time_ms,
+            };
+            let mut severity = 1;
+            for m in self.engine.evaluate(&facts) {
+                let id = m.severity.ocsf_severity_id();
+                severity = severity.max(id);
+                out.push(MatchedRule {
+                    id: m.id.to_string(),
+                    severity: severity_name(id),
+                });
+            }
+            severity
+        }
+        #[cfg(target_env = "msvc")]
+        {
+            let _ = (operation, path, pid, time_ms, severity_name);
+            match self.never {}
+        }
+    }
+}
+
+#[cfg(target_env = "msvc")]
+fn unavailable(path: &Path) -> String {
+    format!(
+        "cannot load {}: this build has no content support (msvc builds leave it out; use the \
+         windows-gnu fsense.exe)",
+        path.display()
+    )
+}

@@ -1,0 +1,11 @@
+//! Every `unsafe` of the consumer lives in this module tree: thin wrappers over the operating
+//! system calls the sources need. Each wrapper checks what it hands the OS and returns errors;
+//! everything that interprets bytes (fanotify event records, driver messages) is safe code
+//! elsewhere, working on the byte buffers these wrappers fill.
+#![allow(unsafe_code)]
+
+#[cfg(target_os = "linux")]
+pub mod linux;
+
+#[cfg(windows)]
+pub mod windows;

@@ -1,0 +1,6 @@
+//! The `fsense` command. Everything lives in the library (`fsense::cli`).
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    fsense::cli::main()
+}

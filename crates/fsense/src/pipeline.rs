@@ -1,0 +1,245 @@
+//! decode -> enrich -> filter -> output: the one path every source's messages take.
+//!
+//! Sources hand over driver messages as bytes (the Windows port, the simulator, and fanotify,
+//! whose events are encoded into the same batch format first; captures replay them). The
+//! pipeline decodes each with `fsense-proto`, follows sequence numbers to count what was lost,
+//! records valid messages to the capture, and writes one OCSF JSON line per reported event.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+
+use fsense_proto::{DecodeError, EventRecord, Health, Message, SeqTracker};
+use serde::Serialize;
+
+use crate::capture::CaptureWriter;
+use crate::enrich::ProcessCache;
+use crate::filter::{Filter, Verdict};
+use crate::ocsf::{self, EventView, MatchedRule};
+use crate::paths::{self, DosDeviceMap};
+use crate::time::{TICKS_PER_MS, UNIX_EPOCH_TICKS};
+
+/// Counters of a run, as written to `--summary-json`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct PipelineStats {
+    /// Records received and decoded.
+    pub events: u64,
+    /// Events written to the output.
+    pub reported: u64,
+    /// Sequence numbers that never arrived: events lost before they reached us.
+    pub dropped: u64,
+    pub self_excluded: u64,
+    pub excluded: u64,
+    /// Events that matched at least one content rule.
+    pub rule_matches: u64,
+    pub messages: u64,
+    pub batches: u64,
+    pub health_messages: u64,
+    /// Messages that did not decode (counted, not captured, not processed).
+    pub decode_errors: u64,
+    /// Records whose sequence number went backwards (should stay 0).
+    pub out_of_order: u64,
+    /// Driver loads seen (a reconnect to a reloaded driver starts a new sequence).
+    pub sessions: u64,
+}
+
+/// What a message turned out to be.
+#[derive(Debug, Clone, Copy)]
+pub enum Handled {
+    Batch { records: u32 },
+    Health(Health),
+}
+
+/// The pipeline, generic over nothing: the output is any writer.
+pub struct Pipeline {
+    cache: ProcessCache,
+    filter: Filter,
+    devices: DosDeviceMap,
+    out: BufWriter<Box<dyn Write + Send>>,
+    capture: Option<CaptureWriter<BufWriter<File>>>,
+    seq: SeqTracker,
+    /// Losses of earlier sessions (the tracker restarts with each driver load).
+    lost_before: u64,
+    out_of_order_before: u64,
+    /// Highest sequence number received in the current session.
+    last_sequence: u64,
+    stats: PipelineStats,
+    last_health: Option<Health>,
+    rules_buf: Vec<MatchedRule>,
+}
+
+impl Pipeline {
+    pub fn new(
+        cache: ProcessCache,
+        filter: Filter,
+        devices: DosDeviceMap,
+        out: Box<dyn Write + Send>,
+        capture: Option<CaptureWriter<BufWriter<File>>>,
+    ) -> Self {
+        Self {
+            cache,
+            filter,
+            devices,
+            out: BufWriter::with_capacity(1 << 16, out),
+            capture,
+            seq: SeqTracker::new(),
+            lost_before: 0,
+            out_of_order_before: 0,
+            last_sequence: 0,
+            stats: PipelineStats {
+                sessions: 1,
+                ..PipelineStats::default()
+            },
+            last_health: None,
+            rules_buf: Vec::new(),
+        }
+    }
+
+    /// Decodes and processes one driver message received at `received_at` (FILETIME ticks).
+    /// A message that does not decode is counted and returned as the error; nothing of it is
+    /// output. Output errors are returned as `Ok(Err(..))`'s outer `io::Error`.
+    pub fn handle_message(
+        &mut self,
+        bytes: &[u8],
+        received_at: u64,
+    ) -> io::Result<Result<Handled, DecodeError>> {
+        self.stats.messages += 1;
+        let message = match Message::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.decode_errors += 1;
+                return Ok(Err(e));
+            }
+        };
+        if let Some(capture) = self.capture.as_mut() {
+            capture.write_message(bytes, received_at)?;
+        }
+        Ok(Ok(self.handle_decoded(&message)?))
+    }
+
+    /// Processes a message that is already decoded (replays decode while reading).
+    pub fn handle_decoded(&mut self, message: &Message<'_>) -> io::Result<Handled> {
+        match message {
+            Message::Batch(batch) => {
+                self.stats.batches += 1;
+                let mut n = 0u32;
+                for record in batch.records() {
+                    self.handle_record(&record)?;
+                    n += 1;
+                }
+                Ok(Handled::Batch { records: n })
+            }
+            Message::Health(health) => {
+                self.stats.health_messages += 1;
+                self.last_health = Some(*health);
+                Ok(Handled::Health(*health))
+            }
+        }
+    }
+
+    fn handle_record(&mut self, record: &EventRecord<'_>) -> io::Result<()> {
+        self.stats.events += 1;
+        self.seq.observe(record.sequence);
+        self.last_sequence = self.last_sequence.max(record.sequence);
+        let shown = paths::display(&record.path);
+        let path = self.devices.to_dos(&shown.text);
+        match self.filter.verdict(record.pid, &path) {
+            Verdict::Keep => {}
+            Verdict::SelfExcluded => {
+                self.stats.self_excluded += 1;
+                return Ok(());
+            }
+            Verdict::Excluded => {
+                self.stats.excluded += 1;
+                return Ok(());
+            }
+        }
+        let process = self.cache.get(record.pid, record.process_create_time);
+        let time_ms = record.timestamp.saturating_sub(UNIX_EPOCH_TICKS) / TICKS_PER_MS;
+        let severity_id = self.filter.rules(
+            record.operation,
+            &path,
+            record.pid,
+            time_ms,
+            &mut self.rules_buf,
+        );
+        if !self.rules_buf.is_empty() {
+            self.stats.rule_matches += 1;
+        }
+        let (parent_folder, name) = paths::split(&path);
+        let raw_path = match &path {
+            std::borrow::Cow::Owned(_) => Some(shown.text.as_str()),
+            std::borrow::Cow::Borrowed(_) => None,
+        };
+        let view = EventView {
+            record,
+            path: &path,
+            raw_path,
+            path_exact: shown.exact,
+            parent_folder,
+            name,
+            process: process.as_deref(),
+            rules: &self.rules_buf,
+            severity_id,
+        };
+        ocsf::write_event(&mut self.out, &view)?;
+        self.stats.reported += 1;
+        Ok(())
+    }
+
+    /// The source reconnected to a new driver load: sequence numbers start over.
+    pub fn new_session(&mut self) {
+        self.lost_before += self.seq.lost();
+        self.out_of_order_before += self.seq.out_of_order();
+        self.seq = SeqTracker::new();
+        self.last_sequence = 0;
+        self.stats.sessions += 1;
+    }
+
+    /// Closes the sequence account when the source knows how many numbers it handed out.
+    pub fn close_session(&mut self, generated: u64) {
+        self.seq.finish(generated);
+    }
+
+    /// Flushes the output (and the capture's buffered frames).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()?;
+        if let Some(c) = self.capture.as_mut() {
+            c.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes everything and closes the capture with its end frame.
+    pub fn finish(&mut self, at: u64) -> io::Result<()> {
+        self.out.flush()?;
+        if let Some(c) = self.capture.take() {
+            c.finish(at)?;
+        }
+        Ok(())
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> PipelineStats {
+        let mut s = self.stats.clone();
+        s.dropped = self.lost_before + self.seq.lost();
+        s.out_of_order = self.out_of_order_before + self.seq.out_of_order();
+        s
+    }
+
+    /// The last health message received.
+    pub fn last_health(&self) -> Option<&Health> {
+        self.last_health.as_ref()
+    }
+
+    /// The highest sequence number received in the current session (what an ack acknowledges).
+    pub fn last_sequence(&self) -> u64 {
+        self.last_sequence
+    }
+
+    pub fn content_version(&self) -> Option<u64> {
+        self.filter.content_version()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,75 @@
+//! Where a driver message ends inside the port's receive buffer.
+//!
+//! `FilterGetMessage` fills a fixed buffer and does not say reliably where a variable-length
+//! message ends, so the message is framed by its own header (the batch length, or the fixed
+//! health size), bounded by the buffer and by what the Filter Manager reports it transferred.
+//! The decoder then checks everything again; this only chooses the slice.
+
+use fsense_proto::Health;
+use fsense_proto::batch::BATCH_MAGIC;
+
+/// Size of `FILTER_MESSAGE_HEADER`, which precedes the message in the receive buffer.
+pub const FILTER_MESSAGE_HEADER_LEN: usize = 16;
+
+/// The bytes of the message at the start of `body`. `transferred` is the byte count the Filter
+/// Manager reported for the whole receive (header included), 0 if unknown.
+pub fn message_slice(body: &[u8], transferred: u32) -> &[u8] {
+    let declared = declared_len(body).unwrap_or(body.len());
+    let copied = (transferred as usize)
+        .checked_sub(FILTER_MESSAGE_HEADER_LEN)
+        .filter(|&n| n > 0)
+        .unwrap_or(usize::MAX);
+    let len = declared.min(copied).min(body.len());
+    &body[..len]
+}
+
+fn declared_len(body: &[u8]) -> Option<usize> {
+    let word = |at: usize| -> Option<u32> {
+        let b = body.get(at..at + 4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    match word(0)? {
+        BATCH_MAGIC => Some(word(8)? as usize),
+        Health::MAGIC => Some(Health::LEN),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{self, SynthEvent};
+    use fsense_proto::{Message, Operation};
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_batch_is_framed_by_its_length_not_by_the_stale_tail() {
+        let batch =
+            synth::batches(&[SynthEvent::new(Operation::Create, "C:\\a")], 1, 1, &[]).remove(0);
+        let mut buf = vec![0xAAu8; 4096];
+        buf[..batch.len()].copy_from_slice(&batch);
+        let msg = message_slice(&buf, 0);
+        assert_eq!(msg, &batch[..]);
+        assert!(Message::decode(msg).is_ok());
+        // The Filter Manager copied less than declared: the message is cut, and will not decode.
+        let cut = message_slice(&buf, (FILTER_MESSAGE_HEADER_LEN + 40) as u32);
+        assert_eq!(cut.len(), 40);
+        assert!(Message::decode(cut).is_err());
+    }
+
+    #[test]
+    fn health_has_its_fixed_size() {
+        let h = synth::health(&Health::default());
+        let mut buf = vec![0u8; 1024];
+        buf[..h.len()].copy_from_slice(&h);
+        assert_eq!(message_slice(&buf, 0).len(), Health::LEN);
+    }
+
+    proptest! {
+        #[test]
+        fn any_buffer_gives_an_in_bounds_slice(body in proptest::collection::vec(any::<u8>(), 0..256), t in any::<u32>()) {
+            let s = message_slice(&body, t);
+            prop_assert!(s.len() <= body.len());
+        }
+    }
+}
