@@ -15,6 +15,9 @@ use crate::plan::{CONSUMER_PID, Plan, PlannedOp};
 use crate::port::PORT;
 use crate::verifier::{self, violation};
 
+/// Health messages a malicious client answers (reconnecting after each) before it is done.
+const MALICIOUS_HEALTHS: u64 = 5;
+
 /// What the client saw, for the report.
 #[derive(Default)]
 pub struct ClientOutcome {
@@ -29,9 +32,13 @@ pub struct Client<'a> {
     pub plan: &'a Plan,
     pub stop: &'a AtomicBool,
     pub connected: &'a AtomicBool,
+    /// Set once the client has done what its mode is for (malicious: answered enough healths);
+    /// the simulator unloads only after that (or a timeout).
+    pub done: &'a AtomicBool,
     pub outcome: ClientOutcome,
     messages: u64,
     healths: u64,
+    volume_le: Vec<u8>,
 }
 
 impl<'a> Client<'a> {
@@ -40,18 +47,21 @@ impl<'a> Client<'a> {
         plan: &'a Plan,
         stop: &'a AtomicBool,
         connected: &'a AtomicBool,
+        done: &'a AtomicBool,
     ) -> Self {
         Self {
             mode,
             plan,
             stop,
             connected,
+            done,
             outcome: ClientOutcome {
                 tracker: SeqTracker::new(),
                 ..ClientOutcome::default()
             },
             messages: 0,
             healths: 0,
+            volume_le: VOLUME.encode_utf16().flat_map(u16::to_le_bytes).collect(),
         }
     }
 
@@ -66,6 +76,9 @@ impl<'a> Client<'a> {
             violation("CONNECT_REFUSED", "the driver refused a valid hello");
         }
         self.connected.store(true, Ordering::Release);
+        if self.mode != ConsumerMode::Malicious {
+            self.done.store(true, Ordering::Release);
+        }
         while !self.stop.load(Ordering::Acquire) {
             if self.mode == ConsumerMode::Stalled {
                 std::thread::sleep(Duration::from_millis(5));
@@ -82,14 +95,8 @@ impl<'a> Client<'a> {
             if self.mode == ConsumerMode::Slow {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            // Crash: drop the connection every few messages. Malicious: reconnect now and then
-            // too, since every connect earns a health message to answer with garbage.
-            let churn = match self.mode {
-                ConsumerMode::Crash => 3,
-                ConsumerMode::Malicious => 8,
-                _ => 0,
-            };
-            if churn != 0 && self.messages.is_multiple_of(churn) {
+            // Crash: drop the connection every few messages.
+            if self.mode == ConsumerMode::Crash && self.messages.is_multiple_of(3) {
                 ffi::disconnect_client();
                 std::thread::sleep(Duration::from_millis(2));
                 self.reconnect();
@@ -135,6 +142,16 @@ impl<'a> Client<'a> {
             Ok(Message::Health(h)) => {
                 let reply = self.reply_for(h.poll_id, h.events_generated);
                 PORT.reply(id, reply);
+                // Malicious: reconnect after each of the first few healths, since every connect
+                // earns another health to answer with garbage.
+                if self.mode == ConsumerMode::Malicious {
+                    if self.healths < MALICIOUS_HEALTHS {
+                        ffi::disconnect_client();
+                        self.reconnect();
+                    } else {
+                        self.done.store(true, Ordering::Release);
+                    }
+                }
             }
             Err(e) => violation("DRIVER_SENT_GARBAGE", format!("undecodable message: {e}")),
         }
@@ -233,7 +250,7 @@ impl<'a> Client<'a> {
                 if rec.flags.contains(RecordFlags::DIRECTORY) != (c.options & 1 != 0) {
                     wrong.push("directory flag".into());
                 }
-                self.check_name(rec, &file.path, c.shape.is_valid(), false, &mut wrong);
+                self.check_name(rec, &file.path_le, c.shape.is_valid(), false, &mut wrong);
             }
             PlannedOp::Write(w) => {
                 let file = &self.plan.files[w.file];
@@ -261,7 +278,7 @@ impl<'a> Client<'a> {
                 };
                 self.check_name(
                     rec,
-                    &file.path,
+                    &file.path_le,
                     file.shape.is_valid(),
                     must_have_name,
                     &mut wrong,
@@ -279,12 +296,12 @@ impl<'a> Client<'a> {
     fn check_name(
         &self,
         rec: &EventRecord<'_>,
-        path: &[u16],
+        path: &[u8],
         valid: bool,
         must_have: bool,
         wrong: &mut Vec<String>,
     ) {
-        let got: Vec<u16> = rec.path.iter_units().collect();
+        let got = rec.path.as_le_bytes();
         let failed = rec.flags.contains(RecordFlags::NAME_QUERY_FAILED);
         if got.is_empty() && !path.is_empty() {
             if !failed {
@@ -302,12 +319,11 @@ impl<'a> Client<'a> {
         if got != path {
             wrong.push(format!(
                 "path differs ({} units, expected {})",
-                got.len(),
-                path.len()
+                got.len() / 2,
+                path.len() / 2
             ));
         }
-        let vol: Vec<u16> = rec.volume.iter_units().collect();
-        if !got.is_empty() && vol != VOLUME.encode_utf16().collect::<Vec<_>>() {
+        if !got.is_empty() && rec.volume.as_le_bytes() != self.volume_le.as_slice() {
             wrong.push("volume differs".into());
         }
         if rec.flags.contains(RecordFlags::PATH_TRUNCATED) {

@@ -230,6 +230,7 @@ pub fn run_tuned(
 
     let stop_client = AtomicBool::new(false);
     let connected = AtomicBool::new(false);
+    let client_done = AtomicBool::new(config.consumer == ConsumerMode::Absent);
     let ops_done = AtomicU64::new(0);
     let max_callback_ns = AtomicU64::new(0);
     let total_ops = plan.total_ops();
@@ -240,10 +241,11 @@ pub fn run_tuned(
         let client_thread = (config.consumer != ConsumerMode::Absent).then(|| {
             let stop = &stop_client;
             let connected = &connected;
+            let done = &client_done;
             let mode = config.consumer;
             let on_message = &mut *on_message;
             scope.spawn(move || {
-                let mut c = client::Client::new(mode, plan, stop, connected);
+                let mut c = client::Client::new(mode, plan, stop, connected, done);
                 c.run(on_message);
                 c.outcome
             })
@@ -288,6 +290,10 @@ pub fn run_tuned(
         while ops_done.load(Ordering::Relaxed) < threshold
             && io_threads.iter().any(|t| !t.is_finished())
         {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !client_done.load(Ordering::Acquire) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(500));
         }
         verifier::set_thread_role("unload");

@@ -33,6 +33,8 @@ impl NameShape {
 /// A file of the simulated volume.
 pub struct FileSpec {
     pub path: Arc<Vec<u16>>,
+    /// The same path as UTF-16LE bytes, as a record carries it.
+    pub path_le: Vec<u8>,
     pub shape: NameShape,
     /// The stream's identity (FILE_OBJECT.FsContext).
     pub stream_key: usize,
@@ -163,6 +165,7 @@ fn file_spec(i: usize) -> FileSpec {
         ),
     };
     FileSpec {
+        path_le: path.iter().flat_map(|u| u.to_le_bytes()).collect(),
         path: Arc::new(path),
         shape,
         stream_key: 0x5_0000 + i * 16,

@@ -124,18 +124,16 @@ impl Port {
         s.reply = None;
         self.cv.notify_all();
         loop {
-            if s.epoch != epoch {
-                return SendResult::Disconnected;
-            }
+            // A reply that arrived counts even if the client disconnected right after it.
             let taken = s.taken == Some(id);
             if taken && !wants_reply {
                 return SendResult::Delivered(None);
             }
-            if taken
-                && let Some((rid, _)) = &s.reply
-                && *rid == id
-            {
+            if taken && s.reply.as_ref().is_some_and(|(rid, _)| *rid == id) {
                 return SendResult::Delivered(s.reply.take().map(|(_, r)| r));
+            }
+            if s.epoch != epoch {
+                return SendResult::Disconnected;
             }
             let now = Instant::now();
             if now >= deadline || s.shutdown {
