@@ -1,0 +1,229 @@
+//! The `fsense` command line as users meet it: help, one-line errors, decode on damaged input,
+//! replay, simulate's summary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use fsense::capture::{CaptureWriter, FILE_HEADER_LEN, FRAME_HEADER_LEN, SourceKind};
+use fsense::synth::{self, SynthEvent};
+use fsense_proto::{Health, Operation, PROTOCOL_VERSION};
+use serde_json::Value;
+
+fn fsense(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fsense"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A capture with two batches of 3 records and a health message; returns it and the offset of
+/// the second batch's frame.
+fn sample_capture() -> (Vec<u8>, usize) {
+    let events: Vec<_> = (0..6)
+        .map(|i| {
+            SynthEvent::new(
+                Operation::Create,
+                &format!("\\Device\\HarddiskVolume2\\f{i}"),
+            )
+        })
+        .collect();
+    let batches = synth::batches(&events, 1, 3, &[]);
+    let mut w = CaptureWriter::new(Vec::new(), SourceKind::Simulator, 1).unwrap();
+    w.write_message(&batches[0], 1).unwrap();
+    let second = FILE_HEADER_LEN + FRAME_HEADER_LEN + batches[0].len();
+    w.write_message(&batches[1], 2).unwrap();
+    let health = synth::health(&Health {
+        protocol_version: PROTOCOL_VERSION,
+        driver_version: 0x0001_0000,
+        config_version: 7,
+        events_generated: 6,
+        ..Health::default()
+    });
+    w.write_message(&health, 3).unwrap();
+    (w.finish(4).unwrap(), second)
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn every_command_has_help() {
+    let mut commands = vec!["watch", "decode", "replay", "status", "content"];
+    if cfg!(not(windows)) {
+        commands.push("simulate");
+    }
+    for cmd in commands {
+        let o = fsense(&[cmd, "--help"]);
+        assert!(o.status.success(), "{cmd} --help failed");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Usage"),
+            "{cmd}"
+        );
+    }
+}
+
+#[test]
+fn usage_errors_are_one_line_and_exit_2() {
+    for args in [
+        &["no-such-command"][..],
+        &["decode"],
+        &["simulate", "--events", "many"],
+        &["simulate", "--consumer", "sleepy"],
+        &["replay", "x", "--rules", "a", "--state-dir", "b"],
+    ] {
+        let o = fsense(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let e = stderr(&o);
+        assert_eq!(e.lines().count(), 1, "{args:?}: {e}");
+        assert!(e.starts_with("error: "), "{args:?}: {e}");
+    }
+}
+
+#[test]
+fn decode_prints_a_capture_as_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, _) = sample_capture();
+    let path = write(dir.path(), "ok.cap", &bytes);
+    let o = fsense(&["decode", &path]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 7);
+    assert_eq!(lines[0]["sequence"], 1);
+    assert_eq!(lines[5]["path"], "\\Device\\HarddiskVolume2\\f5");
+    assert_eq!(lines[6]["health"]["config_version"], 7);
+}
+
+#[test]
+fn decode_of_a_damaged_capture_prints_the_intact_prefix_then_the_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut bytes, second) = sample_capture();
+    bytes[second + FRAME_HEADER_LEN + 40] ^= 0x10; // inside the second batch
+    let path = write(dir.path(), "flipped.cap", &bytes);
+    let o = fsense(&["decode", &path]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 3);
+    assert_eq!(
+        stderr(&o),
+        format!("error: checksum mismatch in the frame at byte offset {second}\n")
+    );
+
+    let (bytes, second) = sample_capture();
+    let path = write(dir.path(), "cut.cap", &bytes[..second + 10]);
+    let o = fsense(&["decode", &path]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 3);
+    let e = stderr(&o);
+    assert!(e.starts_with("error: truncated frame header"), "{e}");
+    assert!(e.ends_with(&format!("at byte offset {second}\n")), "{e}");
+
+    let path = write(dir.path(), "empty.cap", b"");
+    let o = fsense(&["decode", &path]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).ends_with("at byte offset 0\n"));
+}
+
+#[test]
+fn replay_runs_the_pipeline_and_status_reads_the_last_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, _) = sample_capture();
+    let path = write(dir.path(), "ok.cap", &bytes);
+    let summary = dir.path().join("s.json");
+    let o = fsense(&[
+        "replay",
+        &path,
+        "--exclude",
+        "**f0",
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["class_uid"] == 1001 && l["activity_id"] == 1)
+    );
+    let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(
+        (s["events"].as_u64(), s["excluded"].as_u64()),
+        (Some(6), Some(1))
+    );
+    assert_eq!(s["complete"], true);
+
+    let o = fsense(&["status", "--capture", &path, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["sensor"]["config_version"], 7);
+    assert_eq!(v["sensor"]["driver_version"], "1.0.0");
+}
+
+#[cfg(not(windows))]
+#[test]
+fn simulate_writes_the_summary_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("sim.json");
+    let o = fsense(&[
+        "simulate",
+        "--events",
+        "200",
+        "--threads",
+        "2",
+        "--queue-capacity",
+        "64",
+        "--consumer",
+        "normal",
+        "--seed",
+        "3",
+        "--quiet",
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    for field in [
+        "generated",
+        "delivered",
+        "dropped",
+        "seq_gaps",
+        "leaked_allocations",
+        "unreleased_name_infos",
+        "verifier_violations",
+        "max_callback_us",
+        "unload_clean",
+        "health",
+        "consumer",
+        "events",
+        "threads",
+        "queue_capacity",
+        "seed",
+    ] {
+        assert!(s.get(field).is_some(), "summary lacks {field}");
+    }
+    assert_eq!(s["consumer"], "normal");
+    assert_eq!(s["queue_capacity"], 64);
+    assert!(s["verifier_violations"].is_array());
+    let passed = s["failures"].as_array().unwrap().is_empty();
+    assert_eq!(
+        o.status.code(),
+        Some(if passed { 0 } else { 1 }),
+        "{}",
+        stderr(&o)
+    );
+    // What the consumer saw agrees with what the simulator says it delivered.
+    assert_eq!(s["pipeline"]["events"], s["delivered"]);
+}

@@ -1,0 +1,328 @@
+//! `fsense watch` against the real kernel: every file created and written under the watched
+//! directory is reported with its exact path. Runs as root only, inside a private mount
+//! namespace on a fresh tmpfs (the test re-executes itself under `unshare -m`); without root it
+//! says loudly that it did not run.
+#![cfg(target_os = "linux")]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use fsense_proto::Utf16Path;
+use serde_json::Value;
+
+const INNER: &str = "FSENSE_FANOTIFY_TEST_INNER";
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|v| v.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Runs `test` in a private mount namespace, or reports loudly why it cannot.
+fn in_private_namespace(test_name: &str, test: impl FnOnce()) {
+    if let Some(marker) = std::env::var_os(INNER) {
+        test();
+        fs::write(marker, b"ran").unwrap();
+        return;
+    }
+    if !is_root() {
+        eprintln!(
+            "\n*** SKIPPED {test_name}: fanotify tests need root (CAP_SYS_ADMIN); run them as root ***\n"
+        );
+        return;
+    }
+    // The inner run leaves a marker, so a test-name mismatch (zero tests run) cannot pass.
+    let marker_dir = tempfile::tempdir().unwrap();
+    let marker = marker_dir.path().join("ran");
+    let exe = std::env::current_exe().unwrap();
+    let status = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(exe)
+        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(INNER, &marker)
+        .status()
+        .expect("unshare runs");
+    assert!(status.success(), "{test_name} failed in its namespace");
+    assert!(marker.exists(), "{test_name} did not run in its namespace");
+}
+
+/// A tmpfs mounted on a fresh directory (inside the private namespace), unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256m", "fsense-test"])
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount -t tmpfs failed");
+        Self { dir }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// A running `fsense watch`, ready once it has printed its first line.
+struct Watcher {
+    child: std::process::Child,
+    stderr: BufReader<std::process::ChildStderr>,
+}
+
+impl Watcher {
+    fn start(dir: &Path, out: &Path, summary: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fsense"))
+            .arg("watch")
+            .arg(dir)
+            .arg("--output")
+            .arg(out)
+            .arg("--summary-json")
+            .arg(summary)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        stderr.read_line(&mut first).unwrap();
+        assert!(first.starts_with("fsense: watching"), "watch said: {first}");
+        Self { child, stderr }
+    }
+
+    /// SIGTERM, then the exit status and the rest of stderr.
+    fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = self.child.wait().unwrap();
+        let mut rest = String::new();
+        for line in self.stderr.lines() {
+            rest.push_str(&line.unwrap());
+            rest.push('\n');
+        }
+        (status, rest)
+    }
+}
+
+/// The exact path bytes of an output line: `file.path`, or the units when the path is not text.
+fn exact_path(line: &Value) -> Vec<u8> {
+    match line["unmapped"]["path_units"].as_array() {
+        Some(units) => {
+            let bytes: Vec<u8> = units
+                .iter()
+                .flat_map(|u| (u.as_u64().unwrap() as u16).to_le_bytes())
+                .collect();
+            let path = Utf16Path::from_le_bytes(&bytes).unwrap();
+            fsense::paths::linux_bytes_from_units(&path).expect("surrogate-escaped bytes")
+        }
+        None => line["file"]["path"].as_str().unwrap().as_bytes().to_vec(),
+    }
+}
+
+fn read_lines(path: &Path) -> Vec<Value> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_created_and_written_file_is_reported_with_its_exact_path() {
+    in_private_namespace(
+        "every_created_and_written_file_is_reported_with_its_exact_path",
+        || {
+            let fs_root = Tmpfs::new();
+            let watched = fs_root.path().join("watched");
+            let elsewhere = fs_root.path().join("elsewhere");
+            fs::create_dir_all(&watched).unwrap();
+            fs::create_dir_all(&elsewhere).unwrap();
+            let scratch = tempfile::tempdir().unwrap();
+            let out = scratch.path().join("events.json");
+            let summary = scratch.path().join("summary.json");
+            let watcher = Watcher::start(&watched, &out, &summary, &[]);
+
+            let mut deep = watched.join("sub");
+            while deep.as_os_str().len() < 1500 {
+                deep.push("a-fairly-long-directory-name-to-make-the-path-long");
+            }
+            fs::create_dir_all(&deep).unwrap();
+            let names: Vec<&[u8]> = vec![
+                b"plain.txt",
+                b"with space",
+                b"new\nline",
+                b"-leading-dash",
+                b"--",
+                b"tab\there",
+                b"back\\slash",
+                "ünïcödé-€-日本語-🦀".as_bytes(),
+                b"bad-utf8-\xff\xfe\x80",
+                b" ",
+            ];
+            let long_name = vec![b'n'; 255];
+            let mut expected: BTreeSet<Vec<u8>> = BTreeSet::new();
+            let mut files: Vec<PathBuf> = names
+                .iter()
+                .map(|n| watched.join(OsStr::from_bytes(n)))
+                .collect();
+            files.push(watched.join(OsStr::from_bytes(&long_name)));
+            files.push(deep.join("deep-file"));
+            files.push(watched.join("sub").join(OsStr::from_bytes(&long_name)));
+            for f in &files {
+                fs::write(f, b"payload").unwrap();
+                expected.insert(f.as_os_str().as_bytes().to_vec());
+            }
+            fs::write(elsewhere.join("not-watched"), b"x").unwrap();
+
+            let (status, stderr) = watcher.stop();
+            assert!(status.success(), "watch failed: {stderr}");
+            assert!(
+                stderr.contains(" events, "),
+                "no summary on stderr: {stderr}"
+            );
+
+            let lines = read_lines(&out);
+            let mut seen: BTreeMap<Vec<u8>, BTreeSet<u64>> = BTreeMap::new();
+            for l in &lines {
+                seen.entry(exact_path(l))
+                    .or_default()
+                    .insert(l["activity_id"].as_u64().unwrap());
+                assert_eq!(l["class_uid"], 1001);
+                assert_ne!(l["actor"]["process"]["pid"], 0);
+            }
+            for want in &expected {
+                let acts = seen
+                    .get(want)
+                    .unwrap_or_else(|| panic!("no event for {:?}", String::from_utf8_lossy(want)));
+                assert!(
+                    acts.contains(&1),
+                    "no create for {:?}",
+                    String::from_utf8_lossy(want)
+                );
+                assert!(
+                    acts.contains(&3),
+                    "no write for {:?}",
+                    String::from_utf8_lossy(want)
+                );
+            }
+            let prefix = watched.as_os_str().as_bytes();
+            for path in seen.keys() {
+                assert!(
+                    path.starts_with(prefix),
+                    "event outside the watched directory: {:?}",
+                    String::from_utf8_lossy(path)
+                );
+            }
+            let s: Value = serde_json::from_str(&fs::read_to_string(&summary).unwrap()).unwrap();
+            assert_eq!(s["dropped"], 0);
+            assert_eq!(s["events"].as_u64().unwrap(), lines.len() as u64);
+            assert!(s["source"]["outside"].as_u64().unwrap() >= 1);
+        },
+    );
+}
+
+#[test]
+fn a_capture_of_a_watch_replays_to_the_same_events() {
+    in_private_namespace("a_capture_of_a_watch_replays_to_the_same_events", || {
+        let fs_root = Tmpfs::new();
+        let scratch = tempfile::tempdir().unwrap();
+        let out = scratch.path().join("events.json");
+        let capture = scratch.path().join("run.cap");
+        let watcher = Watcher::start(
+            fs_root.path(),
+            &out,
+            &scratch.path().join("s.json"),
+            &[
+                "--capture",
+                capture.to_str().unwrap(),
+                "--exclude",
+                "**/*.tmp",
+            ],
+        );
+        for i in 0..50 {
+            fs::write(fs_root.path().join(format!("f{i}")), b"x").unwrap();
+        }
+        fs::write(fs_root.path().join("skip.tmp"), b"x").unwrap();
+        let (status, _) = watcher.stop();
+        assert!(status.success());
+        let live = read_lines(&out);
+        assert!(
+            live.iter()
+                .all(|l| !l["file"]["path"].as_str().unwrap().ends_with(".tmp"))
+        );
+        let replayed = Command::new(env!("CARGO_BIN_EXE_fsense"))
+            .arg("replay")
+            .arg(&capture)
+            .args(["--exclude", "**/*.tmp"])
+            .output()
+            .unwrap();
+        assert!(
+            replayed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&replayed.stderr)
+        );
+        let replayed: Vec<Value> = String::from_utf8(replayed.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let key = |l: &Value| (l["unmapped"]["sequence"].clone(), l["file"]["path"].clone());
+        assert_eq!(
+            live.iter().map(key).collect::<Vec<_>>(),
+            replayed.iter().map(key).collect::<Vec<_>>()
+        );
+        assert!(live.len() >= 100);
+    });
+}
+
+#[test]
+fn without_privileges_watch_says_so_in_one_line_and_exits_2() {
+    if !is_root() {
+        eprintln!("\n*** SKIPPED: this test drops root privileges, so it must start as root ***\n");
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_fsense"))
+        .args(["watch", "/tmp"])
+        .output()
+        .expect("setpriv runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("root"),
+        "{stderr}"
+    );
+}
