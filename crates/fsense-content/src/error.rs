@@ -23,6 +23,8 @@ pub struct ContentError {
     detail: String,
 }
 
+// Some constructors serve only the `distribution` feature's modules.
+#[cfg_attr(not(feature = "distribution"), allow(dead_code))]
 impl ContentError {
     /// Invalid content, located at `rule` (an id, or `#N` when the id itself is unusable) and `field`.
     pub(crate) fn invalid(

@@ -12,12 +12,16 @@
 //! `docs/content.md`.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "distribution")]
 pub mod cli;
 pub mod engine;
 mod error;
+#[cfg(feature = "distribution")]
 pub mod rollout;
 pub mod rules;
+#[cfg(feature = "distribution")]
 pub mod state;
+#[cfg(feature = "distribution")]
 pub mod tuf;
 
 use std::path::Path;
@@ -67,6 +71,7 @@ pub fn load_rules_file(path: &Path) -> Result<RuleSet, ContentError> {
     compile(&text)
 }
 
+#[cfg(feature = "distribution")]
 /// Loads the content `fsense content update` installed in `state_dir` (re-validated on load).
 pub fn load_active(state_dir: &Path) -> Result<RuleSet, ContentError> {
     state::StateDir::open(state_dir)?.load_active()
