@@ -22,7 +22,7 @@ signing_dir=$target_dir/package-signing
 driver_target=x86_64-pc-windows-msvc
 consumer_target=x86_64-pc-windows-gnu
 
-step() { printf '==> %s\n' "$*"; }
+step() { printf '==> [%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 fail() {
     printf 'error: %s\n' "$*" >&2
     exit 1
@@ -80,17 +80,21 @@ step "Copying fsense.inf"
 cp inf/fsense.inf "$package_dir/fsense.inf"
 
 step "Building fsense.exe (consumer, $consumer_target via mingw-w64)"
+# A consumer failure does not stop the flow: the package check below still reports everything else.
 consumer_log=$signing_dir/consumer-build.log
-if ! cargo build --release -p fsense --bin fsense --target "$consumer_target" 2>&1 | tee "$consumer_log"; then
-    if grep -q "no bin target named" "$consumer_log"; then
-        fail "crates/fsense has no \`fsense\` binary target yet, so the package cannot contain fsense.exe"
-    fi
-    fail "building fsense.exe failed (log: $consumer_log)"
+consumer_error=
+if cargo build --release -p fsense --bin fsense --target "$consumer_target" 2>&1 | tee "$consumer_log"; then
+    cp "$target_dir/$consumer_target/release/fsense.exe" "$package_dir/fsense.exe"
+elif grep -q "no bin target named" "$consumer_log"; then
+    consumer_error="crates/fsense has no \`fsense\` binary target yet, so the package has no fsense.exe"
+else
+    consumer_error="building fsense.exe failed (log: $consumer_log)"
 fi
-cp "$target_dir/$consumer_target/release/fsense.exe" "$package_dir/fsense.exe"
+[ -z "$consumer_error" ] || printf 'error: %s\n' "$consumer_error" >&2
 
 step "Checking the package (fsense-pkgcheck package)"
-"$pkgcheck" package "$package_dir" --scripts windows
+"$pkgcheck" package "$package_dir" --scripts windows || fail "the package check failed (findings above)"
+[ -z "$consumer_error" ] || fail "$consumer_error"
 
 step "Package ready in $package_dir"
 ls -l "$package_dir"
