@@ -1226,6 +1226,10 @@ pub unsafe extern "system" fn DriverEntry(
     if driver.is_null() {
         return status::INVALID_PARAMETER;
     }
+    #[cfg(feature = "panic-probe")]
+    if crate::panic::planted(driver as usize) == 7 {
+        return status::INVALID_PARAMETER;
+    }
     // SAFETY: the I/O manager passes the service key's path, valid during DriverEntry.
     let registry_path = unsafe { _registry_path.as_ref() };
     let read = |name: &[u16]| registry_path.and_then(|path| read_dword_value(path, name));

@@ -17,3 +17,11 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     // handler does not link.
     unsafe { fsense_panic_is_reachable() }
 }
+
+/// A reachable panic (an out-of-bounds index), compiled only with feature `panic-probe`: the test
+/// suite builds the release image with it and expects the link to fail.
+#[cfg(feature = "panic-probe")]
+#[inline(never)]
+pub fn planted(index: usize) -> u8 {
+    [1u8, 2, 3][index]
+}

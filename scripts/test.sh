@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this). Installs what it needs first.
+#
+#   1. format and lints (host, and the Windows targets: the driver and the consumer's port client)
+#   2. every test of the workspace (the driver's code runs under the Filter Manager simulator;
+#      fanotify tests need root and a private tmpfs, which they make themselves)
+#   3. the driver package: cargo make package -> target/package (PE, signature, INF checks),
+#      then the package integration test over it, and proof that the no-panic link check is live
+#   4. Miri on the driver's FFI wrapper tests and on a small simulator run
+#   5. a fuzz smoke: every cargo-fuzz target for FUZZ_SECONDS (default 20) each
+#
+# Environment: FUZZ_SECONDS=N to change the fuzz time; SKIP_SETUP=1 to skip scripts/setup.sh.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$(pwd)
+fuzz_seconds=${FUZZ_SECONDS:-20}
+start=$(date +%s)
+stage() { printf '\n==== %s (%ss)\n' "$*" "$(($(date +%s) - start))"; }
+
+[ "${SKIP_SETUP:-0}" = 1 ] || scripts/setup.sh
+
+stage "cargo fmt --check"
+cargo fmt --all -- --check
+
+stage "cargo clippy (host, all targets)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+stage "cargo clippy (driver for x86_64-pc-windows-msvc; consumer for x86_64-pc-windows-msvc)"
+cargo clippy -p fsense-driver --target x86_64-pc-windows-msvc --locked -- -D warnings
+cargo clippy -p fsense --target x86_64-pc-windows-msvc --locked -- -D warnings
+
+stage "cargo test (workspace)"
+cargo test --workspace --locked
+
+stage "driver package (cargo make package) and its checks"
+cargo make package
+cargo test -p fsense-pkgcheck --test package --locked -- --ignored
+
+stage "the no-panic link check is live (a planted panic must fail the link)"
+probe_log=$(mktemp)
+if cargo rustc -p fsense-driver --lib --release --target x86_64-pc-windows-msvc \
+    --crate-type cdylib --features panic-probe >"$probe_log" 2>&1; then
+    echo "error: the driver linked with a reachable panic: the no-panic proof is not working" >&2
+    exit 1
+fi
+grep -q fsense_panic_is_reachable "$probe_log" || { cat "$probe_log" >&2; exit 1; }
+echo "ok: the planted panic failed the link on fsense_panic_is_reachable"
+
+stage "Miri: driver FFI wrappers, and a small simulator run through them"
+export MIRIFLAGS="-Zmiri-permissive-provenance"
+cargo +nightly miri test --locked -p fsense-driver --test ffi_wrappers
+cargo +nightly miri test --locked -p fsense-driver --test simulator -- --exact small_run_for_miri
+unset MIRIFLAGS
+
+stage "fuzz smoke: ${fuzz_seconds}s per target"
+cd "$root/fuzz"
+cargo +nightly fuzz build
+fuzz_log=$(mktemp)
+for target in $(cargo +nightly fuzz list); do
+    if ! cargo +nightly fuzz run "$target" -- -max_total_time="$fuzz_seconds" -print_final_stats=1 \
+        >"$fuzz_log" 2>&1; then
+        tail -n 40 "$fuzz_log" >&2
+        echo "error: fuzz target $target failed" >&2
+        exit 1
+    fi
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$fuzz_log")
+    echo "fuzz $target: ${runs:-?} executions in ${fuzz_seconds}s, no crash"
+done
+cd "$root"
+
+stage "all checks passed"
