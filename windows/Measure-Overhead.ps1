@@ -129,8 +129,8 @@ function Main {
         'create-heavy'        = { Measure-CreateHeavy }
     }
 
-    Write-Step "Starting the consumer: fsense.exe watch --output $events"
-    $consumer = Start-Process -FilePath $exe -ArgumentList @('watch', '--output', "`"$events`"") -PassThru -WindowStyle Minimized
+    Write-Step "Starting the consumer: fsense.exe watch $WorkDir --output $events"
+    $consumer = Start-Process -FilePath $exe -ArgumentList @('watch', "`"$WorkDir`"", '--output', "`"$events`"") -PassThru -WindowStyle Minimized
     Start-Sleep -Seconds 3
     if ($consumer.HasExited) { throw "fsense.exe exited at start with code $($consumer.ExitCode)" }
 

@@ -4,7 +4,7 @@
     End-to-end test of a loaded fsense minifilter on a Windows test VM.
 
 .DESCRIPTION
-    Part 1, events: starts `fsense.exe watch --output <events> --summary-json <summary>`, creates and
+    Part 1, events: starts `fsense.exe watch <WorkDir> --output <events> --summary-json <summary>`, creates and
     writes a known set of files (long, Unicode and odd names included), stops the consumer with
     Ctrl+C, and checks that every file was reported (OCSF `file.path`) with its exact path.
 
@@ -169,7 +169,8 @@ function Test-Events([string] $Exe) {
     $summary = Join-Path $env:TEMP 'fsense-test-summary.json'
     Remove-Item -LiteralPath $events, $summary -ErrorAction SilentlyContinue
 
-    $arguments = @('watch', '--output', "`"$events`"", '--summary-json', "`"$summary`"")
+    # On Windows the driver reports every volume; the directory argument keeps events under WorkDir.
+    $arguments = @('watch', "`"$WorkDir`"", '--output', "`"$events`"", '--summary-json', "`"$summary`"")
     Write-Host "    $Exe $($arguments -join ' ')"
     # Own console window, so that Ctrl+C can be sent to it alone.
     $consumer = Start-Process -FilePath $Exe -ArgumentList $arguments -PassThru
