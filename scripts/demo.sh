@@ -8,6 +8,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh --min >&2
-cargo build --release --locked --quiet -p fsense
-exec target/release/fsense simulate --events 2000 --threads 4 --queue-capacity 4096 \
-    --consumer normal --seed 1 --summary-json target/demo-summary.json "$@"
+mkdir -p target
+exec cargo run --profile demo --locked --quiet -p fsense -- simulate --events 2000 --threads 4 \
+    --queue-capacity 65536 --consumer normal --seed 1 --summary-json target/demo-summary.json "$@"

@@ -68,7 +68,7 @@ pub fn run_worker() {
         if stopping {
             break;
         }
-        deliver(buf, SEND_TIMEOUT_MS, MAX_BATCHES_PER_ROUND);
+        let emptied = deliver(buf, SEND_TIMEOUT_MS, MAX_BATCHES_PER_ROUND);
         let now = ffi::system_time();
         if HEALTH_NOW.swap(false, Ordering::AcqRel)
             || now.saturating_sub(last_health) >= HEALTH_PERIOD_TICKS
@@ -76,30 +76,34 @@ pub fn run_worker() {
             send_health(buf, SEND_TIMEOUT_MS);
             last_health = now;
         }
-        SENSOR.worker_wake.wait(IDLE_WAIT_MS);
+        // Sleep only once the queue is empty: the wake-up signal fires on empty -> non-empty.
+        if emptied {
+            SENSOR.worker_wake.wait(IDLE_WAIT_MS);
+        }
     }
     // Final drain: from here no event gets a sequence number, so after this loop every number
     // handed out was delivered or counted as dropped, and the last health says so.
     SENSOR.stop_accepting();
     let capacity_bound = SENSOR.health(0).queue_capacity.saturating_add(1);
-    deliver(buf, FINAL_SEND_TIMEOUT_MS, capacity_bound);
+    let _ = deliver(buf, FINAL_SEND_TIMEOUT_MS, capacity_bound);
     send_health(buf, FINAL_SEND_TIMEOUT_MS);
 }
 
-/// Sends up to `max_batches` batches; stops early when the queue is empty.
-fn deliver(buf: &mut [u8], timeout_ms: u32, max_batches: u32) {
+/// Sends up to `max_batches` batches; stops early when the queue is empty. Returns whether it
+/// found the queue empty.
+fn deliver(buf: &mut [u8], timeout_ms: u32, max_batches: u32) -> bool {
     for _ in 0..max_batches {
         let Ok(mut batch) = BatchWriter::new(buf) else {
-            return;
+            return true;
         };
         let (moved, queue_drops) = SENSOR.drain_into(&mut batch);
         if moved == 0 {
-            return;
+            return true;
         }
         let dropped_before =
             queue_drops.saturating_add(UNREPORTED_SEND_DROPS.swap(0, Ordering::AcqRel));
         let Ok(len) = batch.finish(dropped_before) else {
-            return;
+            return true;
         };
         let outcome = buf.get(..len).map_or(SendOutcome::Failed, |msg| {
             ffi::send_message(msg, timeout_ms)
@@ -124,6 +128,7 @@ fn deliver(buf: &mut [u8], timeout_ms: u32, max_batches: u32) {
             }
         }
     }
+    false
 }
 
 /// Sends a health snapshot and applies the consumer's reply.

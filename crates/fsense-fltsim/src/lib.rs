@@ -118,6 +118,10 @@ impl Default for SimConfig {
     }
 }
 
+/// A callback this slow has waited on something (host preemption on 2 cores stays far below):
+/// half the driver's send timeout, so a callback that waited for the consumer is caught.
+pub const CALLBACK_WAIT_THRESHOLD_US: u64 = 50_000;
+
 /// What a run found. `failures()` lists every invariant or check that did not hold.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SimReport {
@@ -169,6 +173,12 @@ impl SimReport {
             ));
         }
         out.extend(self.verifier_violations.iter().cloned());
+        if self.max_callback_us >= CALLBACK_WAIT_THRESHOLD_US {
+            out.push(format!(
+                "an I/O callback took {} us: it must have waited (the driver's send timeout is 100 ms)",
+                self.max_callback_us
+            ));
+        }
         if !self.unload_clean {
             out.push("unload was not clean".to_string());
         }
