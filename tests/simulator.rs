@@ -91,3 +91,21 @@ fn small_run_for_miri() {
     assert_eq!(report.failures(), Vec::<String>::new(), "{report:#?}");
     assert!(report.delivered > 0);
 }
+
+/// A load that fails at any step unwinds exactly what it set up: nothing allocated, registered,
+/// opened or started is left behind.
+#[test]
+fn failed_loads_unwind_exactly() {
+    for point in fsense_fltsim::FailPoint::ALL {
+        let failed = fsense_fltsim::load_with_failure(point);
+        assert!(failed.status < 0, "{point:?}: DriverEntry succeeded anyway");
+        assert_eq!(failed.leftovers, Vec::<String>::new(), "{point:?}");
+        assert_eq!(
+            failed.verifier_violations,
+            Vec::<String>::new(),
+            "{point:?}"
+        );
+    }
+    // And the driver still loads and runs cleanly afterwards.
+    assert_passes(ConsumerMode::Normal, 500, 256);
+}

@@ -34,6 +34,7 @@ use windows_sys::Win32::Foundation::{HANDLE, NTSTATUS, UNICODE_STRING};
 use windows_sys::Win32::Security::PSECURITY_DESCRIPTOR;
 use windows_sys::Win32::Storage::InstallableFileSystems::FLT_FILESYSTEM_TYPE;
 
+use crate::FailPoint;
 use crate::plan::{CreateOp, NameShape, WriteOp};
 use crate::port::{PORT, SendResult};
 use crate::verifier::{self, APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL, violation};
@@ -107,6 +108,11 @@ impl Drop for NameInfoStorage {
     }
 }
 
+/// Whether the run asked this kernel call to fail (load-failure tests).
+fn fails(point: FailPoint) -> bool {
+    world::with_world(|w| w.fail_point == Some(point)).unwrap_or(false)
+}
+
 // ---------------------------------------------------------------------------------------------
 // ntoskrnl
 // ---------------------------------------------------------------------------------------------
@@ -132,6 +138,17 @@ pub unsafe extern "system" fn ExAllocatePool2(
             "POOL_FLAGS",
             format!("ExAllocatePool2 flags {flags:#x} name no pool"),
         );
+    }
+    let injected = world::with_world(|w| {
+        w.pool_allocations += 1;
+        matches!(
+            (w.fail_point, w.pool_allocations),
+            (Some(FailPoint::FirstPoolAllocation), 1) | (Some(FailPoint::SecondPoolAllocation), 2)
+        )
+    })
+    .unwrap_or(false);
+    if injected {
+        return std::ptr::null_mut();
     }
     let Some(layout) = pool_layout(number_of_bytes) else {
         return std::ptr::null_mut();
@@ -358,6 +375,9 @@ pub unsafe extern "system" fn PsCreateSystemThread(
     start_routine: unsafe extern "system" fn(*mut c_void),
     start_context: *mut c_void,
 ) -> NTSTATUS {
+    if fails(FailPoint::CreateThread) {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
     if verifier::irql() != PASSIVE_LEVEL {
         violation(
             "IRQL_CREATE_THREAD",
@@ -608,6 +628,9 @@ pub unsafe extern "system" fn FltRegisterFilter(
     registration: *const FLT_REGISTRATION,
     ret_filter: *mut isize,
 ) -> NTSTATUS {
+    if fails(FailPoint::RegisterFilter) {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
     if registration.is_null() || ret_filter.is_null() {
         return STATUS_INVALID_PARAMETER;
     }
@@ -697,6 +720,9 @@ pub const VOLUMES: [(u32, FLT_FILESYSTEM_TYPE, &str); 3] = [
 
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn FltStartFiltering(filter: isize) -> NTSTATUS {
+    if fails(FailPoint::StartFiltering) {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
     let reg = world::with_world(|w| {
         (w.filter_handle == filter)
             .then_some(w.registration)
@@ -1141,6 +1167,9 @@ pub unsafe extern "system" fn FltBuildDefaultSecurityDescriptor(
     security_descriptor: *mut PSECURITY_DESCRIPTOR,
     desired_access: u32,
 ) -> NTSTATUS {
+    if fails(FailPoint::BuildSecurityDescriptor) {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
     if security_descriptor.is_null() {
         return STATUS_INVALID_PARAMETER;
     }
@@ -1181,6 +1210,9 @@ pub unsafe extern "system" fn FltCreateCommunicationPort(
     message_notify: PFLT_MESSAGE_NOTIFY,
     max_connections: i32,
 ) -> NTSTATUS {
+    if fails(FailPoint::CreatePort) {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
     if server_port.is_null() || object_attributes.is_null() {
         return STATUS_INVALID_PARAMETER;
     }

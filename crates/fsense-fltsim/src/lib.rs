@@ -197,11 +197,134 @@ pub fn run(config: &SimConfig, on_message: &mut (dyn FnMut(&[u8]) + Send)) -> Si
 }
 
 /// Driver settings a run can change beyond [`SimConfig`] (they reach the driver through the
-/// service key, as on Windows).
+/// service key, as on Windows), and a kernel call to fail during load.
 #[derive(Debug, Clone, Default)]
 pub struct Tuning {
     /// `BatchRecords`: most records per message; 0 = unset (as many as fit), 1 = one per event.
     pub batch_records: u32,
+    /// Make this kernel call fail while DriverEntry runs, to check that the load unwinds exactly.
+    pub fail_during_load: Option<FailPoint>,
+}
+
+/// Kernel calls the simulator can fail during DriverEntry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailPoint {
+    /// The first pool allocation (queue storage).
+    FirstPoolAllocation,
+    /// The second pool allocation (batch buffer).
+    SecondPoolAllocation,
+    RegisterFilter,
+    BuildSecurityDescriptor,
+    CreatePort,
+    CreateThread,
+    StartFiltering,
+}
+
+impl FailPoint {
+    pub const ALL: [FailPoint; 7] = [
+        Self::FirstPoolAllocation,
+        Self::SecondPoolAllocation,
+        Self::RegisterFilter,
+        Self::BuildSecurityDescriptor,
+        Self::CreatePort,
+        Self::CreateThread,
+        Self::StartFiltering,
+    ];
+}
+
+/// What a load that was made to fail left behind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FailedLoad {
+    /// DriverEntry's status (must be an error).
+    pub status: i32,
+    /// Everything still held: allocations, registration, ports, threads, handles. Empty = clean.
+    pub leftovers: Vec<String>,
+    pub verifier_violations: Vec<String>,
+}
+
+/// Runs `f` against a fresh simulated kernel (no driver loaded) and returns the violations it
+/// caused: lets tests show that each verifier rule fires.
+pub fn violations_of(f: impl FnOnce()) -> Vec<String> {
+    let _one_at_a_time = RUN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    world::reset(64, 0);
+    port::PORT.reset();
+    let _ = verifier::take_violations();
+    f();
+    let _ = world::take();
+    verifier::take_violations()
+}
+
+/// Loads the driver with one kernel call failing and reports what the failed load left behind.
+pub fn load_with_failure(point: FailPoint) -> FailedLoad {
+    let _one_at_a_time = RUN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    world::reset(64, 0);
+    world::with_world(|w| w.fail_point = Some(point));
+    port::PORT.reset();
+    let _ = verifier::take_violations();
+    let status = ffi::call_driver_entry();
+    let world = world::take().unwrap_or_default();
+    FailedLoad {
+        status,
+        leftovers: leftovers(&world),
+        verifier_violations: verifier::take_violations(),
+    }
+}
+
+/// Everything a driver must have given back once it is unloaded (or failed to load).
+fn leftovers(world: &world::World) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut leak = |rule: &str, n: usize, what: &str| {
+        if n != 0 {
+            out.push(format!("{rule}: {n} {what}"));
+        }
+    };
+    leak(
+        "POOL_LEAK",
+        world.allocations.len(),
+        "pool allocations still outstanding",
+    );
+    leak(
+        "NAME_REFERENCE_LEAK",
+        world.name_infos.len(),
+        "file name references not released",
+    );
+    leak("CONTEXT_LEAK", world.contexts.len(), "contexts not freed");
+    leak(
+        "WORKER_NOT_JOINED",
+        world.threads.values().filter(|t| t.join.is_some()).count(),
+        "system threads not waited for",
+    );
+    leak(
+        "THREAD_OBJECT_LEAK",
+        world
+            .threads
+            .values()
+            .filter(|t| t.object_refs != 0)
+            .count(),
+        "thread object references held",
+    );
+    leak("HANDLE_LEAK", world.open_handles.len(), "handles open");
+    leak(
+        "SD_LEAK",
+        world.security_descriptors.len(),
+        "security descriptors not freed",
+    );
+    leak(
+        "SERVER_PORT_NOT_CLOSED",
+        usize::from(world.server_port.is_some_and(|p| p.open)),
+        "server port open",
+    );
+    leak(
+        "CLIENT_PORT_NOT_CLOSED",
+        usize::from(port::PORT.is_connected()),
+        "client port open",
+    );
+    leak(
+        "FILTER_NOT_UNREGISTERED",
+        usize::from(world.registration.is_some()),
+        "filter registration",
+    );
+    out
 }
 
 /// [`run`] with extra driver settings.
@@ -324,58 +447,9 @@ pub fn run_tuned(
     if unload_status.is_none() {
         violations.push("UNLOAD: the driver registered no unload callback".into());
     }
-    let mut leak = |rule: &str, n: usize, what: &str| {
-        if n != 0 {
-            violations.push(format!("{rule}: {n} {what} at unload"));
-            clean = false;
-        }
-    };
-    leak(
-        "POOL_LEAK",
-        world.allocations.len(),
-        "pool allocations still outstanding",
-    );
-    leak(
-        "NAME_REFERENCE_LEAK",
-        world.name_infos.len(),
-        "file name references not released",
-    );
-    leak("CONTEXT_LEAK", world.contexts.len(), "contexts not freed");
-    leak(
-        "WORKER_NOT_JOINED",
-        world.threads.values().filter(|t| t.join.is_some()).count(),
-        "system threads not waited for",
-    );
-    leak(
-        "THREAD_OBJECT_LEAK",
-        world
-            .threads
-            .values()
-            .filter(|t| t.object_refs != 0)
-            .count(),
-        "thread object references held",
-    );
-    leak("HANDLE_LEAK", world.open_handles.len(), "handles open");
-    leak(
-        "SD_LEAK",
-        world.security_descriptors.len(),
-        "security descriptors not freed",
-    );
-    leak(
-        "SERVER_PORT_NOT_CLOSED",
-        usize::from(world.server_port.is_some_and(|p| p.open)),
-        "server port open",
-    );
-    leak(
-        "CLIENT_PORT_NOT_CLOSED",
-        usize::from(port::PORT.is_connected()),
-        "client port open",
-    );
-    leak(
-        "FILTER_NOT_UNREGISTERED",
-        usize::from(world.registration.is_some()),
-        "filter registration",
-    );
+    let left = leftovers(&world);
+    clean &= left.is_empty();
+    violations.extend(left.into_iter().map(|l| format!("{l} at unload")));
     if attached.is_none() {
         violations.push("INSTANCE: the driver attached to no volume".into());
     }

@@ -126,6 +126,9 @@ pub struct World {
     /// Last health message the driver handed to FltSendMessage, delivered or not.
     pub last_health: Option<Vec<u8>>,
     pub unloading: bool,
+    /// The kernel call to fail during load, and how many pool allocations happened so far.
+    pub fail_point: Option<crate::FailPoint>,
+    pub pool_allocations: u32,
     pub callbacks_in_flight: u32,
     pub refused_connections: u32,
 }

@@ -1,0 +1,152 @@
+//! The simulator's Verifier-style rules fire when broken: each case breaks one rule through the
+//! same exported functions the driver calls, and expects that rule's name in the findings.
+
+use core::ffi::c_void;
+use core::ptr;
+
+use fsense_fltsim::ffi;
+use fsense_fltsim::verifier;
+use windows_sys::Wdk::Foundation::OBJECT_ATTRIBUTES;
+
+fn fires(rule: &str, f: impl FnOnce()) {
+    let found = fsense_fltsim::violations_of(f);
+    assert!(
+        found.iter().any(|v| v.starts_with(rule)),
+        "expected {rule}, found {found:?}"
+    );
+}
+
+#[test]
+fn freeing_a_pointer_the_pool_never_returned() {
+    let mut local = 0u64;
+    // SAFETY (test): the simulator only looks the pointer up; it never frees unknown pointers.
+    fires("POOL_FREE_UNKNOWN", || unsafe {
+        ffi::ExFreePoolWithTag((&mut local as *mut u64).cast(), 1)
+    });
+}
+
+#[test]
+fn double_free() {
+    fires("POOL_FREE_UNKNOWN", || {
+        // SAFETY (test): allocate, then free twice; the second free is refused, not performed.
+        unsafe {
+            let p = ffi::ExAllocatePool2(0x40, 16, 0x7473_6554);
+            ffi::ExFreePoolWithTag(p, 0x7473_6554);
+            ffi::ExFreePoolWithTag(p, 0x7473_6554);
+        }
+    });
+}
+
+#[test]
+fn freeing_with_the_wrong_tag() {
+    fires("POOL_TAG_MISMATCH", || {
+        // SAFETY (test): a real allocation freed once, with a different tag.
+        unsafe {
+            let p = ffi::ExAllocatePool2(0x40, 16, 0x7473_6554);
+            ffi::ExFreePoolWithTag(p, 0x1234);
+        }
+    });
+}
+
+#[test]
+fn paged_pool_at_dispatch_level() {
+    fires("IRQL_PAGED_POOL", || {
+        verifier::set_irql(verifier::DISPATCH_LEVEL);
+        // SAFETY (test): a plain allocation; freed right after.
+        unsafe {
+            let p = ffi::ExAllocatePool2(0x100, 16, 0x7473_6554);
+            verifier::set_irql(verifier::PASSIVE_LEVEL);
+            ffi::ExFreePoolWithTag(p, 0x7473_6554);
+        }
+    });
+}
+
+#[test]
+fn waiting_while_holding_a_spin_lock() {
+    fires("WAIT_HOLDING_SPIN_LOCK", || {
+        let mut lock = 0usize;
+        let mut event = [0u64; 3];
+        let timeout: i64 = -10;
+        // SAFETY (test): a local spin lock and event, acquired and released in order.
+        unsafe {
+            ffi::KeInitializeEvent(event.as_mut_ptr().cast(), 1, 0);
+            let old = ffi::KeAcquireSpinLockRaiseToDpc(&mut lock);
+            ffi::KeWaitForSingleObject(event.as_ptr().cast(), 0, 0, 0, &timeout);
+            ffi::KeReleaseSpinLock(&mut lock, old);
+        }
+    });
+}
+
+#[test]
+fn releasing_a_spin_lock_never_acquired() {
+    let mut lock = 0usize;
+    // SAFETY (test): a local lock word.
+    fires("SPIN_LOCK_UNPAIRED", || unsafe {
+        ffi::KeReleaseSpinLock(&mut lock, 0)
+    });
+}
+
+#[test]
+fn releasing_a_name_reference_not_held() {
+    fires("NAME_RELEASE_UNKNOWN", || {
+        // SAFETY (test): the simulator only looks the pointer up.
+        unsafe { ffi::FltReleaseFileNameInformation(ptr::dangling()) }
+    });
+}
+
+#[test]
+fn name_query_at_dispatch_level() {
+    fires("IRQL_NAME_QUERY", || {
+        verifier::set_irql(verifier::DISPATCH_LEVEL);
+        let mut out = ptr::null_mut();
+        // SAFETY (test): refused before any pointer is read.
+        unsafe { ffi::FltGetFileNameInformation(ptr::dangling(), 0x101, &mut out) };
+        verifier::set_irql(verifier::PASSIVE_LEVEL);
+    });
+}
+
+#[test]
+fn send_with_a_null_timeout_and_from_an_io_callback() {
+    let message = [0u8; 8];
+    let port: isize = 0;
+    let send = || {
+        // SAFETY (test): valid message buffer and port variable; no consumer, so it returns at once.
+        unsafe {
+            ffi::FltSendMessage(
+                0,
+                &port,
+                message.as_ptr().cast::<c_void>(),
+                8,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null(),
+            )
+        };
+    };
+    fires("SEND_NULL_TIMEOUT", send);
+    fires("SEND_IN_IO_CALLBACK", || {
+        verifier::set_in_callback(Some("PostWrite"));
+        send();
+        verifier::set_in_callback(None);
+    });
+}
+
+#[test]
+fn port_with_a_null_dacl() {
+    fires("PORT_SECURITY", || {
+        let oa = OBJECT_ATTRIBUTES {
+            Length: size_of::<OBJECT_ATTRIBUTES>() as u32,
+            RootDirectory: ptr::null_mut(),
+            ObjectName: ptr::null(),
+            Attributes: 0x200,
+            SecurityDescriptor: ptr::null(),
+            SecurityQualityOfService: ptr::null(),
+        };
+        let mut port = 0;
+        // SAFETY (test): valid attributes and out pointer; no filter is registered, so the port
+        // is refused after the checks.
+        unsafe {
+            ffi::FltCreateCommunicationPort(0, &mut port, &oa, ptr::null(), None, None, None, 1)
+        };
+    });
+}
