@@ -6,7 +6,12 @@ use fsense_pkgcheck::{checksum, image};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = check(data, ImageRules { require_signature: true });
+    let _ = check(
+        data,
+        ImageRules {
+            require_signature: true,
+        },
+    );
     let _ = image::has_signature(data);
     let mut copy = data.to_vec();
     if let Ok((_, new)) = checksum::fix(&mut copy) {
