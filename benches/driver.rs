@@ -80,7 +80,10 @@ fn simulated_port(c: &mut Criterion) {
     for (name, batch_records) in [("batched", 0), ("one_message_per_event", 1)] {
         group.bench_function(name, |b| {
             b.iter(|| {
-                let tuning = Tuning { batch_records };
+                let tuning = Tuning {
+                    batch_records,
+                    ..Tuning::default()
+                };
                 let report = fsense_fltsim::run_tuned(&config, &tuning, &mut |_| {});
                 assert!(report.failures().is_empty(), "{:?}", report.failures());
                 assert_eq!(
