@@ -1419,11 +1419,11 @@ unsafe extern "system" fn port_connect(
 unsafe extern "system" fn port_disconnect(_connection_cookie: *const c_void) {
     sensor::SENSOR.consumer_gone();
     let filter = HANDLES.filter.load(Ordering::Acquire);
-    let mut port = HANDLES.client_port.load(Ordering::Acquire);
-    // SAFETY: closes the connected client's port exactly once; the Filter Manager zeroes our
-    // variable so later sends see no consumer.
-    unsafe { FltCloseClientPort(filter, &mut port) };
-    HANDLES.client_port.store(0, Ordering::Release);
+    // SAFETY: closes the connected client's port exactly once. We pass the same variable that
+    // FltSendMessage reads, so the Filter Manager closes and zeroes it under the lock it also
+    // takes in FltSendMessage: a send racing this disconnect sees either the open port or none,
+    // never a closed handle.
+    unsafe { FltCloseClientPort(filter, HANDLES.client_port.as_ptr()) };
 }
 
 unsafe extern "system" fn pre_create(

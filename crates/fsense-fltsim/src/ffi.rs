@@ -1299,20 +1299,25 @@ pub unsafe extern "system" fn FltCloseCommunicationPort(server_port: PFLT_PORT) 
 
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn FltCloseClientPort(_filter: isize, client_port: *mut PFLT_PORT) {
-    if client_port.is_null() {
-        violation("CLIENT_PORT_NULL", "FltCloseClientPort with a null pointer");
+    if client_port.is_null() || !client_port.is_aligned() {
+        violation(
+            "CLIENT_PORT_NULL",
+            "FltCloseClientPort with a null or misaligned pointer",
+        );
         return;
     }
-    // SAFETY: non-null pointer to the driver's client-port variable.
-    let value = unsafe { client_port.read() };
+    // SAFETY: non-null, aligned pointer to the driver's client-port variable, which the driver
+    // reads concurrently (atomically) from its worker: access it atomically here too.
+    let variable = unsafe { std::sync::atomic::AtomicIsize::from_ptr(client_port) };
+    let value = variable.load(Ordering::Acquire);
     if value == 0 || value != PORT.client_port() {
         violation(
             "CLIENT_PORT_UNKNOWN",
             format!("closing client port {value:#x}, which is not connected"),
         );
     }
-    // SAFETY: as above; the Filter Manager zeroes the caller's variable.
-    unsafe { client_port.write(0) };
+    // The Filter Manager zeroes the caller's variable.
+    variable.store(0, Ordering::Release);
     PORT.set_disconnected();
 }
 
@@ -1359,11 +1364,12 @@ pub unsafe extern "system" fn FltSendMessage(
     if bytes.get(..4) == Some(&fsense_proto::Health::MAGIC.to_le_bytes()[..]) {
         world::with_world(|w| w.last_health = Some(bytes.clone()));
     }
-    // SAFETY: the driver passes a pointer to its client-port variable (never null).
-    let port = if client_port.is_null() {
+    let port = if client_port.is_null() || !client_port.is_aligned() {
         0
     } else {
-        unsafe { client_port.read() }
+        // SAFETY: the driver's client-port variable, shared with FltCloseClientPort: atomic.
+        unsafe { std::sync::atomic::AtomicIsize::from_ptr(client_port.cast_mut()) }
+            .load(Ordering::Acquire)
     };
     if port == 0 || port != PORT.client_port() {
         return STATUS_PORT_DISCONNECTED;
