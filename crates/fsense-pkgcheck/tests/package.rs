@@ -1,9 +1,9 @@
 //! The checker over a real package built by `cargo make package` (or `bash scripts/package.sh`).
 //!
-//! Ignored by default because it needs the package: `cargo make package-check` builds it and runs
-//! this with `--ignored` and `FSENSE_PACKAGE_DIR` set. Run by hand:
-//! `FSENSE_PACKAGE_DIR=target/package cargo test -p fsense-pkgcheck --test package -- --ignored`.
-//! Without `FSENSE_PACKAGE_DIR` the test fails instead of passing vacuously.
+//! Ignored by default because it needs the package: `cargo make package-check` (or
+//! `scripts/test.sh`) builds it, then runs this with `--ignored`. The package is looked for in
+//! `FSENSE_PACKAGE_DIR`, else `$CARGO_TARGET_DIR/package`, else `target/package`; when it is not
+//! there the test fails instead of passing vacuously.
 
 use std::path::{Path, PathBuf};
 
@@ -11,23 +11,32 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Where `scripts/package.sh` writes the package, unless `FSENSE_PACKAGE_DIR` says otherwise.
 fn package_dir() -> PathBuf {
     let dir = std::env::var_os("FSENSE_PACKAGE_DIR")
         .map(PathBuf::from)
-        .expect("FSENSE_PACKAGE_DIR must name the built package directory (e.g. target/package)");
+        .or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR").map(|target| PathBuf::from(target).join("package"))
+        })
+        .unwrap_or_else(|| PathBuf::from("target/package"));
     // Relative paths are relative to the workspace root, where cargo make runs.
-    if dir.is_relative() {
+    let dir = if dir.is_relative() {
         workspace_root().join(dir)
     } else {
         dir
-    }
+    };
+    assert!(
+        dir.join("fsense.sys").is_file(),
+        "no package in {}: build it first (`cargo make package`) or set FSENSE_PACKAGE_DIR",
+        dir.display()
+    );
+    dir
 }
 
 #[test]
 #[ignore = "needs a built package: run `cargo make package-check`"]
 fn the_built_package_passes_every_check() {
     let dir = package_dir();
-    assert!(dir.is_dir(), "{} is not a directory", dir.display());
     let findings = fsense_pkgcheck::package::check(&dir, Some(&workspace_root().join("windows")))
         .expect("package readable");
     assert!(
