@@ -42,12 +42,20 @@ struct Window {
     fired: bool,
 }
 
+#[derive(Debug, Clone)]
+struct Burst {
+    rule: usize,
+    writes: u32,
+    window_ms: u32,
+    windows: HashMap<u32, Window>,
+}
+
 /// Holds a [`RuleSet`] plus per-rule state (the `write_burst` windows).
 #[derive(Debug, Clone)]
 pub struct Engine {
     rules: RuleSet,
-    /// Indexed like `rules.rules()`; empty maps for rules without state.
-    windows: Vec<HashMap<u32, Window>>,
+    /// One entry per `write_burst` rule: its index, threshold, window and per-process windows.
+    bursts: Vec<Burst>,
     glob_hits: Vec<usize>,
     normalized: String,
     untracked_writes: u64,
@@ -55,10 +63,23 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(rules: RuleSet) -> Self {
-        let windows = rules.rules().iter().map(|_| HashMap::new()).collect();
+        let bursts = rules
+            .rules()
+            .iter()
+            .enumerate()
+            .filter_map(|(rule, r)| match r.template {
+                Template::WriteBurst { writes, window_ms } => Some(Burst {
+                    rule,
+                    writes,
+                    window_ms,
+                    windows: HashMap::new(),
+                }),
+                Template::PathMatch { .. } => None,
+            })
+            .collect();
         Self {
             rules,
-            windows,
+            bursts,
             glob_hits: Vec::new(),
             normalized: String::new(),
             untracked_writes: 0,
@@ -93,16 +114,11 @@ impl Engine {
         }
 
         if event.operation == Operation::Write {
-            for (index, rule) in self.rules.rules().iter().enumerate() {
-                if let Template::WriteBurst { writes, window_ms } = rule.template {
-                    let Some(table) = self.windows.get_mut(index) else {
-                        continue;
-                    };
-                    match record_write(table, event, writes, window_ms) {
-                        Some(true) => fired.push(index),
-                        Some(false) => {}
-                        None => self.untracked_writes += 1,
-                    }
+            for burst in &mut self.bursts {
+                match record_write(&mut burst.windows, event, burst.writes, burst.window_ms) {
+                    Some(true) => fired.push(burst.rule),
+                    Some(false) => {}
+                    None => self.untracked_writes += 1,
                 }
             }
         }
@@ -273,7 +289,7 @@ window_ms = 1000
         // Once windows expire, new processes are tracked again.
         ids(&mut engine, Operation::Write, "a", u32::MAX, 5000);
         assert_eq!(engine.untracked_writes(), 10);
-        assert!(engine.windows[1].len() <= MAX_TRACKED_PROCESSES);
+        assert!(engine.bursts[0].windows.len() <= MAX_TRACKED_PROCESSES);
     }
 
     #[test]
