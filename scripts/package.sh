@@ -41,14 +41,14 @@ rm -rf "$package_dir" "$signing_dir"
 mkdir -p "$package_dir" "$signing_dir"
 
 step "Building the checker (fsense-pkgcheck)"
-cargo build --quiet -p fsense-pkgcheck
+cargo build --quiet --locked -p fsense-pkgcheck
 pkgcheck=$target_dir/debug/fsense-pkgcheck
 
 step "Building fsense.sys (release: lto, codegen-units=1, panic=abort; rust-lld, flags from build.rs)"
 driver_log=$signing_dir/driver-build.log
-if ! cargo rustc -p fsense-driver --lib --release --target "$driver_target" --crate-type cdylib 2>&1 | tee "$driver_log"; then
+if ! cargo rustc --locked -p fsense-driver --lib --release --target "$driver_target" --crate-type cdylib 2>&1 | tee "$driver_log"; then
     if grep -q fsense_panic_is_reachable "$driver_log"; then
-        fail "fsense.sys did not link: a panic path is still reachable in the driver (the panic handler refers to the undefined symbol fsense_panic_is_reachable; see src/panic.rs). Find it with: cargo rustc -p fsense-driver --lib --release --target $driver_target --crate-type cdylib -- -C link-arg=/VERBOSE"
+        fail "fsense.sys did not link: a panic path is still reachable in the driver (src/panic.rs: the handler calls the undefined fsense_panic_is_reachable). Look for indexing, unwrap/expect, unchecked arithmetic or slicing on code changed since the last good build; use get(), checked_* and explicit errors"
     fi
     fail "building fsense.sys failed (log: $driver_log)"
 fi
@@ -83,7 +83,7 @@ step "Building fsense.exe (consumer, $consumer_target via mingw-w64)"
 # A consumer failure does not stop the flow: the package check below still reports everything else.
 consumer_log=$signing_dir/consumer-build.log
 consumer_error=
-if cargo build --release -p fsense --bin fsense --target "$consumer_target" 2>&1 | tee "$consumer_log"; then
+if cargo build --locked --release -p fsense --bin fsense --target "$consumer_target" 2>&1 | tee "$consumer_log"; then
     cp "$target_dir/$consumer_target/release/fsense.exe" "$package_dir/fsense.exe"
 elif grep -q "no bin target named" "$consumer_log"; then
     consumer_error="crates/fsense has no \`fsense\` binary target yet, so the package has no fsense.exe"
