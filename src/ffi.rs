@@ -21,7 +21,8 @@
 //!   run at DISPATCH_LEVEL and so only reads that non-paged context. No name query ever runs on the
 //!   write path, so paging I/O cannot deadlock on it.
 //! - **Imports:** Filter Manager functions come from windows-sys (`FLTMGR.SYS`); the handful of
-//!   ntoskrnl functions are declared below, because windows-sys attributes some (Zw*) to ntdll.dll.
+//!   ntoskrnl functions are declared below, because windows-sys attributes some (Zw*) to ntdll.dll
+//!   (and for the same reason handles are closed with `ObCloseHandle`, not `ZwClose`).
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
@@ -61,7 +62,11 @@ use crate::{delivery, sensor};
 type Kirql = u8;
 type KStartRoutine = unsafe extern "system" fn(context: *mut c_void);
 
-#[cfg_attr(target_os = "windows", link(name = "ntoskrnl.exe", kind = "raw-dylib"))]
+// `+verbatim`: the module name is exactly `ntoskrnl.exe` (rustc would otherwise append `.dll`).
+#[cfg_attr(
+    target_os = "windows",
+    link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")
+)]
 unsafe extern "system" {
     fn ExAllocatePool2(flags: u64, number_of_bytes: usize, tag: u32) -> *mut c_void;
     fn ExFreePoolWithTag(p: *mut c_void, tag: u32);
@@ -99,7 +104,9 @@ unsafe extern "system" {
         handle_information: *mut c_void,
     ) -> NTSTATUS;
     fn ObfDereferenceObject(object: *mut c_void) -> isize;
-    fn ZwClose(handle: HANDLE) -> NTSTATUS;
+    /// Not ZwClose: windows-sys declares that one as an ntdll.dll import, and the linker would
+    /// take its declaration over ours.
+    fn ObCloseHandle(handle: HANDLE, previous_mode: i8) -> NTSTATUS;
     fn ZwOpenKey(
         key_handle: *mut HANDLE,
         desired_access: u32,
@@ -118,7 +125,7 @@ unsafe extern "system" {
 // The code generator emits calls to these for copies and fills; in a driver they come from the
 // kernel's own exports (there is no C runtime). Declared so the import library provides them.
 #[cfg(target_os = "windows")]
-#[link(name = "ntoskrnl.exe", kind = "raw-dylib")]
+#[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
 #[allow(dead_code, reason = "called by generated code, not by name")]
 unsafe extern "C" {
     fn memcpy(dst: *mut c_void, src: *const c_void, n: usize) -> *mut c_void;
@@ -1025,7 +1032,7 @@ fn start_worker() -> NTSTATUS {
         )
     };
     // SAFETY: we own the handle; the thread keeps running without it.
-    unsafe { ZwClose(handle) };
+    unsafe { ObCloseHandle(handle, KERNEL_MODE) };
     if !status::is_success(st) {
         // The thread runs but cannot be joined: stop it and fail the load. It exits within one
         // wait period; the caller unwinds only after `stop_worker` found nothing to join, so we
@@ -1190,7 +1197,7 @@ fn read_dword_value(key_path: &UNICODE_STRING, name: &[u16]) -> Option<u32> {
         )
     };
     // SAFETY: we opened this handle above and close it once.
-    unsafe { ZwClose(key) };
+    unsafe { ObCloseHandle(key, KERNEL_MODE) };
     let [_, value_type, data_len, data, _] = info;
     (status::is_success(st) && returned >= 16 && value_type == REG_DWORD && data_len == 4)
         .then_some(data)

@@ -505,9 +505,15 @@ pub unsafe extern "system" fn ObfDereferenceObject(object: *mut c_void) -> isize
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "system" fn ZwClose(handle: HANDLE) -> NTSTATUS {
+pub unsafe extern "system" fn ObCloseHandle(handle: HANDLE, previous_mode: i8) -> NTSTATUS {
     if verifier::irql() != PASSIVE_LEVEL {
-        violation("IRQL_ZWCLOSE", "ZwClose above PASSIVE_LEVEL");
+        violation("IRQL_CLOSE_HANDLE", "ObCloseHandle above PASSIVE_LEVEL");
+    }
+    if previous_mode != 0 {
+        violation(
+            "HANDLE_MODE",
+            "closing a kernel handle with PreviousMode UserMode",
+        );
     }
     let closed =
         world::with_world(|w| w.open_handles.remove(&(handle as usize)).is_some()).unwrap_or(false);
@@ -516,7 +522,7 @@ pub unsafe extern "system" fn ZwClose(handle: HANDLE) -> NTSTATUS {
     } else {
         violation(
             "HANDLE_CLOSE_UNKNOWN",
-            format!("ZwClose of {handle:p}, not an open handle"),
+            format!("ObCloseHandle of {handle:p}, not an open handle"),
         );
         STATUS_INVALID_HANDLE
     }
