@@ -28,6 +28,8 @@ need_apt=()
 command -v x86_64-w64-mingw32-gcc >/dev/null || need_apt+=(gcc-mingw-w64-x86-64)
 command -v osslsigncode >/dev/null || need_apt+=(osslsigncode)
 command -v openssl >/dev/null || need_apt+=(openssl)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     say "apt: ${need_apt[*]}"
     sudo_cmd=""

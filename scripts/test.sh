@@ -5,7 +5,8 @@
 #   2. every test of the workspace (the driver's code runs under the Filter Manager simulator;
 #      fanotify tests need root and a private tmpfs, which they make themselves)
 #   3. the driver package: cargo make package -> target/package (PE, signature, INF checks),
-#      then the package integration test over it, and proof that the no-panic link check is live
+#      then the package integration test over it, a syntax check of the PowerShell kit, and proof
+#      that the no-panic link check is live
 #   4. Miri on the driver's FFI wrapper tests and on a small simulator run
 #   5. a fuzz smoke: every cargo-fuzz target for FUZZ_SECONDS (default 20) each
 #
@@ -35,6 +36,9 @@ cargo test --workspace --locked
 stage "driver package (cargo make package) and its checks"
 cargo make package
 cargo test -p fsense-pkgcheck --test package --locked -- --ignored
+
+stage "PowerShell kit: syntax (tree-sitter grammar), names checked against the INF and package"
+scripts/check-powershell.sh
 
 stage "the no-panic link check is live (a planted panic must fail the link)"
 probe_log=$(mktemp)
