@@ -33,6 +33,13 @@ cargo clippy -p fsense --target x86_64-pc-windows-msvc --locked -- -D warnings
 stage "cargo test (workspace)"
 cargo test --workspace --locked
 
+stage "fsense simulate in every consumer mode (exit 0 only if every invariant and check holds)"
+for mode in absent normal slow stalled crash malicious; do
+    summary="${CARGO_TARGET_DIR:-$root/target}/simulate-$mode.json"
+    cargo run --quiet --locked -p fsense -- simulate --events 20000 --threads 4 \
+        --queue-capacity 4096 --consumer "$mode" --seed 7 --quiet --summary-json "$summary"
+done
+
 stage "driver package (cargo make package) and its checks"
 cargo make package
 cargo test -p fsense-pkgcheck --test package --locked -- --ignored
