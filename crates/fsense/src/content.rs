@@ -1,6 +1,7 @@
 //! Content rules (crate `fsense-content`) as the pipeline uses them.
 //!
-//! Builds for the msvc target leave content out: its TUF client's crypto backend is a C library
+//! Builds without the `content` feature (fuzzing) and builds for the msvc target leave content
+//! out. The msvc target leaves it out: its TUF client's crypto backend is a C library
 //! (aws-lc-sys) that cannot be compiled for msvc without the MSVC toolchain, and that target is
 //! only type-checked here. There, asking for rules is a clear error. The shipped `fsense.exe`
 //! (windows-gnu) has content.
@@ -10,21 +11,21 @@ use std::path::Path;
 use crate::ocsf::{MatchedRule, severity_name};
 use fsense_proto::Operation;
 
-#[cfg(not(target_env = "msvc"))]
+#[cfg(all(feature = "content", not(target_env = "msvc")))]
 pub use fsense_content::cli::{ContentCommand, run as run_command};
 
 /// A loaded rule set and its engine.
 pub struct Rules {
-    #[cfg(not(target_env = "msvc"))]
+    #[cfg(all(feature = "content", not(target_env = "msvc")))]
     engine: fsense_content::Engine,
-    #[cfg(target_env = "msvc")]
+    #[cfg(not(all(feature = "content", not(target_env = "msvc"))))]
     never: std::convert::Infallible,
 }
 
 impl Rules {
     /// Rules from a TOML file (local testing).
     pub fn from_file(path: &Path) -> Result<Self, String> {
-        #[cfg(not(target_env = "msvc"))]
+        #[cfg(all(feature = "content", not(target_env = "msvc")))]
         {
             fsense_content::load_rules_file(path)
                 .map(|set| Self {
@@ -32,7 +33,7 @@ impl Rules {
                 })
                 .map_err(|e| format!("rules {}: {e}", path.display()))
         }
-        #[cfg(target_env = "msvc")]
+        #[cfg(not(all(feature = "content", not(target_env = "msvc"))))]
         {
             Err(unavailable(path))
         }
@@ -40,7 +41,7 @@ impl Rules {
 
     /// The content a sensor state directory has active.
     pub fn from_state_dir(dir: &Path) -> Result<Self, String> {
-        #[cfg(not(target_env = "msvc"))]
+        #[cfg(all(feature = "content", not(target_env = "msvc")))]
         {
             fsense_content::load_active(dir)
                 .map(|set| Self {
@@ -48,7 +49,7 @@ impl Rules {
                 })
                 .map_err(|e| format!("content in {}: {e}", dir.display()))
         }
-        #[cfg(target_env = "msvc")]
+        #[cfg(not(all(feature = "content", not(target_env = "msvc"))))]
         {
             Err(unavailable(dir))
         }
@@ -56,11 +57,11 @@ impl Rules {
 
     /// The content version.
     pub fn version(&self) -> u64 {
-        #[cfg(not(target_env = "msvc"))]
+        #[cfg(all(feature = "content", not(target_env = "msvc")))]
         {
             self.engine.rules().version()
         }
-        #[cfg(target_env = "msvc")]
+        #[cfg(not(all(feature = "content", not(target_env = "msvc"))))]
         {
             match self.never {}
         }
@@ -77,7 +78,7 @@ impl Rules {
         out: &mut Vec<MatchedRule>,
     ) -> u8 {
         out.clear();
-        #[cfg(not(target_env = "msvc"))]
+        #[cfg(all(feature = "content", not(target_env = "msvc")))]
         {
             let facts = fsense_content::EventFacts {
                 operation,
@@ -96,7 +97,7 @@ impl Rules {
             }
             severity
         }
-        #[cfg(target_env = "msvc")]
+        #[cfg(not(all(feature = "content", not(target_env = "msvc"))))]
         {
             let _ = (operation, path, pid, time_ms, severity_name);
             match self.never {}
@@ -104,11 +105,11 @@ impl Rules {
     }
 }
 
-#[cfg(target_env = "msvc")]
+#[cfg(not(all(feature = "content", not(target_env = "msvc"))))]
 fn unavailable(path: &Path) -> String {
     format!(
-        "cannot load {}: this build has no content support (msvc builds leave it out; use the \
-         windows-gnu fsense.exe)",
+        "cannot load {}: this build has no content support (built without the `content` feature, \
+         or for msvc; the shipped builds have it)",
         path.display()
     )
 }

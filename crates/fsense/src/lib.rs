@@ -14,6 +14,7 @@ pub mod enrich;
 pub mod fanotify;
 pub mod ffi;
 pub mod filter;
+pub mod json;
 pub mod ocsf;
 pub mod paths;
 pub mod pipeline;

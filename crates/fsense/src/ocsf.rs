@@ -2,14 +2,10 @@
 //! documented field by field in `docs/ocsf.md`; everything a record holds that OCSF has no field
 //! for is kept under `unmapped`.
 
-use std::fmt;
-use std::io::{self, Write};
-
 use fsense_proto::{EventRecord, Operation, RecordFlags};
-use serde::Serialize;
-use serde::ser::{SerializeSeq, Serializer};
 
 use crate::enrich::ProcessInfo;
+use crate::json::JsonOut;
 use crate::time::ticks_to_unix_ms;
 
 /// The OCSF schema version the events follow.
@@ -20,7 +16,7 @@ pub const ACTIVITY_CREATE: u32 = 1;
 pub const ACTIVITY_UPDATE: u32 = 3;
 
 /// A rule that matched the event, as it appears in the output.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct MatchedRule {
     pub id: String,
     pub severity: &'static str,
@@ -43,173 +39,6 @@ pub struct EventView<'a> {
     pub severity_id: u8,
 }
 
-#[derive(Serialize)]
-struct OcsfEvent<'a> {
-    class_uid: u32,
-    class_name: &'static str,
-    category_uid: u32,
-    category_name: &'static str,
-    activity_id: u32,
-    activity_name: &'static str,
-    type_uid: u32,
-    time: i64,
-    severity_id: u8,
-    severity: &'static str,
-    status_id: u8,
-    status: &'static str,
-    status_code: Hex32,
-    file: File<'a>,
-    actor: Actor<'a>,
-    metadata: Metadata,
-    unmapped: Unmapped<'a>,
-}
-
-#[derive(Serialize)]
-struct File<'a> {
-    path: &'a str,
-    name: &'a str,
-    parent_folder: &'a str,
-    /// OCSF file type: 1 regular file, 2 folder, 0 unknown.
-    type_id: u8,
-}
-
-#[derive(Serialize)]
-struct Actor<'a> {
-    process: Process<'a>,
-}
-
-#[derive(Serialize)]
-struct Process<'a> {
-    pid: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    created_time: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<User<'a>>,
-}
-
-#[derive(Serialize)]
-struct User<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uid: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct Metadata {
-    product: Product,
-    version: &'static str,
-}
-
-#[derive(Serialize)]
-struct Product {
-    name: &'static str,
-    vendor_name: &'static str,
-    version: &'static str,
-}
-
-#[derive(Serialize)]
-struct Unmapped<'a> {
-    sequence: u64,
-    operation: &'static str,
-    flags: Hex16,
-    flag_names: FlagNames,
-    status: Hex32,
-    tid: u32,
-    process_create_time: u64,
-    volume: VolumeText<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    raw_path: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    path_units: Option<Units<'a>>,
-    #[serde(flatten)]
-    op: OpFields,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    rules: &'a [MatchedRule],
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum OpFields {
-    Create {
-        disposition: u32,
-        options: Hex32,
-        access: Hex32,
-        share: Hex32,
-        information: u64,
-    },
-    Write {
-        offset: u64,
-        length: u32,
-        information: u64,
-    },
-}
-
-/// A u32 written as `"0x%08X"` without allocating.
-struct Hex32(u32);
-impl Serialize for Hex32 {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{:#010X}", self.0))
-    }
-}
-
-struct Hex16(u16);
-impl Serialize for Hex16 {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{:#06X}", self.0))
-    }
-}
-
-struct FlagNames(RecordFlags);
-impl Serialize for FlagNames {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        const NAMES: [(RecordFlags, &str); 6] = [
-            (RecordFlags::PATH_TRUNCATED, "path_truncated"),
-            (RecordFlags::NAME_QUERY_FAILED, "name_query_failed"),
-            (RecordFlags::PAGING_IO, "paging_io"),
-            (RecordFlags::NAME_FROM_CONTEXT, "name_from_context"),
-            (RecordFlags::DIRECTORY, "directory"),
-            (RecordFlags::KERNEL_REQUESTOR, "kernel_requestor"),
-        ];
-        let mut seq = s.serialize_seq(None)?;
-        for (flag, name) in NAMES {
-            if self.0.contains(flag) {
-                seq.serialize_element(name)?;
-            }
-        }
-        seq.end()
-    }
-}
-
-/// The exact UTF-16 units of a path that is not valid UTF-16.
-struct Units<'a>(fsense_proto::Utf16Path<'a>);
-impl Serialize for Units<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter_units())
-    }
-}
-
-/// The volume name, lossily decoded (it is informational; the path carries the identity).
-struct VolumeText<'a>(fsense_proto::Utf16Path<'a>);
-impl Serialize for VolumeText<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&DisplayUtf16(self.0))
-    }
-}
-
-struct DisplayUtf16<'a>(fsense_proto::Utf16Path<'a>);
-impl fmt::Display for DisplayUtf16<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use fmt::Write as _;
-        for c in self.0.chars() {
-            f.write_char(c.unwrap_or(char::REPLACEMENT_CHARACTER))?;
-        }
-        Ok(())
-    }
-}
-
 /// OCSF severity name of a severity id.
 pub fn severity_name(id: u8) -> &'static str {
     match id {
@@ -228,93 +57,156 @@ pub fn nt_success(status: u32) -> bool {
     (status as i32) >= 0
 }
 
-/// Writes one event as a JSON line.
-pub fn write_event(out: &mut impl Write, ev: &EventView<'_>) -> io::Result<()> {
+/// Appends one event as a JSON line to `line`.
+pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
     let r = ev.record;
     let (activity_id, activity_name) = match r.operation {
         Operation::Create => (ACTIVITY_CREATE, "Create"),
         Operation::Write => (ACTIVITY_UPDATE, "Update"),
     };
     let ok = nt_success(r.status);
-    let op = match r.operation {
-        Operation::Create => OpFields::Create {
-            disposition: r.create_disposition,
-            options: Hex32(r.create_options),
-            access: Hex32(r.desired_access),
-            share: Hex32(r.share_access),
-            information: r.information,
-        },
-        Operation::Write => OpFields::Write {
-            offset: r.write_offset,
-            length: r.write_length,
-            information: r.information,
-        },
-    };
-    let user = ev.process.and_then(|p| {
-        (p.user.is_some() || p.uid.is_some()).then_some(User {
-            name: p.user.as_deref(),
-            uid: p.uid.as_deref(),
+    let mut j = JsonOut::new(line);
+    j.raw("{\"class_uid\":1001,\"class_name\":\"File System Activity\",\"category_uid\":1,\"category_name\":\"System Activity\",\"activity_id\":")
+        .u64(activity_id.into())
+        .raw(",\"activity_name\":")
+        .str(activity_name)
+        .raw(",\"type_uid\":")
+        .u64((CLASS_UID * 100 + activity_id).into())
+        .raw(",\"time\":")
+        .i64(ticks_to_unix_ms(r.timestamp))
+        .raw(",\"severity_id\":")
+        .u64(ev.severity_id.into())
+        .raw(",\"severity\":")
+        .str(severity_name(ev.severity_id))
+        .raw(if ok {
+            ",\"status_id\":1,\"status\":\"Success\",\"status_code\":"
+        } else {
+            ",\"status_id\":2,\"status\":\"Failure\",\"status_code\":"
         })
-    });
-    let event = OcsfEvent {
-        class_uid: CLASS_UID,
-        class_name: "File System Activity",
-        category_uid: CATEGORY_UID,
-        category_name: "System Activity",
-        activity_id,
-        activity_name,
-        type_uid: CLASS_UID * 100 + activity_id,
-        time: ticks_to_unix_ms(r.timestamp),
-        severity_id: ev.severity_id,
-        severity: severity_name(ev.severity_id),
-        status_id: if ok { 1 } else { 2 },
-        status: if ok { "Success" } else { "Failure" },
-        status_code: Hex32(r.status),
-        file: File {
-            path: ev.path,
-            name: ev.name,
-            parent_folder: ev.parent_folder,
-            type_id: if r.flags.contains(RecordFlags::DIRECTORY) {
-                2
-            } else {
-                1
-            },
-        },
-        actor: Actor {
-            process: Process {
-                pid: r.pid,
-                name: ev.process.map(|p| p.name.as_str()),
-                created_time: (r.process_create_time != 0)
-                    .then(|| ticks_to_unix_ms(r.process_create_time)),
-                user,
-            },
-        },
-        metadata: Metadata {
-            product: Product {
-                name: "fsense",
-                vendor_name: "fsense",
-                version: env!("CARGO_PKG_VERSION"),
-            },
-            version: OCSF_SCHEMA_VERSION,
-        },
-        unmapped: Unmapped {
-            sequence: r.sequence,
-            operation: r.operation.as_str(),
-            flags: Hex16(r.flags.bits()),
-            flag_names: FlagNames(r.flags),
-            status: Hex32(r.status),
-            tid: r.tid,
-            process_create_time: r.process_create_time,
-            volume: VolumeText(r.volume),
-            raw_path: ev.raw_path,
-            path_units: (!ev.path_exact).then_some(Units(r.path)),
-            op,
-            rules: ev.rules,
-        },
-    };
-    serde_json::to_writer(&mut *out, &event).map_err(io::Error::other)?;
-    out.write_all(b"\n")
+        .hex(r.status.into(), 8);
+    // file
+    j.raw(",\"file\":{\"path\":")
+        .str(ev.path)
+        .raw(",\"name\":")
+        .str(ev.name)
+        .raw(",\"parent_folder\":")
+        .str(ev.parent_folder)
+        .raw(if r.flags.contains(RecordFlags::DIRECTORY) {
+            ",\"type_id\":2}"
+        } else {
+            ",\"type_id\":1}"
+        });
+    // actor.process
+    j.raw(",\"actor\":{\"process\":{\"pid\":").u64(r.pid.into());
+    if let Some(p) = ev.process {
+        j.raw(",\"name\":").str(&p.name);
+    }
+    if r.process_create_time != 0 {
+        j.raw(",\"created_time\":")
+            .i64(ticks_to_unix_ms(r.process_create_time));
+    }
+    if let Some(p) = ev.process.filter(|p| p.user.is_some() || p.uid.is_some()) {
+        j.raw(",\"user\":{");
+        let mut sep = "";
+        if let Some(name) = &p.user {
+            j.raw("\"name\":").str(name);
+            sep = ",";
+        }
+        if let Some(uid) = &p.uid {
+            j.raw(sep).raw("\"uid\":").str(uid);
+        }
+        j.raw("}");
+    }
+    j.raw("}}");
+    // metadata
+    j.raw(concat!(
+        ",\"metadata\":{\"product\":{\"name\":\"fsense\",\"vendor_name\":\"fsense\",\"version\":\"",
+        env!("CARGO_PKG_VERSION"),
+        "\"},\"version\":\""
+    ))
+    .raw(OCSF_SCHEMA_VERSION)
+    .raw("\"}");
+    // unmapped
+    j.raw(",\"unmapped\":{\"sequence\":")
+        .u64(r.sequence)
+        .raw(",\"operation\":")
+        .str(r.operation.as_str())
+        .raw(",\"flags\":")
+        .hex(r.flags.bits().into(), 4)
+        .raw(",\"flag_names\":[");
+    let mut sep = "";
+    for (flag, name) in FLAG_NAMES {
+        if r.flags.contains(flag) {
+            j.raw(sep).str(name);
+            sep = ",";
+        }
+    }
+    j.raw("],\"status\":")
+        .hex(r.status.into(), 8)
+        .raw(",\"tid\":")
+        .u64(r.tid.into())
+        .raw(",\"process_create_time\":")
+        .u64(r.process_create_time)
+        .raw(",\"volume\":");
+    if r.volume.is_empty() {
+        j.raw("\"\"");
+    } else {
+        j.str(&crate::paths::display(&r.volume).text);
+    }
+    if let Some(raw) = ev.raw_path {
+        j.raw(",\"raw_path\":").str(raw);
+    }
+    if !ev.path_exact {
+        j.raw(",\"path_units\":[");
+        for (i, u) in r.path.iter_units().enumerate() {
+            if i > 0 {
+                j.raw(",");
+            }
+            j.u64(u.into());
+        }
+        j.raw("]");
+    }
+    match r.operation {
+        Operation::Create => {
+            j.raw(",\"disposition\":")
+                .u64(r.create_disposition.into())
+                .raw(",\"options\":")
+                .hex(r.create_options.into(), 8)
+                .raw(",\"access\":")
+                .hex(r.desired_access.into(), 8)
+                .raw(",\"share\":")
+                .hex(r.share_access.into(), 8);
+        }
+        Operation::Write => {
+            j.raw(",\"offset\":")
+                .u64(r.write_offset)
+                .raw(",\"length\":")
+                .u64(r.write_length.into());
+        }
+    }
+    j.raw(",\"information\":").u64(r.information);
+    if !ev.rules.is_empty() {
+        j.raw(",\"rules\":[");
+        for (i, rule) in ev.rules.iter().enumerate() {
+            j.raw(if i == 0 { "{\"id\":" } else { ",{\"id\":" })
+                .str(&rule.id)
+                .raw(",\"severity\":")
+                .str(rule.severity)
+                .raw("}");
+        }
+        j.raw("]");
+    }
+    j.raw("}}\n");
 }
+
+const FLAG_NAMES: [(RecordFlags, &str); 6] = [
+    (RecordFlags::PATH_TRUNCATED, "path_truncated"),
+    (RecordFlags::NAME_QUERY_FAILED, "name_query_failed"),
+    (RecordFlags::PAGING_IO, "paging_io"),
+    (RecordFlags::NAME_FROM_CONTEXT, "name_from_context"),
+    (RecordFlags::DIRECTORY, "directory"),
+    (RecordFlags::KERNEL_REQUESTOR, "kernel_requestor"),
+];
 
 #[cfg(test)]
 mod tests {
@@ -341,7 +233,7 @@ mod tests {
             severity_id: if rules.is_empty() { 1 } else { 4 },
         };
         let mut out = Vec::new();
-        write_event(&mut out, &view).unwrap();
+        write_event(&mut out, &view);
         assert_eq!(out.last(), Some(&b'\n'));
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
         serde_json::from_slice(&out).unwrap()

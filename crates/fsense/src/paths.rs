@@ -22,6 +22,12 @@ pub struct DisplayPath {
 
 /// Decodes UTF-16LE units, replacing unpaired surrogates.
 pub fn display(path: &Utf16Path<'_>) -> DisplayPath {
+    let bytes = path.as_le_bytes();
+    // Fast path: most paths are ASCII.
+    if bytes.chunks_exact(2).all(|u| u[1] == 0 && u[0] < 0x80) {
+        let text: String = bytes.chunks_exact(2).map(|u| char::from(u[0])).collect();
+        return DisplayPath { text, exact: true };
+    }
     let mut text = String::with_capacity(path.units());
     let mut exact = true;
     for c in path.chars() {
@@ -115,7 +121,10 @@ impl DosDeviceMap {
             }
             let rest = &path[device.len()..];
             if rest.is_empty() || rest.starts_with('\\') {
-                return Cow::Owned(format!("{drive}{rest}"));
+                let mut mapped = String::with_capacity(drive.len() + rest.len());
+                mapped.push_str(drive);
+                mapped.push_str(rest);
+                return Cow::Owned(mapped);
             }
         }
         Cow::Borrowed(path)

@@ -65,6 +65,8 @@ pub struct Pipeline {
     stats: PipelineStats,
     last_health: Option<Health>,
     rules_buf: Vec<MatchedRule>,
+    /// The JSON line being built (reused).
+    line: Vec<u8>,
 }
 
 impl Pipeline {
@@ -91,6 +93,7 @@ impl Pipeline {
             },
             last_health: None,
             rules_buf: Vec::new(),
+            line: Vec::with_capacity(1024),
         }
     }
 
@@ -181,7 +184,9 @@ impl Pipeline {
             rules: &self.rules_buf,
             severity_id,
         };
-        ocsf::write_event(&mut self.out, &view)?;
+        self.line.clear();
+        ocsf::write_event(&mut self.line, &view);
+        self.out.write_all(&self.line)?;
         self.stats.reported += 1;
         Ok(())
     }

@@ -36,7 +36,7 @@ enum Command {
     /// Versions, build id, config version and counters as reported by the sensor.
     Status(StatusArgs),
     /// Detection content: keys, publishing, verification, updates, rollout.
-    #[cfg(not(target_env = "msvc"))]
+    #[cfg(all(feature = "content", not(target_env = "msvc")))]
     #[command(subcommand)]
     Content(crate::content::ContentCommand),
 }
@@ -181,7 +181,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Decode(a) => decode::decode(a),
         Command::Replay(a) => decode::replay(a),
         Command::Status(a) => status::run(a),
-        #[cfg(not(target_env = "msvc"))]
+        #[cfg(all(feature = "content", not(target_env = "msvc")))]
         Command::Content(c) => Ok(crate::content::run_command(c)),
     }
 }
