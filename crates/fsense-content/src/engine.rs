@@ -175,7 +175,7 @@ fn record_write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile;
+    use crate::{RuleSet, compile};
 
     const RULES: &str = r#"
 version = 7
@@ -290,6 +290,53 @@ window_ms = 1000
         ids(&mut engine, Operation::Write, "a", u32::MAX, 5000);
         assert_eq!(engine.untracked_writes(), 10);
         assert!(engine.bursts[0].windows.len() <= MAX_TRACKED_PROCESSES);
+    }
+
+    #[test]
+    fn an_empty_rule_set_matches_nothing() {
+        let mut engine = Engine::new(RuleSet::empty(0));
+        assert!(engine.rules().is_empty());
+        assert!(ids(&mut engine, Operation::Write, "a", 1, 0).is_empty());
+    }
+
+    proptest::proptest! {
+        /// The combined automata report exactly the rules whose own glob matches: checks the
+        /// mapping from automaton hits back to rules, per operation.
+        #[test]
+        fn combined_matching_agrees_with_each_glob_alone(
+            specs in proptest::collection::vec((proptest::bool::ANY, "[ab*?/]{1,6}"), 1..8),
+            path in "[abAB/\\\\]{0,12}",
+            create in proptest::bool::ANY,
+        ) {
+            let mut text = String::from("version = 1\n");
+            for (i, (on_create, glob)) in specs.iter().enumerate() {
+                let operation = if *on_create { "create" } else { "write" };
+                text.push_str(&format!(
+                    "[[rule]]\nid = \"r{i}\"\ntemplate = \"path_match\"\nseverity = \"low\"\n[rule.fields]\noperation = \"{operation}\"\nglob = \"{glob}\"\n"
+                ));
+            }
+            let mut engine = Engine::new(compile(&text).unwrap());
+            let operation = if create { Operation::Create } else { Operation::Write };
+            let got = ids(&mut engine, operation, &path, 1, 0);
+            let normalized = path.replace('\\', "/");
+            let expected: Vec<String> = specs
+                .iter()
+                .enumerate()
+                .filter(|(_, (on_create, glob))| {
+                    *on_create == create
+                        && globset::GlobBuilder::new(glob)
+                            .case_insensitive(true)
+                            .literal_separator(true)
+                            .backslash_escape(false)
+                            .build()
+                            .unwrap()
+                            .compile_matcher()
+                            .is_match(&normalized)
+                })
+                .map(|(i, _)| format!("r{i}"))
+                .collect();
+            proptest::prop_assert_eq!(got, expected);
+        }
     }
 
     #[test]
