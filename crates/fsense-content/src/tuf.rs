@@ -46,12 +46,27 @@ const ROLES: [RoleType; 4] = [
     RoleType::Timestamp,
 ];
 
-/// Metadata lifetimes: a short timestamp bounds how long a freeze attack (serving stale but
-/// validly signed metadata) can go unnoticed; root changes rarely.
+/// Lifetime of the root metadata `keygen` signs; root changes rarely.
 const ROOT_DAYS: i64 = 365;
-const TARGETS_DAYS: i64 = 90;
-const SNAPSHOT_DAYS: i64 = 30;
-const TIMESTAMP_DAYS: i64 = 7;
+
+/// How long the metadata a release signs stays valid, in days. A short timestamp lifetime bounds
+/// how long a freeze attack (serving stale but validly signed metadata) can go unnoticed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub targets_days: i64,
+    pub snapshot_days: i64,
+    pub timestamp_days: i64,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Self {
+            targets_days: 90,
+            snapshot_days: 30,
+            timestamp_days: 7,
+        }
+    }
+}
 
 fn key_file(keys_dir: &Path, role: RoleType) -> PathBuf {
     keys_dir.join(format!("{role}.pk8"))
@@ -251,12 +266,21 @@ pub(crate) async fn load_repository(
     trusted_root: &[u8],
     datastore: Option<&Path>,
 ) -> Result<Repository, ContentError> {
+    load_with(repo, trusted_root, datastore, ExpirationEnforcement::Safe).await
+}
+
+async fn load_with(
+    repo: &Path,
+    trusted_root: &[u8],
+    datastore: Option<&Path>,
+    expiry: ExpirationEnforcement,
+) -> Result<Repository, ContentError> {
     let mut loader = RepositoryLoader::new(
         &trusted_root,
         dir_url(&metadata_dir(repo))?,
         dir_url(&targets_dir(repo))?,
     )
-    .expiration_enforcement(ExpirationEnforcement::Safe)
+    .expiration_enforcement(expiry)
     .transport(LocalFiles);
     if let Some(datastore) = datastore {
         loader = loader.datastore(datastore);
@@ -413,6 +437,16 @@ pub struct Published {
 /// files are staged next to the repository and moved in with renames, `timestamp.json` last, so a
 /// client reading during a publish sees the old or the new release.
 pub fn publish(rules_path: &Path, keys_dir: &Path, repo: &Path) -> Result<Published, ContentError> {
+    publish_with(rules_path, keys_dir, repo, &Lifetimes::default())
+}
+
+/// [`publish`] with explicit metadata lifetimes.
+pub fn publish_with(
+    rules_path: &Path,
+    keys_dir: &Path,
+    repo: &Path,
+    lifetimes: &Lifetimes,
+) -> Result<Published, ContentError> {
     let text = crate::read_limited(rules_path)?;
     let rules = compile(&text)?;
     let root_path = keys_dir.join(ROOT_FILE);
@@ -432,7 +466,10 @@ pub fn publish(rules_path: &Path, keys_dir: &Path, repo: &Path) -> Result<Publis
     block_on(async {
         let existing = metadata_dir(repo).join("timestamp.json").exists();
         let (mut editor, next) = if existing {
-            let current = load_repository(repo, &root, None)
+            // Expiry is not enforced here: the publisher holds the keys and re-signs every role
+            // with fresh expiries, so a repository whose timestamp lapsed can be revived.
+            // Signatures, thresholds and hashes are still checked.
+            let current = load_with(repo, &root, None, ExpirationEnforcement::Unsafe)
                 .await
                 .map_err(|e| e.context("existing repository"))?;
             if let Some((newest, _)) = releases(&current).first()
@@ -482,12 +519,12 @@ pub fn publish(rules_path: &Path, keys_dir: &Path, repo: &Path) -> Result<Publis
         editor.add_target(name.clone(), target).map_err(tuf)?;
         editor.targets_version(bump(next.targets)).map_err(tuf)?;
         editor
-            .targets_expires(days_from_now(TARGETS_DAYS)?)
+            .targets_expires(days_from_now(lifetimes.targets_days)?)
             .map_err(tuf)?;
         editor.snapshot_version(bump(next.snapshot));
-        editor.snapshot_expires(days_from_now(SNAPSHOT_DAYS)?);
+        editor.snapshot_expires(days_from_now(lifetimes.snapshot_days)?);
         editor.timestamp_version(bump(next.timestamp));
-        editor.timestamp_expires(days_from_now(TIMESTAMP_DAYS)?);
+        editor.timestamp_expires(days_from_now(lifetimes.timestamp_days)?);
         let signed = editor
             .sign(&sources)
             .await

@@ -231,6 +231,25 @@ mod publish_and_verify {
     }
 
     #[test]
+    fn expired_metadata_is_refused() {
+        // A freeze attack serves old, validly signed metadata; its expiry gives it away.
+        let fx = Fixture::new();
+        let path = fx.dir.path().join("rules.toml");
+        std::fs::write(&path, rules(1, "**/*.docm")).unwrap();
+        let expired = tuf::Lifetimes {
+            timestamp_days: -1,
+            ..tuf::Lifetimes::default()
+        };
+        tuf::publish_with(&path, &fx.keys, &fx.repo, &expired).unwrap();
+        assert_refused(tuf::verify(&fx.repo, &fx.root), "xpired");
+        let state = StateDir::open(&fx.state("sensor")).unwrap();
+        assert_refused(state.update(&fx.repo, &fx.root), "xpired");
+        // The publisher revives the repository with a new release and fresh expiries.
+        fx.publish(2);
+        assert_eq!(tuf::verify(&fx.repo, &fx.root).unwrap().rules.version(), 2);
+    }
+
+    #[test]
     fn a_wrong_root_is_refused() {
         let fx = Fixture::new();
         fx.publish(1);
