@@ -29,7 +29,8 @@ const MAX_BATCHES_PER_ROUND: u32 = 64;
 static STOP: AtomicBool = AtomicBool::new(false);
 static HEALTH_NOW: AtomicBool = AtomicBool::new(false);
 static POLL_ID: AtomicU64 = AtomicU64::new(0);
-/// Events lost in failed sends that no batch header has reported yet.
+/// Events lost (failed sends, or queue drops taken with no record to send) that no batch header
+/// has reported yet.
 static UNREPORTED_SEND_DROPS: AtomicU64 = AtomicU64::new(0);
 /// The batch buffer, allocated at load; the worker takes it when it starts.
 static BATCH_BUFFER: SpinLock<Option<&'static mut [u8]>> = SpinLock::new(None);
@@ -98,6 +99,8 @@ fn deliver(buf: &mut [u8], timeout_ms: u32, max_batches: u32) -> bool {
         };
         let (moved, queue_drops) = SENSOR.drain_into(&mut batch);
         if moved == 0 {
+            // Drops taken from the queue still need a batch header to report them.
+            UNREPORTED_SEND_DROPS.fetch_add(queue_drops, Ordering::AcqRel);
             return true;
         }
         let dropped_before =
