@@ -130,13 +130,12 @@ fn err(what: FanParseErrorKind, offset: usize) -> FanParseError {
     FanParseError { what, offset }
 }
 
+/// Reads `N` bytes at `at`. A read past the end is reported at the end of `buf` at the latest,
+/// so error offsets always lie inside the caller's buffer.
 fn array<const N: usize>(buf: &[u8], at: usize) -> Result<[u8; N], FanParseError> {
-    let end = at
-        .checked_add(N)
-        .ok_or(err(FanParseErrorKind::Truncated, at))?;
-    let slice = buf
-        .get(at..end)
-        .ok_or(err(FanParseErrorKind::Truncated, at))?;
+    let truncated = err(FanParseErrorKind::Truncated, at.min(buf.len()));
+    let end = at.checked_add(N).ok_or(truncated)?;
+    let slice = buf.get(at..end).ok_or(truncated)?;
     let mut out = [0u8; N];
     out.copy_from_slice(slice);
     Ok(out)
@@ -160,7 +159,7 @@ fn parse_event(buf: &[u8], start: usize) -> Result<(FanEvent<'_>, usize), FanPar
     let event_len = u32_at(buf, start)?;
     let version = *buf
         .get(start + 4)
-        .ok_or(err(FanParseErrorKind::Truncated, start + 4))?;
+        .ok_or(err(FanParseErrorKind::Truncated, buf.len()))?;
     if version != FANOTIFY_METADATA_VERSION {
         return Err(err(
             FanParseErrorKind::UnsupportedVersion(version),
@@ -323,6 +322,14 @@ mod tests {
     }
 
     #[test]
+    fn a_truncated_header_is_reported_inside_the_buffer() {
+        // Found by the fanotify_parse fuzz target.
+        let buf = [0x03, 0x40, 0x00, 0x00, 0x03];
+        let e = FanEvents::new(&buf).next().unwrap().unwrap_err();
+        assert_eq!(e, err(FanParseErrorKind::Truncated, 5));
+    }
+
+    #[test]
     fn an_event_longer_than_the_buffer_is_an_error() {
         let mut buf = Vec::new();
         encode_event(&mut buf, FAN_MODIFY, 1, None);
@@ -334,8 +341,11 @@ mod tests {
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..512)) {
-            for ev in FanEvents::new(&buf).flatten() {
-                prop_assert!(ev.offset < buf.len());
+            for item in FanEvents::new(&buf) {
+                match item {
+                    Ok(ev) => prop_assert!(ev.offset < buf.len()),
+                    Err(e) => prop_assert!(e.offset <= buf.len()),
+                }
             }
         }
 

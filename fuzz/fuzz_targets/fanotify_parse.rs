@@ -1,0 +1,26 @@
+//! The fanotify event parser on arbitrary bytes: never a panic, events stay inside the buffer,
+//! the iterator stops after an error.
+#![no_main]
+
+use fsense::fanotify::parse::FanEvents;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut after_error = false;
+    for item in FanEvents::new(data) {
+        assert!(!after_error, "an event after an error");
+        match item {
+            Ok(ev) => {
+                assert!(ev.offset < data.len());
+                if let Some(d) = ev.dir_fid_name {
+                    assert!(d.handle.len() + d.name.len() <= data.len());
+                    assert!(!d.name.contains(&0));
+                }
+            }
+            Err(e) => {
+                assert!(e.offset <= data.len());
+                after_error = true;
+            }
+        }
+    }
+});
