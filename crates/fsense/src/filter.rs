@@ -12,6 +12,8 @@ pub enum Verdict {
     Keep,
     SelfExcluded,
     Excluded,
+    /// Not under any of the watched roots.
+    Outside,
 }
 
 /// Exclusions and rules.
@@ -20,6 +22,10 @@ pub struct Filter {
     self_pid: Option<u32>,
     excludes: GlobSet,
     rules: Option<Rules>,
+    /// When non-empty, only paths under one of these are reported (compared ASCII
+    /// case-insensitively when `roots_fold_case`, as Windows paths are).
+    roots: Vec<String>,
+    roots_fold_case: bool,
 }
 
 /// An `--exclude` pattern that does not compile.
@@ -58,13 +64,45 @@ impl Filter {
             self_pid,
             excludes,
             rules,
+            roots: Vec::new(),
+            roots_fold_case: false,
         })
+    }
+
+    /// Reports only paths under `roots` (for sources that see more than was asked for: the
+    /// Windows driver reports every volume). Separators `\\` and `/` both end a root.
+    #[must_use]
+    pub fn with_roots(mut self, roots: Vec<String>, fold_case: bool) -> Self {
+        self.roots = roots
+            .into_iter()
+            .map(|r| r.trim_end_matches(['\\', '/']).to_string())
+            .collect();
+        self.roots_fold_case = fold_case;
+        self
+    }
+
+    fn under_roots(&self, path: &str) -> bool {
+        self.roots.is_empty()
+            || self.roots.iter().any(|root| {
+                let Some(head) = path.get(..root.len()) else {
+                    return false;
+                };
+                let same = if self.roots_fold_case {
+                    head.eq_ignore_ascii_case(root)
+                } else {
+                    head == root
+                };
+                same && matches!(path.as_bytes().get(root.len()), None | Some(b'\\' | b'/'))
+            })
     }
 
     /// Whether an event is reported at all.
     pub fn verdict(&self, pid: u32, path: &str) -> Verdict {
         if self.self_pid == Some(pid) {
             return Verdict::SelfExcluded;
+        }
+        if !self.under_roots(path) {
+            return Verdict::Outside;
         }
         if !self.excludes.is_empty() && self.excludes.is_match(path) {
             return Verdict::Excluded;
@@ -114,6 +152,17 @@ mod tests {
             windows.verdict(5, "C:\\Windows\\a\\b.dll"),
             Verdict::Excluded
         );
+    }
+
+    #[test]
+    fn roots_scope_events_case_insensitively_on_component_boundaries() {
+        let f = Filter::new(None, &[], None)
+            .unwrap()
+            .with_roots(vec!["C:\\Users\\Ann\\".into()], true);
+        assert_eq!(f.verdict(1, "c:\\users\\ann\\a.txt"), Verdict::Keep);
+        assert_eq!(f.verdict(1, "C:\\Users\\Ann"), Verdict::Keep);
+        assert_eq!(f.verdict(1, "C:\\Users\\Anna\\a.txt"), Verdict::Outside);
+        assert_eq!(f.verdict(1, "D:\\x"), Verdict::Outside);
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct PipelineStats {
     pub dropped: u64,
     pub self_excluded: u64,
     pub excluded: u64,
+    /// Events outside the watched directories (sources that report more than was asked for).
+    pub outside: u64,
     /// Events that matched at least one content rule.
     pub rule_matches: u64,
     pub messages: u64,
@@ -153,6 +155,10 @@ impl Pipeline {
             }
             Verdict::Excluded => {
                 self.stats.excluded += 1;
+                return Ok(());
+            }
+            Verdict::Outside => {
+                self.stats.outside += 1;
                 return Ok(());
             }
         }

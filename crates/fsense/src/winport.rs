@@ -6,7 +6,6 @@
 //! new driver load, whose sequence numbers start over.
 
 use std::io;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -32,9 +31,8 @@ pub struct PortStats {
     pub reply_failures: u64,
 }
 
-/// Receives until `stop` is set. Events are filtered to `dirs` when any are given.
-pub fn run(pipeline: &mut Pipeline, stop: &AtomicBool, dirs: &[PathBuf]) -> io::Result<PortStats> {
-    let _ = dirs; // the driver reports every volume; path scoping is done with --exclude for now
+/// Receives until `stop` is set.
+pub fn run(pipeline: &mut Pipeline, stop: &AtomicBool) -> io::Result<PortStats> {
     let mut stats = PortStats::default();
     let mut status = StatusLine::new();
     let mut said_waiting = false;

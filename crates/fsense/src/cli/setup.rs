@@ -67,6 +67,17 @@ pub fn pipeline(
     capture: Option<CaptureWriter<BufWriter<File>>>,
     locality: Locality,
 ) -> Result<Pipeline, Failure> {
+    pipeline_with_roots(out, quiet, capture, locality, Vec::new())
+}
+
+/// Builds the pipeline, reporting only events under `roots` (drive-letter paths, Windows).
+pub fn pipeline_with_roots(
+    out: &OutputArgs,
+    quiet: bool,
+    capture: Option<CaptureWriter<BufWriter<File>>>,
+    locality: Locality,
+    roots: Vec<String>,
+) -> Result<Pipeline, Failure> {
     let rules = load_rules(&out.rules)?;
     let (self_pid, lookup, devices) = match locality {
         Locality::Live => (
@@ -80,7 +91,9 @@ pub fn pipeline(
             DosDeviceMap::default(),
         ),
     };
-    let filter = Filter::new(self_pid, &out.exclude, rules).map_err(|e| e.to_string())?;
+    let filter = Filter::new(self_pid, &out.exclude, rules)
+        .map_err(|e| e.to_string())?
+        .with_roots(roots, cfg!(windows));
     let output = open_output(out.output.as_deref(), quiet)?;
     Ok(Pipeline::new(
         ProcessCache::new(lookup, 4096),

@@ -106,20 +106,13 @@ mod platform {
     use crate::time::now_ticks;
 
     pub fn run(args: WatchArgs) -> Result<ExitCode, Failure> {
-        if !args.dirs.is_empty() {
-            eprintln!(
-                "fsense: the driver reports every volume; events are kept under: {}",
-                args.dirs
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
+        let roots = windows_roots(&args.dirs)?;
+        eprintln!("fsense: watching {}", roots.join(", "));
         let capture = setup::open_capture(args.capture.as_deref(), SourceKind::WindowsPort)?;
-        let mut pipeline = setup::pipeline(&args.out, false, capture, Locality::Live)?;
+        let mut pipeline =
+            setup::pipeline_with_roots(&args.out, false, capture, Locality::Live, roots)?;
         let stop = setup::stop_flag()?;
-        let port_stats = crate::winport::run(&mut pipeline, &stop, &args.dirs)
+        let port_stats = crate::winport::run(&mut pipeline, &stop)
             .map_err(|e| setup::output_failure(&args.out, &e))?;
         pipeline
             .finish(now_ticks())
@@ -127,6 +120,18 @@ mod platform {
         let source = serde_json::to_value(&port_stats).map_err(|e| e.to_string())?;
         finish_summary(&args, &pipeline.stats(), source)?;
         Ok(ExitCode::SUCCESS)
+    }
+
+    /// The directories as drive-letter paths (`C:\\Users\\ann`), which is how events are shown.
+    fn windows_roots(dirs: &[std::path::PathBuf]) -> Result<Vec<String>, Failure> {
+        dirs.iter()
+            .map(|d| {
+                let full = std::fs::canonicalize(d)
+                    .map_err(|e| Failure::new(format!("cannot watch {}: {e}", d.display())))?;
+                let text = full.to_string_lossy();
+                Ok(text.strip_prefix("\\\\?\\").unwrap_or(&text).to_string())
+            })
+            .collect()
     }
 }
 
