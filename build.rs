@@ -31,6 +31,7 @@ const EXTRA_WDK_LINK_ARGS: &[&str] = &["/BASE:0x140000000", "/RELEASE"];
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
+    emit_build_id();
 
     let target_os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let target_env = env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
@@ -71,4 +72,28 @@ fn configure_wdk(_driver_target: bool) {
         "cargo::error=feature `wdk` needs a Windows host with the WDK (eWDK prompt); \
          on Linux build the package with `cargo make package` (or scripts/package.sh) without it"
     );
+}
+
+/// The build id the driver reports in its health messages: `FSENSE_BUILD_ID` if set (32 hex
+/// digits at most), else the commit being built, else nothing (zeros).
+fn emit_build_id() {
+    println!("cargo::rerun-if-env-changed=FSENSE_BUILD_ID");
+    println!("cargo::rerun-if-changed=.git/HEAD");
+    println!("cargo::rerun-if-changed=.git/refs/heads");
+    let id = env::var("FSENSE_BUILD_ID").ok().or_else(|| {
+        let out = std::process::Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    });
+    let hex: String = id
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(32)
+        .collect();
+    println!("cargo::rustc-env=FSENSE_BUILD_ID={hex}");
 }

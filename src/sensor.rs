@@ -144,16 +144,26 @@ pub static SENSOR: Sensor = Sensor::new();
 
 /// Driver version reported in health: major << 16 | minor << 8 | patch.
 pub const DRIVER_VERSION: u32 = 1 << 8;
-/// Identifies the build in health snapshots (set by the build, zero when not given).
+/// Identifies the build in health snapshots: up to 32 hex digits from build.rs (the commit), as
+/// 16 bytes; zeros when unknown.
 pub const BUILD_ID: [u8; 16] = build_id(option_env!("FSENSE_BUILD_ID"));
+
+const fn hex_value(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        b'A'..=b'F' => c - b'A' + 10,
+        _ => 0,
+    }
+}
 
 const fn build_id(text: Option<&str>) -> [u8; 16] {
     let mut out = [0u8; 16];
     if let Some(t) = text {
         let b = t.as_bytes();
         let mut i = 0;
-        while i < b.len() && i < 16 {
-            out[i] = b[i];
+        while i < 16 && 2 * i + 1 < b.len() {
+            out[i] = (hex_value(b[2 * i]) << 4) | hex_value(b[2 * i + 1]);
             i += 1;
         }
     }
