@@ -226,4 +226,5 @@ fn simulate_writes_the_summary_fields() {
     );
     // What the consumer saw agrees with what the simulator says it delivered.
     assert_eq!(s["pipeline"]["events"], s["delivered"]);
+    assert_eq!(s["pipeline"]["dropped"], s["seq_gaps"]);
 }

@@ -38,6 +38,8 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode, Failure> {
             Err(e) => output_error = Some(e),
         }
     });
+    // Sequence numbers after the last delivered record were lost too.
+    pipeline.close_session(report.generated);
     let finish = pipeline.finish(now_ticks());
     if let Some(e) = output_error.or(finish.err()) {
         return Err(setup::output_failure(&args.out, &e));
@@ -46,6 +48,12 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode, Failure> {
         eprintln!("warning: a driver message did not decode: {e}");
     }
     let stats = pipeline.stats();
+    if stats.dropped != report.seq_gaps || stats.events != report.delivered {
+        eprintln!(
+            "warning: the consumer saw {} events and {} lost sequence numbers; the simulator reports {} delivered and {} gaps",
+            stats.events, stats.dropped, report.delivered, report.seq_gaps
+        );
+    }
     let failures = report.failures();
     let summary = summary_json(&args, &report, &stats, &failures);
     if let Some(path) = &args.out.summary_json {
