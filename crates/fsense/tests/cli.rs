@@ -228,3 +228,40 @@ fn simulate_writes_the_summary_fields() {
     assert_eq!(s["pipeline"]["events"], s["delivered"]);
     assert_eq!(s["pipeline"]["dropped"], s["seq_gaps"]);
 }
+
+#[test]
+fn matching_events_carry_rule_ids_and_severity() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, _) = sample_capture();
+    let path = write(dir.path(), "ok.cap", &bytes);
+    let rules = write(
+        dir.path(),
+        "rules.toml",
+        b"version = 1\n[[rule]]\nid = \"f3-create\"\ntemplate = \"path_match\"\nseverity = \"high\"\n[rule.fields]\noperation = \"create\"\nglob = \"**/f3\"\n",
+    );
+    let o = fsense(&["replay", &path, "--rules", &rules]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let matched: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["unmapped"].get("rules").is_some())
+        .collect();
+    assert_eq!(matched.len(), 1);
+    assert_eq!(matched[0]["file"]["name"], "f3");
+    assert_eq!(matched[0]["unmapped"]["rules"][0]["id"], "f3-create");
+    assert_eq!(matched[0]["severity_id"], 4);
+    assert!(lines.iter().filter(|l| l["severity_id"] == 1).count() == 5);
+
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        b"version = 1\n[[rule]]\nid = \"x\"\n",
+    );
+    let o = fsense(&["replay", &path, "--rules", &bad]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+}
