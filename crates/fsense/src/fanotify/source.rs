@@ -161,11 +161,14 @@ impl FanotifySource {
         &self.stats
     }
 
-    /// Reads every event the kernel has queued right now and hands the resulting batches to
-    /// `emit`, in order. Returns the number of kernel events read.
+    /// Reads the events the kernel has queued right now and hands the resulting batches to
+    /// `emit`, in order. Returns the number of kernel events read. Stops after a bounded number
+    /// of reads, so that a file system busy without pause cannot keep the caller from checking
+    /// for a stop request (what is left is read on the next call).
     pub fn drain(&mut self, emit: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<u64> {
+        const MAX_READS: usize = 256;
         let mut total = 0;
-        loop {
+        for _ in 0..MAX_READS {
             let n = match self.group.read(&mut self.read_buf) {
                 Ok(0) => break,
                 Ok(n) => n,
