@@ -17,7 +17,12 @@ const ROUNDS: usize = 9;
 const INNER: &str = "FSENSE_WATCH_OVERHEAD_INNER";
 
 fn main() {
-    // `cargo bench` passes `--bench`; ignore arguments.
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs benches without it, and a
+    // test run should not spend seconds timing workloads.
+    if std::env::var_os(INNER).is_none() && !std::env::args().any(|a| a == "--bench") {
+        println!("watch_overhead: run with `cargo bench -p fsense --bench watch_overhead`");
+        return;
+    }
     if std::env::var_os(INNER).is_none() {
         if !is_root() {
             eprintln!("\n*** watch_overhead SKIPPED: needs root (fanotify, mount namespace) ***\n");
