@@ -5,8 +5,8 @@
 //! health size), bounded by the buffer and by what the Filter Manager reports it transferred.
 //! The decoder then checks everything again; this only chooses the slice.
 
-use fsense_proto::Health;
 use fsense_proto::batch::BATCH_MAGIC;
+use fsense_proto::{ControlReply, Health, ReplyKind};
 
 /// Size of `FILTER_MESSAGE_HEADER`, which precedes the message in the receive buffer.
 pub const FILTER_MESSAGE_HEADER_LEN: usize = 16;
@@ -21,6 +21,18 @@ pub fn message_slice(body: &[u8], transferred: u32) -> &[u8] {
         .unwrap_or(usize::MAX);
     let len = declared.min(copied).min(body.len());
     &body[..len]
+}
+
+/// The reply to a health message: an ack echoing its poll id, acknowledging events up to
+/// `acked_sequence`. The driver's reply buffer takes exactly [`ControlReply::LEN`] bytes.
+pub fn ack(health: &Health, acked_sequence: u64) -> [u8; ControlReply::LEN] {
+    ControlReply {
+        kind: ReplyKind::Ack,
+        poll_id: health.poll_id,
+        acked_sequence,
+        config: None,
+    }
+    .encode()
 }
 
 fn declared_len(body: &[u8]) -> Option<usize> {
@@ -55,6 +67,18 @@ mod tests {
         let cut = message_slice(&buf, (FILTER_MESSAGE_HEADER_LEN + 40) as u32);
         assert_eq!(cut.len(), 40);
         assert!(Message::decode(cut).is_err());
+    }
+
+    #[test]
+    fn an_ack_decodes_as_the_driver_will_and_echoes_the_poll_id() {
+        let h = Health {
+            poll_id: 77,
+            ..Health::default()
+        };
+        let reply = ControlReply::decode(&ack(&h, 1234)).unwrap();
+        assert_eq!(reply.kind, ReplyKind::Ack);
+        assert_eq!((reply.poll_id, reply.acked_sequence), (77, 1234));
+        assert_eq!(reply.config, None);
     }
 
     #[test]

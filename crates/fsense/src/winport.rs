@@ -9,12 +9,12 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use fsense_proto::{ControlReply, Health, Hello, Message, ReplyKind};
+use fsense_proto::{Health, Hello, Message};
 use serde::Serialize;
 
 use crate::ffi::windows::{Port, is_connection_limit};
 use crate::pipeline::{Handled, Pipeline};
-use crate::port_framing::message_slice;
+use crate::port_framing::{ack, message_slice};
 use crate::status_line::StatusLine;
 use crate::time::now_ticks;
 
@@ -87,16 +87,6 @@ pub fn run(pipeline: &mut Pipeline, stop: &AtomicBool) -> io::Result<PortStats> 
     }
     status.clear();
     Ok(stats)
-}
-
-fn ack(health: &Health, acked_sequence: u64) -> [u8; ControlReply::LEN] {
-    ControlReply {
-        kind: ReplyKind::Ack,
-        poll_id: health.poll_id,
-        acked_sequence,
-        config: None,
-    }
-    .encode()
 }
 
 fn sleep_unless(stop: &AtomicBool, total: Duration) {
