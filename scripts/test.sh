@@ -7,7 +7,7 @@
 #   3. the driver package: cargo make package -> target/package (PE, signature, INF checks),
 #      then the package integration test over it, a syntax check of the PowerShell kit, and proof
 #      that the no-panic link check is live
-#   4. Miri on the driver's FFI wrapper tests and on a small simulator run
+#   4. Miri on the driver's FFI wrapper tests, a small simulator run, and the consumer's parsers
 #   5. a fuzz smoke: every cargo-fuzz target for FUZZ_SECONDS (default 20) each
 #
 # Environment: FUZZ_SECONDS=N to change the fuzz time; SKIP_SETUP=1 to skip scripts/setup.sh.
@@ -62,6 +62,10 @@ export MIRIFLAGS="-Zmiri-permissive-provenance"
 cargo +nightly miri test --locked -p fsense-driver --test ffi_wrappers
 cargo +nightly miri test --locked -p fsense-driver --test simulator -- --exact small_run_for_miri
 unset MIRIFLAGS
+
+stage "Miri: the consumer's parsers of kernel and port buffers (fanotify records, port framing, paths)"
+PROPTEST_CASES=4 MIRIFLAGS="-Zmiri-disable-isolation" cargo +nightly miri test --locked -p fsense \
+    --no-default-features --lib -- fanotify::parse port_framing paths:: json::
 
 stage "fuzz smoke: ${fuzz_seconds}s per target"
 cd "$root/fuzz"
