@@ -31,7 +31,7 @@ fn us(len: u16, max: u16, buf: *mut u16) -> UNICODE_STRING {
 fn unicode_string_checks_every_field_before_reading() {
     let mut units = [0x41u16, 0xD800, 0x42];
     let p = units.as_mut_ptr();
-    // SAFETY (all calls below): every Buffer is either null, misaligned (never read: the checks
+    // SAFETY: (all calls below) every Buffer is either null, misaligned (never read: the checks
     // refuse it first), or points into `units`, which outlives the call; lengths that exceed the
     // buffer are refused before any read.
     unsafe {

@@ -19,7 +19,7 @@ fn fires(rule: &str, f: impl FnOnce()) {
 #[test]
 fn freeing_a_pointer_the_pool_never_returned() {
     let mut local = 0u64;
-    // SAFETY (test): the simulator only looks the pointer up; it never frees unknown pointers.
+    // SAFETY: (test) the simulator only looks the pointer up; it never frees unknown pointers.
     fires("POOL_FREE_UNKNOWN", || unsafe {
         ffi::ExFreePoolWithTag((&mut local as *mut u64).cast(), 1)
     });
@@ -28,7 +28,7 @@ fn freeing_a_pointer_the_pool_never_returned() {
 #[test]
 fn double_free() {
     fires("POOL_FREE_UNKNOWN", || {
-        // SAFETY (test): allocate, then free twice; the second free is refused, not performed.
+        // SAFETY: (test) allocate, then free twice; the second free is refused, not performed.
         unsafe {
             let p = ffi::ExAllocatePool2(0x40, 16, 0x7473_6554);
             ffi::ExFreePoolWithTag(p, 0x7473_6554);
@@ -40,7 +40,7 @@ fn double_free() {
 #[test]
 fn freeing_with_the_wrong_tag() {
     fires("POOL_TAG_MISMATCH", || {
-        // SAFETY (test): a real allocation freed once, with a different tag.
+        // SAFETY: (test) a real allocation freed once, with a different tag.
         unsafe {
             let p = ffi::ExAllocatePool2(0x40, 16, 0x7473_6554);
             ffi::ExFreePoolWithTag(p, 0x1234);
@@ -52,7 +52,7 @@ fn freeing_with_the_wrong_tag() {
 fn paged_pool_at_dispatch_level() {
     fires("IRQL_PAGED_POOL", || {
         verifier::set_irql(verifier::DISPATCH_LEVEL);
-        // SAFETY (test): a plain allocation; freed right after.
+        // SAFETY: (test) a plain allocation; freed right after.
         unsafe {
             let p = ffi::ExAllocatePool2(0x100, 16, 0x7473_6554);
             verifier::set_irql(verifier::PASSIVE_LEVEL);
@@ -67,7 +67,7 @@ fn waiting_while_holding_a_spin_lock() {
         let mut lock = 0usize;
         let mut event = [0u64; 3];
         let timeout: i64 = -10;
-        // SAFETY (test): a local spin lock and event, acquired and released in order.
+        // SAFETY: (test) a local spin lock and event, acquired and released in order.
         unsafe {
             ffi::KeInitializeEvent(event.as_mut_ptr().cast(), 1, 0);
             let old = ffi::KeAcquireSpinLockRaiseToDpc(&mut lock);
@@ -80,7 +80,7 @@ fn waiting_while_holding_a_spin_lock() {
 #[test]
 fn releasing_a_spin_lock_never_acquired() {
     let mut lock = 0usize;
-    // SAFETY (test): a local lock word.
+    // SAFETY: (test) a local lock word.
     fires("SPIN_LOCK_UNPAIRED", || unsafe {
         ffi::KeReleaseSpinLock(&mut lock, 0)
     });
@@ -89,7 +89,7 @@ fn releasing_a_spin_lock_never_acquired() {
 #[test]
 fn releasing_a_name_reference_not_held() {
     fires("NAME_RELEASE_UNKNOWN", || {
-        // SAFETY (test): the simulator only looks the pointer up.
+        // SAFETY: (test) the simulator only looks the pointer up.
         unsafe { ffi::FltReleaseFileNameInformation(ptr::dangling()) }
     });
 }
@@ -99,7 +99,7 @@ fn name_query_at_dispatch_level() {
     fires("IRQL_NAME_QUERY", || {
         verifier::set_irql(verifier::DISPATCH_LEVEL);
         let mut out = ptr::null_mut();
-        // SAFETY (test): refused before any pointer is read.
+        // SAFETY: (test) refused before any pointer is read.
         unsafe { ffi::FltGetFileNameInformation(ptr::dangling(), 0x101, &mut out) };
         verifier::set_irql(verifier::PASSIVE_LEVEL);
     });
@@ -110,7 +110,7 @@ fn send_with_a_null_timeout_and_from_an_io_callback() {
     let message = [0u8; 8];
     let port: isize = 0;
     let send = || {
-        // SAFETY (test): valid message buffer and port variable; no consumer, so it returns at once.
+        // SAFETY: (test) valid message buffer and port variable; no consumer, so it returns at once.
         unsafe {
             ffi::FltSendMessage(
                 0,
@@ -143,7 +143,7 @@ fn port_with_a_null_dacl() {
             SecurityQualityOfService: ptr::null(),
         };
         let mut port = 0;
-        // SAFETY (test): valid attributes and out pointer; no filter is registered, so the port
+        // SAFETY: (test) valid attributes and out pointer; no filter is registered, so the port
         // is refused after the checks.
         unsafe {
             ffi::FltCreateCommunicationPort(0, &mut port, &oa, ptr::null(), None, None, None, 1)
