@@ -27,7 +27,7 @@
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, Ordering};
 
 use windows_sys::Wdk::Foundation::{
     DRIVER_OBJECT, FILE_OBJECT, IO_SECURITY_CONTEXT, KEVENT, OBJECT_ATTRIBUTES,
@@ -231,7 +231,6 @@ pub unsafe fn unicode_string_bytes(us: &UNICODE_STRING) -> Result<&[u8], BadUnic
 /// [`PoolSlot::allocate`] until [`PoolSlot::free`].
 pub struct PoolSlot {
     ptr: AtomicPtr<u8>,
-    len: AtomicUsize,
 }
 
 impl Default for PoolSlot {
@@ -244,7 +243,6 @@ impl PoolSlot {
     pub const fn new() -> Self {
         Self {
             ptr: AtomicPtr::new(ptr::null_mut()),
-            len: AtomicUsize::new(0),
         }
     }
 
@@ -260,7 +258,6 @@ impl PoolSlot {
             return None;
         }
         self.ptr.store(p, Ordering::Release);
-        self.len.store(len, Ordering::Release);
         // SAFETY: p is a fresh, zero-initialised, non-paged allocation of len bytes that nothing
         // else references; it stays valid until `free`, which the owner calls only after dropping
         // every use of this slice (unload, after the worker has been joined).
@@ -270,7 +267,6 @@ impl PoolSlot {
     /// Frees the allocation, if any. The caller must hold no borrow of it any more.
     pub fn free(&self) {
         let p = self.ptr.swap(ptr::null_mut(), Ordering::AcqRel);
-        self.len.store(0, Ordering::Release);
         if !p.is_null() {
             // SAFETY: p came from ExAllocatePool2 with POOL_TAG and was not freed (swap makes
             // this the only free); the caller has dropped every borrow (see allocate).

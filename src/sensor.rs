@@ -107,7 +107,6 @@ pub struct Counters {
     pub batches_sent: AtomicU64,
     pub replies_rejected: AtomicU64,
     pub acked_sequence: AtomicU64,
-    pub refused_connections: AtomicU64,
 }
 
 impl Counters {
@@ -121,7 +120,6 @@ impl Counters {
             batches_sent: AtomicU64::new(0),
             replies_rejected: AtomicU64::new(0),
             acked_sequence: AtomicU64::new(0),
-            refused_connections: AtomicU64::new(0),
         }
     }
 }
@@ -206,7 +204,6 @@ impl Sensor {
             &self.counters.batches_sent,
             &self.counters.replies_rejected,
             &self.counters.acked_sequence,
-            &self.counters.refused_connections,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -237,12 +234,7 @@ impl Sensor {
                 self.consumer_pid.store(pid, Ordering::Release);
                 Ok(())
             }
-            None => {
-                self.counters
-                    .refused_connections
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(RefusedHello)
-            }
+            None => Err(RefusedHello),
         }
     }
 

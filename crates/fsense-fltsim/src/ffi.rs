@@ -70,7 +70,6 @@ pub const VOLUME: &str = "\\Device\\HarddiskVolume3";
 
 struct CurrentOp {
     pid: u32,
-    create_time: i64,
     path: Arc<Vec<u16>>,
     shape: NameShape,
 }
@@ -1577,12 +1576,10 @@ pub fn run_create(
     CURRENT_OP.with(|c| {
         *c.borrow_mut() = Some(CurrentOp {
             pid: op.pid,
-            create_time: process_create_time(op.pid),
             path,
             shape: op.shape,
         })
     });
-    let _ = CURRENT_OP.with(|c| c.borrow().as_ref().map(|o| o.create_time));
     verifier::set_current_pid(op.pid);
     verifier::set_irql(PASSIVE_LEVEL);
 
@@ -1665,7 +1662,6 @@ pub fn run_write(op: &WriteOp, file: &OpenFile, instance: isize, filter: isize) 
     CURRENT_OP.with(|c| {
         *c.borrow_mut() = Some(CurrentOp {
             pid: op.pid,
-            create_time: process_create_time(op.pid),
             path: Arc::new(Vec::new()),
             shape: NameShape::QueryFails,
         })

@@ -393,8 +393,7 @@ pub fn run_tuned(
         let io_threads: Vec<_> = plan
             .threads
             .iter()
-            .enumerate()
-            .map(|(t, sessions)| {
+            .map(|sessions| {
                 let ops_done = &ops_done;
                 let max_ns = &max_callback_ns;
                 let instance = attached.unwrap_or(0x4000);
@@ -415,7 +414,6 @@ pub fn run_tuned(
                             ops_done.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    let _ = t;
                 })
             })
             .collect();
