@@ -226,9 +226,9 @@ pub unsafe fn unicode_string_bytes(us: &UNICODE_STRING) -> Result<&[u8], BadUnic
 
 /// One non-paged allocation held in a static for the driver's lifetime.
 ///
-/// Invariant: when `ptr` is non-null it points to `len` zeroed-at-allocation bytes from
-/// `ExAllocatePool2` with [`POOL_TAG`], not freed, and exclusively owned by whoever called
-/// [`PoolSlot::allocate`] until [`PoolSlot::free`].
+/// Invariant: when `ptr` is non-null it is a live (not freed) allocation from `ExAllocatePool2`
+/// with [`POOL_TAG`], exclusively owned through the slice [`PoolSlot::allocate`] returned until
+/// [`PoolSlot::free`].
 pub struct PoolSlot {
     ptr: AtomicPtr<u8>,
 }
