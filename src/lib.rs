@@ -16,8 +16,12 @@
 //! On the host (tests, `fsense simulate`) the same code runs against `fsense-fltsim`, which
 //! defines the kernel and Filter Manager functions declared here.
 #![no_std]
+// `unsafe` is allowed in exactly two places: the FFI layer and the link-time panic check.
+#![deny(unsafe_code)]
 
 pub mod delivery;
+#[allow(unsafe_code)]
 pub mod ffi;
+#[allow(unsafe_code)]
 mod panic;
 pub mod sensor;

@@ -17,7 +17,12 @@
 //! Manager reads from `FltSendMessage` whether or not a consumer took it (as a kernel debugger
 //! would see it).
 
+// `unsafe` is allowed only in the FFI module (the exported kernel functions and the calls into
+// the driver's callbacks).
+#![deny(unsafe_code)]
+
 mod client;
+#[allow(unsafe_code)]
 pub mod ffi;
 mod plan;
 mod port;
