@@ -69,7 +69,7 @@ pub fn run_worker() {
         if stopping {
             break;
         }
-        let emptied = deliver(buf, SEND_TIMEOUT_MS, MAX_BATCHES_PER_ROUND);
+        let emptied = deliver(buf, SEND_TIMEOUT_MS, MAX_BATCHES_PER_ROUND, true);
         let now = ffi::system_time();
         if HEALTH_NOW.swap(false, Ordering::AcqRel)
             || now.saturating_sub(last_health) >= HEALTH_PERIOD_TICKS
@@ -86,14 +86,18 @@ pub fn run_worker() {
     // handed out was delivered or counted as dropped, and the last health says so.
     SENSOR.stop_accepting();
     let capacity_bound = SENSOR.health(0).queue_capacity.saturating_add(1);
-    let _ = deliver(buf, FINAL_SEND_TIMEOUT_MS, capacity_bound);
+    let _ = deliver(buf, FINAL_SEND_TIMEOUT_MS, capacity_bound, false);
     send_health(buf, FINAL_SEND_TIMEOUT_MS);
 }
 
-/// Sends up to `max_batches` batches; stops early when the queue is empty. Returns whether it
-/// found the queue empty.
-fn deliver(buf: &mut [u8], timeout_ms: u32, max_batches: u32) -> bool {
+/// Sends up to `max_batches` batches; stops early when the queue is empty (and, if
+/// `stop_aware`, when a stop is requested, so unload never waits out a round of timeouts).
+/// Returns whether it found the queue empty.
+fn deliver(buf: &mut [u8], timeout_ms: u32, max_batches: u32, stop_aware: bool) -> bool {
     for _ in 0..max_batches {
+        if stop_aware && STOP.load(Ordering::Acquire) {
+            return false;
+        }
         let Ok(mut batch) = BatchWriter::new(buf) else {
             return true;
         };
