@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -122,11 +122,22 @@ impl Watcher {
         );
         let status = self.child.wait().unwrap();
         let mut rest = String::new();
-        for line in self.stderr.lines() {
+        for line in self.stderr.by_ref().lines() {
             rest.push_str(&line.unwrap());
             rest.push('\n');
         }
         (status, rest)
+    }
+}
+
+/// A test that fails before `stop` must not leave the watcher running (holding the test's
+/// output pipe open and its mark on the file system).
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -299,6 +310,186 @@ fn a_capture_of_a_watch_replays_to_the_same_events() {
         );
         assert!(live.len() >= 100);
     });
+}
+
+/// Write records (OCSF Update) for `file` in the complete lines written so far.
+fn writes_reported(out: &Path, file: &Path) -> usize {
+    let text = fs::read_to_string(out).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["activity_id"] == 3 && exact_path(l) == file.as_os_str().as_bytes())
+        .count()
+}
+
+/// Waits up to 5 s for the write records of `file` to reach `n`; returns the count seen.
+fn wait_for_writes(out: &Path, file: &Path, n: usize) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let seen = writes_reported(out, file);
+        if seen >= n || std::time::Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Writes to `file` in bursts, letting the watcher read between them: without quieting each
+/// burst would be a new `FAN_MODIFY` and a new write record.
+fn write_in_bursts(file: &mut fs::File) {
+    use std::io::Write;
+    for _ in 0..5 {
+        for _ in 0..200 {
+            file.write_all(b"more").unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(60));
+    }
+}
+
+#[test]
+fn a_write_session_is_reported_at_its_first_write_and_at_close_only() {
+    in_private_namespace(
+        "a_write_session_is_reported_at_its_first_write_and_at_close_only",
+        || {
+            use std::io::Write;
+            let fs_root = Tmpfs::new();
+            let scratch = tempfile::tempdir().unwrap();
+            let out = scratch.path().join("events.json");
+            let summary = scratch.path().join("summary.json");
+            let watcher = Watcher::start(fs_root.path(), &out, &summary, &[]);
+            let path = fs_root.path().join("log.txt");
+
+            let mut file = fs::File::create(&path).unwrap();
+            file.write_all(b"first").unwrap();
+            assert_eq!(
+                wait_for_writes(&out, &path, 1),
+                1,
+                "first write not reported"
+            );
+            write_in_bursts(&mut file);
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            assert_eq!(
+                writes_reported(&out, &path),
+                1,
+                "writes after the first reported"
+            );
+            drop(file);
+            assert_eq!(
+                wait_for_writes(&out, &path, 2),
+                2,
+                "close after writing not reported"
+            );
+
+            // The next session is reported from its first write again, before it closes.
+            let mut file = fs::OpenOptions::new().append(true).open(&path).unwrap();
+            file.write_all(b"again").unwrap();
+            assert_eq!(
+                wait_for_writes(&out, &path, 3),
+                3,
+                "second session not reported"
+            );
+            drop(file);
+            assert_eq!(wait_for_writes(&out, &path, 4), 4);
+
+            let (status, stderr) = watcher.stop();
+            assert!(status.success(), "watch failed: {stderr}");
+            let s: Value = serde_json::from_str(&fs::read_to_string(&summary).unwrap()).unwrap();
+            assert_eq!(s["dropped"], 0);
+            assert_eq!(s["source"]["write_sessions"]["quieted"], 2);
+            assert_eq!(s["source"]["write_sessions"]["mark_errors"], 0);
+        },
+    );
+}
+
+#[test]
+fn after_a_queue_overflow_quiet_sessions_are_reported_again_and_drops_counted() {
+    in_private_namespace(
+        "after_a_queue_overflow_quiet_sessions_are_reported_again_and_drops_counted",
+        || {
+            use std::io::Write;
+            let fs_root = Tmpfs::new();
+            let scratch = tempfile::tempdir().unwrap();
+            let out = scratch.path().join("events.json");
+            let summary = scratch.path().join("summary.json");
+            let watcher = Watcher::start(fs_root.path(), &out, &summary, &[]);
+            let path = fs_root.path().join("open.log");
+            let mut file = fs::File::create(&path).unwrap();
+            file.write_all(b"first").unwrap();
+            assert_eq!(wait_for_writes(&out, &path, 1), 1);
+
+            // A stopped watcher lets the kernel queue (16,384 events) overflow; a close-write
+            // lost that way must not leave a session quiet for good.
+            let pid = watcher.child.id().to_string();
+            let signal = |sig: &str| {
+                assert!(
+                    Command::new("kill")
+                        .args([sig, &pid])
+                        .status()
+                        .unwrap()
+                        .success()
+                );
+            };
+            signal("-STOP");
+            let flood = fs_root.path().join("flood");
+            fs::create_dir(&flood).unwrap();
+            for i in 0..17_000 {
+                fs::File::create(flood.join(i.to_string())).unwrap();
+            }
+            signal("-CONT");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            file.write_all(b"after the overflow").unwrap();
+            assert_eq!(
+                wait_for_writes(&out, &path, 2),
+                2,
+                "quiet session not flushed"
+            );
+
+            let (status, stderr) = watcher.stop();
+            assert!(status.success(), "watch failed: {stderr}");
+            let s: Value = serde_json::from_str(&fs::read_to_string(&summary).unwrap()).unwrap();
+            assert!(
+                s["dropped"].as_u64().unwrap() >= 1,
+                "overflow not counted: {s}"
+            );
+            assert!(s["source"]["write_sessions"]["flushes"].as_u64().unwrap() >= 1);
+        },
+    );
+}
+
+#[test]
+fn with_writes_close_a_write_is_reported_when_the_file_closes() {
+    in_private_namespace(
+        "with_writes_close_a_write_is_reported_when_the_file_closes",
+        || {
+            let fs_root = Tmpfs::new();
+            let scratch = tempfile::tempdir().unwrap();
+            let out = scratch.path().join("events.json");
+            let summary = scratch.path().join("summary.json");
+            let watcher = Watcher::start(fs_root.path(), &out, &summary, &["--writes", "close"]);
+            let path = fs_root.path().join("data.bin");
+
+            let mut file = fs::File::create(&path).unwrap();
+            write_in_bursts(&mut file);
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            assert_eq!(
+                writes_reported(&out, &path),
+                0,
+                "a write reported before close"
+            );
+            drop(file);
+            assert_eq!(
+                wait_for_writes(&out, &path, 1),
+                1,
+                "close after writing not reported"
+            );
+
+            let (status, stderr) = watcher.stop();
+            assert!(status.success(), "watch failed: {stderr}");
+            let s: Value = serde_json::from_str(&fs::read_to_string(&summary).unwrap()).unwrap();
+            assert_eq!(s["source"]["write_sessions"]["quieted"], 0);
+        },
+    );
 }
 
 #[test]

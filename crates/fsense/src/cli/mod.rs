@@ -78,6 +78,21 @@ pub struct WatchArgs {
     /// Record the received messages to a capture file.
     #[arg(long, value_name = "FILE")]
     capture: Option<PathBuf>,
+    /// When a write is reported (Linux). `first`: at the first write of each write session and
+    /// again when the file is closed; the kernel skips the writes in between. `close`: only when
+    /// the file is closed after writing: least overhead, but a file kept open is reported late.
+    #[cfg(target_os = "linux")]
+    #[arg(long, value_enum, default_value_t = WritesArg::First)]
+    writes: WritesArg,
+}
+
+/// `--writes`: see [`WatchArgs`].
+#[cfg(target_os = "linux")]
+#[derive(clap::ValueEnum, Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum WritesArg {
+    #[default]
+    First,
+    Close,
 }
 
 #[cfg(not(windows))]

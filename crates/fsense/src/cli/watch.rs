@@ -37,10 +37,10 @@ mod platform {
     use std::sync::atomic::Ordering;
 
     use super::super::setup::{self, Locality};
-    use super::super::{Failure, WatchArgs};
+    use super::super::{Failure, WatchArgs, WritesArg};
     use super::finish_summary;
     use crate::capture::SourceKind;
-    use crate::fanotify::FanotifySource;
+    use crate::fanotify::{FanotifySource, WriteEvents};
     use crate::pipeline::Pipeline;
     use crate::status_line::StatusLine;
     use crate::time::now_ticks;
@@ -50,8 +50,12 @@ mod platform {
     const COALESCE: std::time::Duration = std::time::Duration::from_millis(10);
 
     pub fn run(args: WatchArgs) -> Result<ExitCode, Failure> {
+        let writes = match args.writes {
+            WritesArg::First => WriteEvents::FirstAndClose,
+            WritesArg::Close => WriteEvents::CloseOnly,
+        };
         let mut source =
-            FanotifySource::open(&args.dirs).map_err(|e| Failure::new(e.to_string()))?;
+            FanotifySource::open(&args.dirs, writes).map_err(|e| Failure::new(e.to_string()))?;
         let capture = setup::open_capture(args.capture.as_deref(), SourceKind::Fanotify)?;
         let mut pipeline = setup::pipeline(&args.out, false, capture, Locality::Live)?;
         let stop = setup::stop_flag()?;

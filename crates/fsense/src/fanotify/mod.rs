@@ -17,7 +17,9 @@ pub mod parse;
 #[cfg(target_os = "linux")]
 mod source;
 #[cfg(target_os = "linux")]
-pub use source::{FanotifySource, SourceStats, WatchError};
+mod write_sessions;
+#[cfg(target_os = "linux")]
+pub use source::{FanotifySource, SourceStats, WatchError, WriteEvents};
 
 /// Whether `path` is `root` or lies under it (byte-wise, on `/` boundaries).
 pub fn is_under(path: &[u8], root: &[u8]) -> bool {

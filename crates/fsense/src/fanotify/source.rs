@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::parse::{
     DirFidName, FAN_CLOSE_WRITE, FAN_CREATE, FAN_MODIFY, FAN_ONDIR, FAN_Q_OVERFLOW, FanEvents,
 };
+use super::write_sessions::{MAX_QUIET_SESSIONS, WriteSessionStats, WriteSessions};
 use super::{is_under, join};
 use crate::ffi::linux as sys;
 use crate::paths::linux_bytes_to_utf16le;
@@ -39,6 +40,15 @@ pub enum WatchError {
     },
 }
 
+/// Which kernel events stand for a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteEvents {
+    /// `FAN_MODIFY` for the first write of a session (the rest quieted), and `FAN_CLOSE_WRITE`.
+    FirstAndClose,
+    /// `FAN_CLOSE_WRITE` only.
+    CloseOnly,
+}
+
 /// What the source saw besides events.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SourceStats {
@@ -58,6 +68,8 @@ pub struct SourceStats {
     pub queue_high_water: u64,
     /// Sequence numbers handed out (records plus overflows).
     pub generated: u64,
+    /// Write sessions whose repeated `FAN_MODIFY` events the kernel was told to skip.
+    pub write_sessions: WriteSessionStats,
 }
 
 /// A fanotify group watching some directories.
@@ -71,6 +83,7 @@ pub struct FanotifySource {
     next_sequence: u64,
     lost_since_batch: u64,
     stats: SourceStats,
+    write_sessions: WriteSessions,
     read_buf: Vec<u8>,
     batch_buf: Vec<u8>,
 }
@@ -84,7 +97,7 @@ struct ReadCaches {
 
 impl FanotifySource {
     /// Creates the group and marks the file system of every directory.
-    pub fn open(dirs: &[PathBuf]) -> Result<Self, WatchError> {
+    pub fn open(dirs: &[PathBuf], writes: WriteEvents) -> Result<Self, WatchError> {
         let flags = libc::FAN_CLASS_NOTIF
             | libc::FAN_REPORT_DFID_NAME
             | libc::FAN_CLOEXEC
@@ -95,7 +108,10 @@ impl FanotifySource {
                 Some(libc::EPERM) => WatchError::NotPermitted,
                 _ => WatchError::Unsupported(e),
             })?;
-        let mask = FAN_CREATE | FAN_MODIFY | FAN_CLOSE_WRITE | FAN_ONDIR;
+        let mask = match writes {
+            WriteEvents::FirstAndClose => FAN_CREATE | FAN_MODIFY | FAN_CLOSE_WRITE | FAN_ONDIR,
+            WriteEvents::CloseOnly => FAN_CREATE | FAN_CLOSE_WRITE | FAN_ONDIR,
+        };
         let mut mounts: Vec<([u8; 8], File)> = Vec::new();
         let mut roots = Vec::new();
         for dir in dirs {
@@ -140,6 +156,7 @@ impl FanotifySource {
             next_sequence: 1,
             lost_since_batch: 0,
             stats: SourceStats::default(),
+            write_sessions: WriteSessions::new(MAX_QUIET_SESSIONS),
             read_buf: vec![0u8; 256 * 1024],
             batch_buf: vec![0u8; MAX_BATCH_BYTES],
         })
@@ -167,6 +184,9 @@ impl FanotifySource {
     /// for a stop request (what is left is read on the next call).
     pub fn drain(&mut self, emit: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<u64> {
         const MAX_READS: usize = 256;
+        // Metadata, info header, fsid, handle header, the largest handle (MAX_HANDLE_SZ) and
+        // the longest name with its NUL, rounded up.
+        const MAX_EVENT_LEN: usize = 512;
         let mut total = 0;
         for _ in 0..MAX_READS {
             let n = match self.group.read(&mut self.read_buf) {
@@ -177,6 +197,12 @@ impl FanotifySource {
                 Err(e) => return Err(e),
             };
             total += self.encode_read(n, emit)?;
+            // Room left for another event means the queue was empty when the kernel stopped
+            // copying: what arrived since waits for the next round instead of being read one
+            // event at a time while a writer keeps going.
+            if n + MAX_EVENT_LEN <= self.read_buf.len() {
+                break;
+            }
         }
         Ok(total)
     }
@@ -188,6 +214,7 @@ impl FanotifySource {
         emit: &mut dyn FnMut(&[u8]) -> io::Result<()>,
     ) -> io::Result<u64> {
         let Self {
+            group,
             mounts,
             roots,
             clock,
@@ -195,9 +222,9 @@ impl FanotifySource {
             next_sequence,
             lost_since_batch,
             stats,
+            write_sessions,
             read_buf,
             batch_buf,
-            ..
         } = self;
         let mut caches = ReadCaches::default();
         let mut batch = BatchWriter::new(batch_buf).map_err(io::Error::other)?;
@@ -215,6 +242,8 @@ impl FanotifySource {
             events += 1;
             if event.mask & FAN_Q_OVERFLOW != 0 {
                 stats.overflows += 1;
+                // A lost close-write would leave its session quiet for good.
+                write_sessions.flush(group);
                 *next_sequence += 1;
                 *lost_since_batch += 1;
                 continue;
@@ -235,6 +264,9 @@ impl FanotifySource {
             if !roots.iter().any(|r| is_under(&path, r)) {
                 stats.outside += 1;
                 continue;
+            }
+            if event.mask & FAN_ONDIR == 0 {
+                write_sessions.observe(group, event.mask, &path);
             }
             linux_bytes_to_utf16le(&path, &mut utf16);
             let (units, cut) = Utf16Path::truncating(&utf16, usize::MAX);
@@ -278,6 +310,7 @@ impl FanotifySource {
         stats.kernel_events += events;
         stats.queue_high_water = stats.queue_high_water.max(events);
         stats.generated = *next_sequence - 1;
+        stats.write_sessions = write_sessions.stats();
         if !batch.is_empty() {
             let n = batch
                 .finish(std::mem::take(lost_since_batch))
