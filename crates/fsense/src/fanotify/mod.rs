@@ -6,6 +6,10 @@
 //! entry name; the directory is opened by handle (`open_by_handle_at`) and its current path read
 //! from `/proc/self/fd`, and only events under the watched paths are kept.
 //!
+//! Writes: `FAN_MODIFY` for the first write of a session, after which the kernel is told to skip
+//! the file's modifies until `FAN_CLOSE_WRITE` (see `write_sessions`), or close-write only
+//! (`--writes close`).
+//!
 //! Events are encoded into the same fsense-proto batches the Windows driver sends, with this
 //! source's own gap-free sequence numbers, so the pipeline cannot tell the sources apart.
 //! `FAN_Q_OVERFLOW` (the kernel queue was full and dropped events) takes one sequence number, so
