@@ -24,6 +24,8 @@ pub enum ChecksumError {
     NotPe,
     #[error("file is larger than 4 GiB, which a PE checksum cannot describe")]
     TooLarge,
+    #[error("NT headers at offset {offset:#x} are not 4-byte aligned")]
+    MisalignedHeaders { offset: usize },
 }
 
 /// Byte offset of the `CheckSum` field in `image`, after checking the MZ and PE signatures.
@@ -40,6 +42,11 @@ pub fn checksum_field_offset(image: &[u8]) -> Result<usize, ChecksumError> {
         .get(NT_HEADERS_POINTER_OFFSET..NT_HEADERS_POINTER_OFFSET + 4)
         .ok_or(ChecksumError::TooShort { len: image.len() })?;
     let nt_headers = u32::from_le_bytes([pointer[0], pointer[1], pointer[2], pointer[3]]) as usize;
+    // Linkers align them and the loader requires it; at an odd offset the checksum field would
+    // also straddle the 16-bit words the sum is made of, so no stored value could be right.
+    if nt_headers % 4 != 0 {
+        return Err(ChecksumError::MisalignedHeaders { offset: nt_headers });
+    }
     match image.get(nt_headers..nt_headers.saturating_add(4)) {
         Some(b"PE\0\0") => {}
         Some(_) => return Err(ChecksumError::NotPe),
@@ -161,8 +168,16 @@ mod tests {
             Err(ChecksumError::TooShort { len: FIELD + 2 })
         );
         let mut far = skeleton(0x100);
-        far[0x3c..0x40].copy_from_slice(&u32::MAX.to_le_bytes());
+        far[0x3c..0x40].copy_from_slice(&0xffff_fffcu32.to_le_bytes());
         assert_eq!(compute(&far), Err(ChecksumError::TooShort { len: 0x100 }));
+        // Found by the fuzz target: at an odd offset no stored checksum can be right.
+        let mut odd = skeleton(0x100);
+        odd[0x3c..0x40].copy_from_slice(&0x41u32.to_le_bytes());
+        odd[0x41..0x45].copy_from_slice(b"PE\0\0");
+        assert_eq!(
+            fix(&mut odd),
+            Err(ChecksumError::MisalignedHeaders { offset: 0x41 })
+        );
     }
 
     proptest! {
@@ -194,6 +209,28 @@ mod tests {
             let _ = compute(&data);
             let mut copy = data.clone();
             let _ = fix(&mut copy);
+        }
+
+        /// Whatever `e_lfanew` says, a fixed image checks out (the fuzz target's property).
+        #[test]
+        fn a_fixed_image_checks_out(
+            nt_headers in 0x40usize..0x60,
+            body in proptest::collection::vec(any::<u8>(), 0x100..0x200),
+        ) {
+            let mut image = body;
+            image[..2].copy_from_slice(b"MZ");
+            image[0x3c..0x40].copy_from_slice(&(nt_headers as u32).to_le_bytes());
+            image[nt_headers..nt_headers + 4].copy_from_slice(b"PE\0\0");
+            match fix(&mut image) {
+                Ok((_, new)) => {
+                    prop_assert_eq!(nt_headers % 4, 0);
+                    prop_assert_eq!(stored(&image), Ok(new));
+                    prop_assert_eq!(compute(&image), Ok(new));
+                }
+                Err(e) => {
+                    prop_assert_eq!(e, ChecksumError::MisalignedHeaders { offset: nt_headers })
+                }
+            }
         }
     }
 }
