@@ -44,7 +44,7 @@ pub fn checksum_field_offset(image: &[u8]) -> Result<usize, ChecksumError> {
     let nt_headers = u32::from_le_bytes([pointer[0], pointer[1], pointer[2], pointer[3]]) as usize;
     // Linkers align them and the loader requires it; at an odd offset the checksum field would
     // also straddle the 16-bit words the sum is made of, so no stored value could be right.
-    if nt_headers % 4 != 0 {
+    if !nt_headers.is_multiple_of(4) {
         return Err(ChecksumError::MisalignedHeaders { offset: nt_headers });
     }
     match image.get(nt_headers..nt_headers.saturating_add(4)) {
@@ -223,7 +223,7 @@ mod tests {
             image[nt_headers..nt_headers + 4].copy_from_slice(b"PE\0\0");
             match fix(&mut image) {
                 Ok((_, new)) => {
-                    prop_assert_eq!(nt_headers % 4, 0);
+                    prop_assert!(nt_headers.is_multiple_of(4));
                     prop_assert_eq!(stored(&image), Ok(new));
                     prop_assert_eq!(compute(&image), Ok(new));
                 }
