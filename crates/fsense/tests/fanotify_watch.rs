@@ -437,13 +437,14 @@ fn after_a_queue_overflow_quiet_sessions_are_reported_again_and_drops_counted() 
                 fs::File::create(flood.join(i.to_string())).unwrap();
             }
             signal("-CONT");
-            std::thread::sleep(std::time::Duration::from_millis(500));
-            file.write_all(b"after the overflow").unwrap();
-            assert_eq!(
-                wait_for_writes(&out, &path, 2),
-                2,
-                "quiet session not flushed"
-            );
+            // Writes before the watcher has read the overflow are still skipped; keep writing
+            // until one is reported (or give up after 5 s).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while writes_reported(&out, &path) < 2 && std::time::Instant::now() < deadline {
+                file.write_all(b"after the overflow").unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            assert_eq!(writes_reported(&out, &path), 2, "quiet session not flushed");
 
             let (status, stderr) = watcher.stop();
             assert!(status.success(), "watch failed: {stderr}");
