@@ -1,0 +1,118 @@
+//! Unix: `O_NOFOLLOW`, `O_NONBLOCK`, `fstat` on the opened descriptor, modes and owners.
+
+use std::fs::{File, OpenOptions, Permissions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use rustix::fs::OFlags;
+
+use crate::SafeFsError;
+
+/// `O_NOFOLLOW` makes opening a symbolic link fail (`ELOOP`); `O_NONBLOCK` makes opening a FIFO
+/// with no peer fail or return at once instead of waiting (a regular file ignores it).
+fn no_follow_flags() -> i32 {
+    (OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC).bits() as i32
+}
+
+pub fn open_no_follow(path: &Path, options: &mut OpenOptions) -> Result<File, SafeFsError> {
+    options
+        .custom_flags(no_follow_flags())
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => SafeFsError::Link {
+                path: path.to_path_buf(),
+            },
+            Some(code) if code == rustix::io::Errno::NXIO.raw_os_error() => {
+                SafeFsError::NotRegular {
+                    path: path.to_path_buf(),
+                }
+            }
+            _ => SafeFsError::io("open", path, e),
+        })
+}
+
+pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
+    // O_EXCL never follows a symbolic link at the last component, dangling or not.
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(OFlags::CLOEXEC.bits() as i32)
+        .mode(mode)
+        .open(path)
+}
+
+pub fn check_own_regular_file(path: &Path, file: &File) -> Result<(), SafeFsError> {
+    let meta = file
+        .metadata()
+        .map_err(|e| SafeFsError::io("inspect", path, e))?;
+    if !meta.is_file() {
+        return Err(SafeFsError::NotRegular {
+            path: path.to_path_buf(),
+        });
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(SafeFsError::ForeignOwner {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+        });
+    }
+    if meta.nlink() > 1 {
+        return Err(SafeFsError::HardLinked {
+            path: path.to_path_buf(),
+            links: meta.nlink(),
+        });
+    }
+    Ok(())
+}
+
+pub fn make_private(path: &Path, file: &File) -> Result<(), SafeFsError> {
+    file.set_permissions(Permissions::from_mode(0o600))
+        .map_err(|e| SafeFsError::io("set the mode of", path, e))
+}
+
+pub fn create_dir(dir: &Path) -> io::Result<()> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(dir)
+}
+
+pub fn check_trusted_dir(dir: &Path, sticky_allowed: bool) -> Result<(), SafeFsError> {
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| SafeFsError::io("inspect", dir, e))?;
+    if meta.file_type().is_symlink() {
+        return Err(SafeFsError::Link {
+            path: dir.to_path_buf(),
+        });
+    }
+    if !meta.is_dir() {
+        return Err(SafeFsError::NotDirectory {
+            path: dir.to_path_buf(),
+        });
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(SafeFsError::ForeignOwner {
+            path: dir.to_path_buf(),
+            owner: meta.uid(),
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    let sticky = mode & 0o1000 != 0;
+    if mode & 0o022 != 0 && !(sticky_allowed && sticky) {
+        return Err(SafeFsError::WritableByOthers {
+            path: dir.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+pub fn sync_dir(dir: &Path) {
+    // Best effort: some file systems refuse fsync on a directory; the rename itself is done.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
