@@ -5,10 +5,11 @@
 use std::fmt;
 
 use object::pe;
-use object::read::pe::{ExportTarget, ImageNtHeaders, PeFile64};
+use object::read::pe::{ExportTarget, Import, ImageNtHeaders, PeFile64};
 use thiserror::Error;
 
 use crate::checksum;
+use crate::imports::{self, ImportProblem, WindowsRelease};
 
 /// The only modules a driver may import from: anything else (ntdll.dll, a user-mode DLL) cannot be
 /// resolved in kernel mode and the image would fail to load.
@@ -28,6 +29,9 @@ const WIN_CERT_TYPE_PKCS_SIGNED_DATA: u16 = 0x0002;
 pub struct ImageRules {
     /// The image must carry an Authenticode signature (the packaged, signed `fsense.sys`).
     pub require_signature: bool,
+    /// The oldest Windows the image must load on: every import must exist there
+    /// ([`imports::DECLARED_FLOOR`] for the package).
+    pub floor: WindowsRelease,
 }
 
 /// One way the image deviates from the rules.
@@ -39,6 +43,17 @@ pub enum Violation {
     NoEntryExport,
     EntryPointMismatch { entry: u32, export: u32 },
     ForbiddenImport(String),
+    /// An import the table in `imports.rs` does not list: its first Windows release is unknown.
+    ImportNotInTable { module: String, name: String },
+    /// An import first shipped after the floor: the loader refuses the image on the floor.
+    ImportNewerThanFloor {
+        module: String,
+        name: String,
+        since: WindowsRelease,
+        floor: WindowsRelease,
+        url: String,
+    },
+    ImportByOrdinal(String),
     DelayLoadImports(String),
     ChecksumMismatch { stored: u32, computed: u32 },
     MissingDllCharacteristic(&'static str),
@@ -67,6 +82,27 @@ impl fmt::Display for Violation {
                 f,
                 "imports from `{module}`; only {} are allowed",
                 ALLOWED_IMPORT_MODULES.join(", ")
+            ),
+            Self::ImportNotInTable { module, name } => write!(
+                f,
+                "imports `{module}!{name}`, which is not in the import table \
+                 (crates/fsense-pkgcheck/src/imports.rs): add it with its first Windows release \
+                 and the DDI page that states it"
+            ),
+            Self::ImportNewerThanFloor {
+                module,
+                name,
+                since,
+                floor,
+                url,
+            } => write!(
+                f,
+                "imports `{module}!{name}`, which needs {since} ({url}); the declared minimum is \
+                 {floor}, where the driver would not load"
+            ),
+            Self::ImportByOrdinal(module) => write!(
+                f,
+                "imports from `{module}` by ordinal; import kernel routines by name"
             ),
             Self::DelayLoadImports(module) => {
                 write!(
@@ -120,7 +156,7 @@ pub fn check(data: &[u8], rules: ImageRules) -> Result<Vec<Violation>, ImageErro
     let mut violations = Vec::new();
     check_headers(&file, &mut violations);
     check_entry_point(&file, &mut violations)?;
-    check_imports(&file, &mut violations)?;
+    check_imports(&file, rules.floor, &mut violations)?;
     check_sections(&file, &mut violations);
     check_checksum(data, &mut violations)?;
     check_signature(&file, data, rules, &mut violations);
@@ -204,16 +240,60 @@ fn is_allowed_module(name: &str) -> bool {
         .any(|allowed| allowed.eq_ignore_ascii_case(name))
 }
 
-fn check_imports(file: &PeFile64<'_>, violations: &mut Vec<Violation>) -> Result<(), ImageError> {
+fn check_imports(
+    file: &PeFile64<'_>,
+    floor: WindowsRelease,
+    violations: &mut Vec<Violation>,
+) -> Result<(), ImageError> {
     if let Some(table) = file.import_table().map_err(malformed("import table"))? {
         let mut descriptors = table.descriptors().map_err(malformed("import table"))?;
         while let Some(descriptor) = descriptors.next().map_err(malformed("import table"))? {
             let name = table
                 .name(descriptor.name.get(object::LittleEndian))
                 .map_err(malformed("import table"))?;
-            let name = String::from_utf8_lossy(name);
-            if !is_allowed_module(&name) {
-                violations.push(Violation::ForbiddenImport(name.into_owned()));
+            let module = String::from_utf8_lossy(name).into_owned();
+            if !is_allowed_module(&module) {
+                violations.push(Violation::ForbiddenImport(module));
+                continue;
+            }
+            // The lookup table names the imports; some linkers leave it out and only the IAT has them.
+            let lookup = match descriptor.original_first_thunk.get(object::LittleEndian) {
+                0 => descriptor.first_thunk.get(object::LittleEndian),
+                address => address,
+            };
+            let mut thunks = table.thunks(lookup).map_err(malformed("import table"))?;
+            let mut by_ordinal = false;
+            while let Some(thunk) = thunks
+                .next::<pe::ImageNtHeaders64>()
+                .map_err(malformed("import table"))?
+            {
+                let import = table
+                    .import::<pe::ImageNtHeaders64>(thunk)
+                    .map_err(malformed("import table"))?;
+                let function = match import {
+                    Import::Name(_, name) => Some(String::from_utf8_lossy(name).into_owned()),
+                    Import::Ordinal(_) => None,
+                };
+                match imports::check(&module, function.as_deref(), floor) {
+                    None => {}
+                    Some(ImportProblem::ByOrdinal) => by_ordinal = true,
+                    Some(ImportProblem::Unknown) => violations.push(Violation::ImportNotInTable {
+                        module: module.clone(),
+                        name: function.unwrap_or_default(),
+                    }),
+                    Some(ImportProblem::NewerThanFloor(known)) => {
+                        violations.push(Violation::ImportNewerThanFloor {
+                            module: module.clone(),
+                            name: known.name.to_string(),
+                            since: known.since,
+                            floor,
+                            url: known.url(),
+                        })
+                    }
+                }
+            }
+            if by_ordinal {
+                violations.push(Violation::ImportByOrdinal(module));
             }
         }
     }
@@ -329,9 +409,11 @@ mod tests {
 
     const UNSIGNED: ImageRules = ImageRules {
         require_signature: false,
+        floor: imports::DECLARED_FLOOR,
     };
     const SIGNED: ImageRules = ImageRules {
         require_signature: true,
+        floor: imports::DECLARED_FLOOR,
     };
 
     fn violations(spec: &Spec, rules: ImageRules) -> Vec<Violation> {
@@ -349,13 +431,77 @@ mod tests {
     fn import_module_names_compare_case_insensitively() {
         let spec = Spec {
             imports: vec![
-                ("NTOSKRNL.EXE", vec!["KeBugCheckEx"]),
+                ("NTOSKRNL.EXE", vec!["KeQuerySystemTimePrecise"]),
                 ("fltmgr.sys", vec!["FltStartFiltering"]),
-                ("hal.DLL", vec!["KeQueryPerformanceCounter"]),
             ],
             ..Spec::good()
         };
         assert_eq!(violations(&spec, UNSIGNED), vec![]);
+    }
+
+    #[test]
+    fn an_import_newer_than_the_floor_fails() {
+        let spec = Spec {
+            imports: vec![
+                ("ntoskrnl.exe", vec!["ExAllocatePool2"]),
+                ("FLTMGR.SYS", vec!["FltRegisterFilter", "FltVetoBypassIO"]),
+            ],
+            ..Spec::good()
+        };
+        let found = violations(&spec, UNSIGNED);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let Violation::ImportNewerThanFloor {
+            name, since, floor, ..
+        } = &found[0]
+        else {
+            panic!("{found:?}");
+        };
+        assert_eq!(
+            (name.as_str(), *since, *floor),
+            ("FltVetoBypassIO", imports::WINDOWS_11, imports::DECLARED_FLOOR)
+        );
+        let message = found[0].to_string();
+        assert!(message.contains("Windows 11 (build 22000)"), "{message}");
+        assert!(message.contains("nf-fltkernel-fltvetobypassio"), "{message}");
+        // The same image with a floor it meets passes.
+        let rules = ImageRules {
+            floor: imports::WINDOWS_11,
+            ..UNSIGNED
+        };
+        assert_eq!(violations(&spec, rules), vec![]);
+        // And the shipped import, ExAllocatePool2, fails a floor older than 2004.
+        let rules = ImageRules {
+            floor: imports::WINDOWS_10_1803,
+            ..UNSIGNED
+        };
+        let found = violations(&spec, rules);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].to_string().contains("ExAllocatePool2"));
+    }
+
+    #[test]
+    fn an_import_missing_from_the_table_fails() {
+        let spec = Spec {
+            imports: vec![
+                ("ntoskrnl.exe", vec!["ExAllocatePool2", "KeBugCheckEx"]),
+                // Known routine, wrong module: unknown there.
+                ("FLTMGR.SYS", vec!["ExFreePoolWithTag"]),
+            ],
+            ..Spec::good()
+        };
+        assert_eq!(
+            violations(&spec, UNSIGNED),
+            vec![
+                Violation::ImportNotInTable {
+                    module: "ntoskrnl.exe".into(),
+                    name: "KeBugCheckEx".into()
+                },
+                Violation::ImportNotInTable {
+                    module: "FLTMGR.SYS".into(),
+                    name: "ExFreePoolWithTag".into()
+                },
+            ]
+        );
     }
 
     #[test]
@@ -413,7 +559,7 @@ mod tests {
     fn forbidden_import_modules_are_named() {
         let spec = Spec {
             imports: vec![
-                ("ntoskrnl.exe", vec!["KeBugCheckEx"]),
+                ("ntoskrnl.exe", vec!["KeSetEvent"]),
                 ("ntdll.dll", vec!["RtlInitUnicodeString"]),
                 ("KERNEL32.dll", vec!["CreateFileW"]),
             ],

@@ -7,6 +7,7 @@ use std::fmt;
 
 pub mod checksum;
 pub mod image;
+pub mod imports;
 pub mod inf;
 pub mod package;
 pub mod scripts;

@@ -66,6 +66,7 @@ pub fn check(dir: &Path, scripts_dir: Option<&Path>) -> Result<Vec<Finding>, Pac
             &data,
             ImageRules {
                 require_signature: true,
+                floor: crate::imports::DECLARED_FLOOR,
             },
         ) {
             Ok(violations) => findings.extend(
