@@ -5,7 +5,7 @@
 use std::fmt;
 
 use object::pe;
-use object::read::pe::{ExportTarget, Import, ImageNtHeaders, PeFile64};
+use object::read::pe::{ExportTarget, ImageNtHeaders, Import, PeFile64};
 use thiserror::Error;
 
 use crate::checksum;
@@ -41,10 +41,16 @@ pub enum Violation {
     Machine(u16),
     Subsystem(u16),
     NoEntryExport,
-    EntryPointMismatch { entry: u32, export: u32 },
+    EntryPointMismatch {
+        entry: u32,
+        export: u32,
+    },
     ForbiddenImport(String),
     /// An import the table in `imports.rs` does not list: its first Windows release is unknown.
-    ImportNotInTable { module: String, name: String },
+    ImportNotInTable {
+        module: String,
+        name: String,
+    },
     /// An import first shipped after the floor: the loader refuses the image on the floor.
     ImportNewerThanFloor {
         module: String,
@@ -55,7 +61,10 @@ pub enum Violation {
     },
     ImportByOrdinal(String),
     DelayLoadImports(String),
-    ChecksumMismatch { stored: u32, computed: u32 },
+    ChecksumMismatch {
+        stored: u32,
+        computed: u32,
+    },
     MissingDllCharacteristic(&'static str),
     RelocationsStripped,
     WritableAndExecutable(String),
@@ -458,11 +467,18 @@ mod tests {
         };
         assert_eq!(
             (name.as_str(), *since, *floor),
-            ("FltVetoBypassIO", imports::WINDOWS_11, imports::DECLARED_FLOOR)
+            (
+                "FltVetoBypassIO",
+                imports::WINDOWS_11,
+                imports::DECLARED_FLOOR
+            )
         );
         let message = found[0].to_string();
         assert!(message.contains("Windows 11 (build 22000)"), "{message}");
-        assert!(message.contains("nf-fltkernel-fltvetobypassio"), "{message}");
+        assert!(
+            message.contains("nf-fltkernel-fltvetobypassio"),
+            "{message}"
+        );
         // The same image with a floor it meets passes.
         let rules = ImageRules {
             floor: imports::WINDOWS_11,

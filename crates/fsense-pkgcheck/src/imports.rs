@@ -124,7 +124,8 @@ const fn entry(
     }
 }
 
-const ROLLUP: &str = "Windows 2000 Update Rollup 1 for SP4, Windows XP SP2, Windows Server 2003 SP1, and later";
+const ROLLUP: &str =
+    "Windows 2000 Update Rollup 1 for SP4, Windows XP SP2, Windows Server 2003 SP1, and later";
 
 /// Every import the driver may have, with its first Windows release and where that is written.
 #[rustfmt::skip]
@@ -275,7 +276,10 @@ mod tests {
 
     #[test]
     fn check_classifies_imports() {
-        assert_eq!(check("fltmgr.sys", Some("FltSendMessage"), DECLARED_FLOOR), None);
+        assert_eq!(
+            check("fltmgr.sys", Some("FltSendMessage"), DECLARED_FLOOR),
+            None
+        );
         assert_eq!(
             check("ntoskrnl.exe", Some("KeBugCheckEx"), DECLARED_FLOOR),
             Some(ImportProblem::Unknown)

@@ -546,7 +546,10 @@ impl Linter<'_> {
                 None
             }
             [] => {
-                self.fail(Some(section.line), format!("[{name}] has no AddService directive"));
+                self.fail(
+                    Some(section.line),
+                    format!("[{name}] has no AddService directive"),
+                );
                 None
             }
             _ => {
@@ -621,7 +624,10 @@ impl Linter<'_> {
     fn instances(&mut self, addreg: &[String], root: &str) -> Option<(String, String, String)> {
         let sections = addreg.join("], [");
         let Some(default) = self.hkr(addreg, root, "DefaultInstance") else {
-            self.fail(None, format!("[{sections}] sets no {root}\\DefaultInstance"));
+            self.fail(
+                None,
+                format!("[{sections}] sets no {root}\\DefaultInstance"),
+            );
             return None;
         };
         let instance = default.field(4).to_string();
@@ -673,7 +679,11 @@ impl Linter<'_> {
 
     /// `SupportedFeatures` under `key`: a REG_DWORD equal to [`SUPPORTED_FEATURES`].
     fn supported_features(&mut self, addreg: &[String], key: &str) {
-        let shown = if key.is_empty() { "the service key" } else { key };
+        let shown = if key.is_empty() {
+            "the service key"
+        } else {
+            key
+        };
         let Some(entry) = self.hkr(addreg, key, "SupportedFeatures") else {
             self.fail(
                 None,
@@ -821,10 +831,7 @@ fn is_dword_type(flags: &str) -> bool {
 /// An INF number: `0x` hex or decimal.
 fn parse_number(text: &str) -> Option<u32> {
     let text = text.trim();
-    match text
-        .strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))
-    {
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
         Some(hex) => u32::from_str_radix(hex, 16).ok(),
         None => text.parse().ok(),
     }
@@ -891,14 +898,14 @@ pub fn lint_parsed(inf: &Inf) -> (Vec<Finding>, Option<MinifilterFacts>) {
         {
             linter.supported_features(&addreg, install.features_key);
             linter.settings(&addreg);
-            facts = linter
-                .instances(&addreg, install.instance_root)
-                .map(|(instance_name, altitude, flags)| MinifilterFacts {
+            facts = linter.instances(&addreg, install.instance_root).map(
+                |(instance_name, altitude, flags)| MinifilterFacts {
                     service_name: add.field(0).to_string(),
                     instance_name,
                     altitude,
                     flags,
-                });
+                },
+            );
         }
         found.push(facts);
     }
