@@ -6,6 +6,7 @@
 use std::fmt;
 
 pub mod checksum;
+pub mod floor;
 pub mod image;
 pub mod imports;
 pub mod inf;

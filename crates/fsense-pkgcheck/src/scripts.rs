@@ -670,4 +670,15 @@ mod tests {
             vec!["fltmc.exe", "fsense.exe", "fsense.sys", "verifier.exe"]
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(text in "(function |Import-Module |\\$[A-Za-z]{1,12}|[A-Za-z.]{1,12}| = |'|\n|#|<#|#>|fltmc |\\PC){0,60}") {
+            let kit = [
+                (MODULE.to_string(), text.clone()),
+                ("Install-Fsense.ps1".to_string(), text),
+            ];
+            let _ = check_scripts(&kit, INF).unwrap();
+        }
+    }
 }
