@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use object::Object as _;
 use object::pe;
 use object::read::pe::{ExportTarget, ImageNtHeaders, Import, PeFile64};
 use thiserror::Error;
@@ -17,6 +18,9 @@ pub const ALLOWED_IMPORT_MODULES: &[&str] = &["ntoskrnl.exe", "FLTMGR.SYS", "HAL
 
 /// The export the entry point must be.
 pub const ENTRY_EXPORT: &str = "DriverEntry";
+
+/// winnt.h: the extended DLL characteristics bit `/CETCOMPAT` sets (object keeps it commented out).
+pub const IMAGE_DLLCHARACTERISTICS_EX_CET_COMPAT: u32 = 0x01;
 
 /// `WIN_CERTIFICATE` header: dwLength, wRevision, wCertificateType.
 const WIN_CERTIFICATE_HEADER_LEN: usize = 8;
@@ -70,6 +74,11 @@ pub enum Violation {
     WritableAndExecutable(String),
     Unsigned,
     MalformedSignature(&'static str),
+    /// No `IMAGE_DLLCHARACTERISTICS_EX_CET_COMPAT` (`/CETCOMPAT`): kernel-mode hardware-enforced
+    /// stack protection refuses to load images without it.
+    NotCetCompatible,
+    /// The CodeView entry names a PDB by a path, which leaks the build machine's directories.
+    BuildPathInDebugDirectory(String),
 }
 
 impl fmt::Display for Violation {
@@ -133,6 +142,16 @@ impl fmt::Display for Violation {
             }
             Self::Unsigned => write!(f, "no Authenticode signature (security directory is empty)"),
             Self::MalformedSignature(why) => write!(f, "malformed signature: {why}"),
+            Self::NotCetCompatible => write!(
+                f,
+                "not CET compatible (no IMAGE_DLLCHARACTERISTICS_EX_CET_COMPAT debug entry; \
+                 link with /CETCOMPAT): kernel-mode hardware-enforced stack protection refuses it"
+            ),
+            Self::BuildPathInDebugDirectory(path) => write!(
+                f,
+                "the debug directory names the PDB as `{path}`, a build-machine path; \
+                 only the file name should ship (/PDBALTPATH:%_PDB%)"
+            ),
         }
     }
 }
@@ -168,6 +187,7 @@ pub fn check(data: &[u8], rules: ImageRules) -> Result<Vec<Violation>, ImageErro
     check_imports(&file, rules.floor, &mut violations)?;
     check_sections(&file, &mut violations);
     check_checksum(data, &mut violations)?;
+    check_debug_directory(&file, data, &mut violations)?;
     check_signature(&file, data, rules, &mut violations);
     Ok(violations)
 }
@@ -339,6 +359,53 @@ fn check_sections(file: &PeFile64<'_>, violations: &mut Vec<Violation>) {
             ));
         }
     }
+}
+
+/// `/CETCOMPAT` and no build path: both live in the debug directory.
+fn check_debug_directory(
+    file: &PeFile64<'_>,
+    data: &[u8],
+    violations: &mut Vec<Violation>,
+) -> Result<(), ImageError> {
+    let mut cet_compatible = false;
+    if let Some(directory) = file.data_directory(pe::IMAGE_DIRECTORY_ENTRY_DEBUG) {
+        let table = directory
+            .data(data, &file.section_table())
+            .map_err(malformed("debug directory"))?;
+        let entries =
+            object::pod::slice_from_all_bytes::<pe::ImageDebugDirectory>(table).map_err(|()| {
+                ImageError::Malformed {
+                    table: "debug directory",
+                    reason: "its size is not a whole number of entries".into(),
+                }
+            })?;
+        for entry in entries {
+            if entry.typ.get(object::LittleEndian) != pe::IMAGE_DEBUG_TYPE_EX_DLLCHARACTERISTICS {
+                continue;
+            }
+            let offset = entry.pointer_to_raw_data.get(object::LittleEndian) as usize;
+            let flags = offset
+                .checked_add(4)
+                .and_then(|end| data.get(offset..end))
+                .filter(|_| entry.size_of_data.get(object::LittleEndian) >= 4)
+                .ok_or_else(|| ImageError::Malformed {
+                    table: "debug directory",
+                    reason: "the extended DLL characteristics lie outside the file".into(),
+                })?;
+            let flags = u32::from_le_bytes([flags[0], flags[1], flags[2], flags[3]]);
+            cet_compatible |= flags & IMAGE_DLLCHARACTERISTICS_EX_CET_COMPAT != 0;
+        }
+    }
+    if !cet_compatible {
+        violations.push(Violation::NotCetCompatible);
+    }
+    if let Some(info) = file.pdb_info().map_err(malformed("debug directory"))? {
+        let path = String::from_utf8_lossy(info.path()).into_owned();
+        if path.contains(['\\', '/']) {
+            violations.push(Violation::BuildPathInDebugDirectory(path));
+        }
+    }
+    Ok(())
 }
 
 fn check_checksum(data: &[u8], violations: &mut Vec<Violation>) -> Result<(), ImageError> {
@@ -569,6 +636,44 @@ mod tests {
                 vec![Violation::MissingDllCharacteristic(name)]
             );
         }
+    }
+
+    #[test]
+    fn an_image_without_cetcompat_fails() {
+        for ex_dll_characteristics in [None, Some(0), Some(0x2)] {
+            let spec = Spec {
+                ex_dll_characteristics,
+                ..Spec::good()
+            };
+            assert_eq!(
+                violations(&spec, UNSIGNED),
+                vec![Violation::NotCetCompatible],
+                "{ex_dll_characteristics:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_build_path_in_the_debug_directory_fails() {
+        for path in [
+            "/work/main/target/x86_64-pc-windows-msvc/release/deps/fsense_driver.pdb",
+            "C:\\build\\fsense_driver.pdb",
+        ] {
+            let spec = Spec {
+                pdb_path: Some(path),
+                ..Spec::good()
+            };
+            assert_eq!(
+                violations(&spec, UNSIGNED),
+                vec![Violation::BuildPathInDebugDirectory(path.into())]
+            );
+        }
+        // No CodeView entry at all is fine too.
+        let spec = Spec {
+            pdb_path: None,
+            ..Spec::good()
+        };
+        assert_eq!(violations(&spec, UNSIGNED), vec![]);
     }
 
     #[test]
