@@ -3,7 +3,7 @@
 //! Only the `*-windows-msvc` target gets them, so host builds (unit tests, the simulator, Miri) are
 //! untouched. Two ways in:
 //! - default (any host, `rust-lld` from rustup): the flags below, verified on Linux by
-//!   `fsense-pkgcheck` (subsystem, entry point, integrity check, NX, ASLR, checksum);
+//!   `fsense-pkgcheck` (subsystem, entry point, integrity check, NX, ASLR, CET, checksum);
 //! - feature `wdk` on a Windows host with the WDK: `wdk-build` emits the WDM driver flags exactly as
 //!   windows-drivers-rs users expect (it reads `[package.metadata.wdk.driver-model]`), and we add
 //!   only what it leaves out.
@@ -23,11 +23,14 @@ const DRIVER_LINK_ARGS: &[&str] = &[
     "/INTEGRITYCHECK",
     "/OPT:REF,ICF",
     "/RELEASE",
+    // Marks the image compatible with kernel-mode hardware-enforced stack protection (shadow
+    // stacks), which refuses to load drivers without it; fsense-pkgcheck checks the mark.
+    "/CETCOMPAT",
 ];
 
 /// What `wdk-build` 0.6 does not emit for a WDM driver but our image should have.
 #[cfg_attr(not(all(feature = "wdk", windows)), allow(dead_code))]
-const EXTRA_WDK_LINK_ARGS: &[&str] = &["/BASE:0x140000000", "/RELEASE"];
+const EXTRA_WDK_LINK_ARGS: &[&str] = &["/BASE:0x140000000", "/RELEASE", "/CETCOMPAT"];
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Syntax-checks windows/*.ps1 with the tree-sitter PowerShell grammar (node + npm; no PowerShell is
+# Syntax-checks windows/*.ps1 and windows/*.psm1 (the shared module) with the tree-sitter PowerShell grammar (node + npm; no PowerShell is
 # available on our Linux machines). The npm packages are installed under <target dir>/pwsh-syntax.
 set -euo pipefail
 
@@ -13,4 +13,4 @@ mkdir -p "$work"
 cp "$root/scripts/pwsh-syntax/package.json" "$root/scripts/pwsh-syntax/package-lock.json" \
     "$root/scripts/pwsh-syntax/check.mjs" "$work/"
 (cd "$work" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
-node "$work/check.mjs" "$root"/windows/*.ps1
+node "$work/check.mjs" "$root"/windows/*.ps1 "$root"/windows/*.psm1

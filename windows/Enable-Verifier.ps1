@@ -34,32 +34,16 @@ param(
 
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
+# $ServiceName, $InstanceName, $Altitude, ... and the helpers every script shares.
+Import-Module (Join-Path $PSScriptRoot 'Fsense.psm1') -Force
 
-$DriverFile = 'fsense.sys'
+$DriverFile = $PackageFiles.Driver
 # Verifier's /standard set (0x209BB) plus randomized low-resources simulation (0x4).
 $StandardFlags = 0x209BB
 $LowResourcesFlag = 0x4
 
-function Write-Step([string] $Message) {
-    Write-Host "==> $Message" -ForegroundColor Cyan
-}
-
-function Assert-Elevated {
-    $principal = [Security.Principal.WindowsPrincipal]::new([Security.Principal.WindowsIdentity]::GetCurrent())
-    if (-not $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)) {
-        Write-Host 'error: this script needs an elevated PowerShell (Run as administrator).' -ForegroundColor Red
-        exit 1
-    }
-}
-
-function Invoke-Native([string] $FilePath, [string[]] $Arguments) {
-    Write-Host "    $FilePath $($Arguments -join ' ')"
-    & $FilePath @Arguments
-    # verifier returns 2 after changing settings ("reboot required"); anything else non-zero fails.
-    if ($LASTEXITCODE -ne 0 -and $LASTEXITCODE -ne 2) {
-        throw "$FilePath $($Arguments -join ' ') failed with exit code $LASTEXITCODE"
-    }
-}
+# verifier returns 2 after changing settings ("reboot required"): a success here.
+$VerifierSuccess = @(0, 2)
 
 function Show-DumpSettings {
     $crashControl = Get-ItemProperty -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\CrashControl'
@@ -75,13 +59,13 @@ function Main {
     Assert-Elevated
     if ($Query) {
         Write-Step 'Driver Verifier settings and counters'
-        Invoke-Native 'verifier.exe' @('/querysettings')
-        Invoke-Native 'verifier.exe' @('/query')
+        Invoke-Native 'verifier.exe' @('/querysettings') -SuccessCodes $VerifierSuccess
+        Invoke-Native 'verifier.exe' @('/query') -SuccessCodes $VerifierSuccess
         return
     }
     if ($Disable) {
         Write-Step 'Turning Driver Verifier off (takes effect after a reboot)'
-        Invoke-Native 'verifier.exe' @('/reset')
+        Invoke-Native 'verifier.exe' @('/reset') -SuccessCodes $VerifierSuccess
         Write-Host 'Reboot to finish.' -ForegroundColor Green
         return
     }
@@ -89,10 +73,10 @@ function Main {
     if ($RandomLowResources) {
         $flags = '0x{0:X}' -f ($StandardFlags -bor $LowResourcesFlag)
         Write-Step "Enabling Driver Verifier for $DriverFile with the standard checks + randomized low resources ($flags)"
-        Invoke-Native 'verifier.exe' @('/flags', $flags, '/driver', $DriverFile)
+        Invoke-Native 'verifier.exe' @('/flags', $flags, '/driver', $DriverFile) -SuccessCodes $VerifierSuccess
     } else {
         Write-Step "Enabling Driver Verifier for $DriverFile with the standard checks"
-        Invoke-Native 'verifier.exe' @('/standard', '/driver', $DriverFile)
+        Invoke-Native 'verifier.exe' @('/standard', '/driver', $DriverFile) -SuccessCodes $VerifierSuccess
     }
     Write-Step 'Crash dump settings'
     Show-DumpSettings

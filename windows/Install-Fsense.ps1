@@ -19,6 +19,9 @@
          a catalog, so the script registers the same service and instance keys the INF declares
          (sc.exe + registry) and copies fsense.sys to System32\drivers. Test VMs only.
     4. fltmc load fsense, then shows fltmc filters and fltmc instances.
+
+    Refuses to run on Windows older than the driver's minimum, Windows 10 version 2004 (build 19041)
+    (windows/Fsense.psm1, Assert-SupportedWindows).
 #>
 [CmdletBinding()]
 param(
@@ -28,33 +31,8 @@ param(
 
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
-
-# Must match inf/fsense.inf (fsense-pkgcheck checks it).
-$ServiceName = 'fsense'
-$InstanceName = 'fsense Instance'
-$Altitude = '385210'
-$LoadOrderGroup = 'FSFilter Activity Monitor'
-
-function Write-Step([string] $Message) {
-    Write-Host "==> $Message" -ForegroundColor Cyan
-}
-
-function Assert-Elevated {
-    $principal = [Security.Principal.WindowsPrincipal]::new([Security.Principal.WindowsIdentity]::GetCurrent())
-    if (-not $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)) {
-        Write-Host 'error: this script needs an elevated PowerShell (Run as administrator).' -ForegroundColor Red
-        exit 1
-    }
-}
-
-# Runs a console program, echoes it, and throws when it exits non-zero.
-function Invoke-Native([string] $FilePath, [string[]] $Arguments) {
-    Write-Host "    $FilePath $($Arguments -join ' ')"
-    & $FilePath @Arguments
-    if ($LASTEXITCODE -ne 0) {
-        throw "$FilePath $($Arguments -join ' ') failed with exit code $LASTEXITCODE"
-    }
-}
+# $ServiceName, $InstanceName, $Altitude, ... and the helpers every script shares.
+Import-Module (Join-Path $PSScriptRoot 'Fsense.psm1') -Force
 
 function Test-TestSigningBoot {
     # SystemStartOptions reflects the current boot, unlike bcdedit, which shows the next one.
@@ -62,12 +40,9 @@ function Test-TestSigningBoot {
     return ($options -match 'TESTSIGNING')
 }
 
-function Test-FilterLoaded {
-    $filters = & fltmc.exe filters
-    return [bool]($filters | Select-String -Pattern "^\s*$ServiceName\s" -Quiet)
-}
-
 function Install-WithInf([string] $InfPath) {
+    # DiInstallDriver then takes the install section that fits this build: .10.0...25952 from build
+    # 25952 on, the downlevel one before (see the INF header).
     Write-Step "Installing $InfPath (DefaultInstall.NTamd64 via InstallHinfSection -> DiInstallDriver)"
     $arguments = "setupapi.dll,InstallHinfSection DefaultInstall.NTamd64 132 $InfPath"
     Write-Host "    rundll32.exe $arguments"
@@ -92,7 +67,20 @@ function Install-ForTestVm([string] $DriverPath) {
         Write-Host "    service '$ServiceName' already exists; keeping it"
     }
 
+    # What both INF install sections write, together: instances under Parameters\Instances (read
+    # from build 25952 on) and Instances (read before), SupportedFeatures in both places, and the
+    # driver's settings under Parameters.
     $serviceKey = "HKLM:\SYSTEM\CurrentControlSet\Services\$ServiceName"
+    $parameters = Join-Path $serviceKey 'Parameters'
+    New-Item -Path $parameters -Force | Out-Null
+    foreach ($key in @($serviceKey, $parameters)) {
+        Write-Host "    registry $key SupportedFeatures = $SupportedFeatures"
+        New-ItemProperty -Path $key -Name 'SupportedFeatures' -PropertyType DWord -Value $SupportedFeatures -Force | Out-Null
+    }
+    if ($null -eq (Get-ItemProperty -Path $parameters -Name 'QueueCapacity' -ErrorAction SilentlyContinue)) {
+        Write-Host "    registry $parameters QueueCapacity = $QueueCapacity"
+        New-ItemProperty -Path $parameters -Name 'QueueCapacity' -PropertyType DWord -Value $QueueCapacity | Out-Null
+    }
     foreach ($root in @('Parameters\Instances', 'Instances')) {
         $instances = Join-Path $serviceKey $root
         $instance = Join-Path $instances $InstanceName
@@ -106,16 +94,13 @@ function Install-ForTestVm([string] $DriverPath) {
 
 function Main {
     Assert-Elevated
+    Write-Step 'Checking the Windows version'
+    Assert-SupportedWindows
 
-    $driver = Join-Path $PackageDir 'fsense.sys'
-    $inf = Join-Path $PackageDir 'fsense.inf'
-    $certificate = Join-Path $PackageDir 'fsense.cer'
-    $catalog = Join-Path $PackageDir 'fsense.cat'
-    foreach ($file in @($driver, $inf, $certificate)) {
-        if (-not (Test-Path -LiteralPath $file -PathType Leaf)) {
-            throw "missing $file (copy target/package/ next to this script or pass -PackageDir)"
-        }
-    }
+    $driver = Get-PackageFile $PackageDir 'Driver'
+    $inf = Get-PackageFile $PackageDir 'Inf'
+    $certificate = Get-PackageFile $PackageDir 'Certificate'
+    $catalog = Join-Path $PackageDir $PackageFiles.Catalog
 
     Write-Step 'Checking that this boot has test signing on'
     if (-not (Test-TestSigningBoot)) {

@@ -29,30 +29,8 @@ param(
 
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
-
-# Must match inf/fsense.inf (fsense-pkgcheck checks it).
-$ServiceName = 'fsense'
-
-function Write-Step([string] $Message) {
-    Write-Host "==> $Message" -ForegroundColor Cyan
-}
-
-function Assert-Elevated {
-    $principal = [Security.Principal.WindowsPrincipal]::new([Security.Principal.WindowsIdentity]::GetCurrent())
-    if (-not $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)) {
-        Write-Host 'error: this script needs an elevated PowerShell (Run as administrator).' -ForegroundColor Red
-        exit 1
-    }
-}
-
-function Invoke-Native([string] $FilePath, [string[]] $Arguments) {
-    Write-Host "    $FilePath $($Arguments -join ' ')"
-    $output = & $FilePath @Arguments
-    if ($LASTEXITCODE -ne 0) {
-        throw "$FilePath $($Arguments -join ' ') failed with exit code $LASTEXITCODE`n$output"
-    }
-    return $output
-}
+# $ServiceName, $InstanceName, $Altitude, ... and the helpers every script shares.
+Import-Module (Join-Path $PSScriptRoot 'Fsense.psm1') -Force
 
 Add-Type -TypeDefinition @'
 using System.Diagnostics;
@@ -77,7 +55,7 @@ public static class FsenseCreateLoad {
 # DiskSpd run; returns I/O operations per second from its XML report.
 function Measure-DiskSpd([string[]] $Arguments, [string] $Target) {
     $all = @("-d$Seconds", '-W5', '-Sh', '-Rxml') + $Arguments + @($Target)
-    $output = Invoke-Native $DiskSpd $all
+    $output = Invoke-Native $DiskSpd $all -PassThru
     [xml] $report = ($output -join "`n")
     $timeSpan = $report.Results.TimeSpan
     $ioCount = 0
@@ -100,8 +78,8 @@ function Measure-CreateHeavy {
 function Set-Attached([string] $Volume, [bool] $Attached) {
     $instances = & fltmc.exe instances -f $ServiceName
     $isAttached = [bool]($instances | Select-String -SimpleMatch $Volume -Quiet)
-    if ($Attached -and -not $isAttached) { Invoke-Native 'fltmc.exe' @('attach', $ServiceName, $Volume) | Out-Host }
-    if (-not $Attached -and $isAttached) { Invoke-Native 'fltmc.exe' @('detach', $ServiceName, $Volume) | Out-Host }
+    if ($Attached -and -not $isAttached) { Invoke-Native 'fltmc.exe' @('attach', $ServiceName, $Volume) }
+    if (-not $Attached -and $isAttached) { Invoke-Native 'fltmc.exe' @('detach', $ServiceName, $Volume) }
 }
 
 function Get-Median([double[]] $Values) {
@@ -116,8 +94,7 @@ function Main {
     if (-not (Get-Command $DiskSpd -ErrorAction SilentlyContinue)) {
         throw "DiskSpd not found ('$DiskSpd'): download it from github.com/microsoft/diskspd and pass -DiskSpd"
     }
-    $exe = Join-Path $PackageDir 'fsense.exe'
-    if (-not (Test-Path -LiteralPath $exe -PathType Leaf)) { throw "missing $exe" }
+    $exe = Get-PackageFile $PackageDir 'Consumer'
     New-Item -ItemType Directory -Path $WorkDir -Force | Out-Null
     $volume = (Split-Path -Path (Resolve-Path $WorkDir).Path -Qualifier)
     $target = Join-Path $WorkDir 'diskspd.dat'

@@ -13,6 +13,12 @@
     the last unload the driver's pool tag (-PoolTag, 'Fsns') must have no outstanding allocations.
     Run it with Driver Verifier on (Enable-Verifier.ps1) so leaks and IRQL bugs also bug-check.
 
+    Part 3, unload with a consumer connected: starts `fsense.exe watch`, waits until it reports a
+    write, then unloads and reloads the filter -Reloads times while it stays connected. Each fltmc
+    call must return within -HangSeconds, the consumer must not exit, must reconnect by itself and
+    report a new write within 30 s, and its summary must count one connect per load and one
+    disconnect per unload.
+
     Run Install-Fsense.ps1 first. Exits 0 when everything passed, 1 otherwise.
 #>
 [CmdletBinding()]
@@ -23,26 +29,16 @@ param(
     [int] $Cycles = 100,
     [int] $HangSeconds = 30,
     [string] $PoolTag = 'Fsns',
-    [switch] $SkipCycles
+    [switch] $SkipCycles,
+    # Part 3: unload/reload cycles with the consumer connected.
+    [int] $Reloads = 3,
+    [switch] $SkipReconnect
 )
 
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
-
-# Must match inf/fsense.inf (fsense-pkgcheck checks it).
-$ServiceName = 'fsense'
-
-function Write-Step([string] $Message) {
-    Write-Host "==> $Message" -ForegroundColor Cyan
-}
-
-function Assert-Elevated {
-    $principal = [Security.Principal.WindowsPrincipal]::new([Security.Principal.WindowsIdentity]::GetCurrent())
-    if (-not $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)) {
-        Write-Host 'error: this script needs an elevated PowerShell (Run as administrator).' -ForegroundColor Red
-        exit 1
-    }
-}
+# $ServiceName, $InstanceName, $Altitude, ... and the helpers every script shares.
+Import-Module (Join-Path $PSScriptRoot 'Fsense.psm1') -Force
 
 # Ctrl+C to another console process: done from a throw-away PowerShell, because attaching to the
 # consumer's console means detaching from our own first.
@@ -112,14 +108,6 @@ public static class FsensePoolTags {
 }
 '@
 
-function Invoke-Native([string] $FilePath, [string[]] $Arguments) {
-    Write-Host "    $FilePath $($Arguments -join ' ')"
-    & $FilePath @Arguments
-    if ($LASTEXITCODE -ne 0) {
-        throw "$FilePath $($Arguments -join ' ') failed with exit code $LASTEXITCODE"
-    }
-}
-
 # Runs fltmc with a deadline: a call that does not return means the driver hangs load or unload.
 function Invoke-FltmcWithDeadline([string[]] $Arguments) {
     $process = Start-Process -FilePath 'fltmc.exe' -ArgumentList $Arguments -NoNewWindow -PassThru
@@ -130,11 +118,6 @@ function Invoke-FltmcWithDeadline([string[]] $Arguments) {
     if ($process.ExitCode -ne 0) {
         throw "fltmc $($Arguments -join ' ') failed with exit code $($process.ExitCode)"
     }
-}
-
-function Test-FilterLoaded {
-    $filters = & fltmc.exe filters
-    return [bool]($filters | Select-String -Pattern "^\s*$ServiceName\s" -Quiet)
 }
 
 # File names that exercise the path handling: spaces, non-ASCII (BMP and surrogate pairs),
@@ -160,6 +143,77 @@ function Get-TestFiles([string] $Root) {
 # \\?\ lets .NET Framework create paths longer than MAX_PATH.
 function Get-LongPath([string] $Path) { return "\\?\$Path" }
 
+# Starts `fsense.exe watch <Dir>` in its own console (so Ctrl+C can reach it alone), writing JSON
+# lines to -Events and, on exit, the summary to -Summary. Throws if it exits at start.
+function Start-Watch([string] $Exe, [string] $Dir, [string] $Events, [string] $Summary) {
+    Remove-Item -LiteralPath $Events, $Summary -ErrorAction SilentlyContinue
+    # On Windows the driver reports every volume; the directory argument keeps events under $Dir.
+    $arguments = @('watch', "`"$Dir`"", '--output', "`"$Events`"", '--summary-json', "`"$Summary`"")
+    Write-Host "    $Exe $($arguments -join ' ')"
+    $consumer = Start-Process -FilePath $Exe -ArgumentList $arguments -PassThru
+    $null = $consumer.Handle  # keeps the handle open so ExitCode is available after exit
+    Start-Sleep -Seconds 3
+    if ($consumer.HasExited) {
+        throw "fsense.exe exited at start with code $($consumer.ExitCode) (is the filter loaded and the port \fsensePort reachable?)"
+    }
+    return $consumer
+}
+
+# Ctrl+C, then waits for a clean exit (the consumer drains and writes its summary); returns the summary.
+function Stop-Watch($Consumer, [string] $Summary) {
+    Write-Host "    stopping the consumer with Ctrl+C (pid $($Consumer.Id))"
+    if (-not (Send-CtrlC $Consumer.Id)) {
+        $Consumer | Stop-Process -Force
+        throw 'could not send Ctrl+C to fsense.exe; killed it, so no summary was written'
+    }
+    if (-not $Consumer.WaitForExit(15000)) {
+        $Consumer | Stop-Process -Force
+        throw 'fsense.exe did not exit within 15 s of Ctrl+C'
+    }
+    if ($Consumer.ExitCode -ne 0) { throw "fsense.exe exited with code $($Consumer.ExitCode)" }
+    if (-not (Test-Path -LiteralPath $Summary)) { throw "no summary file $Summary" }
+    $summaryJson = Get-Content -LiteralPath $Summary -Raw -Encoding UTF8 | ConvertFrom-Json
+    Write-Host "    summary: $($summaryJson | ConvertTo-Json -Compress -Depth 5)"
+    return $summaryJson
+}
+
+# The `file.path` of every event so far. Opened with sharing, so it also reads while the consumer
+# is still writing; a last line without its newline yet is left for the next read.
+function Read-ReportedPaths([string] $Events) {
+    $reported = New-Object 'System.Collections.Generic.HashSet[string]' ([StringComparer]::Ordinal)
+    if (-not (Test-Path -LiteralPath $Events)) { return , $reported }
+    $stream = [System.IO.File]::Open($Events, 'Open', 'Read', 'ReadWrite')
+    try {
+        $text = (New-Object System.IO.StreamReader($stream, [System.Text.Encoding]::UTF8)).ReadToEnd()
+    } finally {
+        $stream.Dispose()
+    }
+    $lines = @($text -split "`n")
+    if ($lines.Count -lt 2) { return , $reported }
+    $lineNumber = 0
+    foreach ($line in $lines[0..($lines.Count - 2)]) {
+        $lineNumber++
+        if ($line.Trim().Length -eq 0) { continue }
+        try { $record = $line | ConvertFrom-Json } catch { throw "events line ${lineNumber} is not JSON: $line" }
+        if ($record.PSObject.Properties.Name -contains 'file' -and $null -ne $record.file -and
+            $record.file.PSObject.Properties.Name -contains 'path') {
+            [void]$reported.Add([string]$record.file.path)
+        }
+    }
+    return , $reported
+}
+
+# Writes -Path (again every second) until the consumer reports it, for at most -Seconds.
+function Wait-Reported([string] $Events, [string] $Path, [int] $Seconds) {
+    $deadline = (Get-Date).AddSeconds($Seconds)
+    while ((Get-Date) -lt $deadline) {
+        [System.IO.File]::WriteAllText($Path, "fsense reconnect probe $(Get-Date -Format o)")
+        Start-Sleep -Seconds 1
+        if ((Read-ReportedPaths $Events).Contains($Path)) { return $true }
+    }
+    return $false
+}
+
 function Test-Events([string] $Exe) {
     Write-Step "Part 1: every file is reported with its exact path"
     # .NET with \\?\ rather than Remove-Item, which fails on paths beyond MAX_PATH in PowerShell 5.1.
@@ -167,18 +221,7 @@ function Test-Events([string] $Exe) {
     New-Item -ItemType Directory -Path $WorkDir | Out-Null
     $events = Join-Path $env:TEMP 'fsense-test-events.jsonl'
     $summary = Join-Path $env:TEMP 'fsense-test-summary.json'
-    Remove-Item -LiteralPath $events, $summary -ErrorAction SilentlyContinue
-
-    # On Windows the driver reports every volume; the directory argument keeps events under WorkDir.
-    $arguments = @('watch', "`"$WorkDir`"", '--output', "`"$events`"", '--summary-json', "`"$summary`"")
-    Write-Host "    $Exe $($arguments -join ' ')"
-    # Own console window, so that Ctrl+C can be sent to it alone.
-    $consumer = Start-Process -FilePath $Exe -ArgumentList $arguments -PassThru
-    $null = $consumer.Handle  # keeps the handle open so ExitCode is available after exit
-    Start-Sleep -Seconds 3
-    if ($consumer.HasExited) {
-        throw "fsense.exe exited at start with code $($consumer.ExitCode) (is the filter loaded and the port \fsensePort reachable?)"
-    }
+    $consumer = Start-Watch $Exe $WorkDir $events $summary
 
     $files = Get-TestFiles $WorkDir
     foreach ($file in $files) {
@@ -189,40 +232,54 @@ function Test-Events([string] $Exe) {
     }
     Start-Sleep -Seconds 3
 
-    Write-Host "    stopping the consumer with Ctrl+C (pid $($consumer.Id))"
-    if (-not (Send-CtrlC $consumer.Id)) {
-        $consumer | Stop-Process -Force
-        throw 'could not send Ctrl+C to fsense.exe; killed it, so no summary was written'
-    }
-    if (-not $consumer.WaitForExit(15000)) {
-        $consumer | Stop-Process -Force
-        throw 'fsense.exe did not exit within 15 s of Ctrl+C'
-    }
-    if ($consumer.ExitCode -ne 0) { throw "fsense.exe exited with code $($consumer.ExitCode)" }
-
+    $null = Stop-Watch $consumer $summary
     if (-not (Test-Path -LiteralPath $events)) { throw "no event file $events" }
-    $reported = New-Object 'System.Collections.Generic.HashSet[string]' ([StringComparer]::Ordinal)
-    $lineNumber = 0
-    foreach ($line in [System.IO.File]::ReadAllLines($events, [System.Text.Encoding]::UTF8)) {
-        $lineNumber++
-        if ($line.Trim().Length -eq 0) { continue }
-        try { $record = $line | ConvertFrom-Json } catch { throw "events line ${lineNumber} is not JSON: $line" }
-        if ($record.PSObject.Properties.Name -contains 'file' -and $null -ne $record.file -and
-            $record.file.PSObject.Properties.Name -contains 'path') {
-            [void]$reported.Add([string]$record.file.path)
-        }
-    }
-    Write-Host "    $lineNumber event lines, $($reported.Count) distinct paths"
+    $reported = Read-ReportedPaths $events
+    Write-Host "    $($reported.Count) distinct paths reported"
 
     $missing = @($files | Where-Object { -not $reported.Contains($_) })
     foreach ($file in $missing) { Write-Host "    MISSING: $file" -ForegroundColor Red }
-
-    if (-not (Test-Path -LiteralPath $summary)) { throw "no summary file $summary" }
-    $summaryJson = Get-Content -LiteralPath $summary -Raw -Encoding UTF8 | ConvertFrom-Json
-    Write-Host "    summary: $($summaryJson | ConvertTo-Json -Compress -Depth 5)"
-
     if ($missing.Count -gt 0) { throw "$($missing.Count) of $($files.Count) files were not reported with their exact path" }
     Write-Host "    all $($files.Count) files reported" -ForegroundColor Green
+}
+
+# The unload the review found would bug-check (FltCloseClientPort with a NULL filter from the
+# disconnect callback inside FltUnregisterFilter): unload and reload while `fsense watch` is
+# connected. The unload must return within -HangSeconds, the consumer must survive it, reconnect
+# to the reloaded driver by itself, and report new writes.
+function Test-ReconnectAfterReload([string] $Exe) {
+    Write-Step "Part 3: unload and reload with fsense watch connected, $Reloads time(s)"
+    $dir = Join-Path $WorkDir 'reconnect'
+    New-Item -ItemType Directory -Path $dir -Force | Out-Null
+    $events = Join-Path $env:TEMP 'fsense-test-reconnect-events.jsonl'
+    $summary = Join-Path $env:TEMP 'fsense-test-reconnect-summary.json'
+    $consumer = Start-Watch $Exe $dir $events $summary
+    try {
+        $probe = Join-Path $dir 'before-unload.txt'
+        if (-not (Wait-Reported $events $probe 15)) { throw "fsense watch did not report $probe before the unload" }
+        Write-Host '    connected and reporting'
+        foreach ($reload in 1..$Reloads) {
+            Write-Host "    reload ${reload}: fltmc unload $ServiceName with the consumer connected"
+            Invoke-FltmcWithDeadline @('unload', $ServiceName)
+            if ($consumer.HasExited) { throw "fsense.exe exited (code $($consumer.ExitCode)) when the driver unloaded; it should wait and reconnect" }
+            Invoke-FltmcWithDeadline @('load', $ServiceName)
+            $probe = Join-Path $dir "after-reload-$reload.txt"
+            if (-not (Wait-Reported $events $probe 30)) {
+                throw "fsense watch did not report $probe within 30 s of the reload (no reconnect?)"
+            }
+            Write-Host "    reconnected and reporting after reload $reload"
+        }
+    } catch {
+        if (-not $consumer.HasExited) { $consumer | Stop-Process -Force }
+        throw
+    }
+    $summaryJson = Stop-Watch $consumer $summary
+    $connects = [int]$summaryJson.source.connects
+    $disconnects = [int]$summaryJson.source.disconnects
+    if ($connects -ne $Reloads + 1 -or $disconnects -ne $Reloads) {
+        throw "the summary counts $connects connects and $disconnects disconnects; expected $($Reloads + 1) and $Reloads"
+    }
+    Write-Host "    $connects connects, $disconnects disconnects: the consumer followed every reload" -ForegroundColor Green
 }
 
 function Test-LoadUnloadCycles {
@@ -261,12 +318,12 @@ function Test-LoadUnloadCycles {
 
 function Main {
     Assert-Elevated
-    $exe = Join-Path $PackageDir 'fsense.exe'
-    if (-not (Test-Path -LiteralPath $exe -PathType Leaf)) { throw "missing $exe" }
+    $exe = Get-PackageFile $PackageDir 'Consumer'
     if (-not (Test-FilterLoaded)) { throw "filter '$ServiceName' is not loaded; run Install-Fsense.ps1 first" }
 
     Test-Events $exe
     if (-not $SkipCycles) { Test-LoadUnloadCycles }
+    if (-not $SkipReconnect) { Test-ReconnectAfterReload $exe }
 
     Write-Step 'Filter state after the test'
     Invoke-Native 'fltmc.exe' @('instances', '-f', $ServiceName)

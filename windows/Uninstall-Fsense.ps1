@@ -21,34 +21,8 @@ param(
 
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
-
-# Must match inf/fsense.inf (fsense-pkgcheck checks it).
-$ServiceName = 'fsense'
-
-function Write-Step([string] $Message) {
-    Write-Host "==> $Message" -ForegroundColor Cyan
-}
-
-function Assert-Elevated {
-    $principal = [Security.Principal.WindowsPrincipal]::new([Security.Principal.WindowsIdentity]::GetCurrent())
-    if (-not $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)) {
-        Write-Host 'error: this script needs an elevated PowerShell (Run as administrator).' -ForegroundColor Red
-        exit 1
-    }
-}
-
-function Invoke-Native([string] $FilePath, [string[]] $Arguments) {
-    Write-Host "    $FilePath $($Arguments -join ' ')"
-    & $FilePath @Arguments
-    if ($LASTEXITCODE -ne 0) {
-        throw "$FilePath $($Arguments -join ' ') failed with exit code $LASTEXITCODE"
-    }
-}
-
-function Test-FilterLoaded {
-    $filters = & fltmc.exe filters
-    return [bool]($filters | Select-String -Pattern "^\s*$ServiceName\s" -Quiet)
-}
+# $ServiceName, $InstanceName, $Altitude, ... and the helpers every script shares.
+Import-Module (Join-Path $PSScriptRoot 'Fsense.psm1') -Force
 
 function Main {
     Assert-Elevated
@@ -71,7 +45,7 @@ function Main {
 
     Write-Step 'Removing the driver package from the driver store'
     $packages = @(Get-WindowsDriver -Online | Where-Object {
-            (Split-Path -Path $_.OriginalFileName -Leaf) -eq 'fsense.inf'
+            (Split-Path -Path $_.OriginalFileName -Leaf) -eq $PackageFiles.Inf
         })
     foreach ($package in $packages) {
         Invoke-Native 'pnputil.exe' @('/delete-driver', $package.Driver, '/uninstall', '/force')
@@ -84,7 +58,7 @@ function Main {
     } else {
         Write-Host '    no such service'
     }
-    $copied = Join-Path $env:SystemRoot 'System32\drivers\fsense.sys'
+    $copied = Join-Path $env:SystemRoot "System32\drivers\$($PackageFiles.Driver)"
     if (Test-Path -LiteralPath $copied) {
         Write-Host "    deleting $copied"
         Remove-Item -LiteralPath $copied -Force
@@ -92,7 +66,7 @@ function Main {
 
     if ($RemoveCertificate) {
         Write-Step 'Removing the test certificate'
-        $certificatePath = Join-Path $PackageDir 'fsense.cer'
+        $certificatePath = Get-PackageFile $PackageDir 'Certificate'
         $certificate = [Security.Cryptography.X509Certificates.X509Certificate2]::new($certificatePath)
         foreach ($store in @('Cert:\LocalMachine\Root', 'Cert:\LocalMachine\TrustedPublisher')) {
             $installed = Join-Path $store $certificate.Thumbprint

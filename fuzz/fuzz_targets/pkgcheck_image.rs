@@ -10,6 +10,7 @@ fuzz_target!(|data: &[u8]| {
         data,
         ImageRules {
             require_signature: true,
+            floor: fsense_pkgcheck::imports::DECLARED_FLOOR,
         },
     );
     let _ = image::has_signature(data);

@@ -21,6 +21,10 @@ pub struct Spec {
     pub text_writable: bool,
     /// Raw bytes of the certificate table (a WIN_CERTIFICATE), if any.
     pub certificate: Option<Vec<u8>>,
+    /// The extended DLL characteristics debug entry (`/CETCOMPAT` writes 0x1), if any.
+    pub ex_dll_characteristics: Option<u32>,
+    /// The PDB path of the CodeView debug entry, if any.
+    pub pdb_path: Option<&'static str>,
     pub fix_checksum: bool,
 }
 
@@ -44,6 +48,8 @@ impl Spec {
             entry_elsewhere: false,
             text_writable: false,
             certificate: None,
+            ex_dll_characteristics: Some(crate::image::IMAGE_DLLCHARACTERISTICS_EX_CET_COMPAT),
+            pdb_path: Some("fsense_driver.pdb"),
             fix_checksum: true,
         }
     }
@@ -109,15 +115,23 @@ impl Blob {
     }
 }
 
-/// (export directory range, import directory range, IAT range) as (rva, size); size 0 if absent.
-type Directories = [(u32, u32); 3];
+/// (export directory, import directory, IAT, debug directory) as (rva, size); size 0 if absent.
+type Directories = [(u32, u32); 4];
 
-fn rdata_contents(spec: &Spec, base: u32, export_target: u32) -> (Vec<u8>, Directories) {
+const DEBUG_DIRECTORY_LEN: usize = 28;
+
+/// `file_base`: the file offset of `base` (debug entries point at their data by file offset too).
+fn rdata_contents(
+    spec: &Spec,
+    base: u32,
+    file_base: u32,
+    export_target: u32,
+) -> (Vec<u8>, Directories) {
     let mut blob = Blob {
         base,
         bytes: Vec::new(),
     };
-    let mut directories = [(0, 0); 3];
+    let mut directories = [(0, 0); 4];
 
     if let Some(name) = spec.export {
         let start = blob.bytes.len();
@@ -184,6 +198,38 @@ fn rdata_contents(spec: &Spec, base: u32, export_target: u32) -> (Vec<u8>, Direc
             blob.patch_u32(descriptor + 16, base + iats[index] as u32); // FirstThunk
         }
     }
+    let mut debug_entries: Vec<(u32, Vec<u8>)> = Vec::new();
+    if let Some(path) = spec.pdb_path {
+        let mut codeview = b"RSDS".to_vec();
+        codeview.extend_from_slice(&[0x11; 16]); // GUID
+        codeview.extend_from_slice(&1u32.to_le_bytes()); // age
+        codeview.extend_from_slice(path.as_bytes());
+        codeview.push(0);
+        debug_entries.push((pe::IMAGE_DEBUG_TYPE_CODEVIEW.0, codeview));
+    }
+    if let Some(flags) = spec.ex_dll_characteristics {
+        debug_entries.push((
+            pe::IMAGE_DEBUG_TYPE_EX_DLLCHARACTERISTICS.0,
+            flags.to_le_bytes().to_vec(),
+        ));
+    }
+    if !debug_entries.is_empty() {
+        blob.align(8);
+        let table = blob.bytes.len();
+        let table_len = DEBUG_DIRECTORY_LEN * debug_entries.len();
+        blob.bytes.resize(table + table_len, 0);
+        directories[3] = (base + table as u32, table_len as u32);
+        for (index, (kind, data)) in debug_entries.iter().enumerate() {
+            blob.align(4);
+            let rva = blob.rva();
+            blob.bytes.extend_from_slice(data);
+            let entry = table + index * DEBUG_DIRECTORY_LEN;
+            blob.patch_u32(entry + 12, *kind);
+            blob.patch_u32(entry + 16, data.len() as u32);
+            blob.patch_u32(entry + 20, rva);
+            blob.patch_u32(entry + 24, rva - base + file_base);
+        }
+    }
     blob.u64(0);
     (blob.bytes, directories)
 }
@@ -202,14 +248,19 @@ fn build(spec: &Spec) -> Vec<u8> {
     }
     let text = writer.reserve_section(*b".text\0\0\0", text_flags, TEXT_SIZE, TEXT_SIZE);
     // The rdata contents depend on its RVA: lay them out once to learn the size, then for real.
-    let (probe, _) = rdata_contents(spec, 0, 0);
+    let (probe, _) = rdata_contents(spec, 0, 0, 0);
     let rdata = writer.reserve_rdata_section(probe.len() as u32);
-    let (rdata_bytes, directories) =
-        rdata_contents(spec, rdata.virtual_address, text.virtual_address);
+    let (rdata_bytes, directories) = rdata_contents(
+        spec,
+        rdata.virtual_address,
+        rdata.file_offset,
+        text.virtual_address,
+    );
     for (index, (rva, size)) in [
         pe::IMAGE_DIRECTORY_ENTRY_EXPORT,
         pe::IMAGE_DIRECTORY_ENTRY_IMPORT,
         pe::IMAGE_DIRECTORY_ENTRY_IAT,
+        pe::IMAGE_DIRECTORY_ENTRY_DEBUG,
     ]
     .into_iter()
     .zip(directories)

@@ -4,11 +4,13 @@
 
 use std::fmt;
 
+use object::Object as _;
 use object::pe;
-use object::read::pe::{ExportTarget, ImageNtHeaders, PeFile64};
+use object::read::pe::{ExportTarget, ImageNtHeaders, Import, PeFile64};
 use thiserror::Error;
 
 use crate::checksum;
+use crate::imports::{self, ImportProblem, WindowsRelease};
 
 /// The only modules a driver may import from: anything else (ntdll.dll, a user-mode DLL) cannot be
 /// resolved in kernel mode and the image would fail to load.
@@ -16,6 +18,9 @@ pub const ALLOWED_IMPORT_MODULES: &[&str] = &["ntoskrnl.exe", "FLTMGR.SYS", "HAL
 
 /// The export the entry point must be.
 pub const ENTRY_EXPORT: &str = "DriverEntry";
+
+/// winnt.h: the extended DLL characteristics bit `/CETCOMPAT` sets (object keeps it commented out).
+pub const IMAGE_DLLCHARACTERISTICS_EX_CET_COMPAT: u32 = 0x01;
 
 /// `WIN_CERTIFICATE` header: dwLength, wRevision, wCertificateType.
 const WIN_CERTIFICATE_HEADER_LEN: usize = 8;
@@ -28,6 +33,9 @@ const WIN_CERT_TYPE_PKCS_SIGNED_DATA: u16 = 0x0002;
 pub struct ImageRules {
     /// The image must carry an Authenticode signature (the packaged, signed `fsense.sys`).
     pub require_signature: bool,
+    /// The oldest Windows the image must load on: every import must exist there
+    /// ([`imports::DECLARED_FLOOR`] for the package).
+    pub floor: WindowsRelease,
 }
 
 /// One way the image deviates from the rules.
@@ -37,15 +45,40 @@ pub enum Violation {
     Machine(u16),
     Subsystem(u16),
     NoEntryExport,
-    EntryPointMismatch { entry: u32, export: u32 },
+    EntryPointMismatch {
+        entry: u32,
+        export: u32,
+    },
     ForbiddenImport(String),
+    /// An import the table in `imports.rs` does not list: its first Windows release is unknown.
+    ImportNotInTable {
+        module: String,
+        name: String,
+    },
+    /// An import first shipped after the floor: the loader refuses the image on the floor.
+    ImportNewerThanFloor {
+        module: String,
+        name: String,
+        since: WindowsRelease,
+        floor: WindowsRelease,
+        url: String,
+    },
+    ImportByOrdinal(String),
     DelayLoadImports(String),
-    ChecksumMismatch { stored: u32, computed: u32 },
+    ChecksumMismatch {
+        stored: u32,
+        computed: u32,
+    },
     MissingDllCharacteristic(&'static str),
     RelocationsStripped,
     WritableAndExecutable(String),
     Unsigned,
     MalformedSignature(&'static str),
+    /// No `IMAGE_DLLCHARACTERISTICS_EX_CET_COMPAT` (`/CETCOMPAT`): kernel-mode hardware-enforced
+    /// stack protection refuses to load images without it.
+    NotCetCompatible,
+    /// The CodeView entry names a PDB by a path, which leaks the build machine's directories.
+    BuildPathInDebugDirectory(String),
 }
 
 impl fmt::Display for Violation {
@@ -68,6 +101,27 @@ impl fmt::Display for Violation {
                 "imports from `{module}`; only {} are allowed",
                 ALLOWED_IMPORT_MODULES.join(", ")
             ),
+            Self::ImportNotInTable { module, name } => write!(
+                f,
+                "imports `{module}!{name}`, which is not in the import table \
+                 (crates/fsense-pkgcheck/src/imports.rs): add it with its first Windows release \
+                 and the DDI page that states it"
+            ),
+            Self::ImportNewerThanFloor {
+                module,
+                name,
+                since,
+                floor,
+                url,
+            } => write!(
+                f,
+                "imports `{module}!{name}`, which needs {since} ({url}); the declared minimum is \
+                 {floor}, where the driver would not load"
+            ),
+            Self::ImportByOrdinal(module) => write!(
+                f,
+                "imports from `{module}` by ordinal; import kernel routines by name"
+            ),
             Self::DelayLoadImports(module) => {
                 write!(
                     f,
@@ -88,6 +142,16 @@ impl fmt::Display for Violation {
             }
             Self::Unsigned => write!(f, "no Authenticode signature (security directory is empty)"),
             Self::MalformedSignature(why) => write!(f, "malformed signature: {why}"),
+            Self::NotCetCompatible => write!(
+                f,
+                "not CET compatible (no IMAGE_DLLCHARACTERISTICS_EX_CET_COMPAT debug entry; \
+                 link with /CETCOMPAT): kernel-mode hardware-enforced stack protection refuses it"
+            ),
+            Self::BuildPathInDebugDirectory(path) => write!(
+                f,
+                "the debug directory names the PDB as `{path}`, a build-machine path; \
+                 only the file name should ship (/PDBALTPATH:%_PDB%)"
+            ),
         }
     }
 }
@@ -120,9 +184,10 @@ pub fn check(data: &[u8], rules: ImageRules) -> Result<Vec<Violation>, ImageErro
     let mut violations = Vec::new();
     check_headers(&file, &mut violations);
     check_entry_point(&file, &mut violations)?;
-    check_imports(&file, &mut violations)?;
+    check_imports(&file, rules.floor, &mut violations)?;
     check_sections(&file, &mut violations);
     check_checksum(data, &mut violations)?;
+    check_debug_directory(&file, data, &mut violations)?;
     check_signature(&file, data, rules, &mut violations);
     Ok(violations)
 }
@@ -204,16 +269,60 @@ fn is_allowed_module(name: &str) -> bool {
         .any(|allowed| allowed.eq_ignore_ascii_case(name))
 }
 
-fn check_imports(file: &PeFile64<'_>, violations: &mut Vec<Violation>) -> Result<(), ImageError> {
+fn check_imports(
+    file: &PeFile64<'_>,
+    floor: WindowsRelease,
+    violations: &mut Vec<Violation>,
+) -> Result<(), ImageError> {
     if let Some(table) = file.import_table().map_err(malformed("import table"))? {
         let mut descriptors = table.descriptors().map_err(malformed("import table"))?;
         while let Some(descriptor) = descriptors.next().map_err(malformed("import table"))? {
             let name = table
                 .name(descriptor.name.get(object::LittleEndian))
                 .map_err(malformed("import table"))?;
-            let name = String::from_utf8_lossy(name);
-            if !is_allowed_module(&name) {
-                violations.push(Violation::ForbiddenImport(name.into_owned()));
+            let module = String::from_utf8_lossy(name).into_owned();
+            if !is_allowed_module(&module) {
+                violations.push(Violation::ForbiddenImport(module));
+                continue;
+            }
+            // The lookup table names the imports; some linkers leave it out and only the IAT has them.
+            let lookup = match descriptor.original_first_thunk.get(object::LittleEndian) {
+                0 => descriptor.first_thunk.get(object::LittleEndian),
+                address => address,
+            };
+            let mut thunks = table.thunks(lookup).map_err(malformed("import table"))?;
+            let mut by_ordinal = false;
+            while let Some(thunk) = thunks
+                .next::<pe::ImageNtHeaders64>()
+                .map_err(malformed("import table"))?
+            {
+                let import = table
+                    .import::<pe::ImageNtHeaders64>(thunk)
+                    .map_err(malformed("import table"))?;
+                let function = match import {
+                    Import::Name(_, name) => Some(String::from_utf8_lossy(name).into_owned()),
+                    Import::Ordinal(_) => None,
+                };
+                match imports::check(&module, function.as_deref(), floor) {
+                    None => {}
+                    Some(ImportProblem::ByOrdinal) => by_ordinal = true,
+                    Some(ImportProblem::Unknown) => violations.push(Violation::ImportNotInTable {
+                        module: module.clone(),
+                        name: function.unwrap_or_default(),
+                    }),
+                    Some(ImportProblem::NewerThanFloor(known)) => {
+                        violations.push(Violation::ImportNewerThanFloor {
+                            module: module.clone(),
+                            name: known.name.to_string(),
+                            since: known.since,
+                            floor,
+                            url: known.url(),
+                        })
+                    }
+                }
+            }
+            if by_ordinal {
+                violations.push(Violation::ImportByOrdinal(module));
             }
         }
     }
@@ -250,6 +359,53 @@ fn check_sections(file: &PeFile64<'_>, violations: &mut Vec<Violation>) {
             ));
         }
     }
+}
+
+/// `/CETCOMPAT` and no build path: both live in the debug directory.
+fn check_debug_directory(
+    file: &PeFile64<'_>,
+    data: &[u8],
+    violations: &mut Vec<Violation>,
+) -> Result<(), ImageError> {
+    let mut cet_compatible = false;
+    if let Some(directory) = file.data_directory(pe::IMAGE_DIRECTORY_ENTRY_DEBUG) {
+        let table = directory
+            .data(data, &file.section_table())
+            .map_err(malformed("debug directory"))?;
+        let entries =
+            object::pod::slice_from_all_bytes::<pe::ImageDebugDirectory>(table).map_err(|()| {
+                ImageError::Malformed {
+                    table: "debug directory",
+                    reason: "its size is not a whole number of entries".into(),
+                }
+            })?;
+        for entry in entries {
+            if entry.typ.get(object::LittleEndian) != pe::IMAGE_DEBUG_TYPE_EX_DLLCHARACTERISTICS {
+                continue;
+            }
+            let offset = entry.pointer_to_raw_data.get(object::LittleEndian) as usize;
+            let flags = offset
+                .checked_add(4)
+                .and_then(|end| data.get(offset..end))
+                .filter(|_| entry.size_of_data.get(object::LittleEndian) >= 4)
+                .ok_or_else(|| ImageError::Malformed {
+                    table: "debug directory",
+                    reason: "the extended DLL characteristics lie outside the file".into(),
+                })?;
+            let flags = u32::from_le_bytes([flags[0], flags[1], flags[2], flags[3]]);
+            cet_compatible |= flags & IMAGE_DLLCHARACTERISTICS_EX_CET_COMPAT != 0;
+        }
+    }
+    if !cet_compatible {
+        violations.push(Violation::NotCetCompatible);
+    }
+    if let Some(info) = file.pdb_info().map_err(malformed("debug directory"))? {
+        let path = String::from_utf8_lossy(info.path()).into_owned();
+        if path.contains(['\\', '/']) {
+            violations.push(Violation::BuildPathInDebugDirectory(path));
+        }
+    }
+    Ok(())
 }
 
 fn check_checksum(data: &[u8], violations: &mut Vec<Violation>) -> Result<(), ImageError> {
@@ -329,9 +485,11 @@ mod tests {
 
     const UNSIGNED: ImageRules = ImageRules {
         require_signature: false,
+        floor: imports::DECLARED_FLOOR,
     };
     const SIGNED: ImageRules = ImageRules {
         require_signature: true,
+        floor: imports::DECLARED_FLOOR,
     };
 
     fn violations(spec: &Spec, rules: ImageRules) -> Vec<Violation> {
@@ -349,13 +507,84 @@ mod tests {
     fn import_module_names_compare_case_insensitively() {
         let spec = Spec {
             imports: vec![
-                ("NTOSKRNL.EXE", vec!["KeBugCheckEx"]),
+                ("NTOSKRNL.EXE", vec!["KeQuerySystemTimePrecise"]),
                 ("fltmgr.sys", vec!["FltStartFiltering"]),
-                ("hal.DLL", vec!["KeQueryPerformanceCounter"]),
             ],
             ..Spec::good()
         };
         assert_eq!(violations(&spec, UNSIGNED), vec![]);
+    }
+
+    #[test]
+    fn an_import_newer_than_the_floor_fails() {
+        let spec = Spec {
+            imports: vec![
+                ("ntoskrnl.exe", vec!["ExAllocatePool2"]),
+                ("FLTMGR.SYS", vec!["FltRegisterFilter", "FltVetoBypassIO"]),
+            ],
+            ..Spec::good()
+        };
+        let found = violations(&spec, UNSIGNED);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let Violation::ImportNewerThanFloor {
+            name, since, floor, ..
+        } = &found[0]
+        else {
+            panic!("{found:?}");
+        };
+        assert_eq!(
+            (name.as_str(), *since, *floor),
+            (
+                "FltVetoBypassIO",
+                imports::WINDOWS_11,
+                imports::DECLARED_FLOOR
+            )
+        );
+        let message = found[0].to_string();
+        assert!(message.contains("Windows 11 (build 22000)"), "{message}");
+        assert!(
+            message.contains("nf-fltkernel-fltvetobypassio"),
+            "{message}"
+        );
+        // The same image with a floor it meets passes.
+        let rules = ImageRules {
+            floor: imports::WINDOWS_11,
+            ..UNSIGNED
+        };
+        assert_eq!(violations(&spec, rules), vec![]);
+        // And the shipped import, ExAllocatePool2, fails a floor older than 2004.
+        let rules = ImageRules {
+            floor: imports::WINDOWS_10_1803,
+            ..UNSIGNED
+        };
+        let found = violations(&spec, rules);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].to_string().contains("ExAllocatePool2"));
+    }
+
+    #[test]
+    fn an_import_missing_from_the_table_fails() {
+        let spec = Spec {
+            imports: vec![
+                ("ntoskrnl.exe", vec!["ExAllocatePool2", "KeBugCheckEx"]),
+                // Known routine, wrong module: unknown there.
+                ("FLTMGR.SYS", vec!["ExFreePoolWithTag"]),
+            ],
+            ..Spec::good()
+        };
+        assert_eq!(
+            violations(&spec, UNSIGNED),
+            vec![
+                Violation::ImportNotInTable {
+                    module: "ntoskrnl.exe".into(),
+                    name: "KeBugCheckEx".into()
+                },
+                Violation::ImportNotInTable {
+                    module: "FLTMGR.SYS".into(),
+                    name: "ExFreePoolWithTag".into()
+                },
+            ]
+        );
     }
 
     #[test]
@@ -410,10 +639,48 @@ mod tests {
     }
 
     #[test]
+    fn an_image_without_cetcompat_fails() {
+        for ex_dll_characteristics in [None, Some(0), Some(0x2)] {
+            let spec = Spec {
+                ex_dll_characteristics,
+                ..Spec::good()
+            };
+            assert_eq!(
+                violations(&spec, UNSIGNED),
+                vec![Violation::NotCetCompatible],
+                "{ex_dll_characteristics:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_build_path_in_the_debug_directory_fails() {
+        for path in [
+            "/work/main/target/x86_64-pc-windows-msvc/release/deps/fsense_driver.pdb",
+            "C:\\build\\fsense_driver.pdb",
+        ] {
+            let spec = Spec {
+                pdb_path: Some(path),
+                ..Spec::good()
+            };
+            assert_eq!(
+                violations(&spec, UNSIGNED),
+                vec![Violation::BuildPathInDebugDirectory(path.into())]
+            );
+        }
+        // No CodeView entry at all is fine too.
+        let spec = Spec {
+            pdb_path: None,
+            ..Spec::good()
+        };
+        assert_eq!(violations(&spec, UNSIGNED), vec![]);
+    }
+
+    #[test]
     fn forbidden_import_modules_are_named() {
         let spec = Spec {
             imports: vec![
-                ("ntoskrnl.exe", vec!["KeBugCheckEx"]),
+                ("ntoskrnl.exe", vec!["KeSetEvent"]),
                 ("ntdll.dll", vec!["RtlInitUnicodeString"]),
                 ("KERNEL32.dll", vec!["CreateFileW"]),
             ],

@@ -1,6 +1,8 @@
 //! Lints `inf/fsense.inf` against the rules for a file-system minifilter installed as a primitive
-//! driver (Windows 10 1903+), as Microsoft's "Creating an INF file for a minifilter driver" and
-//! "Creating a new primitive driver" pages describe them, plus fsense's own choices.
+//! driver, as Microsoft's "Creating an INF file for a minifilter driver" and "Creating a new
+//! primitive driver" pages describe them, plus driver package isolation for the OS-decorated
+//! install section (what `infverif /w` enforces) and fsense's own choices. The INF has two install
+//! sections, split as minispy's is ([`INSTALL_SECTIONS`]); each is checked, and they must agree.
 //!
 //! The parser understands the part of the INF syntax these files use: `[sections]`, `key = values`,
 //! comma-separated fields, quoted strings (`""` is a quote), `;` comments, `\` line continuations
@@ -21,9 +23,47 @@ pub const LOAD_ORDER_GROUP: &str = "FSFilter Activity Monitor";
 pub const ALTITUDE_RANGE: std::ops::RangeInclusive<u32> = 360_000..=389_999;
 /// The driver store: where a primitive driver's files must go.
 pub const DIRID_DRIVER_STORE: &str = "13";
-/// Instance keys are read from `Parameters\Instances` on Windows 11 24H2 and later and from
-/// `Instances` before; the INF writes both so one package serves both.
-pub const INSTANCE_ROOTS: &[&str] = &["Parameters\\Instances", "Instances"];
+/// The service's own subkey: under driver package isolation the only place its AddReg may write.
+pub const PARAMETERS: &str = "Parameters";
+/// `SupportedFeatures`: SUPPORTED_FS_FEATURES_OFFLOAD_READ (0x1) | SUPPORTED_FS_FEATURES_BYPASS_IO
+/// (0x8). True for a minifilter that never reads file data; not OFFLOAD_WRITE (0x2), because an
+/// offloaded write changes a file without the IRP_MJ_WRITE fsense reports (see the INF header).
+pub const SUPPORTED_FEATURES: u32 = 0x9;
+/// Settings the driver reads from `Parameters` (REG_DWORD); the INF may write defaults.
+pub const SETTINGS: &[&str] = &["QueueCapacity", "BatchRecords"];
+
+/// One install entry point of the INF and where its service's registry state goes. The split is
+/// minispy's: the Filter Manager reads instances from `Parameters\Instances` from build 25952
+/// (Windows 11 24H2) and from the service key's root `Instances` before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstallSection {
+    pub name: &'static str,
+    pub instance_root: &'static str,
+    /// The key `SupportedFeatures` goes to ("" is the service key's root).
+    pub features_key: &'static str,
+}
+
+pub const INSTALL_SECTIONS: &[InstallSection] = &[
+    InstallSection {
+        name: "DefaultInstall.NTamd64.10.0...25952",
+        instance_root: "Parameters\\Instances",
+        features_key: PARAMETERS,
+    },
+    InstallSection {
+        name: "DefaultInstall.NTamd64",
+        instance_root: "Instances",
+        features_key: "",
+    },
+];
+
+/// An OS-version-decorated `[DefaultInstall.NTamd64.<os>]` section (not `.Services`): the sections
+/// `infverif /w /wbuild <os>` holds to driver package isolation.
+fn is_isolated_install_section(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower
+        .strip_prefix("defaultinstall.ntamd64.")
+        .is_some_and(|decoration| !decoration.is_empty() && !decoration.ends_with("services"))
+}
 
 #[derive(Debug, Error)]
 pub enum InfError {
@@ -422,16 +462,9 @@ impl Linter<'_> {
         }
     }
 
-    fn install(&mut self) {
-        if !self.require_section("DefaultInstall.NTamd64") {
-            return;
-        }
-        let Some(copy) = self
-            .inf
-            .value("DefaultInstall.NTamd64", "CopyFiles")
-            .cloned()
-        else {
-            self.fail(None, "[DefaultInstall.NTamd64] has no CopyFiles");
+    fn install(&mut self, install: &str) {
+        let Some(copy) = self.inf.value(install, "CopyFiles").cloned() else {
+            self.fail(None, format!("[{install}] has no CopyFiles"));
             return;
         };
         let mut copies_driver = false;
@@ -456,13 +489,7 @@ impl Linter<'_> {
         if !copies_driver {
             self.fail(
                 Some(copy.line),
-                format!("CopyFiles does not copy {DRIVER_FILE}"),
-            );
-        }
-        if self.inf.value("SourceDisksFiles", DRIVER_FILE).is_none() {
-            self.fail(
-                None,
-                format!("[SourceDisksFiles] does not list {DRIVER_FILE}"),
+                format!("[{install}] CopyFiles does not copy {DRIVER_FILE}"),
             );
         }
     }
@@ -489,12 +516,14 @@ impl Linter<'_> {
         }
     }
 
-    /// Returns the AddService entry for our service, if there is exactly one.
-    fn services(&mut self) -> Option<Entry> {
-        if !self.require_section("DefaultInstall.NTamd64.Services") {
+    /// Returns the AddService entry for our service in `[<install>.Services]`, if there is
+    /// exactly one.
+    fn services(&mut self, install: &str) -> Option<Entry> {
+        let name = format!("{install}.Services");
+        if !self.require_section(&name) {
             return None;
         }
-        let section = self.inf.section("DefaultInstall.NTamd64.Services")?;
+        let section = self.inf.section(&name)?;
         let adds: Vec<&Entry> = section
             .entries
             .iter()
@@ -517,17 +546,24 @@ impl Linter<'_> {
                 None
             }
             [] => {
-                self.fail(Some(section.line), "no AddService directive");
+                self.fail(
+                    Some(section.line),
+                    format!("[{name}] has no AddService directive"),
+                );
                 None
             }
             _ => {
-                self.fail(Some(section.line), "more than one AddService directive");
+                self.fail(
+                    Some(section.line),
+                    format!("[{name}] has more than one AddService directive"),
+                );
                 None
             }
         }
     }
 
-    fn service(&mut self, add: &Entry) -> Option<String> {
+    /// Checks the service-install section `add` names; returns its AddReg sections.
+    fn service(&mut self, add: &Entry) -> Option<Vec<String>> {
         let name = add.field(2).trim().to_string();
         if name.is_empty() || self.inf.section(&name).is_none() {
             self.fail(
@@ -545,37 +581,55 @@ impl Linter<'_> {
         if self.inf.value(&name, "DisplayName").is_none() {
             self.fail(None, format!("[{name}] has no DisplayName"));
         }
-        match self.inf.value(&name, "AddReg") {
-            Some(entry) => Some(entry.field(0).trim().to_string()),
-            None => {
+        let Some(entry) = self.inf.value(&name, "AddReg") else {
+            self.fail(
+                None,
+                format!("[{name}] has no AddReg (instances are defined there)"),
+            );
+            return None;
+        };
+        let mut sections = Vec::new();
+        for list in entry.fields.iter().map(|field| field.trim()) {
+            if list.is_empty() {
+                continue;
+            }
+            if self.inf.section(list).is_none() {
                 self.fail(
-                    None,
-                    format!("[{name}] has no AddReg (instances are defined there)"),
+                    Some(entry.line),
+                    format!("AddReg names [{list}], which does not exist"),
                 );
-                None
+            } else {
+                sections.push(list.to_string());
             }
         }
+        Some(sections)
     }
 
-    /// Checks one instance root (e.g. `Parameters\Instances`) and returns (instance, altitude, flags).
-    fn instances(&mut self, addreg: &str, root: &str) -> Option<(String, String, String)> {
-        let section = self.inf.section(addreg)?;
-        let hkr = |subkey: &str, value: &str| {
-            section.entries.iter().find(|entry| {
+    /// The `HKR,<subkey>,<value>` entry among `addreg`'s sections.
+    fn hkr(&self, addreg: &[String], subkey: &str, value: &str) -> Option<Entry> {
+        addreg
+            .iter()
+            .filter_map(|name| self.inf.section(name))
+            .flat_map(|section| &section.entries)
+            .find(|entry| {
                 entry.key.is_none()
                     && entry.field(0).eq_ignore_ascii_case("HKR")
                     && entry.field(1).eq_ignore_ascii_case(subkey)
                     && entry.field(2).eq_ignore_ascii_case(value)
             })
-        };
-        let Some(default) = hkr(root, "DefaultInstance") else {
+            .cloned()
+    }
+
+    /// Checks one instance root (e.g. `Parameters\Instances`) and returns (instance, altitude, flags).
+    fn instances(&mut self, addreg: &[String], root: &str) -> Option<(String, String, String)> {
+        let sections = addreg.join("], [");
+        let Some(default) = self.hkr(addreg, root, "DefaultInstance") else {
             self.fail(
-                Some(section.line),
-                format!("[{addreg}] sets no {root}\\DefaultInstance"),
+                None,
+                format!("[{sections}] sets no {root}\\DefaultInstance"),
             );
             return None;
         };
-        let default = default.clone();
         let instance = default.field(4).to_string();
         if !is_string_type(default.field(3)) {
             self.fail(
@@ -584,14 +638,9 @@ impl Linter<'_> {
             );
         }
         let key = format!("{root}\\{instance}");
-        let altitude = hkr(&key, "Altitude").cloned();
-        let flags = hkr(&key, "Flags").cloned();
-        let altitude = match altitude {
+        let altitude = match self.hkr(addreg, &key, "Altitude") {
             None => {
-                self.fail(
-                    Some(section.line),
-                    format!("[{addreg}] sets no {key}\\Altitude"),
-                );
+                self.fail(None, format!("[{sections}] sets no {key}\\Altitude"));
                 None
             }
             Some(entry) => {
@@ -613,22 +662,155 @@ impl Linter<'_> {
                 Some(value)
             }
         };
-        let flags = match flags {
+        let flags = match self.hkr(addreg, &key, "Flags") {
             None => {
-                self.fail(
-                    Some(section.line),
-                    format!("[{addreg}] sets no {key}\\Flags"),
-                );
+                self.fail(None, format!("[{sections}] sets no {key}\\Flags"));
                 None
             }
             Some(entry) => {
-                if !entry.field(3).trim().eq_ignore_ascii_case("0x00010001") {
+                if !is_dword_type(entry.field(3)) {
                     self.fail(Some(entry.line), "Flags must be a REG_DWORD (0x00010001)");
                 }
                 Some(entry.field(4).trim().to_string())
             }
         };
         Some((instance, altitude?, flags?))
+    }
+
+    /// `SupportedFeatures` under `key`: a REG_DWORD equal to [`SUPPORTED_FEATURES`].
+    fn supported_features(&mut self, addreg: &[String], key: &str) {
+        let shown = if key.is_empty() {
+            "the service key"
+        } else {
+            key
+        };
+        let Some(entry) = self.hkr(addreg, key, "SupportedFeatures") else {
+            self.fail(
+                None,
+                format!(
+                    "[{}] sets no SupportedFeatures under {shown} (without it the Filter Manager \
+                     vetoes offloaded reads and BypassIO on every attached volume)",
+                    addreg.join("], [")
+                ),
+            );
+            return;
+        };
+        if !is_dword_type(entry.field(3)) {
+            self.fail(
+                Some(entry.line),
+                "SupportedFeatures must be a REG_DWORD (0x00010001)",
+            );
+        }
+        match parse_number(entry.field(4)) {
+            Some(SUPPORTED_FEATURES) => {}
+            Some(value) if value & 0x2 != 0 => self.fail(
+                Some(entry.line),
+                format!(
+                    "SupportedFeatures {value:#x} declares OFFLOAD_WRITE (0x2): an offloaded write \
+                     changes a file without the IRP_MJ_WRITE fsense reports; expected {SUPPORTED_FEATURES:#x}"
+                ),
+            ),
+            _ => self.fail(
+                Some(entry.line),
+                format!(
+                    "SupportedFeatures is `{}`, expected {SUPPORTED_FEATURES:#x} (OFFLOAD_READ | BYPASS_IO)",
+                    entry.field(4)
+                ),
+            ),
+        }
+    }
+
+    /// The driver's settings, when the INF writes defaults: REG_DWORD under `Parameters`.
+    fn settings(&mut self, addreg: &[String]) {
+        let entries: Vec<Entry> = addreg
+            .iter()
+            .filter_map(|name| self.inf.section(name))
+            .flat_map(|section| section.entries.iter().cloned())
+            .collect();
+        for entry in entries {
+            let Some(setting) = SETTINGS
+                .iter()
+                .find(|setting| entry.field(2).eq_ignore_ascii_case(setting))
+            else {
+                continue;
+            };
+            if !entry.field(1).eq_ignore_ascii_case(PARAMETERS) {
+                self.fail(
+                    Some(entry.line),
+                    format!(
+                        "{setting} is written under `{}`; the driver reads it from {PARAMETERS}",
+                        entry.field(1)
+                    ),
+                );
+            }
+            if !is_dword_type(entry.field(3)) || parse_number(entry.field(4)).is_none() {
+                self.fail(
+                    Some(entry.line),
+                    format!("{setting} must be a REG_DWORD number"),
+                );
+            }
+        }
+    }
+
+    /// Driver package isolation, as `infverif /w` checks it for the OS-decorated sections: a
+    /// service's AddReg writes only under its `Parameters` subkey ("Porting an INF to follow
+    /// driver package isolation", section "Using AddReg to modify state in the root of a service":
+    /// https://learn.microsoft.com/windows-hardware/drivers/develop/porting-inf-to-windows-driver).
+    fn package_isolation(&mut self) {
+        let installs: Vec<String> = self
+            .inf
+            .sections
+            .iter()
+            .filter(|section| is_isolated_install_section(&section.name))
+            .map(|section| section.name.clone())
+            .collect();
+        for install in installs {
+            let Some(services) = self.inf.section(&format!("{install}.Services")) else {
+                continue;
+            };
+            let service_sections: Vec<String> = services
+                .entries
+                .iter()
+                .filter(|entry| {
+                    entry
+                        .key
+                        .as_deref()
+                        .is_some_and(|key| key.eq_ignore_ascii_case("AddService"))
+                })
+                .map(|entry| entry.field(2).trim().to_string())
+                .collect();
+            for service in service_sections {
+                let Some(addreg) = self.inf.value(&service, "AddReg").cloned() else {
+                    continue;
+                };
+                for list in addreg.fields.iter().map(|field| field.trim()) {
+                    let entries = self
+                        .inf
+                        .section(list)
+                        .map(|section| section.entries.clone())
+                        .unwrap_or_default();
+                    for entry in entries.iter().filter(|entry| entry.key.is_none()) {
+                        let root = entry.field(0).trim();
+                        let subkey = entry.field(1).trim();
+                        let under_parameters = subkey.eq_ignore_ascii_case(PARAMETERS)
+                            || subkey
+                                .get(..PARAMETERS.len() + 1)
+                                .is_some_and(|head| head.eq_ignore_ascii_case("Parameters\\"));
+                        if !root.eq_ignore_ascii_case("HKR") || !under_parameters {
+                            let value = entry.field(2);
+                            self.fail(
+                                Some(entry.line),
+                                format!(
+                                    "[{list}] (service AddReg of [{install}]) writes `{root},{subkey},{value}` \
+                                     outside the service's {PARAMETERS} subkey; driver package isolation \
+                                     (infverif /w) allows a service's AddReg only under {PARAMETERS}"
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn undefined_strings(&mut self) {
@@ -638,6 +820,20 @@ impl Linter<'_> {
                 message: format!("%{token}% is not defined in [Strings]"),
             });
         }
+    }
+}
+
+/// REG_DWORD (FLG_ADDREG_TYPE_DWORD), optionally with FLG_ADDREG_NOCLOBBER (0x2).
+fn is_dword_type(flags: &str) -> bool {
+    matches!(parse_number(flags), Some(0x0001_0001 | 0x0001_0003))
+}
+
+/// An INF number: `0x` hex or decimal.
+fn parse_number(text: &str) -> Option<u32> {
+    let text = text.trim();
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
     }
 }
 
@@ -682,33 +878,54 @@ pub fn lint_parsed(inf: &Inf) -> (Vec<Finding>, Option<MinifilterFacts>) {
     };
     linter.version();
     linter.primitive_driver_shape();
-    linter.install();
-    let mut facts = None;
-    if let Some(add) = linter.services()
-        && let Some(addreg) = linter.service(&add)
-    {
-        let found: Vec<_> = INSTANCE_ROOTS
-            .iter()
-            .map(|root| linter.instances(&addreg, root))
-            .collect();
-        if let [Some(first), rest @ ..] = found.as_slice() {
-            if rest.iter().flatten().any(|other| other != first) {
-                linter.fail(
-                    None,
-                    format!(
-                        "instance definitions under {} disagree",
-                        INSTANCE_ROOTS.join(" and ")
-                    ),
-                );
-            }
-            if rest.iter().all(Option::is_some) {
-                facts = Some(MinifilterFacts {
+    if linter.inf.value("SourceDisksFiles", DRIVER_FILE).is_none() {
+        linter.fail(
+            None,
+            format!("[SourceDisksFiles] does not list {DRIVER_FILE}"),
+        );
+    }
+    // Each install section on its own, then all of them must describe the same minifilter.
+    let mut found = Vec::new();
+    for install in INSTALL_SECTIONS {
+        if !linter.require_section(install.name) {
+            found.push(None);
+            continue;
+        }
+        linter.install(install.name);
+        let mut facts = None;
+        if let Some(add) = linter.services(install.name)
+            && let Some(addreg) = linter.service(&add)
+        {
+            linter.supported_features(&addreg, install.features_key);
+            linter.settings(&addreg);
+            facts = linter.instances(&addreg, install.instance_root).map(
+                |(instance_name, altitude, flags)| MinifilterFacts {
                     service_name: add.field(0).to_string(),
-                    instance_name: first.0.clone(),
-                    altitude: first.1.clone(),
-                    flags: first.2.clone(),
-                });
-            }
+                    instance_name,
+                    altitude,
+                    flags,
+                },
+            );
+        }
+        found.push(facts);
+    }
+    linter.package_isolation();
+    let mut facts = None;
+    if let [Some(first), rest @ ..] = found.as_slice() {
+        if rest.iter().flatten().any(|other| other != first) {
+            linter.fail(
+                None,
+                format!(
+                    "instance definitions of [{}] disagree",
+                    INSTALL_SECTIONS
+                        .iter()
+                        .map(|install| install.name)
+                        .collect::<Vec<_>>()
+                        .join("] and [")
+                ),
+            );
+        } else if rest.iter().all(Option::is_some) {
+            facts = Some(first.clone());
         }
     }
     linter.undefined_strings();
@@ -820,15 +1037,18 @@ mod tests {
 
     #[test]
     fn files_go_to_the_driver_store() {
-        assert_one_finding(
+        // Both install sections copy the same list: each reports it.
+        assert_findings(
             "Fsense.DriverFiles = 13",
             "Fsense.DriverFiles = 12",
             "DIRID 12",
+            2,
         );
-        assert_one_finding(
+        assert_findings(
             "[Fsense.DriverFiles]\nfsense.sys",
             "[Fsense.DriverFiles]\nother.sys",
             "does not copy fsense.sys",
+            2,
         );
         assert_one_finding("fsense.sys = 1,,", "other.sys = 1,,", "[SourceDisksFiles]");
     }
@@ -857,10 +1077,17 @@ mod tests {
         );
         assert_one_finding("Dependencies   = FltMgr", "", "Dependencies");
         assert_one_finding("%13%\\fsense.sys", "%12%\\fsense.sys", "ServiceBinary");
-        assert_one_finding(
+        assert_findings(
             "ServiceName        = \"fsense\"",
             "ServiceName        = \"fsense2\"",
             "expected `fsense`",
+            2,
+        );
+        // The downlevel section's service is checked as closely.
+        assert_one_finding(
+            "ErrorControl   = 1                        ; SERVICE_ERROR_NORMAL\nLoadOrderGroup = \"FSFilter Activity Monitor\"\nDependencies   = FltMgr\nAddReg         = Fsense.AddRegistry.Downlevel",
+            "ErrorControl   = 3\nLoadOrderGroup = \"FSFilter Activity Monitor\"\nDependencies   = FltMgr\nAddReg         = Fsense.AddRegistry.Downlevel",
+            "[Fsense.Service.Downlevel] ErrorControl is `3`",
         );
     }
 
@@ -892,9 +1119,110 @@ mod tests {
             "disagree",
         );
         assert_one_finding(
-            "\"Flags\",0x00010001,%Instance1.Flags%\nHKR,\"Instances\"",
-            "\"Flags\",0x00000000,%Instance1.Flags%\nHKR,\"Instances\"",
+            "\"Flags\",0x00010001,%Instance1.Flags%\n\n;;",
+            "\"Flags\",0x00000000,%Instance1.Flags%\n\n;;",
             "REG_DWORD",
+        );
+    }
+
+    #[test]
+    fn both_install_sections_are_required() {
+        assert_one_finding(
+            "[DefaultInstall.NTamd64.10.0...25952]\n",
+            "[DefaultInstall.NTamd64.10.0...22000]\n",
+            "missing section [DefaultInstall.NTamd64.10.0...25952]",
+        );
+        let findings = findings_after(
+            "[DefaultInstall.NTamd64.Services]\nAddService = %ServiceName%,,Fsense.Service.Downlevel\n",
+            "",
+        );
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.contains("missing section [DefaultInstall.NTamd64.Services]")),
+            "{findings:?}"
+        );
+    }
+
+    #[test]
+    fn the_decorated_section_follows_driver_package_isolation() {
+        // A value at the service key's root.
+        assert_one_finding(
+            "[Fsense.AddRegistry]\n",
+            "[Fsense.AddRegistry]\nHKR,,\"Tag\",0x00010001,1\n",
+            "outside the service's Parameters subkey",
+        );
+        // Another root key altogether.
+        assert_one_finding(
+            "[Fsense.AddRegistry]\n",
+            "[Fsense.AddRegistry]\nHKLM,\"System\\CurrentControlSet\\Services\\fsense\",\"Tag\",0x00010001,1\n",
+            "writes `HKLM,",
+        );
+        // `ParametersX` is not `Parameters`.
+        assert_one_finding(
+            "[Fsense.AddRegistry]\n",
+            "[Fsense.AddRegistry]\nHKR,\"ParametersX\",\"Tag\",0x00010001,1\n",
+            "outside the service's Parameters subkey",
+        );
+        // The INF before the split: both instance roots in the decorated section.
+        let findings = findings_after(
+            "HKR,\"Parameters\\Instances\",\"DefaultInstance\"",
+            "HKR,\"Instances\",\"DefaultInstance\",0x00000000,%DefaultInstance%\nHKR,\"Parameters\\Instances\",\"DefaultInstance\"",
+        );
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(findings[0].contains("writes `HKR,Instances,DefaultInstance`"));
+        // The downlevel section may write at the root: that is where older builds read.
+        assert_eq!(
+            findings_after(
+                "[Fsense.AddRegistry.Downlevel]\n",
+                "[Fsense.AddRegistry.Downlevel]\nHKR,,\"Tag\",0x00010001,1\n"
+            ),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn supported_features_rules() {
+        assert_findings(
+            "SupportedFeatures  = 0x9",
+            "SupportedFeatures  = 0xb",
+            "declares OFFLOAD_WRITE",
+            2,
+        );
+        assert_findings(
+            "SupportedFeatures  = 0x9",
+            "SupportedFeatures  = 0x1",
+            "expected 0x9",
+            2,
+        );
+        assert_one_finding(
+            "HKR,\"Parameters\",\"SupportedFeatures\",0x00010001",
+            "HKR,\"Parameters\",\"SupportedFeatures\",0x00000000",
+            "SupportedFeatures must be a REG_DWORD",
+        );
+        assert_one_finding(
+            "HKR,\"Parameters\",\"SupportedFeatures\",0x00010001,%SupportedFeatures%\n",
+            "",
+            "sets no SupportedFeatures under Parameters",
+        );
+        assert_one_finding(
+            "HKR,,\"SupportedFeatures\",0x00010001,%SupportedFeatures%\n",
+            "",
+            "sets no SupportedFeatures under the service key",
+        );
+    }
+
+    #[test]
+    fn settings_go_under_parameters_as_dwords() {
+        assert_one_finding(
+            "HKR,\"Parameters\",\"QueueCapacity\",0x00010001,%QueueCapacity%\nHKR,\"Instances\"",
+            "HKR,,\"QueueCapacity\",0x00010001,%QueueCapacity%\nHKR,\"Instances\"",
+            "the driver reads it from Parameters",
+        );
+        assert_one_finding(
+            "HKR,\"Parameters\",\"QueueCapacity\",0x00010001,%QueueCapacity%\nHKR,\"Parameters",
+            "HKR,\"Parameters\",\"BatchRecords\",0x00000000,\"many\"\nHKR,\"Parameters",
+            "BatchRecords must be a REG_DWORD number",
         );
     }
 

@@ -6,7 +6,9 @@
 use std::fmt;
 
 pub mod checksum;
+pub mod floor;
 pub mod image;
+pub mod imports;
 pub mod inf;
 pub mod package;
 pub mod scripts;

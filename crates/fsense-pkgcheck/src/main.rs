@@ -67,7 +67,10 @@ fn run(cli: Cli) -> Result<bool, String> {
             require_signature,
         } => {
             let data = read(&file)?;
-            let rules = image::ImageRules { require_signature };
+            let rules = image::ImageRules {
+                require_signature,
+                floor: fsense_pkgcheck::imports::DECLARED_FLOOR,
+            };
             let findings = image::check(&data, rules)
                 .map_err(|error| format!("{}: {error}", file.display()))?;
             Ok(report(&file, &findings))

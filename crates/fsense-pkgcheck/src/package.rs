@@ -8,7 +8,7 @@ use object::pe;
 use object::read::pe::{ImageNtHeaders, PeFile64};
 
 use crate::image::{self, ImageRules};
-use crate::{Finding, PACKAGE_FILES, inf, scripts};
+use crate::{Finding, PACKAGE_FILES, floor, inf, scripts};
 
 /// Files the Linux flow must produce (`fsense.cat` is added by the Windows flow only).
 pub const REQUIRED_FILES: &[&str] = &["fsense.sys", "fsense.inf", "fsense.cer", "fsense.exe"];
@@ -66,6 +66,7 @@ pub fn check(dir: &Path, scripts_dir: Option<&Path>) -> Result<Vec<Finding>, Pac
             &data,
             ImageRules {
                 require_signature: true,
+                floor: crate::imports::DECLARED_FLOOR,
             },
         ) {
             Ok(violations) => findings.extend(
@@ -86,6 +87,8 @@ pub fn check(dir: &Path, scripts_dir: Option<&Path>) -> Result<Vec<Finding>, Pac
                         .into_iter()
                         .map(|finding| Finding::new("fsense.inf", finding.to_string())),
                 );
+                // The INF's header states the minimum Windows; it must be the declared one.
+                findings.extend(floor::check_text("fsense.inf", &text, true));
                 if let Some(scripts_dir) = scripts_dir {
                     findings.extend(scripts::check_dir(scripts_dir, &text)?);
                 }
@@ -220,6 +223,30 @@ mod tests {
                 .any(|m| m.starts_with("fsense.pfx: is not a package file"))
         );
         assert!(found.iter().any(|m| m == "fsense.exe: missing"));
+    }
+
+    #[test]
+    fn an_inf_claiming_another_minimum_fails_the_package() {
+        let mut files = good_files();
+        let inf = String::from_utf8(files[1].1.clone()).unwrap().replacen(
+            "Minimum Windows: Windows 10 version 2004 (build 19041).",
+            "A primitive driver package (Windows 10 1903+).",
+            1,
+        );
+        files[1].1 = inf.into_bytes();
+        let dir = package("stale-floor", &files);
+        let found = messages(&dir, None);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|m| m.contains("does not state the minimum Windows"))
+        );
+        assert!(
+            found
+                .iter()
+                .any(|m| m.contains("claims Windows 10 1903 as the minimum"))
+        );
     }
 
     #[test]

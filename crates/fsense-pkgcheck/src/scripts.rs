@@ -1,11 +1,20 @@
 //! Checks the PowerShell kit under `windows/` against the package: every script exists and is
 //! strict (StrictMode, stop on error, elevation check), names only files the package build
 //! produces, and loads the service (and instance) the INF installs.
+//!
+//! The scripts share one module, `Fsense.psm1`: it holds the INF's names, the minimum Windows
+//! build and the helpers (elevation, native commands, filter and package checks). Each script must
+//! import it and must not define its own copy of a function the module provides; the module's
+//! names must match the INF and its `$MinimumBuild` the declared floor (`imports.rs`).
 
 use std::path::Path;
 
+use crate::imports::DECLARED_FLOOR;
 use crate::inf::{self, MinifilterFacts};
 use crate::{Finding, PACKAGE_FILES};
+
+/// The module every script imports.
+pub const MODULE: &str = "Fsense.psm1";
 
 pub const REQUIRED_SCRIPTS: &[&str] = &[
     "Install-Fsense.ps1",
@@ -36,7 +45,7 @@ pub enum ScriptsError {
 pub fn check_dir(dir: &Path, inf_text: &str) -> Result<Vec<Finding>, ScriptsError> {
     let mut scripts = Vec::new();
     let mut findings = Vec::new();
-    for name in REQUIRED_SCRIPTS {
+    for name in REQUIRED_SCRIPTS.iter().chain([&MODULE]) {
         let path = dir.join(name);
         match std::fs::read_to_string(&path) {
             Ok(text) => scripts.push((name.to_string(), text)),
@@ -73,13 +82,102 @@ pub fn check_scripts(
         ));
         return Ok(findings);
     };
+    let module = scripts
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(MODULE));
+    let provided = match module {
+        Some((_, text)) => {
+            check_module(text, &facts, &mut findings);
+            function_names(&code_lines(text))
+        }
+        None => Vec::new(),
+    };
     for (name, text) in scripts {
-        check_script(name, text, &facts, &mut findings);
+        if !name.eq_ignore_ascii_case(MODULE) {
+            check_script(name, text, &facts, &provided, &mut findings);
+        }
     }
     Ok(findings)
 }
 
-fn check_script(name: &str, text: &str, facts: &MinifilterFacts, findings: &mut Vec<Finding>) {
+/// The module: strict, the INF's names, the declared floor, and the helpers scripts rely on.
+fn check_module(text: &str, facts: &MinifilterFacts, findings: &mut Vec<Finding>) {
+    let code = code_lines(text);
+    let lower = code.to_ascii_lowercase();
+    if !lower.contains("set-strictmode -version latest") {
+        findings.push(Finding::new(
+            MODULE,
+            "does not call `Set-StrictMode -Version Latest`",
+        ));
+    }
+    check_common(MODULE, &code, facts, findings);
+    check_assignment(
+        MODULE,
+        &code,
+        "ServiceName",
+        &facts.service_name,
+        true,
+        findings,
+    );
+    check_assignment(MODULE, &code, "Altitude", &facts.altitude, true, findings);
+    check_assignment(
+        MODULE,
+        &code,
+        "InstanceName",
+        &facts.instance_name,
+        true,
+        findings,
+    );
+    let floor = DECLARED_FLOOR.build.to_string();
+    check_assignment(MODULE, &code, "MinimumBuild", &floor, true, findings);
+    let features = format!("{:#x}", inf::SUPPORTED_FEATURES);
+    check_assignment(
+        MODULE,
+        &code,
+        "SupportedFeatures",
+        &features,
+        true,
+        findings,
+    );
+    if !text.contains(&DECLARED_FLOOR.phrase()) {
+        findings.push(Finding::new(
+            MODULE,
+            format!(
+                "does not state the minimum Windows, `{}`",
+                DECLARED_FLOOR.phrase()
+            ),
+        ));
+    }
+    let functions = function_names(&code);
+    for required in ["Assert-Elevated", "Assert-SupportedWindows"] {
+        if !functions.iter().any(|f| f.eq_ignore_ascii_case(required)) {
+            findings.push(Finding::new(
+                MODULE,
+                format!("does not define `{required}`"),
+            ));
+        }
+    }
+    if !lower.contains("[security.principal.windowsbuiltinrole]::administrator") {
+        findings.push(Finding::new(
+            MODULE,
+            "Assert-Elevated does not check the Administrator role",
+        ));
+    }
+    if !lower.contains("$minimumbuild") || !lower.contains("osversion.version.build") {
+        findings.push(Finding::new(
+            MODULE,
+            "Assert-SupportedWindows does not compare the Windows build with $MinimumBuild",
+        ));
+    }
+}
+
+fn check_script(
+    name: &str,
+    text: &str,
+    facts: &MinifilterFacts,
+    provided: &[String],
+    findings: &mut Vec<Finding>,
+) {
     let code = code_lines(text);
     let lower = code.to_ascii_lowercase();
     if !lower.contains("set-strictmode -version latest") {
@@ -96,10 +194,22 @@ fn check_script(name: &str, text: &str, facts: &MinifilterFacts, findings: &mut 
             "does not set `$ErrorActionPreference = 'Stop'`",
         ));
     }
+    let imports_module = lower
+        .lines()
+        .any(|line| line.contains("import-module") && line.contains(&MODULE.to_ascii_lowercase()));
+    if !imports_module {
+        findings.push(Finding::new(
+            name,
+            format!(
+                "does not import {MODULE} (Import-Module (Join-Path $PSScriptRoot '{MODULE}'))"
+            ),
+        ));
+    }
     let checks_elevation = text
         .to_ascii_lowercase()
         .contains("#requires -runasadministrator")
-        || lower.contains("[security.principal.windowsbuiltinrole]::administrator");
+        || lower.contains("[security.principal.windowsbuiltinrole]::administrator")
+        || (imports_module && calls(&lower, "assert-elevated"));
     if !checks_elevation {
         findings.push(Finding::new(name, "does not check that it runs elevated"));
     }
@@ -109,8 +219,62 @@ fn check_script(name: &str, text: &str, facts: &MinifilterFacts, findings: &mut 
             "has no failure exit (`exit 1` or `throw`)",
         ));
     }
+    for function in function_names(&code) {
+        if provided.iter().any(|p| p.eq_ignore_ascii_case(&function)) {
+            findings.push(Finding::new(
+                name,
+                format!(
+                    "defines `{function}`, which {MODULE} provides: use the module's, not a copy"
+                ),
+            ));
+        }
+    }
+    let is_installer = name.eq_ignore_ascii_case("Install-Fsense.ps1");
+    if is_installer && !calls(&lower, "assert-supportedwindows") {
+        findings.push(Finding::new(
+            name,
+            format!(
+                "does not call Assert-SupportedWindows (refuse Windows older than {})",
+                DECLARED_FLOOR.phrase()
+            ),
+        ));
+    }
 
-    for file in file_names(&code) {
+    check_common(name, &code, facts, findings);
+    // Names the module provides need not be repeated; a script that defines them anyway is held
+    // to the INF like the module.
+    let uses_service =
+        lower.contains("fltmc") || lower.contains("sc.exe") || lower.contains("$servicename");
+    check_assignment(
+        name,
+        &code,
+        "ServiceName",
+        &facts.service_name,
+        uses_service && !imports_module,
+        findings,
+    );
+    let installer_needs = is_installer && !imports_module;
+    check_assignment(
+        name,
+        &code,
+        "Altitude",
+        &facts.altitude,
+        installer_needs,
+        findings,
+    );
+    check_assignment(
+        name,
+        &code,
+        "InstanceName",
+        &facts.instance_name,
+        installer_needs,
+        findings,
+    );
+}
+
+/// Checks for scripts and module alike: file names the package has, fltmc on the INF's service.
+fn check_common(name: &str, code: &str, facts: &MinifilterFacts, findings: &mut Vec<Finding>) {
+    for file in file_names(code) {
         let known = PACKAGE_FILES
             .iter()
             .chain(SYSTEM_FILES)
@@ -125,36 +289,7 @@ fn check_script(name: &str, text: &str, facts: &MinifilterFacts, findings: &mut 
             ));
         }
     }
-
-    let uses_service =
-        lower.contains("fltmc") || lower.contains("sc.exe") || lower.contains("$servicename");
-    check_assignment(
-        name,
-        &code,
-        "ServiceName",
-        &facts.service_name,
-        uses_service,
-        findings,
-    );
-    let is_installer = name.eq_ignore_ascii_case("Install-Fsense.ps1");
-    check_assignment(
-        name,
-        &code,
-        "Altitude",
-        &facts.altitude,
-        is_installer,
-        findings,
-    );
-    check_assignment(
-        name,
-        &code,
-        "InstanceName",
-        &facts.instance_name,
-        is_installer,
-        findings,
-    );
-
-    for (verb, target) in fltmc_targets(&code) {
+    for (verb, target) in fltmc_targets(code) {
         let matches = target.eq_ignore_ascii_case("$ServiceName")
             || target.eq_ignore_ascii_case(&facts.service_name);
         if !matches {
@@ -167,6 +302,36 @@ fn check_script(name: &str, text: &str, facts: &MinifilterFacts, findings: &mut 
             ));
         }
     }
+}
+
+/// Whether `lower` (lower-cased code) uses `command` as a word (a call, not a definition).
+fn calls(lower: &str, command: &str) -> bool {
+    lower.lines().any(|line| {
+        let line = line.trim();
+        !line.starts_with("function ")
+            && line
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .any(|word| word == command)
+    })
+}
+
+/// Names of the functions `code` defines (`function Name` at the start of a line).
+fn function_names(code: &str) -> Vec<String> {
+    code.lines()
+        .filter_map(|line| {
+            let rest = line.trim_start();
+            let rest = rest
+                .get(..9)
+                .filter(|head| head.eq_ignore_ascii_case("function "))
+                .map(|_| &rest[9..])?;
+            let name: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+                .collect();
+            (!name.is_empty()).then_some(name)
+        })
+        .collect()
 }
 
 /// The script without `#` comments (but keeping `#Requires`, which is handled separately).
@@ -198,7 +363,18 @@ fn code_lines(text: &str) -> String {
 fn file_names(code: &str) -> Vec<String> {
     let is_name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
     let mut names = Vec::new();
-    for word in code.split(|c: char| !is_name_char(c)) {
+    let mut start = 0;
+    for (at, c) in code.char_indices().chain([(code.len(), ' ')]) {
+        if is_name_char(c) {
+            continue;
+        }
+        let word = &code[start..at];
+        // `$PackageFiles.Inf` is a variable's member, not a file name.
+        let is_variable = code[..start].ends_with('$');
+        start = at + c.len_utf8();
+        if is_variable {
+            continue;
+        }
         let word = word.trim_matches('.');
         let Some((stem, extension)) = word.rsplit_once('.') else {
             continue;
@@ -301,6 +477,7 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../windows");
         REQUIRED_SCRIPTS
             .iter()
+            .chain([&MODULE])
             .map(|name| {
                 let text = std::fs::read_to_string(dir.join(name))
                     .unwrap_or_else(|error| panic!("windows/{name}: {error}"));
@@ -324,6 +501,14 @@ mod tests {
             .collect()
     }
 
+    fn assert_one(script: &str, from: &str, to: &str, expected: &str) {
+        let findings = findings_after(script, from, to);
+        assert!(
+            findings.len() == 1 && findings[0].contains(expected),
+            "{script}: `{from}` -> `{to}`: expected one finding with `{expected}`, got {findings:#?}"
+        );
+    }
+
     #[test]
     fn the_shipped_scripts_pass() {
         let findings = check_dir(
@@ -341,77 +526,159 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let findings = check_dir(&dir, INF).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(findings.len(), REQUIRED_SCRIPTS.len());
+        assert_eq!(findings.len(), REQUIRED_SCRIPTS.len() + 1);
         assert!(findings.iter().all(|finding| finding.message == "missing"));
+        assert!(findings.iter().any(|finding| finding.subject == MODULE));
     }
 
     #[test]
     fn strictness_rules() {
-        let findings = findings_after("Test-Fsense.ps1", "Set-StrictMode -Version Latest", "");
-        assert_eq!(findings.len(), 1, "{findings:?}");
-        assert!(findings[0].contains("Set-StrictMode"));
-        let findings = findings_after(
+        assert_one(
+            "Test-Fsense.ps1",
+            "Set-StrictMode -Version Latest",
+            "",
+            "Set-StrictMode",
+        );
+        assert_one(
             "Uninstall-Fsense.ps1",
             "$ErrorActionPreference = 'Stop'",
             "",
+            "ErrorActionPreference",
         );
-        assert_eq!(findings.len(), 1, "{findings:?}");
-        assert!(findings[0].contains("ErrorActionPreference"));
-        let findings = findings_after(
+        // Elevation: the script calls the module's check, and the module's check is real.
+        assert_one(
             "Enable-Verifier.ps1",
+            "    Assert-Elevated\n",
+            "",
+            "does not check that it runs elevated",
+        );
+        assert_one(
+            MODULE,
             "[Security.Principal.WindowsBuiltInRole]::Administrator",
             "[Security.Principal.WindowsBuiltInRole]::User",
+            "does not check the Administrator role",
         );
-        assert_eq!(findings.len(), 1, "{findings:?}");
-        assert!(findings[0].contains("elevated"));
+    }
+
+    #[test]
+    fn every_script_imports_the_module_instead_of_copying_it() {
+        let findings = findings_after(
+            "Uninstall-Fsense.ps1",
+            "Import-Module (Join-Path $PSScriptRoot 'Fsense.psm1') -Force",
+            "",
+        );
+        // Without the module the script neither checks elevation nor names its service.
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.contains("does not import Fsense.psm1")),
+            "{findings:#?}"
+        );
+        assert!(findings.iter().any(|f| f.contains("elevated")));
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.contains("does not define $ServiceName"))
+        );
+        assert_one(
+            "Test-Fsense.ps1",
+            "function Start-Watch(",
+            "function Invoke-Native { }\n\nfunction Start-Watch(",
+            "defines `Invoke-Native`, which Fsense.psm1 provides",
+        );
+    }
+
+    #[test]
+    fn the_module_holds_the_declared_floor() {
+        assert_one(
+            MODULE,
+            "$MinimumBuild = 19041",
+            "$MinimumBuild = 18362",
+            "$MinimumBuild is `18362`, but the INF says `19041`",
+        );
+        assert_one(
+            MODULE,
+            "Windows 10 version 2004 (build 19041). The driver",
+            "Windows 10. The driver",
+            "does not state the minimum Windows",
+        );
+        assert_one(
+            "Install-Fsense.ps1",
+            "    Assert-SupportedWindows\n",
+            "",
+            "does not call Assert-SupportedWindows",
+        );
+        assert_one(
+            MODULE,
+            "$SupportedFeatures = 0x9",
+            "$SupportedFeatures = 0x3",
+            "$SupportedFeatures is `0x3`",
+        );
     }
 
     #[test]
     fn foreign_file_names_are_reported() {
-        let findings = findings_after("Install-Fsense.ps1", "'fsense.cer'", "'fsense-test.cer'");
-        assert_eq!(findings.len(), 1, "{findings:?}");
-        assert!(findings[0].contains("fsense-test.cer"));
-        let findings = findings_after("Test-Fsense.ps1", "'fsense.exe'", "'fsensed.exe'");
-        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_one(
+            "Install-Fsense.ps1",
+            "fsense.sys'",
+            "fsense-test.sys'",
+            "fsense-test.sys",
+        );
+        assert_one(MODULE, "'fsense.exe'", "'fsensed.exe'", "fsensed.exe");
     }
 
     #[test]
     fn the_service_name_must_match_the_inf() {
-        let findings = findings_after(
-            "Uninstall-Fsense.ps1",
+        assert_one(
+            MODULE,
             "$ServiceName = 'fsense'",
             "$ServiceName = 'fsensor'",
+            "`fsensor`",
         );
-        assert_eq!(findings.len(), 1, "{findings:?}");
-        assert!(findings[0].contains("`fsensor`"));
-        let findings = findings_after(
+        assert_one(
             "Install-Fsense.ps1",
             "@('load', $ServiceName)",
             "@('load', 'minispy')",
+            "fltmc load minispy",
         );
-        assert_eq!(findings.len(), 1, "{findings:?}");
-        assert!(findings[0].contains("fltmc load minispy"));
+        // A script that sets its own anyway is held to the INF too.
+        assert_one(
+            "Uninstall-Fsense.ps1",
+            "function Main {",
+            "$ServiceName = 'fsensor'\nfunction Main {",
+            "`fsensor`",
+        );
     }
 
     #[test]
-    fn the_installer_altitude_must_match_the_inf() {
-        let findings = findings_after(
-            "Install-Fsense.ps1",
+    fn the_altitude_must_match_the_inf() {
+        assert_one(
+            MODULE,
             "$Altitude = '385210'",
             "$Altitude = '370000'",
+            "Altitude",
         );
-        assert_eq!(findings.len(), 1, "{findings:?}");
-        assert!(findings[0].contains("Altitude"));
     }
 
     #[test]
     fn file_names_ignore_tools_and_numbers() {
         let names = file_names(
-            "fltmc.exe load x; & $Dir\\fsense.exe watch; copy fsense.sys; 1.5.cat; verifier.exe",
+            "fltmc.exe load x; & $Dir\\fsense.exe watch; copy fsense.sys; 1.5.cat; verifier.exe; $PackageFiles.Inf",
         );
         assert_eq!(
             names,
             vec!["fltmc.exe", "fsense.exe", "fsense.sys", "verifier.exe"]
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(text in "(function |Import-Module |\\$[A-Za-z]{1,12}|[A-Za-z.]{1,12}| = |'|\n|#|<#|#>|fltmc |\\PC){0,60}") {
+            let kit = [
+                (MODULE.to_string(), text.clone()),
+                ("Install-Fsense.ps1".to_string(), text),
+            ];
+            let _ = check_scripts(&kit, INF).unwrap();
+        }
     }
 }

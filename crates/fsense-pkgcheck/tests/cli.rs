@@ -41,8 +41,8 @@ fn a_clean_inf_exits_zero() {
 fn findings_exit_one_with_a_line_each() {
     let shipped = std::fs::read_to_string(repo("inf/fsense.inf")).unwrap();
     let broken = shipped
-        .replace("StartType      = 3", "StartType      = 0")
-        .replace("ErrorControl   = 1", "ErrorControl   = 3");
+        .replacen("StartType      = 3", "StartType      = 0", 1)
+        .replacen("ErrorControl   = 1", "ErrorControl   = 3", 1);
     let path = scratch("broken.inf", broken.as_bytes());
     let out = pkgcheck(&["inf", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
