@@ -1,0 +1,266 @@
+//! I/O: calling the driver's callbacks as the Filter Manager does.
+#![allow(
+    clippy::missing_safety_doc,
+    reason = "each export's contract is that of the documented kernel function it replaces"
+)]
+
+use super::*;
+
+/// An open file object the simulator keeps for one create and its writes.
+pub struct OpenFile {
+    file_object: Box<FILE_OBJECT>,
+}
+
+// SAFETY: the raw pointers inside the FILE_OBJECT are fake stream keys, never dereferenced.
+unsafe impl Send for OpenFile {}
+
+/// Timing and outcome of one operation's callbacks.
+pub struct CallbackTiming {
+    pub longest: Duration,
+}
+
+fn enter_callback(name: &'static str) -> Option<Registration> {
+    world::with_world(|w| {
+        if w.unloading || w.registration.is_none() {
+            return None;
+        }
+        w.callbacks_in_flight += 1;
+        w.registration
+    })
+    .flatten()
+    .inspect(|_r| {
+        verifier::set_in_callback(Some(name));
+    })
+}
+
+fn leave_callback() {
+    verifier::set_in_callback(None);
+    world::with_world(|w| w.callbacks_in_flight = w.callbacks_in_flight.saturating_sub(1));
+}
+
+fn check_pre_status(status: i32, callback: &str) {
+    // Only SUCCESS_WITH_CALLBACK (0) and SUCCESS_NO_CALLBACK (1) fit a sensor that never pends.
+    if !(0..=1).contains(&status) {
+        violation("CALLBACK_RETURN", format!("{callback} returned {status}"));
+    }
+}
+
+fn check_post_status(status: i32, callback: &str) {
+    if status != 0 {
+        violation(
+            "CALLBACK_RETURN",
+            format!("{callback} returned {status}, expected FLT_POSTOP_FINISHED_PROCESSING"),
+        );
+    }
+    if verifier::spin_locks_held() != 0 {
+        violation(
+            "CALLBACK_HOLDS_LOCK",
+            format!("{callback} returned holding a spin lock"),
+        );
+    }
+}
+
+/// Runs one create through pre-create, the "file system", and post-create.
+pub fn run_create(
+    op: &CreateOp,
+    path: Arc<Vec<u16>>,
+    instance: isize,
+    filter: isize,
+) -> (Option<OpenFile>, CallbackTiming) {
+    let mut timing = CallbackTiming {
+        longest: Duration::ZERO,
+    };
+    // SAFETY: FILE_OBJECT is plain data; all-zero is a valid (closed) file object shape.
+    let mut file_object: Box<FILE_OBJECT> = Box::new(unsafe { std::mem::zeroed() });
+    file_object.FsContext = op.stream_key as *mut c_void;
+    let mut security = IO_SECURITY_CONTEXT {
+        SecurityQos: std::ptr::null_mut(),
+        AccessState: std::ptr::null_mut(),
+        DesiredAccess: op.desired_access,
+        FullCreateOptions: op.options,
+    };
+    // SAFETY: plain data; all-zero is a valid parameter block shape, filled in below.
+    let mut iopb: FLT_IO_PARAMETER_BLOCK = unsafe { std::mem::zeroed() };
+    iopb.MajorFunction = IRP_MJ_CREATE as u8;
+    iopb.TargetFileObject = &mut *file_object;
+    iopb.TargetInstance = instance;
+    // The Create member in its real (WDK) layout; windows-sys's is misaligned on x64.
+    let create = CreateParameters {
+        security_context: &mut security,
+        options: (op.disposition << 24) | (op.options & 0x00FF_FFFF),
+        _align_file_attributes: 0,
+        file_attributes: 0,
+        share_access: op.share_access,
+        _align_ea_length: 0,
+        ea_length: 0,
+        _align_ea_buffer: 0,
+        ea_buffer: std::ptr::null_mut(),
+        allocation_size: 0,
+    };
+    // SAFETY: CreateParameters fits inside the FLT_PARAMETERS union with no stricter alignment
+    // (the driver checks both at compile time).
+    unsafe {
+        std::ptr::addr_of_mut!(iopb.Parameters)
+            .cast::<CreateParameters>()
+            .write(create)
+    };
+    // SAFETY: plain data; all-zero is valid, filled in below.
+    let mut data: FLT_CALLBACK_DATA = unsafe { std::mem::zeroed() };
+    data.Flags = 1; // FLTFL_CALLBACK_DATA_IRP_OPERATION
+    data.Thread = ETHREAD_BASE + op.op_id as isize;
+    data.Iopb = &iopb;
+    data.RequestorMode = 1; // UserMode
+    let objects = related_objects(filter, instance, &*file_object);
+
+    CURRENT_OP.with(|c| {
+        *c.borrow_mut() = Some(CurrentOp {
+            pid: op.pid,
+            path,
+            shape: op.shape,
+        })
+    });
+    verifier::set_current_pid(op.pid);
+    verifier::set_irql(PASSIVE_LEVEL);
+
+    let Some(reg) = enter_callback("PreCreate") else {
+        return (None, timing);
+    };
+    let mut completion: *mut c_void = std::ptr::null_mut();
+    let start = Instant::now();
+    let pre = match reg.pre_create {
+        // SAFETY: the driver's pre-create callback with callback data, related objects and a
+        // completion-context slot that live for the whole operation, at PASSIVE_LEVEL.
+        Some(cb) => unsafe { cb(&mut data, &objects, &mut completion) },
+        None => 1,
+    };
+    timing.longest = timing.longest.max(start.elapsed());
+    check_pre_status(pre, "PreCreate");
+    leave_callback();
+
+    // The file system completes the create.
+    data.IoStatus.Anonymous.Status = op.status;
+    data.IoStatus.Information = op.information as usize;
+
+    if pre == 0 {
+        let draining = world::with_world(|w| w.unloading).unwrap_or(true);
+        verifier::set_in_callback(Some("PostCreate"));
+        world::with_world(|w| w.callbacks_in_flight += 1);
+        let flags = if draining {
+            FLTFL_POST_OPERATION_DRAINING
+        } else {
+            0
+        };
+        let start = Instant::now();
+        let post = match reg.post_create {
+            // SAFETY: the driver's post-create callback, same structures, PASSIVE_LEVEL.
+            Some(cb) => unsafe { cb(&mut data, &objects, completion, flags) },
+            None => 0,
+        };
+        timing.longest = timing.longest.max(start.elapsed());
+        check_post_status(post, "PostCreate");
+        leave_callback();
+    }
+    CURRENT_OP.with(|c| *c.borrow_mut() = None);
+    let open = (op.status >= 0).then_some(OpenFile { file_object });
+    (open, timing)
+}
+
+/// Runs one write through pre-write, the "file system", and post-write (possibly at DISPATCH).
+pub fn run_write(op: &WriteOp, file: &OpenFile, instance: isize, filter: isize) -> CallbackTiming {
+    let mut timing = CallbackTiming {
+        longest: Duration::ZERO,
+    };
+    // SAFETY: plain data, filled in below.
+    let mut iopb: FLT_IO_PARAMETER_BLOCK = unsafe { std::mem::zeroed() };
+    iopb.MajorFunction = IRP_MJ_WRITE as u8;
+    iopb.IrpFlags = if op.paging_io { IRP_PAGING_IO } else { 0 };
+    iopb.TargetFileObject = (&*file.file_object as *const FILE_OBJECT).cast_mut();
+    iopb.TargetInstance = instance;
+    let write = WriteParameters {
+        length: op.length,
+        _align_key: 0,
+        key: 0,
+        _align_byte_offset: 0,
+        byte_offset: op.offset as i64,
+        write_buffer: std::ptr::null_mut(),
+        mdl_address: std::ptr::null_mut(),
+    };
+    // SAFETY: WriteParameters fits inside the FLT_PARAMETERS union (checked by the driver).
+    unsafe {
+        std::ptr::addr_of_mut!(iopb.Parameters)
+            .cast::<WriteParameters>()
+            .write(write)
+    };
+    // SAFETY: plain data, filled in below.
+    let mut data: FLT_CALLBACK_DATA = unsafe { std::mem::zeroed() };
+    data.Flags = 1;
+    data.Thread = ETHREAD_BASE + op.op_id as isize;
+    data.Iopb = &iopb;
+    data.RequestorMode = if op.paging_io { 0 } else { 1 };
+    let objects = related_objects(filter, instance, &*file.file_object);
+    CURRENT_OP.with(|c| {
+        *c.borrow_mut() = Some(CurrentOp {
+            pid: op.pid,
+            path: Arc::new(Vec::new()),
+            shape: NameShape::QueryFails,
+        })
+    });
+    verifier::set_current_pid(op.pid);
+    verifier::set_irql(if op.paging_io {
+        APC_LEVEL
+    } else {
+        PASSIVE_LEVEL
+    });
+
+    let Some(reg) = enter_callback("PreWrite") else {
+        CURRENT_OP.with(|c| *c.borrow_mut() = None);
+        return timing;
+    };
+    let mut completion: *mut c_void = std::ptr::null_mut();
+    let start = Instant::now();
+    let pre = match reg.pre_write {
+        // SAFETY: the driver's pre-write callback with structures valid for the operation.
+        Some(cb) => unsafe { cb(&mut data, &objects, &mut completion) },
+        None => 1,
+    };
+    timing.longest = timing.longest.max(start.elapsed());
+    check_pre_status(pre, "PreWrite");
+    leave_callback();
+
+    data.IoStatus.Anonymous.Status = op.status;
+    data.IoStatus.Information = op.bytes_written as usize;
+
+    if pre == 0 {
+        let draining = world::with_world(|w| w.unloading).unwrap_or(true);
+        verifier::set_in_callback(Some("PostWrite"));
+        world::with_world(|w| w.callbacks_in_flight += 1);
+        // Post-write may run at DISPATCH_LEVEL (completion in an arbitrary context).
+        verifier::set_irql(if op.post_at_dispatch {
+            DISPATCH_LEVEL
+        } else {
+            PASSIVE_LEVEL
+        });
+        let flags = if draining {
+            FLTFL_POST_OPERATION_DRAINING
+        } else {
+            0
+        };
+        let start = Instant::now();
+        let post = match reg.post_write {
+            // SAFETY: the driver's post-write callback, same structures.
+            Some(cb) => unsafe { cb(&mut data, &objects, completion, flags) },
+            None => 0,
+        };
+        timing.longest = timing.longest.max(start.elapsed());
+        check_post_status(post, "PostWrite");
+        leave_callback();
+        verifier::set_irql(PASSIVE_LEVEL);
+    } else if !completion.is_null() {
+        violation(
+            "COMPLETION_CONTEXT_LEAK",
+            "PreWrite set a completion context but asked for no post-operation callback",
+        );
+    }
+    CURRENT_OP.with(|c| *c.borrow_mut() = None);
+    timing
+}

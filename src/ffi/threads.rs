@@ -1,0 +1,107 @@
+//! Threads: the delivery worker's system thread, its start and its join.
+
+use super::*;
+
+// `+verbatim`: the module name is exactly `ntoskrnl.exe` (rustc would otherwise append `.dll`).
+#[cfg_attr(
+    target_os = "windows",
+    link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")
+)]
+unsafe extern "system" {
+    fn PsCreateSystemThread(
+        thread_handle: *mut HANDLE,
+        desired_access: u32,
+        object_attributes: *const OBJECT_ATTRIBUTES,
+        process_handle: HANDLE,
+        client_id: *mut c_void,
+        start_routine: KStartRoutine,
+        start_context: *mut c_void,
+    ) -> NTSTATUS;
+    fn PsTerminateSystemThread(exit_status: NTSTATUS) -> NTSTATUS;
+    fn ObReferenceObjectByHandle(
+        handle: HANDLE,
+        desired_access: u32,
+        object_type: *mut c_void,
+        access_mode: i8,
+        object: *mut *mut c_void,
+        handle_information: *mut c_void,
+    ) -> NTSTATUS;
+    fn ObfDereferenceObject(object: *mut c_void) -> isize;
+    /// Not ZwClose: windows-sys declares that one as an ntdll.dll import, and the linker would
+    /// take its declaration over ours.
+    pub(super) fn ObCloseHandle(handle: HANDLE, previous_mode: i8) -> NTSTATUS;
+}
+
+/// The referenced thread object of the delivery worker, for the join at unload.
+static WORKER_THREAD: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
+
+pub(super) fn start_worker() -> NTSTATUS {
+    let oa = OBJECT_ATTRIBUTES {
+        Length: core::mem::size_of::<OBJECT_ATTRIBUTES>() as u32,
+        RootDirectory: ptr::null_mut(),
+        ObjectName: ptr::null(),
+        Attributes: OBJ_KERNEL_HANDLE,
+        SecurityDescriptor: ptr::null(),
+        SecurityQualityOfService: ptr::null(),
+    };
+    let mut handle: HANDLE = ptr::null_mut();
+    // SAFETY: valid out pointer and attributes; worker_main matches KSTART_ROUTINE.
+    let st = unsafe {
+        PsCreateSystemThread(
+            &mut handle,
+            THREAD_ALL_ACCESS,
+            &oa,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            worker_main,
+            ptr::null_mut(),
+        )
+    };
+    if !status::is_success(st) {
+        return st;
+    }
+    let mut object: *mut c_void = ptr::null_mut();
+    // SAFETY: handle is the kernel handle just created; object is a valid out pointer.
+    let st = unsafe {
+        ObReferenceObjectByHandle(
+            handle,
+            SYNCHRONIZE,
+            ptr::null_mut(),
+            KERNEL_MODE,
+            &mut object,
+            ptr::null_mut(),
+        )
+    };
+    // SAFETY: we own the handle; the thread keeps running without it.
+    unsafe { ObCloseHandle(handle, KERNEL_MODE) };
+    if !status::is_success(st) {
+        // The thread runs but cannot be joined: stop it and fail the load. It exits within one
+        // wait period; the caller unwinds only after `stop_worker` found nothing to join, so we
+        // wait for it here through the stop flag and the event.
+        delivery::request_stop();
+        return st;
+    }
+    WORKER_THREAD.store(object, Ordering::Release);
+    status::SUCCESS
+}
+
+/// Tells the worker to stop and waits for its thread to exit.
+pub(super) fn stop_worker() {
+    delivery::request_stop();
+    let object = WORKER_THREAD.swap(ptr::null_mut(), Ordering::AcqRel);
+    if object.is_null() {
+        return;
+    }
+    // SAFETY: `object` is the referenced thread object; waiting for our own worker (not for user
+    // mode) at PASSIVE_LEVEL in unload, with no lock held; it exits within one bounded send.
+    unsafe {
+        KeWaitForSingleObject(object, EXECUTIVE, KERNEL_MODE, 0, ptr::null());
+        ObfDereferenceObject(object);
+    }
+}
+
+unsafe extern "system" fn worker_main(_context: *mut c_void) {
+    delivery::run_worker();
+    // SAFETY: called on our own system thread as its last action.
+    unsafe { PsTerminateSystemThread(status::SUCCESS) };
+}
