@@ -150,3 +150,51 @@ fn port_with_a_null_dacl() {
         };
     });
 }
+
+#[test]
+fn filter_handle_null_or_unknown() {
+    let mut port: isize = 0x1234;
+    // SAFETY: (test) a valid client-port variable; the simulator checks the filter first.
+    fires("FILTER_NULL", || unsafe {
+        ffi::FltCloseClientPort(0, &mut port)
+    });
+    let mut ctx = ptr::null_mut();
+    // SAFETY: (test) a valid out pointer; refused on the filter before anything is allocated.
+    fires("FILTER_UNKNOWN", || unsafe {
+        ffi::FltAllocateContext(0x77, 8, 64, 512, &mut ctx);
+    });
+}
+
+#[test]
+fn stream_context_on_an_instance_never_attached() {
+    let mut ctx = ptr::null_mut();
+    // SAFETY: (test) refused on the instance before the file object is read.
+    fires("INSTANCE_INVALID", || unsafe {
+        ffi::FltGetStreamContext(0x4001, ptr::null(), &mut ctx);
+    });
+}
+
+#[test]
+fn reference_with_the_wrong_object_type() {
+    let mut object = ptr::null_mut();
+    let mut not_a_type = 0u64;
+    // SAFETY: (test) a valid out pointer; the type is compared by address only.
+    fires("OBJECT_TYPE_MISMATCH", || unsafe {
+        ffi::ObReferenceObjectByHandle(
+            ptr::null_mut(),
+            0x0010_0000,
+            (&mut not_a_type as *mut u64).cast(),
+            0,
+            &mut object,
+            ptr::null_mut(),
+        );
+    });
+}
+
+#[test]
+fn waiting_on_a_handle_that_is_not_a_thread() {
+    // SAFETY: (test) the simulator only looks the handle up.
+    fires("WAIT_UNKNOWN_HANDLE", || unsafe {
+        ffi::ZwWaitForSingleObject(0x999 as _, 0, ptr::null());
+    });
+}

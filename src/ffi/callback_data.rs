@@ -249,3 +249,21 @@ impl<'a> CallbackData<'a> {
         }
     }
 }
+
+/// The filter handle from a callback's related objects (`FltObjects->Filter`), as the ctx sample
+/// takes it: valid for the whole callback, unlike a global that unload clears.
+///
+/// # Safety
+/// `objects` must be null or the related objects the Filter Manager passed to the running
+/// callback (valid for its duration).
+pub unsafe fn related_filter(objects: *const FLT_RELATED_OBJECTS) -> Option<isize> {
+    if objects.is_null() || !objects.is_aligned() {
+        return None;
+    }
+    // SAFETY: non-null, aligned, and valid for the callback by the caller's contract.
+    let objects = unsafe { &*objects };
+    if usize::from(objects.Size) < core::mem::size_of::<FLT_RELATED_OBJECTS>() {
+        return None;
+    }
+    (objects.Filter != 0).then_some(objects.Filter)
+}

@@ -20,7 +20,7 @@ pub(super) unsafe extern "system" fn pre_create(
 
 pub(super) unsafe extern "system" fn post_create(
     data: *mut FLT_CALLBACK_DATA,
-    _objects: *const FLT_RELATED_OBJECTS,
+    objects: *const FLT_RELATED_OBJECTS,
     _completion: *const c_void,
     flags: u32,
 ) -> FLT_POSTOP_CALLBACK_STATUS {
@@ -52,14 +52,18 @@ pub(super) unsafe extern "system" fn post_create(
     };
     let stored = sensor::SENSOR.record_create(&facts, path, volume);
     if succeeded && stored.keep_name_for_writes {
-        let filter = HANDLES.filter.load(Ordering::Acquire);
-        StreamName::attach(
-            &data,
-            filter,
-            stored.path.as_le_bytes(),
-            stored.volume.as_le_bytes(),
-            stored.truncated,
-        );
+        // The filter from this callback's related objects, never the global: callbacks keep
+        // arriving while unload runs (the ctx sample does the same).
+        // SAFETY: the related objects the Filter Manager passed to this callback.
+        if let Some(filter) = unsafe { related_filter(objects) } {
+            StreamName::attach(
+                &data,
+                filter,
+                stored.path.as_le_bytes(),
+                stored.volume.as_le_bytes(),
+                stored.truncated,
+            );
+        }
     }
     drop(name); // released exactly once, after the last use of its strings
     FLT_POSTOP_FINISHED_PROCESSING

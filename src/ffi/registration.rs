@@ -174,12 +174,15 @@ fn release_storage() {
 unsafe extern "system" fn filter_unload(_flags: u32) -> NTSTATUS {
     close_server_port();
     stop_worker();
-    let filter = HANDLES.filter.swap(0, Ordering::AcqRel);
+    let filter = HANDLES.filter.load(Ordering::Acquire);
     if filter != 0 {
         // SAFETY: our registered filter; this waits for callbacks in flight, disconnects the
         // client (our disconnect callback closes its port) and tears instances down.
         unsafe { FltUnregisterFilter(filter) };
     }
+    // Cleared only now: until FltUnregisterFilter returns, callbacks still run and the
+    // disconnect callback passes this handle to FltCloseClientPort (which must not get NULL).
+    HANDLES.filter.store(0, Ordering::Release);
     release_storage();
     status::SUCCESS
 }

@@ -30,6 +30,36 @@ unsafe extern "system" {
     /// Not ZwClose: windows-sys declares that one as an ntdll.dll import, and the linker would
     /// take its declaration over ours.
     pub(super) fn ObCloseHandle(handle: HANDLE, previous_mode: i8) -> NTSTATUS;
+    /// Waits on a handle (here: the worker thread's, when no object reference could be taken).
+    fn ZwWaitForSingleObject(handle: HANDLE, alertable: u8, timeout: *const i64) -> NTSTATUS;
+}
+
+// `PsThreadType` is data (`POBJECT_TYPE *`), imported like the functions. Miri cannot resolve an
+// extern static, so under Miri the type check is skipped (NULL is documented as "no check").
+#[cfg(not(miri))]
+#[cfg_attr(
+    target_os = "windows",
+    link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")
+)]
+unsafe extern "system" {
+    static PsThreadType: *const *mut c_void;
+}
+
+/// `*PsThreadType`: makes `ObReferenceObjectByHandle` check that the handle names a thread.
+fn thread_object_type() -> *mut c_void {
+    #[cfg(not(miri))]
+    {
+        // SAFETY: PsThreadType is an ntoskrnl export initialised before any driver loads; it
+        // points to the thread object type, which lives as long as the system.
+        let type_ptr = unsafe { PsThreadType };
+        if type_ptr.is_null() || !type_ptr.is_aligned() {
+            return ptr::null_mut();
+        }
+        // SAFETY: non-null, aligned pointer to the exported POBJECT_TYPE variable.
+        unsafe { *type_ptr }
+    }
+    #[cfg(miri)]
+    ptr::null_mut()
 }
 
 /// The referenced thread object of the delivery worker, for the join at unload.
@@ -61,26 +91,32 @@ pub(super) fn start_worker() -> NTSTATUS {
         return st;
     }
     let mut object: *mut c_void = ptr::null_mut();
-    // SAFETY: handle is the kernel handle just created; object is a valid out pointer.
+    // SAFETY: handle is the kernel handle just created; object is a valid out pointer; the type
+    // is the thread type (or NULL, which skips the type check).
     let st = unsafe {
         ObReferenceObjectByHandle(
             handle,
             SYNCHRONIZE,
-            ptr::null_mut(),
+            thread_object_type(),
             KERNEL_MODE,
             &mut object,
             ptr::null_mut(),
         )
     };
-    // SAFETY: we own the handle; the thread keeps running without it.
-    unsafe { ObCloseHandle(handle, KERNEL_MODE) };
     if !status::is_success(st) {
-        // The thread runs but cannot be joined: stop it and fail the load. It exits within one
-        // wait period; the caller unwinds only after `stop_worker` found nothing to join, so we
-        // wait for it here through the stop flag and the event.
+        // The thread runs but cannot be joined through an object: stop it and wait on the handle
+        // before closing it, so DriverEntry frees nothing (and the image is not unmapped) while
+        // the thread still runs. It exits within one bounded wait.
         delivery::request_stop();
+        // SAFETY: our open kernel handle to our own thread, at PASSIVE_LEVEL in DriverEntry with
+        // no lock held; the thread exits on its own (stop flag), so the wait ends.
+        unsafe { ZwWaitForSingleObject(handle, 0, ptr::null()) };
+        // SAFETY: we own the handle and close it once.
+        unsafe { ObCloseHandle(handle, KERNEL_MODE) };
         return st;
     }
+    // SAFETY: we own the handle; the referenced object keeps the thread joinable without it.
+    unsafe { ObCloseHandle(handle, KERNEL_MODE) };
     WORKER_THREAD.store(object, Ordering::Release);
     status::SUCCESS
 }

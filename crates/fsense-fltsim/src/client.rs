@@ -35,6 +35,10 @@ pub struct Client<'a> {
     /// Set once the client has done what its mode is for (malicious: answered enough healths);
     /// the simulator unloads only after that (or a timeout).
     pub done: &'a AtomicBool,
+    /// Set before unload: stop dropping the connection and be connected, so every unload
+    /// happens with a consumer connected (the Filter Manager disconnects it inside
+    /// FltUnregisterFilter).
+    pub settle: Option<&'a AtomicBool>,
     pub outcome: ClientOutcome,
     messages: u64,
     healths: u64,
@@ -55,6 +59,7 @@ impl<'a> Client<'a> {
             stop,
             connected,
             done,
+            settle: None,
             outcome: ClientOutcome {
                 tracker: SeqTracker::new(),
                 ..ClientOutcome::default()
@@ -81,11 +86,15 @@ impl<'a> Client<'a> {
         }
         while !self.stop.load(Ordering::Acquire) {
             if self.mode == ConsumerMode::Stalled {
+                if !PORT.is_connected() && self.settling() {
+                    self.reconnect();
+                }
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
             }
+            let settling = self.settling();
             let Some(msg) = PORT.take(Duration::from_millis(20)) else {
-                if !PORT.is_connected() && self.mode == ConsumerMode::Crash {
+                if !PORT.is_connected() && (self.mode == ConsumerMode::Crash || settling) {
                     self.reconnect();
                 }
                 continue;
@@ -96,12 +105,16 @@ impl<'a> Client<'a> {
                 std::thread::sleep(Duration::from_millis(1));
             }
             // Crash: drop the connection every few messages.
-            if self.mode == ConsumerMode::Crash && self.messages.is_multiple_of(3) {
+            if self.mode == ConsumerMode::Crash && self.messages.is_multiple_of(3) && !settling {
                 ffi::disconnect_client();
                 std::thread::sleep(Duration::from_millis(2));
                 self.reconnect();
             }
         }
+    }
+
+    fn settling(&self) -> bool {
+        self.settle.is_some_and(|s| s.load(Ordering::Acquire))
     }
 
     fn reconnect(&mut self) {
@@ -144,7 +157,7 @@ impl<'a> Client<'a> {
                 PORT.reply(id, reply);
                 // Malicious: reconnect after each of the first few healths, since every connect
                 // earns another health to answer with garbage.
-                if self.mode == ConsumerMode::Malicious {
+                if self.mode == ConsumerMode::Malicious && !self.settling() {
                     if self.healths < MALICIOUS_HEALTHS {
                         ffi::disconnect_client();
                         self.reconnect();

@@ -223,17 +223,20 @@ pub enum FailPoint {
     BuildSecurityDescriptor,
     CreatePort,
     CreateThread,
+    /// `ObReferenceObjectByHandle` on the new worker thread's handle.
+    ReferenceThread,
     StartFiltering,
 }
 
 impl FailPoint {
-    pub const ALL: [FailPoint; 7] = [
+    pub const ALL: [FailPoint; 8] = [
         Self::FirstPoolAllocation,
         Self::SecondPoolAllocation,
         Self::RegisterFilter,
         Self::BuildSecurityDescriptor,
         Self::CreatePort,
         Self::CreateThread,
+        Self::ReferenceThread,
         Self::StartFiltering,
     ];
 }
@@ -368,6 +371,7 @@ pub fn run_tuned(
         world::with_world(|w| w.instances.iter().filter(|(_, a)| !*a).count()).unwrap_or(0);
 
     let stop_client = AtomicBool::new(false);
+    let settle_client = AtomicBool::new(false);
     let connected = AtomicBool::new(false);
     let client_done = AtomicBool::new(config.consumer == ConsumerMode::Absent);
     let ops_done = AtomicU64::new(0);
@@ -379,12 +383,14 @@ pub fn run_tuned(
     std::thread::scope(|scope| {
         let client_thread = (config.consumer != ConsumerMode::Absent).then(|| {
             let stop = &stop_client;
+            let settle = &settle_client;
             let connected = &connected;
             let done = &client_done;
             let mode = config.consumer;
             let on_message = &mut *on_message;
             scope.spawn(move || {
                 let mut c = client::Client::new(mode, plan, stop, connected, done);
+                c.settle = Some(settle);
                 c.run(on_message);
                 c.outcome
             })
@@ -432,6 +438,21 @@ pub fn run_tuned(
         let deadline = Instant::now() + Duration::from_secs(5);
         while !client_done.load(Ordering::Acquire) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(500));
+        }
+        // Every mode with a consumer unloads with it connected: the Filter Manager disconnects
+        // it inside FltUnregisterFilter, after the unload callback closed the server port.
+        if config.consumer != ConsumerMode::Absent {
+            settle_client.store(true, Ordering::Release);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !port::PORT.is_connected() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            if !port::PORT.is_connected() {
+                verifier::violation(
+                    "SIM_NO_CONSUMER_AT_UNLOAD",
+                    "the simulated consumer was not connected when unload began",
+                );
+            }
         }
         verifier::set_thread_role("unload");
         unload_status = ffi::call_unload();

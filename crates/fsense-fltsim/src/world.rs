@@ -114,6 +114,8 @@ pub struct World {
     pub security_descriptors: HashMap<usize, u32>,
     pub registration: Option<Registration>,
     pub filter_handle: isize,
+    /// Filter handles FltUnregisterFilter released: any later use is a stale handle.
+    pub retired_filters: Vec<isize>,
     pub filter_started: bool,
     pub server_port: Option<ServerPort>,
     /// Volume instance handle -> attached?

@@ -8,7 +8,7 @@ use super::*;
 
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn FltAllocateContext(
-    _filter: isize,
+    filter: isize,
     context_type: u16,
     context_size: usize,
     _pool_type: i32,
@@ -16,6 +16,9 @@ pub unsafe extern "system" fn FltAllocateContext(
 ) -> NTSTATUS {
     if verifier::irql() > APC_LEVEL {
         violation("IRQL_CONTEXT", "FltAllocateContext above APC_LEVEL");
+    }
+    if !filter_is_valid(filter, "FltAllocateContext") {
+        return STATUS_INVALID_PARAMETER;
     }
     let registered =
         world::with_world(|w| w.registration.is_some_and(|r| r.stream_contexts_registered))
@@ -63,7 +66,7 @@ fn stream_key(file_object: *const FILE_OBJECT) -> Option<usize> {
 
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn FltSetStreamContext(
-    _instance: isize,
+    instance: isize,
     file_object: *const FILE_OBJECT,
     operation: i32,
     new_context: PFLT_CONTEXT,
@@ -71,6 +74,9 @@ pub unsafe extern "system" fn FltSetStreamContext(
 ) -> NTSTATUS {
     if verifier::irql() > APC_LEVEL {
         violation("IRQL_CONTEXT", "FltSetStreamContext above APC_LEVEL");
+    }
+    if !instance_is_valid(instance, "FltSetStreamContext") {
+        return STATUS_INVALID_PARAMETER;
     }
     let Some(stream) = stream_key(file_object) else {
         return STATUS_INVALID_PARAMETER;
@@ -108,12 +114,15 @@ pub unsafe extern "system" fn FltSetStreamContext(
 
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn FltGetStreamContext(
-    _instance: isize,
+    instance: isize,
     file_object: *const FILE_OBJECT,
     context: *mut PFLT_CONTEXT,
 ) -> NTSTATUS {
     if verifier::irql() > APC_LEVEL {
         violation("IRQL_CONTEXT", "FltGetStreamContext above APC_LEVEL");
+    }
+    if !instance_is_valid(instance, "FltGetStreamContext") {
+        return STATUS_INVALID_PARAMETER;
     }
     let Some(stream) = stream_key(file_object) else {
         return STATUS_INVALID_PARAMETER;

@@ -53,6 +53,7 @@ const STATUS_OBJECT_NAME_NOT_FOUND: NTSTATUS = 0xC000_0034_u32 as i32;
 const STATUS_BUFFER_TOO_SMALL: NTSTATUS = 0xC000_0023_u32 as i32;
 const STATUS_FLT_CONTEXT_ALREADY_DEFINED: NTSTATUS = 0xC01C_0002_u32 as i32;
 const STATUS_INVALID_HANDLE: NTSTATUS = 0xC000_0008_u32 as i32;
+const STATUS_OBJECT_TYPE_MISMATCH: NTSTATUS = 0xC000_0024_u32 as i32;
 const POOL_FLAG_NON_PAGED: u64 = 0x40;
 const POOL_FLAG_PAGED: u64 = 0x100;
 const FLT_PORT_ALL_ACCESS: u32 = 0x001F_0001;
@@ -108,6 +109,60 @@ pub fn process_create_time(pid: u32) -> i64 {
 /// Whether the run asked this kernel call to fail (load-failure tests).
 fn fails(point: FailPoint) -> bool {
     world::with_world(|w| w.fail_point == Some(point)).unwrap_or(false)
+}
+
+/// Checks the filter handle passed to `function`. Every Filter Manager routine that takes one
+/// documents it as required and never NULL (`nf-fltkernel-fltcloseclientport`,
+/// `nf-fltkernel-fltallocatecontext`, `nf-fltkernel-fltsendmessage`,
+/// `nf-fltkernel-fltcreatecommunicationport`: "This parameter is required and cannot be NULL"),
+/// and it must be the registered filter: once `FltUnregisterFilter` returned, the filter object
+/// is gone (`nf-fltkernel-fltunregisterfilter`) and the handle is stale.
+fn filter_is_valid(filter: isize, function: &str) -> bool {
+    if filter == 0 {
+        violation(
+            "FILTER_NULL",
+            format!("{function} with a NULL filter (required, cannot be NULL)"),
+        );
+        return false;
+    }
+    let (current, retired) =
+        world::with_world(|w| (w.filter_handle, w.retired_filters.contains(&filter)))
+            .unwrap_or((0, false));
+    if filter == current {
+        return true;
+    }
+    if retired {
+        violation(
+            "FILTER_STALE",
+            format!("{function} with a filter FltUnregisterFilter already released"),
+        );
+    } else {
+        violation(
+            "FILTER_UNKNOWN",
+            format!("{function} with {filter:#x}, not a registered filter"),
+        );
+    }
+    false
+}
+
+/// Checks the instance handle passed to `function`: required and never NULL
+/// (`nf-fltkernel-fltsetstreamcontext`, `nf-fltkernel-fltgetstreamcontext`: "Instance: Opaque
+/// instance pointer for the caller. This parameter is required and cannot be NULL."), and an
+/// instance the Filter Manager attached (not one it declined or already tore down).
+fn instance_is_valid(instance: isize, function: &str) -> bool {
+    let attached = world::with_world(|w| {
+        w.instances
+            .iter()
+            .any(|&(i, attached)| attached && i == instance)
+    })
+    .unwrap_or(false);
+    if !attached {
+        violation(
+            "INSTANCE_INVALID",
+            format!("{function} with instance {instance:#x}, not an attached instance"),
+        );
+    }
+    attached
 }
 
 /// Reads a `UNICODE_STRING` the driver passed in, bounds-checked.

@@ -38,6 +38,66 @@ fn leave_callback() {
     world::with_world(|w| w.callbacks_in_flight = w.callbacks_in_flight.saturating_sub(1));
 }
 
+/// Ends a pre-operation callback. An operation whose pre-op asked for its post-op stays in
+/// flight until the post-op returns, as with the real Filter Manager: FltUnregisterFilter waits
+/// for it (and calls the post-op with FLTFL_POST_OPERATION_DRAINING if it is still pending),
+/// so the driver's registration cannot vanish between the two callbacks of one operation.
+fn leave_pre_callback(post_pending: bool) {
+    if post_pending {
+        verifier::set_in_callback(None);
+    } else {
+        leave_callback();
+    }
+}
+
+/// One open-for-write and one write through it, issued while unload runs (see
+/// FltUnregisterFilter). Runs on its own thread, as real I/O would. Nothing it records is
+/// expected by the client: the driver stopped taking events before it unregisters.
+pub(super) fn io_racing_unload(filter: isize) {
+    let instance =
+        world::with_world(|w| w.instances.iter().find(|(_, a)| *a).map(|(i, _)| *i)).flatten();
+    let Some(instance) = instance else {
+        return;
+    };
+    let path: Vec<u16> = format!("{VOLUME}\\unload-race.txt")
+        .encode_utf16()
+        .collect();
+    let create = CreateOp {
+        op_id: u32::MAX - 1,
+        pid: 4321,
+        file: usize::MAX,
+        stream_key: 0x9_0000,
+        shape: NameShape::Valid,
+        desired_access: 0x0010_0002, // FILE_WRITE_DATA | SYNCHRONIZE
+        disposition: 1,
+        options: 0,
+        share_access: 0,
+        status: STATUS_SUCCESS,
+        information: 1,
+    };
+    let write = WriteOp {
+        op_id: u32::MAX,
+        pid: 4321,
+        file: usize::MAX,
+        create_op: create.op_id,
+        offset: 0,
+        length: 16,
+        bytes_written: 16,
+        status: STATUS_SUCCESS,
+        paging_io: false,
+        post_at_dispatch: false,
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            verifier::set_thread_role("I/O racing unload");
+            let (open, _) = run_create(&create, Arc::new(path), instance, filter);
+            if let Some(file) = open {
+                run_write(&write, &file, instance, filter);
+            }
+        });
+    });
+}
+
 fn check_pre_status(status: i32, callback: &str) {
     // Only SUCCESS_WITH_CALLBACK (0) and SUCCESS_NO_CALLBACK (1) fit a sensor that never pends.
     if !(0..=1).contains(&status) {
@@ -126,16 +186,16 @@ pub fn run_create(
         return (None, timing);
     };
     let mut completion: *mut c_void = std::ptr::null_mut();
-    let start = Instant::now();
+    let start = verifier::callback_clock();
     let pre = match reg.pre_create {
         // SAFETY: the driver's pre-create callback with callback data, related objects and a
         // completion-context slot that live for the whole operation, at PASSIVE_LEVEL.
         Some(cb) => unsafe { cb(&mut data, &objects, &mut completion) },
         None => 1,
     };
-    timing.longest = timing.longest.max(start.elapsed());
+    timing.longest = timing.longest.max(verifier::callback_time(start));
     check_pre_status(pre, "PreCreate");
-    leave_callback();
+    leave_pre_callback(pre == 0);
 
     // The file system completes the create.
     data.IoStatus.Anonymous.Status = op.status;
@@ -144,19 +204,18 @@ pub fn run_create(
     if pre == 0 {
         let draining = world::with_world(|w| w.unloading).unwrap_or(true);
         verifier::set_in_callback(Some("PostCreate"));
-        world::with_world(|w| w.callbacks_in_flight += 1);
         let flags = if draining {
             FLTFL_POST_OPERATION_DRAINING
         } else {
             0
         };
-        let start = Instant::now();
+        let start = verifier::callback_clock();
         let post = match reg.post_create {
             // SAFETY: the driver's post-create callback, same structures, PASSIVE_LEVEL.
             Some(cb) => unsafe { cb(&mut data, &objects, completion, flags) },
             None => 0,
         };
-        timing.longest = timing.longest.max(start.elapsed());
+        timing.longest = timing.longest.max(verifier::callback_time(start));
         check_post_status(post, "PostCreate");
         leave_callback();
     }
@@ -217,15 +276,15 @@ pub fn run_write(op: &WriteOp, file: &OpenFile, instance: isize, filter: isize) 
         return timing;
     };
     let mut completion: *mut c_void = std::ptr::null_mut();
-    let start = Instant::now();
+    let start = verifier::callback_clock();
     let pre = match reg.pre_write {
         // SAFETY: the driver's pre-write callback with structures valid for the operation.
         Some(cb) => unsafe { cb(&mut data, &objects, &mut completion) },
         None => 1,
     };
-    timing.longest = timing.longest.max(start.elapsed());
+    timing.longest = timing.longest.max(verifier::callback_time(start));
     check_pre_status(pre, "PreWrite");
-    leave_callback();
+    leave_pre_callback(pre == 0);
 
     data.IoStatus.Anonymous.Status = op.status;
     data.IoStatus.Information = op.bytes_written as usize;
@@ -233,7 +292,6 @@ pub fn run_write(op: &WriteOp, file: &OpenFile, instance: isize, filter: isize) 
     if pre == 0 {
         let draining = world::with_world(|w| w.unloading).unwrap_or(true);
         verifier::set_in_callback(Some("PostWrite"));
-        world::with_world(|w| w.callbacks_in_flight += 1);
         // Post-write may run at DISPATCH_LEVEL (completion in an arbitrary context).
         verifier::set_irql(if op.post_at_dispatch {
             DISPATCH_LEVEL
@@ -245,13 +303,13 @@ pub fn run_write(op: &WriteOp, file: &OpenFile, instance: isize, filter: isize) 
         } else {
             0
         };
-        let start = Instant::now();
+        let start = verifier::callback_clock();
         let post = match reg.post_write {
             // SAFETY: the driver's post-write callback, same structures.
             Some(cb) => unsafe { cb(&mut data, &objects, completion, flags) },
             None => 0,
         };
-        timing.longest = timing.longest.max(start.elapsed());
+        timing.longest = timing.longest.max(verifier::callback_time(start));
         check_post_status(post, "PostWrite");
         leave_callback();
         verifier::set_irql(PASSIVE_LEVEL);

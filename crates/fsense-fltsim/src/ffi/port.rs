@@ -103,6 +103,9 @@ pub unsafe extern "system" fn FltCreateCommunicationPort(
     if read_unicode(oa.ObjectName).as_deref() != Some(expected.as_slice()) {
         violation("PORT_NAME", "port not named \\fsensePort");
     }
+    if !filter_is_valid(filter, "FltCreateCommunicationPort") {
+        return STATUS_INVALID_PARAMETER;
+    }
     let port = world::with_world(|w| {
         if w.filter_handle != filter {
             return None;
@@ -147,7 +150,10 @@ pub unsafe extern "system" fn FltCloseCommunicationPort(server_port: PFLT_PORT) 
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "system" fn FltCloseClientPort(_filter: isize, client_port: *mut PFLT_PORT) {
+pub unsafe extern "system" fn FltCloseClientPort(filter: isize, client_port: *mut PFLT_PORT) {
+    // The client-port list lives in the filter object: a NULL or stale filter is a bugcheck on
+    // Windows. The port is still closed here so one finding does not cascade into others.
+    filter_is_valid(filter, "FltCloseClientPort");
     if client_port.is_null() || !client_port.is_aligned() {
         violation(
             "CLIENT_PORT_NULL",
@@ -174,7 +180,7 @@ static SEND_TIMEOUT_MISSING: AtomicUsize = AtomicUsize::new(0);
 
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn FltSendMessage(
-    _filter: isize,
+    filter: isize,
     client_port: *const PFLT_PORT,
     sender_buffer: *const c_void,
     sender_buffer_length: u32,
@@ -202,6 +208,9 @@ pub unsafe extern "system" fn FltSendMessage(
             Duration::from_secs(1)
         }
     };
+    if !filter_is_valid(filter, "FltSendMessage") {
+        return STATUS_INVALID_PARAMETER;
+    }
     if sender_buffer.is_null() || sender_buffer_length as usize > fsense_proto::MAX_MESSAGE_BYTES {
         return STATUS_INVALID_PARAMETER;
     }

@@ -166,12 +166,8 @@ pub unsafe extern "system" fn FltUnregisterFilter(filter: isize) {
             format!("FltUnregisterFilter from {cb}"),
         );
     }
-    let ok = world::with_world(|w| {
-        let ok = w.filter_handle == filter && w.registration.is_some();
-        w.unloading = true;
-        ok
-    })
-    .unwrap_or(false);
+    let ok = world::with_world(|w| w.filter_handle == filter && w.registration.is_some())
+        .unwrap_or(false);
     if !ok {
         violation(
             "UNREGISTER_UNKNOWN",
@@ -179,7 +175,16 @@ pub unsafe extern "system" fn FltUnregisterFilter(filter: isize) {
         );
         return;
     }
-    // A connected client is disconnected: the driver's disconnect callback must close its port.
+    // I/O keeps reaching the driver until the Filter Manager tears the instances down inside
+    // this call (`nf-fltkernel-fltunregisterfilter`: it waits for outstanding operations; the
+    // ctx sample reads the filter from FltObjects for this reason): one more open-for-write and
+    // write arrive now, before new operations stop, so a driver that already dropped its filter
+    // handle is caught deterministically, not only when a real thread happens to race.
+    io_racing_unload(filter);
+    world::with_world(|w| w.unloading = true);
+    // A connected client is disconnected here, inside FltUnregisterFilter
+    // (`nf-fltkernel-fltcloseclientport`, Remarks: "when the minifilter driver is about to be
+    // unloaded"): the driver's disconnect callback runs now and must close its client port.
     disconnect_client();
     // Wait for callbacks in flight (new operations no longer reach the driver).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -206,7 +211,12 @@ pub unsafe extern "system" fn FltUnregisterFilter(filter: isize) {
     }
     world::with_world(|w| {
         w.registration = None;
+        w.retired_filters.push(filter);
         w.filter_handle = 0;
+        // Torn down: an instance handle used after this is stale.
+        for (_, attached) in &mut w.instances {
+            *attached = false;
+        }
     });
 }
 

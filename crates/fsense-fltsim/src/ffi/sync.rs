@@ -20,6 +20,7 @@ pub unsafe extern "system" fn KeAcquireSpinLockRaiseToDpc(spin_lock: *mut usize)
     // whole run and is only accessed atomically (here and in release).
     let lock = unsafe { AtomicUsize::from_ptr(spin_lock) };
     let mut spins = 0u32;
+    let spin_start = Instant::now();
     while lock
         .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
@@ -30,6 +31,9 @@ pub unsafe extern "system" fn KeAcquireSpinLockRaiseToDpc(spin_lock: *mut usize)
         } else {
             std::hint::spin_loop();
         }
+    }
+    if spins != 0 {
+        verifier::add_host_only_time(spin_start.elapsed());
     }
     verifier::set_irql(DISPATCH_LEVEL);
     verifier::lock_acquired();
@@ -168,4 +172,23 @@ pub unsafe extern "system" fn KeQuerySystemTimePrecise(current_time: *mut i64) {
         // SAFETY: the caller's out pointer to an i64.
         unsafe { current_time.write(ticks) };
     }
+}
+
+/// CPU time the calling thread has used (None where the host cannot say, and under Miri).
+pub fn thread_cpu_time() -> Option<Duration> {
+    #[cfg(all(unix, not(miri)))]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec to a valid local.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        if rc == 0 {
+            return Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+        }
+        None
+    }
+    #[cfg(not(all(unix, not(miri))))]
+    None
 }

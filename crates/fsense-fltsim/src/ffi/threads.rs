@@ -84,15 +84,62 @@ pub unsafe extern "system" fn PsTerminateSystemThread(_exit_status: NTSTATUS) ->
     STATUS_SUCCESS
 }
 
+/// The thread object type: an address only the simulator hands out.
+static THREAD_OBJECT_TYPE: u8 = 0;
+
+/// A `POBJECT_TYPE` variable, or a pointer to one (the kernel exports `POBJECT_TYPE *`).
+#[repr(transparent)]
+pub struct ObjectTypePointer(*const c_void);
+// SAFETY: points to immutable statics only.
+unsafe impl Sync for ObjectTypePointer {}
+
+static THREAD_TYPE_VARIABLE: ObjectTypePointer =
+    ObjectTypePointer(&THREAD_OBJECT_TYPE as *const u8 as *const c_void);
+
+/// `PsThreadType`: the exported variable's address, as ntoskrnl exports it.
+#[allow(non_upper_case_globals, reason = "the kernel's export name")]
+#[unsafe(no_mangle)]
+pub static PsThreadType: ObjectTypePointer =
+    ObjectTypePointer(&THREAD_TYPE_VARIABLE as *const ObjectTypePointer as *const c_void);
+
+/// Reference: `nf-wdm-obreferenceobjectbyhandle`. The handle must be open; when ObjectType is
+/// given it must match the object's type (else STATUS_OBJECT_TYPE_MISMATCH); IRQL PASSIVE_LEVEL.
+/// Passing NULL skips the type check: drivers pass the type (`*PsThreadType` for a thread), so
+/// the simulator reports a NULL type as OBJECT_TYPE_UNCHECKED (a hardening rule, not a crash).
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn ObReferenceObjectByHandle(
     handle: HANDLE,
     _desired_access: u32,
-    _object_type: *mut c_void,
+    object_type: *mut c_void,
     _access_mode: i8,
     object: *mut *mut c_void,
     _handle_information: *mut c_void,
 ) -> NTSTATUS {
+    if verifier::irql() != PASSIVE_LEVEL {
+        violation(
+            "IRQL_REFERENCE_HANDLE",
+            "ObReferenceObjectByHandle above PASSIVE_LEVEL",
+        );
+    }
+    if fails(FailPoint::ReferenceThread) {
+        return STATUS_INVALID_HANDLE;
+    }
+    let thread_type = THREAD_TYPE_VARIABLE.0.cast_mut();
+    if object_type.is_null() {
+        // Miri cannot import an extern static, so the driver passes NULL there on purpose.
+        if !cfg!(miri) {
+            violation(
+                "OBJECT_TYPE_UNCHECKED",
+                "ObReferenceObjectByHandle with a NULL object type (pass *PsThreadType)",
+            );
+        }
+    } else if object_type != thread_type {
+        violation(
+            "OBJECT_TYPE_MISMATCH",
+            format!("ObReferenceObjectByHandle with type {object_type:p}, not *PsThreadType"),
+        );
+        return STATUS_OBJECT_TYPE_MISMATCH;
+    }
     let found = world::with_world(|w| match w.open_handles.get(&(handle as usize)) {
         Some(HandleKind::Thread(obj)) => {
             let obj = *obj;
@@ -111,6 +158,52 @@ pub unsafe extern "system" fn ObReferenceObjectByHandle(
             STATUS_SUCCESS
         }
         _ => STATUS_INVALID_HANDLE,
+    }
+}
+
+/// Reference: `nf-ntifs-zwwaitforsingleobject`: PASSIVE_LEVEL, a handle with SYNCHRONIZE access.
+/// The simulator supports waits on the driver's own thread handles (a join), without timeout.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn ZwWaitForSingleObject(
+    handle: HANDLE,
+    _alertable: u8,
+    timeout: *const i64,
+) -> NTSTATUS {
+    if verifier::irql() != PASSIVE_LEVEL {
+        violation("IRQL_WAIT", "ZwWaitForSingleObject above PASSIVE_LEVEL");
+    }
+    if let Some(cb) = verifier::in_callback() {
+        violation(
+            "WAIT_IN_IO_CALLBACK",
+            format!("ZwWaitForSingleObject in {cb}"),
+        );
+    }
+    let join = world::with_world(|w| match w.open_handles.get(&(handle as usize)) {
+        Some(HandleKind::Thread(obj)) => {
+            let obj = *obj;
+            w.threads.get_mut(&obj).and_then(|t| t.join.take())
+        }
+        _ => None,
+    })
+    .flatten();
+    match join {
+        Some(j) => {
+            if !timeout.is_null() {
+                violation(
+                    "THREAD_WAIT_TIMEOUT",
+                    "the simulator joins threads only without a timeout",
+                );
+            }
+            let _ = j.join();
+            STATUS_SUCCESS
+        }
+        None => {
+            violation(
+                "WAIT_UNKNOWN_HANDLE",
+                format!("ZwWaitForSingleObject on {handle:p}, not a live thread handle"),
+            );
+            STATUS_INVALID_HANDLE
+        }
     }
 }
 
