@@ -136,3 +136,29 @@ fn unload_with_consumer_connected_and_io_racing() {
         assert_eq!(report.failures(), Vec::<String>::new(), "{mode}");
     }
 }
+
+/// Defect 7: the final drain is bounded in time. A stalled consumer with one record per
+/// message and a full queue of 1,024 records took 1,024 x 20 ms (about 20 s) to unload; now at
+/// most FINAL_DRAIN_MS plus one final health, and what was left is counted as dropped.
+#[test]
+fn unload_with_a_stalled_consumer_is_bounded_in_time() {
+    let config = SimConfig {
+        events: 3000,
+        threads: 2,
+        queue_capacity: 1024,
+        consumer: ConsumerMode::Stalled,
+        seed: 5,
+    };
+    let tuning = fsense_fltsim::Tuning {
+        batch_records: 1,
+        ..fsense_fltsim::Tuning::default()
+    };
+    let report = fsense_fltsim::run_tuned(&config, &tuning, &mut |_| {});
+    assert_eq!(report.failures(), Vec::<String>::new(), "{report:#?}");
+    assert!(
+        report.unload_ms <= 2_500,
+        "unload took {} ms (bound: 1.5 s drain + one 20 ms health + the rest of unload)",
+        report.unload_ms
+    );
+    assert!(report.dropped > 0);
+}

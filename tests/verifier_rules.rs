@@ -198,3 +198,77 @@ fn waiting_on_a_handle_that_is_not_a_thread() {
         ffi::ZwWaitForSingleObject(0x999 as _, 0, ptr::null());
     });
 }
+
+#[test]
+fn name_query_in_post_create_of_a_failed_create() {
+    let mut out = ptr::null_mut();
+    let data =
+        ptr::dangling::<windows_sys::Wdk::Storage::FileSystem::Minifilters::FLT_CALLBACK_DATA>();
+    fires("NAME_QUERY_AFTER_FAILED_CREATE", || {
+        ffi::as_if_in_create(
+            "PostCreate",
+            "\\Device\\HarddiskVolume3\\gone",
+            false,
+            false,
+            || {
+                // SAFETY: (test) refused before the callback data is read.
+                unsafe { ffi::FltGetFileNameInformation(data, 0x102, &mut out) };
+            },
+        )
+    });
+}
+
+#[test]
+fn normalized_name_query_in_pre_create() {
+    let mut out = ptr::null_mut();
+    let data =
+        ptr::dangling::<windows_sys::Wdk::Storage::FileSystem::Minifilters::FLT_CALLBACK_DATA>();
+    fires("NAME_FORMAT_IN_PRE_CREATE", || {
+        ffi::as_if_in_create(
+            "PreCreate",
+            "\\Device\\HarddiskVolume3\\a",
+            false,
+            false,
+            || {
+                // SAFETY: (test) the callback data is never read; the reference is released below.
+                unsafe {
+                    ffi::FltGetFileNameInformation(data, 0x101, &mut out);
+                    ffi::FltReleaseFileNameInformation(out);
+                }
+            },
+        )
+    });
+}
+
+#[test]
+fn context_above_maxushort() {
+    fires("CONTEXT_SIZE", || {
+        let mut ctx = ptr::null_mut();
+        // SAFETY: (test) refused on the size; no context is allocated.
+        unsafe { ffi::FltAllocateContext(0x77, 8, 65_536, 512, &mut ctx) };
+    });
+}
+
+#[test]
+fn is_directory_on_a_create_that_opened_nothing() {
+    let mut is_dir = false;
+    let file = 8u64;
+    fires("INSTANCE_INVALID", || {
+        ffi::as_if_in_create("PostCreate", "\\x", false, false, || {
+            // SAFETY: (test) refused on the instance before the file object is read.
+            unsafe { ffi::FltIsDirectory((&file as *const u64).cast(), 0x4000, &mut is_dir) };
+        })
+    });
+}
+
+#[test]
+fn registry_key_for_another_driver_object() {
+    let mut key = ptr::null_mut();
+    let not_ours = 8u64;
+    fires("REGISTRY_KEY_ARGUMENTS", || {
+        // SAFETY: (test) the driver object is compared by address only.
+        unsafe {
+            ffi::IoOpenDriverRegistryKey((&not_ours as *const u64).cast(), 0, 0x20019, 0, &mut key)
+        };
+    });
+}

@@ -119,6 +119,7 @@ pub struct WriteParams {
 }
 
 const FILE_DIRECTORY_FILE: u32 = 0x1;
+const SL_OPEN_TARGET_DIRECTORY: u8 = 0x04;
 
 impl<'a> CallbackData<'a> {
     /// Checks the pointer and the parameter block and that the major function is `expected`.
@@ -228,6 +229,33 @@ impl<'a> CallbackData<'a> {
     pub fn is_directory_open(&self) -> bool {
         self.create_params()
             .is_some_and(|p| p.options & FILE_DIRECTORY_FILE != 0)
+    }
+
+    /// A create that opens the parent directory of a rename or link target
+    /// (`SL_OPEN_TARGET_DIRECTORY` in the parameter block's operation flags).
+    pub fn opens_target_directory(&self) -> bool {
+        self.iopb.OperationFlags & SL_OPEN_TARGET_DIRECTORY != 0
+    }
+
+    /// Whether the opened stream is a directory, asked of the file system after a successful
+    /// open (`FltIsDirectory`; a directory can be opened without FILE_DIRECTORY_FILE). Falls
+    /// back to the create option if the query fails. Post-create, PASSIVE_LEVEL.
+    pub fn opened_a_directory(&self) -> bool {
+        let mut is_directory = false;
+        // SAFETY: the file object and instance of this create's parameter block, after the
+        // file was opened; a valid out pointer.
+        let st = unsafe {
+            FltIsDirectory(
+                self.iopb.TargetFileObject,
+                self.iopb.TargetInstance,
+                &mut is_directory,
+            )
+        };
+        if status::is_success(st) {
+            is_directory
+        } else {
+            self.is_directory_open()
+        }
     }
 
     /// Parameters of a write.

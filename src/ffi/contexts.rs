@@ -33,6 +33,17 @@ impl StreamName {
         volume: &[u8],
         truncated: bool,
     ) -> bool {
+        // FltAllocateContext takes at most MAXUSHORT bytes (`nf-fltkernel-fltallocatecontext`:
+        // "less than or equal to MAXUSHORT"): keep the volume and cut the path to fit, on a
+        // UTF-16 unit boundary, marking it truncated.
+        let room = (usize::from(u16::MAX) - STREAM_NAME_HEADER).saturating_sub(volume.len()) & !1;
+        let (path, truncated) = match path.get(..room) {
+            Some(cut) if cut.len() < path.len() => (cut, true),
+            _ => (path, truncated),
+        };
+        if volume.len() > usize::from(u16::MAX) - STREAM_NAME_HEADER {
+            return false;
+        }
         let payload = path.len().saturating_add(volume.len());
         let Some(size) = STREAM_NAME_HEADER.checked_add(payload) else {
             return false;

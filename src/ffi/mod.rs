@@ -51,11 +51,14 @@ use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
     FLTFL_POST_OPERATION_DRAINING, FltAllocateContext, FltBuildDefaultSecurityDescriptor,
     FltCloseClientPort, FltCloseCommunicationPort, FltCreateCommunicationPort,
     FltFreeSecurityDescriptor, FltGetFileNameInformation, FltGetRequestorProcess,
-    FltGetRequestorProcessId, FltGetStreamContext, FltParseFileNameInformation, FltRegisterFilter,
-    FltReleaseContext, FltReleaseFileNameInformation, FltSendMessage, FltSetStreamContext,
-    FltStartFiltering, FltUnregisterFilter, IRP_MJ_OPERATION_END, PFLT_CONTEXT, PFLT_PORT,
+    FltGetRequestorProcessId, FltGetStreamContext, FltIsDirectory, FltParseFileNameInformation,
+    FltRegisterFilter, FltReleaseContext, FltReleaseFileNameInformation, FltSendMessage,
+    FltSetStreamContext, FltStartFiltering, FltUnregisterFilter, IRP_MJ_OPERATION_END,
+    PFLT_CONTEXT, PFLT_PORT,
 };
-use windows_sys::Wdk::System::SystemServices::{IRP_MJ_CREATE, IRP_MJ_WRITE, IRP_PAGING_IO};
+use windows_sys::Wdk::System::SystemServices::{
+    DriverRegKeyParameters, IRP_MJ_CREATE, IRP_MJ_WRITE, IRP_PAGING_IO, IoOpenDriverRegistryKey,
+};
 use windows_sys::Win32::Foundation::{HANDLE, NTSTATUS, UNICODE_STRING};
 use windows_sys::Win32::Security::PSECURITY_DESCRIPTOR;
 use windows_sys::Win32::Storage::InstallableFileSystems::{
@@ -112,6 +115,9 @@ pub mod status {
     pub const CONNECTION_REFUSED: NTSTATUS = 0xC000_0236_u32 as i32;
     pub const FLT_DO_NOT_ATTACH: NTSTATUS = 0xC01C_000F_u32 as i32;
     pub const FLT_CONTEXT_ALREADY_DEFINED: NTSTATUS = 0xC01C_0002_u32 as i32;
+    /// A success code that means the open was not done and must be reissued (a symbolic link,
+    /// junction or mount point was traversed): `nf-fltkernel-fltcancelfileopen`, Note.
+    pub const REPARSE: NTSTATUS = 0x0000_0104;
 
     /// NT_SUCCESS: success and informational codes (STATUS_TIMEOUT is one: check it first).
     pub const fn is_success(status: NTSTATUS) -> bool {

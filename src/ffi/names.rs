@@ -57,14 +57,17 @@ pub struct NameInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameError {
     Query(NTSTATUS),
+    /// No query ran (a failed create whose pre-create did not take the opened name).
+    NotQueried,
     NullInfo,
     Misaligned,
     BadString(BadUnicodeString),
 }
 
 impl NameInfo {
-    /// Queries the normalized name (or the opened name, for a create that failed). Post-create
-    /// only (PASSIVE_LEVEL).
+    /// Queries the normalized name (post-create, for a file that was opened) or the opened name
+    /// (pre-create: the only place the docs promise it for a create that then fails,
+    /// `nf-fltkernel-fltgetfilenameinformation`, Remarks; minispy queries there). PASSIVE_LEVEL.
     pub(super) fn query(data: &CallbackData<'_>, opened_name: bool) -> Result<Self, NameError> {
         let format = if opened_name {
             FLT_FILE_NAME_OPENED
@@ -97,6 +100,22 @@ impl NameInfo {
         // strings (Volume among them) inside the same structure.
         unsafe { FltParseFileNameInformation(info) };
         Ok(Self { info })
+    }
+
+    /// Hands the reference to post-create through the completion context.
+    pub(super) fn into_raw(self) -> *mut c_void {
+        let info = self.info;
+        core::mem::forget(self);
+        info.cast_mut().cast()
+    }
+
+    /// Takes back a reference handed over by `into_raw`.
+    ///
+    /// # Safety
+    /// `raw` must be null or come from `into_raw`, and be taken back exactly once.
+    pub(super) unsafe fn from_raw(raw: *const c_void) -> Option<Self> {
+        // `then`, not `then_some`: an eagerly built value would be released when null.
+        (!raw.is_null()).then(|| Self { info: raw.cast() })
     }
 
     fn info(&self) -> &FLT_FILE_NAME_INFORMATION {

@@ -105,11 +105,12 @@ pub unsafe extern "system" fn DriverEntry(
     if crate::panic::planted(driver as usize) == 7 {
         return status::INVALID_PARAMETER;
     }
-    // SAFETY: the I/O manager passes the service key's path, valid during DriverEntry.
-    let registry_path = unsafe { _registry_path.as_ref() };
-    let read = |name: &[u16]| registry_path.and_then(|path| read_dword_value(path, name));
+    // SAFETY: the driver object the I/O manager passed us.
+    let parameters = unsafe { ParametersKey::open(driver) };
+    let read = |name: &[u16]| parameters.as_ref().and_then(|key| key.dword(name));
     let config = sensor::LoadConfig::from_registry_value(read(&QUEUE_CAPACITY_VALUE))
         .with_batch_records(read(&BATCH_RECORDS_VALUE));
+    drop(parameters);
     let Some(storage) = QUEUE_STORAGE.allocate(config.queue_bytes()) else {
         return status::INSUFFICIENT_RESOURCES;
     };

@@ -145,6 +145,8 @@ pub struct SimReport {
     /// Longest time any I/O callback took, in microseconds.
     pub max_callback_us: u64,
     pub unload_clean: bool,
+    /// How long the driver's unload callback took, in milliseconds.
+    pub unload_ms: u64,
     /// The driver's last health snapshot, as it reported it.
     pub health: Option<Health>,
 }
@@ -379,6 +381,7 @@ pub fn run_tuned(
     let total_ops = plan.total_ops();
     let mut client_outcome = None;
     let mut unload_status = None;
+    let mut unload_ms = 0;
 
     std::thread::scope(|scope| {
         let client_thread = (config.consumer != ConsumerMode::Absent).then(|| {
@@ -455,7 +458,9 @@ pub fn run_tuned(
             }
         }
         verifier::set_thread_role("unload");
+        let unload_started = Instant::now();
         unload_status = ffi::call_unload();
+        unload_ms = unload_started.elapsed().as_millis() as u64;
         for t in io_threads {
             let _ = t.join();
         }
@@ -518,6 +523,7 @@ pub fn run_tuned(
     report.unreleased_name_infos = world.name_infos.len() as u64;
     report.max_callback_us = max_callback_ns.load(Ordering::Relaxed) / 1000;
     report.unload_clean = clean;
+    report.unload_ms = unload_ms;
     report.health = health;
     report.verifier_violations = violations;
     report

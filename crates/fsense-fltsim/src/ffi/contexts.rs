@@ -11,15 +11,41 @@ pub unsafe extern "system" fn FltAllocateContext(
     filter: isize,
     context_type: u16,
     context_size: usize,
-    _pool_type: i32,
+    pool_type: i32,
     returned_context: *mut PFLT_CONTEXT,
 ) -> NTSTATUS {
     if verifier::irql() > APC_LEVEL {
         violation("IRQL_CONTEXT", "FltAllocateContext above APC_LEVEL");
     }
+    // `nf-fltkernel-fltallocatecontext`: ContextSize "Must be greater than zero and less than
+    // or equal to MAXUSHORT"; PoolType NonPagedPool(Nx) or PagedPool.
+    if context_size == 0 || context_size > usize::from(u16::MAX) {
+        violation(
+            "CONTEXT_SIZE",
+            format!("FltAllocateContext of {context_size} bytes (1..=65535 allowed)"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    if !matches!(pool_type, 0 | 1 | 512) {
+        violation(
+            "CONTEXT_POOL_TYPE",
+            format!("FltAllocateContext with pool type {pool_type}"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    if pool_type == 1 && verifier::irql() > PASSIVE_LEVEL {
+        violation(
+            "CONTEXT_POOL_TYPE",
+            "paged context allocated above PASSIVE_LEVEL",
+        );
+    }
     if !filter_is_valid(filter, "FltAllocateContext") {
         return STATUS_INVALID_PARAMETER;
     }
+    if returned_context.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    // Registered context types: `nf-fltkernel-fltallocatecontext` (STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND).
     let registered =
         world::with_world(|w| w.registration.is_some_and(|r| r.stream_contexts_registered))
             .unwrap_or(false);
@@ -28,9 +54,6 @@ pub unsafe extern "system" fn FltAllocateContext(
             "CONTEXT_NOT_REGISTERED",
             format!("context type {context_type} was not registered"),
         );
-        return STATUS_INVALID_PARAMETER;
-    }
-    if returned_context.is_null() || context_size == 0 || context_size > 1 << 20 {
         return STATUS_INVALID_PARAMETER;
     }
     let Some(layout) = pool_layout(context_size) else {
@@ -81,6 +104,15 @@ pub unsafe extern "system" fn FltSetStreamContext(
     let Some(stream) = stream_key(file_object) else {
         return STATUS_INVALID_PARAMETER;
     };
+    // fsense's own rule (not the Filter Manager's): a directory, or the target directory of a
+    // rename, gets no write-name context (its writes are not file data).
+    let directory = CURRENT_OP.with(|c| c.borrow().as_ref().is_some_and(|o| o.directory));
+    if directory {
+        violation(
+            "DIRECTORY_NAME_CONTEXT",
+            "a stream context set on a directory (check FltIsDirectory and SL_OPEN_TARGET_DIRECTORY)",
+        );
+    }
     world::with_world(|w| {
         if !w.contexts.contains_key(&(new_context as usize)) {
             violation(

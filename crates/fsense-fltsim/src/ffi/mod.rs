@@ -54,6 +54,11 @@ const STATUS_BUFFER_TOO_SMALL: NTSTATUS = 0xC000_0023_u32 as i32;
 const STATUS_FLT_CONTEXT_ALREADY_DEFINED: NTSTATUS = 0xC01C_0002_u32 as i32;
 const STATUS_INVALID_HANDLE: NTSTATUS = 0xC000_0008_u32 as i32;
 const STATUS_OBJECT_TYPE_MISMATCH: NTSTATUS = 0xC000_0024_u32 as i32;
+const STATUS_FLT_INVALID_NAME_REQUEST: NTSTATUS = 0xC01C_0004_u32 as i32;
+const SL_OPEN_TARGET_DIRECTORY: u8 = 0x04;
+/// `FLT_FILE_NAME_ALLOW_QUERY_ON_REPARSE`.
+const FLT_FILE_NAME_ALLOW_QUERY_ON_REPARSE: u32 = 0x0400_0000;
+const FLT_FILE_NAME_OPENED: u32 = 0x02;
 const POOL_FLAG_NON_PAGED: u64 = 0x40;
 const POOL_FLAG_PAGED: u64 = 0x100;
 const FLT_PORT_ALL_ACCESS: u32 = 0x001F_0001;
@@ -95,6 +100,10 @@ struct CurrentOp {
     pid: u32,
     path: Arc<Vec<u16>>,
     shape: NameShape,
+    /// The stream is a directory (what FltIsDirectory reports once it is open).
+    directory: bool,
+    /// The create opened something (for FltIsDirectory and the post-create name rules).
+    opened: bool,
 }
 
 thread_local! {

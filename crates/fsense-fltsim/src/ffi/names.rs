@@ -46,7 +46,7 @@ fn make_string(units: usize, buffer: *mut u16) -> UNICODE_STRING {
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn FltGetFileNameInformation(
     callback_data: *const FLT_CALLBACK_DATA,
-    _name_options: u32,
+    name_options: u32,
     file_name_information: *mut *mut FLT_FILE_NAME_INFORMATION,
 ) -> NTSTATUS {
     if verifier::irql() > APC_LEVEL {
@@ -65,14 +65,44 @@ pub unsafe extern "system" fn FltGetFileNameInformation(
     if callback_data.is_null() || file_name_information.is_null() {
         return STATUS_INVALID_PARAMETER;
     }
-    let op = CURRENT_OP.with(|c| c.borrow().as_ref().map(|o| (o.path.clone(), o.shape)));
-    let Some((path, shape)) = op else {
+    let op = CURRENT_OP.with(|c| {
+        c.borrow()
+            .as_ref()
+            .map(|o| (o.path.clone(), o.shape, o.opened))
+    });
+    let Some((path, shape, opened)) = op else {
         violation(
             "NAME_QUERY_OUTSIDE_OPERATION",
             "name query with no operation in progress",
         );
         return STATUS_INVALID_PARAMETER;
     };
+    // `nf-fltkernel-fltgetfilenameinformation`, Remarks: the opened name of a create that
+    // does not succeed is documented only for the *pre*-create callback; and on
+    // STATUS_REPARSE the query is refused unless FLT_FILE_NAME_ALLOW_QUERY_ON_REPARSE is given.
+    // So in post-create, a create that opened nothing has no name to ask for.
+    if verifier::in_callback() == Some("PostCreate")
+        && !opened
+        && name_options & FLT_FILE_NAME_ALLOW_QUERY_ON_REPARSE == 0
+    {
+        violation(
+            "NAME_QUERY_AFTER_FAILED_CREATE",
+            "post-create name query for a create that failed or returned STATUS_REPARSE (query the opened name in pre-create)",
+        );
+        return STATUS_FLT_INVALID_NAME_REQUEST;
+    }
+    // The only name format a pre-create query may ask for without a cost the docs warn about
+    // is the opened name; a normalized one there must be re-checked for tunnelling
+    // (`nf-fltkernel-fltgettunneledname`). fsense never needs it, so it is a finding.
+    if verifier::in_callback() == Some("PreCreate") && name_options & 0xFF != FLT_FILE_NAME_OPENED {
+        violation(
+            "NAME_FORMAT_IN_PRE_CREATE",
+            format!(
+                "pre-create name query with format {:#x}, not FLT_FILE_NAME_OPENED",
+                name_options & 0xFF
+            ),
+        );
+    }
     if shape == NameShape::QueryFails {
         return STATUS_OBJECT_NAME_NOT_FOUND;
     }

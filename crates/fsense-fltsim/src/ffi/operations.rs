@@ -50,6 +50,30 @@ fn leave_pre_callback(post_pending: bool) {
     }
 }
 
+/// Runs `f` as if inside `callback` of a create of `path` (for rule tests): the operation the
+/// name and directory queries consult, opened or not, its stream a directory or not.
+pub fn as_if_in_create(
+    callback: &'static str,
+    path: &str,
+    opened: bool,
+    directory: bool,
+    f: impl FnOnce(),
+) {
+    CURRENT_OP.with(|c| {
+        *c.borrow_mut() = Some(CurrentOp {
+            pid: 1000,
+            path: Arc::new(path.encode_utf16().collect()),
+            shape: NameShape::Valid,
+            directory,
+            opened,
+        })
+    });
+    verifier::set_in_callback(Some(callback));
+    f();
+    verifier::set_in_callback(None);
+    CURRENT_OP.with(|c| *c.borrow_mut() = None);
+}
+
 /// One open-for-write and one write through it, issued while unload runs (see
 /// FltUnregisterFilter). Runs on its own thread, as real I/O would. Nothing it records is
 /// expected by the client: the driver stopped taking events before it unregisters.
@@ -74,6 +98,8 @@ pub(super) fn io_racing_unload(filter: isize) {
         share_access: 0,
         status: STATUS_SUCCESS,
         information: 1,
+        directory_stream: false,
+        target_directory: false,
     };
     let write = WriteOp {
         op_id: u32::MAX,
@@ -144,6 +170,9 @@ pub fn run_create(
     iopb.MajorFunction = IRP_MJ_CREATE as u8;
     iopb.TargetFileObject = &mut *file_object;
     iopb.TargetInstance = instance;
+    if op.target_directory {
+        iopb.OperationFlags = SL_OPEN_TARGET_DIRECTORY;
+    }
     // The Create member in its real (WDK) layout; windows-sys's is misaligned on x64.
     let create = CreateParameters {
         security_context: &mut security,
@@ -177,6 +206,8 @@ pub fn run_create(
             pid: op.pid,
             path,
             shape: op.shape,
+            directory: op.directory_stream,
+            opened: op.opened(),
         })
     });
     verifier::set_current_pid(op.pid);
@@ -220,7 +251,7 @@ pub fn run_create(
         leave_callback();
     }
     CURRENT_OP.with(|c| *c.borrow_mut() = None);
-    let open = (op.status >= 0).then_some(OpenFile { file_object });
+    let open = op.opened().then_some(OpenFile { file_object });
     (open, timing)
 }
 
@@ -262,6 +293,8 @@ pub fn run_write(op: &WriteOp, file: &OpenFile, instance: isize, filter: isize) 
             pid: op.pid,
             path: Arc::new(Vec::new()),
             shape: NameShape::QueryFails,
+            directory: false,
+            opened: true,
         })
     });
     verifier::set_current_pid(op.pid);

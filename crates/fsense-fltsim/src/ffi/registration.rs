@@ -231,6 +231,7 @@ pub fn call_driver_entry() -> NTSTATUS {
         MaximumLength: (path.len() * 2) as u16,
         Buffer: path.as_mut_ptr(),
     };
+    world::with_world(|w| w.driver_object = &*driver as *const DRIVER_OBJECT as usize);
     verifier::set_irql(PASSIVE_LEVEL);
     // SAFETY: the driver's entry point, called once per load at PASSIVE_LEVEL with a driver
     // object and registry path that outlive the call.

@@ -6,6 +6,49 @@
 
 use super::*;
 
+/// Reference: `nf-wdm-ioopendriverregistrykey`: DriverObject is the caller's driver object,
+/// RegKeyType a DRIVER_REGKEY_TYPE (Parameters = 0), Flags reserved (0), PASSIVE_LEVEL. The
+/// driver-isolation way to reach `Parameters` (no absolute registry path).
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn IoOpenDriverRegistryKey(
+    driver_object: *const DRIVER_OBJECT,
+    reg_key_type: i32,
+    _desired_access: u32,
+    flags: u32,
+    driver_reg_key: *mut HANDLE,
+) -> NTSTATUS {
+    if verifier::irql() != PASSIVE_LEVEL {
+        violation(
+            "IRQL_REGISTRY",
+            "IoOpenDriverRegistryKey above PASSIVE_LEVEL",
+        );
+    }
+    let ours = world::with_world(|w| w.driver_object == driver_object as usize).unwrap_or(false);
+    if !ours || driver_reg_key.is_null() || flags != 0 {
+        violation(
+            "REGISTRY_KEY_ARGUMENTS",
+            "IoOpenDriverRegistryKey needs the caller's driver object, flags 0 and an out pointer",
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    if reg_key_type != 0 {
+        return STATUS_OBJECT_NAME_NOT_FOUND; // the simulator has only Parameters
+    }
+    let handle = world::with_world(|w| {
+        let h = w.new_handle();
+        w.open_handles.insert(h, HandleKind::ParametersKey);
+        h
+    });
+    match handle {
+        Some(h) => {
+            // SAFETY: non-null out pointer.
+            unsafe { driver_reg_key.write(h as HANDLE) };
+            STATUS_SUCCESS
+        }
+        None => STATUS_INSUFFICIENT_RESOURCES,
+    }
+}
+
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn ZwOpenKey(
     key_handle: *mut HANDLE,
@@ -48,12 +91,18 @@ pub unsafe extern "system" fn ZwQueryValueKey(
     length: u32,
     result_length: *mut u32,
 ) -> NTSTATUS {
-    let is_key = world::with_world(|w| {
-        w.open_handles.get(&(key_handle as usize)) == Some(&HandleKind::RegistryKey)
-    })
-    .unwrap_or(false);
-    if !is_key {
-        return STATUS_INVALID_HANDLE;
+    let kind = world::with_world(|w| w.open_handles.get(&(key_handle as usize)).copied()).flatten();
+    match kind {
+        Some(HandleKind::ParametersKey) => {}
+        // The INF writes the settings under Parameters; the service key's root has none.
+        Some(HandleKind::RegistryKey) => return STATUS_OBJECT_NAME_NOT_FOUND,
+        _ => {
+            violation(
+                "REGISTRY_HANDLE",
+                format!("ZwQueryValueKey on {key_handle:p}, not an open key"),
+            );
+            return STATUS_INVALID_HANDLE;
+        }
     }
     let name = read_unicode(value_name).map(|u| String::from_utf16_lossy(&u));
     if information_class != KEY_VALUE_PARTIAL_INFORMATION {
