@@ -219,11 +219,24 @@ fn name_query_in_post_create_of_a_failed_create() {
 }
 
 #[test]
-fn normalized_name_query_in_pre_create() {
+fn short_name_query_in_pre_create() {
     let mut out = ptr::null_mut();
     let data =
         ptr::dangling::<windows_sys::Wdk::Storage::FileSystem::Minifilters::FLT_CALLBACK_DATA>();
     fires("NAME_FORMAT_IN_PRE_CREATE", || {
+        ffi::as_if_in_create("PreCreate", "\\a", false, false, || {
+            // SAFETY: (test) refused before the callback data is read.
+            unsafe { ffi::FltGetFileNameInformation(data, 0x104, &mut out) };
+        })
+    });
+}
+
+#[test]
+fn normalized_name_query_in_pre_create() {
+    let mut out = ptr::null_mut();
+    let data =
+        ptr::dangling::<windows_sys::Wdk::Storage::FileSystem::Minifilters::FLT_CALLBACK_DATA>();
+    fires("NAME_NORMALIZED_IN_PRE_CREATE", || {
         ffi::as_if_in_create(
             "PreCreate",
             "\\Device\\HarddiskVolume3\\a",

@@ -91,17 +91,25 @@ pub unsafe extern "system" fn FltGetFileNameInformation(
         );
         return STATUS_FLT_INVALID_NAME_REQUEST;
     }
-    // The only name format a pre-create query may ask for without a cost the docs warn about
-    // is the opened name; a normalized one there must be re-checked for tunnelling
-    // (`nf-fltkernel-fltgettunneledname`). fsense never needs it, so it is a finding.
-    if verifier::in_callback() == Some("PreCreate") && name_options & 0xFF != FLT_FILE_NAME_OPENED {
-        violation(
-            "NAME_FORMAT_IN_PRE_CREATE",
-            format!(
-                "pre-create name query with format {:#x}, not FLT_FILE_NAME_OPENED",
-                name_options & 0xFF
+    // `nf-fltkernel-fltgetfilenameinformation`, format table: FLT_FILE_NAME_SHORT is "not valid
+    // in the pre-create path". A normalized name there is valid but must be checked for
+    // tunnelling (`nf-fltkernel-fltgettunneledname`); fsense never needs it, so that is a
+    // finding of this project's own (NAME_NORMALIZED_IN_PRE_CREATE).
+    if verifier::in_callback() == Some("PreCreate") {
+        match name_options & 0xFF {
+            FLT_FILE_NAME_SHORT => {
+                violation(
+                    "NAME_FORMAT_IN_PRE_CREATE",
+                    "FLT_FILE_NAME_SHORT queried in pre-create",
+                );
+                return STATUS_INVALID_PARAMETER;
+            }
+            FLT_FILE_NAME_OPENED => {}
+            other => violation(
+                "NAME_NORMALIZED_IN_PRE_CREATE",
+                format!("pre-create name query with format {other:#x}, not FLT_FILE_NAME_OPENED"),
             ),
-        );
+        }
     }
     if shape == NameShape::QueryFails {
         return STATUS_OBJECT_NAME_NOT_FOUND;
