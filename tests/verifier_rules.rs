@@ -285,3 +285,23 @@ fn registry_key_for_another_driver_object() {
         };
     });
 }
+
+#[test]
+fn registering_with_another_driver_object() {
+    let not_ours = 8u64;
+    let mut filter = 0isize;
+    // SAFETY: (test) refused on the driver object before the registration is read.
+    fires("REGISTER_DRIVER_OBJECT", || unsafe {
+        ffi::FltRegisterFilter((&not_ours as *const u64).cast(), ptr::null(), &mut filter);
+    });
+}
+
+#[test]
+fn closing_the_server_port_at_dispatch_level() {
+    fires("IRQL", || {
+        verifier::set_irql(verifier::DISPATCH_LEVEL);
+        // SAFETY: (test) no port is open: the simulator only looks the handle up.
+        unsafe { ffi::FltCloseCommunicationPort(0x10) };
+        verifier::set_irql(verifier::PASSIVE_LEVEL);
+    });
+}

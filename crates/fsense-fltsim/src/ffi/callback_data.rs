@@ -20,6 +20,7 @@ pub unsafe extern "system" fn PsGetProcessCreateTimeQuadPart(process: isize) -> 
 pub unsafe extern "system" fn FltGetRequestorProcessId(
     _callback_data: *const FLT_CALLBACK_DATA,
 ) -> u32 {
+    require_irql(DISPATCH_LEVEL, "FltGetRequestorProcessId");
     CURRENT_OP.with(|c| c.borrow().as_ref().map_or(0, |o| o.pid))
 }
 
@@ -27,6 +28,7 @@ pub unsafe extern "system" fn FltGetRequestorProcessId(
 pub unsafe extern "system" fn FltGetRequestorProcess(
     _callback_data: *const FLT_CALLBACK_DATA,
 ) -> isize {
+    require_irql(DISPATCH_LEVEL, "FltGetRequestorProcess");
     CURRENT_OP.with(|c| {
         c.borrow()
             .as_ref()

@@ -101,6 +101,15 @@ pub unsafe extern "system" fn FltSetStreamContext(
     if !instance_is_valid(instance, "FltSetStreamContext") {
         return STATUS_INVALID_PARAMETER;
     }
+    // `nf-fltkernel-fltsetstreamcontext`: Operation is FLT_SET_CONTEXT_REPLACE_IF_EXISTS (0)
+    // or FLT_SET_CONTEXT_KEEP_IF_EXISTS (1).
+    if !matches!(operation, 0 | 1) {
+        violation(
+            "SET_CONTEXT_OPERATION",
+            format!("FltSetStreamContext with operation {operation}"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
     let Some(stream) = stream_key(file_object) else {
         return STATUS_INVALID_PARAMETER;
     };

@@ -175,6 +175,17 @@ fn instance_is_valid(instance: isize, function: &str) -> bool {
     attached
 }
 
+/// Checks the documented IRQL ceiling of `function` (its page's Requirements table, "IRQL").
+fn require_irql(max: u8, function: &str) {
+    if verifier::irql() > max {
+        let level = ["PASSIVE_LEVEL", "APC_LEVEL", "DISPATCH_LEVEL"]
+            .get(usize::from(max))
+            .copied()
+            .unwrap_or("?");
+        violation("IRQL", format!("{function} above {level}"));
+    }
+}
+
 /// Reads a `UNICODE_STRING` the driver passed in, bounds-checked.
 fn read_unicode(us: *const UNICODE_STRING) -> Option<Vec<u16>> {
     if us.is_null() || !us.is_aligned() {

@@ -165,6 +165,7 @@ pub unsafe extern "system" fn FltGetFileNameInformation(
 pub unsafe extern "system" fn FltParseFileNameInformation(
     file_name_information: *mut FLT_FILE_NAME_INFORMATION,
 ) -> NTSTATUS {
+    require_irql(APC_LEVEL, "FltParseFileNameInformation");
     world::with_world(
         |w| match w.name_infos.get_mut(&(file_name_information as usize)) {
             Some(s) => {
@@ -192,6 +193,7 @@ pub unsafe extern "system" fn FltParseFileNameInformation(
 pub unsafe extern "system" fn FltReleaseFileNameInformation(
     file_name_information: *const FLT_FILE_NAME_INFORMATION,
 ) {
+    require_irql(APC_LEVEL, "FltReleaseFileNameInformation");
     let removed =
         world::with_world(|w| w.name_infos.remove(&(file_name_information as usize))).flatten();
     if removed.is_none() {

@@ -16,6 +16,7 @@ pub unsafe extern "system" fn ExAllocatePool2(
     number_of_bytes: usize,
     tag: u32,
 ) -> *mut c_void {
+    require_irql(DISPATCH_LEVEL, "ExAllocatePool2");
     if tag == 0 {
         violation("POOL_TAG_ZERO", "ExAllocatePool2 with tag 0");
     }

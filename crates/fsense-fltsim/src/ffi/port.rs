@@ -16,6 +16,7 @@ pub unsafe extern "system" fn FltBuildDefaultSecurityDescriptor(
     security_descriptor: *mut PSECURITY_DESCRIPTOR,
     desired_access: u32,
 ) -> NTSTATUS {
+    require_irql(PASSIVE_LEVEL, "FltBuildDefaultSecurityDescriptor");
     if fails(FailPoint::BuildSecurityDescriptor) {
         return STATUS_INSUFFICIENT_RESOURCES;
     }
@@ -31,6 +32,7 @@ pub unsafe extern "system" fn FltBuildDefaultSecurityDescriptor(
 
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn FltFreeSecurityDescriptor(security_descriptor: PSECURITY_DESCRIPTOR) {
+    require_irql(APC_LEVEL, "FltFreeSecurityDescriptor");
     let known = world::with_world(|w| {
         w.security_descriptors
             .remove(&(security_descriptor as usize))
@@ -59,6 +61,7 @@ pub unsafe extern "system" fn FltCreateCommunicationPort(
     message_notify: PFLT_MESSAGE_NOTIFY,
     max_connections: i32,
 ) -> NTSTATUS {
+    require_irql(PASSIVE_LEVEL, "FltCreateCommunicationPort");
     if fails(FailPoint::CreatePort) {
         return STATUS_INSUFFICIENT_RESOURCES;
     }
@@ -133,6 +136,7 @@ pub unsafe extern "system" fn FltCreateCommunicationPort(
 
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn FltCloseCommunicationPort(server_port: PFLT_PORT) {
+    require_irql(PASSIVE_LEVEL, "FltCloseCommunicationPort");
     let ok = world::with_world(|w| match w.server_port.as_mut() {
         Some(p) if p.handle == server_port && p.open => {
             p.open = false;
@@ -151,6 +155,7 @@ pub unsafe extern "system" fn FltCloseCommunicationPort(server_port: PFLT_PORT) 
 
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn FltCloseClientPort(filter: isize, client_port: *mut PFLT_PORT) {
+    require_irql(PASSIVE_LEVEL, "FltCloseClientPort");
     // The client-port list lives in the filter object: a NULL or stale filter is a bugcheck on
     // Windows. The port is still closed here so one finding does not cascade into others.
     filter_is_valid(filter, "FltCloseClientPort");

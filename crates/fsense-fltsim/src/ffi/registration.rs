@@ -8,10 +8,29 @@ use super::*;
 
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn FltRegisterFilter(
-    _driver: *const DRIVER_OBJECT,
+    driver: *const DRIVER_OBJECT,
     registration: *const FLT_REGISTRATION,
     ret_filter: *mut isize,
 ) -> NTSTATUS {
+    // `nf-fltkernel-fltregisterfilter`: PASSIVE_LEVEL, the caller's own driver object, once.
+    require_irql(PASSIVE_LEVEL, "FltRegisterFilter");
+    let (ours, registered) =
+        world::with_world(|w| (w.driver_object == driver as usize, w.registration.is_some()))
+            .unwrap_or((false, false));
+    if !ours {
+        violation(
+            "REGISTER_DRIVER_OBJECT",
+            "FltRegisterFilter with a driver object other than DriverEntry's",
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    if registered {
+        violation(
+            "REGISTER_TWICE",
+            "FltRegisterFilter while the filter is registered",
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
     if fails(FailPoint::RegisterFilter) {
         return STATUS_INSUFFICIENT_RESOURCES;
     }
@@ -104,6 +123,15 @@ pub const VOLUMES: [(u32, FLT_FILESYSTEM_TYPE, &str); 3] = [
 
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn FltStartFiltering(filter: isize) -> NTSTATUS {
+    // `nf-fltkernel-fltstartfiltering`: PASSIVE_LEVEL, once, on the registered filter.
+    require_irql(PASSIVE_LEVEL, "FltStartFiltering");
+    if world::with_world(|w| w.filter_started).unwrap_or(false) {
+        violation(
+            "START_TWICE",
+            "FltStartFiltering on a filter already started",
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
     if fails(FailPoint::StartFiltering) {
         return STATUS_INSUFFICIENT_RESOURCES;
     }
