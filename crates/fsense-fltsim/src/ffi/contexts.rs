@@ -122,7 +122,8 @@ pub unsafe extern "system" fn FltSetStreamContext(
             "a stream context set on a directory (check FltIsDirectory and SL_OPEN_TARGET_DIRECTORY)",
         );
     }
-    world::with_world(|w| {
+    let mut release_after = None;
+    let status = world::with_world(|w| {
         if !w.contexts.contains_key(&(new_context as usize)) {
             violation(
                 "CONTEXT_UNKNOWN",
@@ -143,14 +144,30 @@ pub unsafe extern "system" fn FltSetStreamContext(
             }
             return STATUS_FLT_CONTEXT_ALREADY_DEFINED;
         }
-        w.stream_contexts.insert(stream, new_context as usize);
+        // REPLACE_IF_EXISTS: the stream drops its reference on the old context; with OldContext
+        // given, that reference is the caller's to release instead.
+        if let Some(replaced) = w.stream_contexts.insert(stream, new_context as usize) {
+            if let Some(c) = w.contexts.get_mut(&replaced) {
+                c.attached_to = None;
+            }
+            if old_context.is_null() {
+                release_after = Some(replaced);
+            } else {
+                // SAFETY: non-null out pointer.
+                unsafe { old_context.write(replaced as PFLT_CONTEXT) };
+            }
+        }
         if let Some(c) = w.contexts.get_mut(&(new_context as usize)) {
             c.refs += 1;
             c.attached_to = Some(stream);
         }
         STATUS_SUCCESS
     })
-    .unwrap_or(STATUS_INVALID_PARAMETER)
+    .unwrap_or(STATUS_INVALID_PARAMETER);
+    if let Some(replaced) = release_after {
+        release_context_ref(replaced, true);
+    }
+    status
 }
 
 #[unsafe(no_mangle)]
