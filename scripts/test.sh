@@ -33,6 +33,9 @@ cargo clippy -p fsense --target x86_64-pc-windows-msvc --locked -- -D warnings
 stage "cargo test (workspace)"
 cargo test --workspace --locked
 
+stage "every benchmark once, in test mode (criterion runs each one iteration; dev profile)"
+cargo test --workspace --locked --benches
+
 stage "fsense simulate in every consumer mode (exit 0 only if every invariant and check holds)"
 for mode in absent normal slow stalled crash malicious; do
     summary="${CARGO_TARGET_DIR:-$root/target}/simulate-$mode.json"

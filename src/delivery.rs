@@ -19,6 +19,10 @@ use crate::sensor::SENSOR;
 pub const SEND_TIMEOUT_MS: u32 = 100;
 /// Longest wait per batch while draining at unload.
 pub const FINAL_SEND_TIMEOUT_MS: u32 = 20;
+/// Longest time the final drain sends batches at unload (then the final health, at most
+/// [`FINAL_SEND_TIMEOUT_MS`] more): unload never waits long on a stalled consumer, whatever the
+/// queue capacity or `BatchRecords`. What is still queued then is counted as dropped.
+pub const FINAL_DRAIN_MS: u32 = 1_500;
 /// How long the worker sleeps when the queue is empty.
 pub const IDLE_WAIT_MS: u32 = 50;
 /// Health period, in 100 ns ticks (1 s).
@@ -86,7 +90,11 @@ pub fn run_worker() {
     // handed out was delivered or counted as dropped, and the last health says so.
     SENSOR.stop_accepting();
     let capacity_bound = SENSOR.health(0).queue_capacity.saturating_add(1);
-    let _ = deliver(buf, FINAL_SEND_TIMEOUT_MS, capacity_bound, false);
+    let deadline = ffi::system_time().saturating_add(u64::from(FINAL_DRAIN_MS) * 10_000);
+    let emptied = deliver_until(buf, FINAL_SEND_TIMEOUT_MS, capacity_bound, false, deadline);
+    if !emptied {
+        discard_queued(buf, capacity_bound);
+    }
     send_health(buf, FINAL_SEND_TIMEOUT_MS);
 }
 
@@ -94,8 +102,22 @@ pub fn run_worker() {
 /// `stop_aware`, when a stop is requested, so unload never waits out a round of timeouts).
 /// Returns whether it found the queue empty.
 fn deliver(buf: &mut [u8], timeout_ms: u32, max_batches: u32, stop_aware: bool) -> bool {
+    deliver_until(buf, timeout_ms, max_batches, stop_aware, u64::MAX)
+}
+
+/// [`deliver`], stopping (not empty) once the system time reaches `deadline`.
+fn deliver_until(
+    buf: &mut [u8],
+    timeout_ms: u32,
+    max_batches: u32,
+    stop_aware: bool,
+    deadline: u64,
+) -> bool {
     for _ in 0..max_batches {
         if stop_aware && STOP.load(Ordering::Acquire) {
+            return false;
+        }
+        if deadline != u64::MAX && ffi::system_time() >= deadline {
             return false;
         }
         let Ok(mut batch) = BatchWriter::new(buf) else {
@@ -136,6 +158,26 @@ fn deliver(buf: &mut [u8], timeout_ms: u32, max_batches: u32, stop_aware: bool) 
         }
     }
     false
+}
+
+/// Takes what is still queued at the end of the final drain and counts it as dropped (it will
+/// never be sent), so the last health still says generated = sent + dropped. Memory copies only,
+/// at most `max_batches` batches.
+fn discard_queued(buf: &mut [u8], max_batches: u32) {
+    for _ in 0..max_batches {
+        let Ok(mut batch) = BatchWriter::new(buf) else {
+            return;
+        };
+        let (moved, queue_drops) = SENSOR.drain_into(&mut batch);
+        UNREPORTED_SEND_DROPS.fetch_add(queue_drops, Ordering::AcqRel);
+        if moved == 0 {
+            return;
+        }
+        SENSOR
+            .counters
+            .dropped_send
+            .fetch_add(u64::from(moved), Ordering::Relaxed);
+    }
 }
 
 /// Sends a health snapshot and applies the consumer's reply.

@@ -16,10 +16,12 @@ use crate::ffi::{self, CreateParams, KernelEvent, Requestor, SpinLock, WritePara
 
 /// Queue capacity (records) when the registry says nothing usable.
 pub const DEFAULT_QUEUE_CAPACITY: u32 = 4096;
-/// Range accepted from the registry's `QueueCapacity`.
-pub const QUEUE_CAPACITY_RANGE: core::ops::RangeInclusive<u32> = 16..=1 << 20;
+/// Range accepted from the registry's `QueueCapacity`. The top is 65,536 records, that is
+/// 32 MiB of non-paged pool at [`BYTES_PER_RECORD`]: a bound a reviewer accepts for one driver on
+/// a small VM (1M records, the old top, was 512 MiB). Larger values are clamped to it.
+pub const QUEUE_CAPACITY_RANGE: core::ops::RangeInclusive<u32> = 16..=65_536;
 /// Queue bytes budgeted per record (a typical record is 300-500 bytes).
-const BYTES_PER_RECORD: usize = 512;
+pub const BYTES_PER_RECORD: usize = 512;
 
 /// Settings fixed at load.
 #[derive(Debug, Clone, Copy)]
@@ -30,12 +32,14 @@ pub struct LoadConfig {
 }
 
 impl LoadConfig {
-    /// From the service key's `QueueCapacity` (REG_DWORD), falling back to the default when it
-    /// is missing or out of range.
+    /// From `Parameters\QueueCapacity` (REG_DWORD): the default when missing or below the range,
+    /// the top of the range (32 MiB of queue) when above it.
     pub fn from_registry_value(value: Option<u32>) -> Self {
-        let queue_capacity = value
-            .filter(|v| QUEUE_CAPACITY_RANGE.contains(v))
-            .unwrap_or(DEFAULT_QUEUE_CAPACITY);
+        let queue_capacity = match value {
+            Some(v) if v > *QUEUE_CAPACITY_RANGE.end() => *QUEUE_CAPACITY_RANGE.end(),
+            Some(v) if QUEUE_CAPACITY_RANGE.contains(&v) => v,
+            _ => DEFAULT_QUEUE_CAPACITY,
+        };
         Self {
             queue_capacity,
             batch_records: 0,
@@ -62,10 +66,29 @@ impl LoadConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefusedHello;
 
+/// What pre-create decided for one open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CreateInterest {
+    /// Run post-create: to record the open, or to keep its name for the writes that follow.
+    pub post: bool,
+    /// Record the open (creates are reported).
+    pub record: bool,
+    /// Query the opened name now, in pre-create: the only place Microsoft documents it for a
+    /// create that then fails (failed creates are reported).
+    pub name_in_pre: bool,
+}
+
 /// Facts of one create, read by the FFI layer.
 pub struct CreateFacts {
     pub requestor: Requestor,
     pub status: i32,
+    /// The file was opened: a success status other than STATUS_REPARSE (which reports that
+    /// the open must be reissued, `nf-fltkernel-fltcancelfileopen`).
+    pub opened: bool,
+    /// Record the open (false when post-create runs only to keep the name for writes).
+    pub record: bool,
+    /// An open of the parent directory for a rename or link (`SL_OPEN_TARGET_DIRECTORY`).
+    pub target_directory: bool,
     pub information: u64,
     pub params: CreateParams,
     pub directory: bool,
@@ -258,9 +281,24 @@ impl Sensor {
 
     // --- I/O callbacks -------------------------------------------------------------------
 
-    /// Pre-create: whether post-create should run for this open.
-    pub fn wants_create(&self, requestor: &Requestor) -> bool {
-        self.has(SensorConfig::REPORT_CREATES) && !self.is_consumer(requestor)
+    /// Pre-create: whether post-create should run for this open, and what it does. With create
+    /// reporting off but writes on, post-create still runs: it keeps the name writes report.
+    pub fn create_interest(&self, requestor: &Requestor) -> CreateInterest {
+        let record = self.has(SensorConfig::REPORT_CREATES);
+        let writes = self.has(SensorConfig::REPORT_WRITES);
+        if !(record || writes) || self.is_consumer(requestor) {
+            return CreateInterest::default();
+        }
+        CreateInterest {
+            post: true,
+            record,
+            name_in_pre: record && self.has(SensorConfig::REPORT_FAILED_CREATES),
+        }
+    }
+
+    /// Post-create: whether creates are still reported (the setting can change in between).
+    pub fn reports_creates(&self) -> bool {
+        self.has(SensorConfig::REPORT_CREATES)
     }
 
     /// Pre-write: whether post-write should run for this write.
@@ -288,7 +326,7 @@ impl Sensor {
     ) -> StoredName<'a> {
         let (path, path_cut) = self.cut(path);
         let (volume, _) = Utf16Path::truncating(volume, fsense_proto::MAX_VOLUME_UNITS);
-        let succeeded = facts.status >= 0;
+        let succeeded = facts.opened;
         let mut rec = EventRecord::create(path, volume);
         rec.timestamp = ffi::system_time();
         rec.pid = facts.requestor.pid;
@@ -304,7 +342,7 @@ impl Sensor {
         if facts.directory {
             rec.flags.insert(RecordFlags::DIRECTORY);
         }
-        if succeeded || self.has(SensorConfig::REPORT_FAILED_CREATES) {
+        if facts.record && (succeeded || self.has(SensorConfig::REPORT_FAILED_CREATES)) {
             self.enqueue(&rec);
         }
         StoredName {
@@ -313,6 +351,7 @@ impl Sensor {
             truncated: path_cut,
             keep_name_for_writes: succeeded
                 && !facts.directory
+                && !facts.target_directory
                 && !facts.name_failed
                 && opens_for_writing(facts.params.desired_access),
         }
@@ -331,13 +370,17 @@ impl Sensor {
         rec.information = facts.bytes_written;
         rec.write_offset = facts.params.offset;
         rec.write_length = facts.params.length;
+        // No name query runs for a write: a write without a context is NO_NAME_CONTEXT, never
+        // NAME_QUERY_FAILED.
         rec.flags = flags(
             path_cut || facts.truncated,
-            !facts.name_known,
+            false,
             facts.requestor.kernel_mode,
         );
         if facts.name_known {
             rec.flags.insert(RecordFlags::NAME_FROM_CONTEXT);
+        } else {
+            rec.flags.insert(RecordFlags::NO_NAME_CONTEXT);
         }
         if facts.params.paging_io {
             rec.flags.insert(RecordFlags::PAGING_IO);

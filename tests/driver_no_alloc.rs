@@ -54,6 +54,9 @@ fn recording_and_draining_allocate_nothing() {
     let create = CreateFacts {
         requestor,
         status: 0,
+        opened: true,
+        record: true,
+        target_directory: false,
         information: 1,
         params: CreateParams::default(),
         directory: false,

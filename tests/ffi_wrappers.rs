@@ -202,7 +202,7 @@ fn write_parameters_and_paging_flag() {
 }
 
 #[test]
-fn registry_capacity_out_of_range_falls_back_to_default() {
+fn registry_capacity_below_range_defaults_and_above_range_is_capped() {
     assert_eq!(
         LoadConfig::from_registry_value(None).queue_capacity,
         DEFAULT_QUEUE_CAPACITY
@@ -211,10 +211,12 @@ fn registry_capacity_out_of_range_falls_back_to_default() {
         LoadConfig::from_registry_value(Some(0)).queue_capacity,
         DEFAULT_QUEUE_CAPACITY
     );
-    assert_eq!(
-        LoadConfig::from_registry_value(Some(u32::MAX)).queue_capacity,
-        DEFAULT_QUEUE_CAPACITY
-    );
+    // Defect 7: capped at 65,536 records (32 MiB of non-paged pool), never 1M (512 MiB).
+    for huge in [u32::MAX, 1 << 20, 65_537] {
+        let config = LoadConfig::from_registry_value(Some(huge));
+        assert_eq!(config.queue_capacity, 65_536);
+        assert!(config.queue_bytes() <= 32 << 20);
+    }
     assert_eq!(LoadConfig::from_registry_value(Some(64)).queue_capacity, 64);
     assert!(
         LoadConfig::from_registry_value(Some(16)).queue_bytes() >= fsense_proto::MAX_RECORD_BYTES

@@ -109,3 +109,56 @@ fn failed_loads_unwind_exactly() {
     // And the driver still loads and runs cleanly afterwards.
     assert_passes(ConsumerMode::Normal, 500, 256);
 }
+
+/// Defect 3: if the worker thread cannot be referenced, DriverEntry waits for it on its handle
+/// before freeing anything (the image must not be unmapped under a running thread).
+#[test]
+fn failed_thread_reference_joins_the_worker_before_unwinding() {
+    let failed = fsense_fltsim::load_with_failure(fsense_fltsim::FailPoint::ReferenceThread);
+    assert!(failed.status < 0);
+    assert_eq!(failed.leftovers, Vec::<String>::new());
+    assert_eq!(failed.verifier_violations, Vec::<String>::new());
+}
+
+/// Defects 1 and 2: unload with a consumer connected and I/O still arriving. The Filter Manager
+/// disconnects the consumer inside FltUnregisterFilter and delivers an open-for-write while
+/// unload runs: both must see the driver's filter handle, not NULL.
+#[test]
+fn unload_with_consumer_connected_and_io_racing() {
+    for mode in [ConsumerMode::Normal, ConsumerMode::Stalled] {
+        let report = run(mode, 600, 256);
+        let found: Vec<_> = report
+            .verifier_violations
+            .iter()
+            .filter(|v| v.starts_with("FILTER_") || v.starts_with("SIM_NO_CONSUMER"))
+            .collect();
+        assert!(found.is_empty(), "{mode}: {found:?}");
+        assert_eq!(report.failures(), Vec::<String>::new(), "{mode}");
+    }
+}
+
+/// Defect 7: the final drain is bounded in time. A stalled consumer with one record per
+/// message and a full queue of 1,024 records took 1,024 x 20 ms (about 20 s) to unload; now at
+/// most FINAL_DRAIN_MS plus one final health, and what was left is counted as dropped.
+#[test]
+fn unload_with_a_stalled_consumer_is_bounded_in_time() {
+    let config = SimConfig {
+        events: 3000,
+        threads: 2,
+        queue_capacity: 1024,
+        consumer: ConsumerMode::Stalled,
+        seed: 5,
+    };
+    let tuning = fsense_fltsim::Tuning {
+        batch_records: 1,
+        ..fsense_fltsim::Tuning::default()
+    };
+    let report = fsense_fltsim::run_tuned(&config, &tuning, &mut |_| {});
+    assert_eq!(report.failures(), Vec::<String>::new(), "{report:#?}");
+    assert!(
+        report.unload_ms <= 2_500,
+        "unload took {} ms (bound: 1.5 s drain + one 20 ms health + the rest of unload)",
+        report.unload_ms
+    );
+    assert!(report.dropped > 0);
+}

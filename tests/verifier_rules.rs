@@ -150,3 +150,158 @@ fn port_with_a_null_dacl() {
         };
     });
 }
+
+#[test]
+fn filter_handle_null_or_unknown() {
+    let mut port: isize = 0x1234;
+    // SAFETY: (test) a valid client-port variable; the simulator checks the filter first.
+    fires("FILTER_NULL", || unsafe {
+        ffi::FltCloseClientPort(0, &mut port)
+    });
+    let mut ctx = ptr::null_mut();
+    // SAFETY: (test) a valid out pointer; refused on the filter before anything is allocated.
+    fires("FILTER_UNKNOWN", || unsafe {
+        ffi::FltAllocateContext(0x77, 8, 64, 512, &mut ctx);
+    });
+}
+
+#[test]
+fn stream_context_on_an_instance_never_attached() {
+    let mut ctx = ptr::null_mut();
+    // SAFETY: (test) refused on the instance before the file object is read.
+    fires("INSTANCE_INVALID", || unsafe {
+        ffi::FltGetStreamContext(0x4001, ptr::null(), &mut ctx);
+    });
+}
+
+#[test]
+fn reference_with_the_wrong_object_type() {
+    let mut object = ptr::null_mut();
+    let mut not_a_type = 0u64;
+    // SAFETY: (test) a valid out pointer; the type is compared by address only.
+    fires("OBJECT_TYPE_MISMATCH", || unsafe {
+        ffi::ObReferenceObjectByHandle(
+            ptr::null_mut(),
+            0x0010_0000,
+            (&mut not_a_type as *mut u64).cast(),
+            0,
+            &mut object,
+            ptr::null_mut(),
+        );
+    });
+}
+
+#[test]
+fn waiting_on_a_handle_that_is_not_a_thread() {
+    // SAFETY: (test) the simulator only looks the handle up.
+    fires("WAIT_UNKNOWN_HANDLE", || unsafe {
+        ffi::ZwWaitForSingleObject(0x999 as _, 0, ptr::null());
+    });
+}
+
+#[test]
+fn name_query_in_post_create_of_a_failed_create() {
+    let mut out = ptr::null_mut();
+    let data =
+        ptr::dangling::<windows_sys::Wdk::Storage::FileSystem::Minifilters::FLT_CALLBACK_DATA>();
+    fires("NAME_QUERY_AFTER_FAILED_CREATE", || {
+        ffi::as_if_in_create(
+            "PostCreate",
+            "\\Device\\HarddiskVolume3\\gone",
+            false,
+            false,
+            || {
+                // SAFETY: (test) refused before the callback data is read.
+                unsafe { ffi::FltGetFileNameInformation(data, 0x102, &mut out) };
+            },
+        )
+    });
+}
+
+#[test]
+fn short_name_query_in_pre_create() {
+    let mut out = ptr::null_mut();
+    let data =
+        ptr::dangling::<windows_sys::Wdk::Storage::FileSystem::Minifilters::FLT_CALLBACK_DATA>();
+    fires("NAME_FORMAT_IN_PRE_CREATE", || {
+        ffi::as_if_in_create("PreCreate", "\\a", false, false, || {
+            // SAFETY: (test) refused before the callback data is read.
+            unsafe { ffi::FltGetFileNameInformation(data, 0x104, &mut out) };
+        })
+    });
+}
+
+#[test]
+fn normalized_name_query_in_pre_create() {
+    let mut out = ptr::null_mut();
+    let data =
+        ptr::dangling::<windows_sys::Wdk::Storage::FileSystem::Minifilters::FLT_CALLBACK_DATA>();
+    fires("NAME_NORMALIZED_IN_PRE_CREATE", || {
+        ffi::as_if_in_create(
+            "PreCreate",
+            "\\Device\\HarddiskVolume3\\a",
+            false,
+            false,
+            || {
+                // SAFETY: (test) the callback data is never read; the reference is released below.
+                unsafe {
+                    ffi::FltGetFileNameInformation(data, 0x101, &mut out);
+                    ffi::FltReleaseFileNameInformation(out);
+                }
+            },
+        )
+    });
+}
+
+#[test]
+fn context_above_maxushort() {
+    fires("CONTEXT_SIZE", || {
+        let mut ctx = ptr::null_mut();
+        // SAFETY: (test) refused on the size; no context is allocated.
+        unsafe { ffi::FltAllocateContext(0x77, 8, 65_536, 512, &mut ctx) };
+    });
+}
+
+#[test]
+fn is_directory_on_a_create_that_opened_nothing() {
+    let mut is_dir = false;
+    let file = 8u64;
+    fires("INSTANCE_INVALID", || {
+        ffi::as_if_in_create("PostCreate", "\\x", false, false, || {
+            // SAFETY: (test) refused on the instance before the file object is read.
+            unsafe { ffi::FltIsDirectory((&file as *const u64).cast(), 0x4000, &mut is_dir) };
+        })
+    });
+}
+
+#[test]
+fn registry_key_for_another_driver_object() {
+    let mut key = ptr::null_mut();
+    let not_ours = 8u64;
+    fires("REGISTRY_KEY_ARGUMENTS", || {
+        // SAFETY: (test) the driver object is compared by address only.
+        unsafe {
+            ffi::IoOpenDriverRegistryKey((&not_ours as *const u64).cast(), 0, 0x20019, 0, &mut key)
+        };
+    });
+}
+
+#[test]
+fn registering_with_another_driver_object() {
+    let not_ours = 8u64;
+    let mut filter = 0isize;
+    // SAFETY: (test) refused on the driver object before the registration is read.
+    fires("REGISTER_DRIVER_OBJECT", || unsafe {
+        ffi::FltRegisterFilter((&not_ours as *const u64).cast(), ptr::null(), &mut filter);
+    });
+}
+
+#[test]
+fn closing_the_server_port_at_dispatch_level() {
+    fires("IRQL", || {
+        verifier::set_irql(verifier::DISPATCH_LEVEL);
+        // SAFETY: (test) no port is open: the simulator only looks the handle up.
+        unsafe { ffi::FltCloseCommunicationPort(0x10) };
+        verifier::set_irql(verifier::PASSIVE_LEVEL);
+    });
+}

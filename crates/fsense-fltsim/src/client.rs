@@ -35,6 +35,10 @@ pub struct Client<'a> {
     /// Set once the client has done what its mode is for (malicious: answered enough healths);
     /// the simulator unloads only after that (or a timeout).
     pub done: &'a AtomicBool,
+    /// Set before unload: stop dropping the connection and be connected, so every unload
+    /// happens with a consumer connected (the Filter Manager disconnects it inside
+    /// FltUnregisterFilter).
+    pub settle: Option<&'a AtomicBool>,
     pub outcome: ClientOutcome,
     messages: u64,
     healths: u64,
@@ -55,6 +59,7 @@ impl<'a> Client<'a> {
             stop,
             connected,
             done,
+            settle: None,
             outcome: ClientOutcome {
                 tracker: SeqTracker::new(),
                 ..ClientOutcome::default()
@@ -81,11 +86,15 @@ impl<'a> Client<'a> {
         }
         while !self.stop.load(Ordering::Acquire) {
             if self.mode == ConsumerMode::Stalled {
+                if !PORT.is_connected() && self.settling() {
+                    self.reconnect();
+                }
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
             }
+            let settling = self.settling();
             let Some(msg) = PORT.take(Duration::from_millis(20)) else {
-                if !PORT.is_connected() && self.mode == ConsumerMode::Crash {
+                if !PORT.is_connected() && (self.mode == ConsumerMode::Crash || settling) {
                     self.reconnect();
                 }
                 continue;
@@ -96,12 +105,16 @@ impl<'a> Client<'a> {
                 std::thread::sleep(Duration::from_millis(1));
             }
             // Crash: drop the connection every few messages.
-            if self.mode == ConsumerMode::Crash && self.messages.is_multiple_of(3) {
+            if self.mode == ConsumerMode::Crash && self.messages.is_multiple_of(3) && !settling {
                 ffi::disconnect_client();
                 std::thread::sleep(Duration::from_millis(2));
                 self.reconnect();
             }
         }
+    }
+
+    fn settling(&self) -> bool {
+        self.settle.is_some_and(|s| s.load(Ordering::Acquire))
     }
 
     fn reconnect(&mut self) {
@@ -144,7 +157,7 @@ impl<'a> Client<'a> {
                 PORT.reply(id, reply);
                 // Malicious: reconnect after each of the first few healths, since every connect
                 // earns another health to answer with garbage.
-                if self.mode == ConsumerMode::Malicious {
+                if self.mode == ConsumerMode::Malicious && !self.settling() {
                     if self.healths < MALICIOUS_HEALTHS {
                         ffi::disconnect_client();
                         self.reconnect();
@@ -247,7 +260,8 @@ impl<'a> Client<'a> {
                 {
                     wrong.push("create parameters".into());
                 }
-                if rec.flags.contains(RecordFlags::DIRECTORY) != (c.options & 1 != 0) {
+                let directory = c.options & 1 != 0 || (c.opened() && c.directory_stream);
+                if rec.flags.contains(RecordFlags::DIRECTORY) != directory {
                     wrong.push("directory flag".into());
                 }
                 self.check_name(rec, &file.path_le, c.shape.is_valid(), false, &mut wrong);
@@ -269,8 +283,8 @@ impl<'a> Client<'a> {
                 let must_have_name = match self.plan.ops.get(w.create_op as usize) {
                     Some(PlannedOp::Create(c)) => {
                         c.shape.is_valid()
-                            && c.status >= 0
-                            && c.options & 1 == 0
+                            && c.opened()
+                            && !c.directory_stream
                             && c.pid != CONSUMER_PID
                             && fsense_driver::sensor::opens_for_writing(c.desired_access)
                     }
@@ -302,10 +316,26 @@ impl<'a> Client<'a> {
         wrong: &mut Vec<String>,
     ) {
         let got = rec.path.as_le_bytes();
-        let failed = rec.flags.contains(RecordFlags::NAME_QUERY_FAILED);
+        let is_write = rec.operation == Operation::Write;
+        if is_write && rec.flags.contains(RecordFlags::NAME_QUERY_FAILED) {
+            wrong.push("NAME_QUERY_FAILED on a write (no name query runs for writes)".into());
+        }
+        if is_write
+            && rec.flags.contains(RecordFlags::NO_NAME_CONTEXT)
+                == rec.flags.contains(RecordFlags::NAME_FROM_CONTEXT)
+        {
+            wrong.push(
+                "a write must carry exactly one of NAME_FROM_CONTEXT, NO_NAME_CONTEXT".into(),
+            );
+        }
+        let failed = if is_write {
+            rec.flags.contains(RecordFlags::NO_NAME_CONTEXT)
+        } else {
+            rec.flags.contains(RecordFlags::NAME_QUERY_FAILED)
+        };
         if got.is_empty() && !path.is_empty() {
             if !failed {
-                wrong.push("empty path without NAME_QUERY_FAILED".into());
+                wrong.push("empty path without NAME_QUERY_FAILED / NO_NAME_CONTEXT".into());
             }
             if valid && (rec.operation == Operation::Create || must_have) {
                 wrong.push("a valid name was not reported".into());
@@ -316,18 +346,23 @@ impl<'a> Client<'a> {
             wrong.push("a malformed name was reported instead of refused".into());
             return;
         }
-        if got != path {
+        // A write's name may be cut to fit a stream context (at most MAXUSHORT bytes): then it
+        // is a strict prefix of the path and carries PATH_TRUNCATED.
+        let truncated = rec.flags.contains(RecordFlags::PATH_TRUNCATED);
+        let name_ok = if truncated {
+            is_write && got.len() < path.len() && path.starts_with(got)
+        } else {
+            got == path
+        };
+        if !name_ok {
             wrong.push(format!(
-                "path differs ({} units, expected {})",
+                "path differs ({} units, expected {}, truncated flag {truncated})",
                 got.len() / 2,
                 path.len() / 2
             ));
         }
         if !got.is_empty() && rec.volume.as_le_bytes() != self.volume_le.as_slice() {
             wrong.push("volume differs".into());
-        }
-        if rec.flags.contains(RecordFlags::PATH_TRUNCATED) {
-            wrong.push("truncated flag on a full path".into());
         }
     }
 }

@@ -145,6 +145,8 @@ pub struct SimReport {
     /// Longest time any I/O callback took, in microseconds.
     pub max_callback_us: u64,
     pub unload_clean: bool,
+    /// How long the driver's unload callback took, in milliseconds.
+    pub unload_ms: u64,
     /// The driver's last health snapshot, as it reported it.
     pub health: Option<Health>,
 }
@@ -223,17 +225,20 @@ pub enum FailPoint {
     BuildSecurityDescriptor,
     CreatePort,
     CreateThread,
+    /// `ObReferenceObjectByHandle` on the new worker thread's handle.
+    ReferenceThread,
     StartFiltering,
 }
 
 impl FailPoint {
-    pub const ALL: [FailPoint; 7] = [
+    pub const ALL: [FailPoint; 8] = [
         Self::FirstPoolAllocation,
         Self::SecondPoolAllocation,
         Self::RegisterFilter,
         Self::BuildSecurityDescriptor,
         Self::CreatePort,
         Self::CreateThread,
+        Self::ReferenceThread,
         Self::StartFiltering,
     ];
 }
@@ -368,6 +373,7 @@ pub fn run_tuned(
         world::with_world(|w| w.instances.iter().filter(|(_, a)| !*a).count()).unwrap_or(0);
 
     let stop_client = AtomicBool::new(false);
+    let settle_client = AtomicBool::new(false);
     let connected = AtomicBool::new(false);
     let client_done = AtomicBool::new(config.consumer == ConsumerMode::Absent);
     let ops_done = AtomicU64::new(0);
@@ -375,16 +381,19 @@ pub fn run_tuned(
     let total_ops = plan.total_ops();
     let mut client_outcome = None;
     let mut unload_status = None;
+    let mut unload_ms = 0;
 
     std::thread::scope(|scope| {
         let client_thread = (config.consumer != ConsumerMode::Absent).then(|| {
             let stop = &stop_client;
+            let settle = &settle_client;
             let connected = &connected;
             let done = &client_done;
             let mode = config.consumer;
             let on_message = &mut *on_message;
             scope.spawn(move || {
                 let mut c = client::Client::new(mode, plan, stop, connected, done);
+                c.settle = Some(settle);
                 c.run(on_message);
                 c.outcome
             })
@@ -433,8 +442,25 @@ pub fn run_tuned(
         while !client_done.load(Ordering::Acquire) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(500));
         }
+        // Every mode with a consumer unloads with it connected: the Filter Manager disconnects
+        // it inside FltUnregisterFilter, after the unload callback closed the server port.
+        if config.consumer != ConsumerMode::Absent {
+            settle_client.store(true, Ordering::Release);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !port::PORT.is_connected() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            if !port::PORT.is_connected() {
+                verifier::violation(
+                    "SIM_NO_CONSUMER_AT_UNLOAD",
+                    "the simulated consumer was not connected when unload began",
+                );
+            }
+        }
         verifier::set_thread_role("unload");
+        let unload_started = Instant::now();
         unload_status = ffi::call_unload();
+        unload_ms = unload_started.elapsed().as_millis() as u64;
         for t in io_threads {
             let _ = t.join();
         }
@@ -497,6 +523,7 @@ pub fn run_tuned(
     report.unreleased_name_infos = world.name_infos.len() as u64;
     report.max_callback_us = max_callback_ns.load(Ordering::Relaxed) / 1000;
     report.unload_clean = clean;
+    report.unload_ms = unload_ms;
     report.health = health;
     report.verifier_violations = violations;
     report

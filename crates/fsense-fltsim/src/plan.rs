@@ -53,6 +53,20 @@ pub struct CreateOp {
     pub share_access: u16,
     pub status: i32,
     pub information: u64,
+    /// The stream is a directory (even when FILE_DIRECTORY_FILE was not asked for).
+    pub directory_stream: bool,
+    /// `SL_OPEN_TARGET_DIRECTORY`: opens the parent directory of a rename or link target.
+    pub target_directory: bool,
+}
+
+/// STATUS_REPARSE: a success code for an open that was not done (a link was traversed).
+pub const STATUS_REPARSE: i32 = 0x104;
+
+impl CreateOp {
+    /// The file was opened (a success other than STATUS_REPARSE).
+    pub fn opened(&self) -> bool {
+        self.status >= 0 && self.status != STATUS_REPARSE
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -217,6 +231,10 @@ impl Plan {
             _ => 0x4000_0000,     // GENERIC_WRITE
         };
         let failed = rng.chance(10);
+        let reparse = !failed && rng.chance(3);
+        let target_directory = rng.chance(3);
+        // A directory opened without FILE_DIRECTORY_FILE: only the file system can tell.
+        let directory_stream = directory || target_directory || rng.chance(3);
         let create = CreateOp {
             op_id: ops.len() as u32,
             pid,
@@ -227,12 +245,24 @@ impl Plan {
             disposition: rng.below(6) as u32,
             options: (rng.below(1 << 24) as u32 & !1) | u32::from(directory),
             share_access: rng.below(8) as u16,
-            status: if failed { 0xC000_0034_u32 as i32 } else { 0 },
-            information: if failed { 0 } else { 1 + rng.below(2) },
+            status: if failed {
+                0xC000_0034_u32 as i32
+            } else if reparse {
+                STATUS_REPARSE
+            } else {
+                0
+            },
+            information: if failed || reparse {
+                0
+            } else {
+                1 + rng.below(2)
+            },
+            directory_stream,
+            target_directory,
         };
         ops.push(PlannedOp::Create(create.clone()));
         let mut writes = Vec::new();
-        if !failed && !directory {
+        if create.opened() && !directory_stream {
             let n = rng.below(4).min(budget.saturating_sub(1));
             for _ in 0..n {
                 let paging_io = rng.chance(10);

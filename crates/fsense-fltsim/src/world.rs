@@ -114,6 +114,10 @@ pub struct World {
     pub security_descriptors: HashMap<usize, u32>,
     pub registration: Option<Registration>,
     pub filter_handle: isize,
+    /// The driver object DriverEntry was called with.
+    pub driver_object: usize,
+    /// Filter handles FltUnregisterFilter released: any later use is a stale handle.
+    pub retired_filters: Vec<isize>,
     pub filter_started: bool,
     pub server_port: Option<ServerPort>,
     /// Volume instance handle -> attached?
@@ -137,7 +141,10 @@ pub struct World {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandleKind {
     Thread(usize),
+    /// A key opened by absolute path (ZwOpenKey): the service key's root.
     RegistryKey,
+    /// The service's `Parameters` key (IoOpenDriverRegistryKey): where the settings live.
+    ParametersKey,
 }
 
 static WORLD: Mutex<Option<World>> = Mutex::new(None);

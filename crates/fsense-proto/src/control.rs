@@ -123,7 +123,9 @@ impl SensorConfig {
     pub const REPORT_CREATES: u32 = 1 << 0;
     /// Report writes.
     pub const REPORT_WRITES: u32 = 1 << 1;
-    /// Report paging-I/O writes too (off by default: they repeat cached writes).
+    /// Report paging-I/O writes too. Off by default: most repeat cached writes already reported,
+    /// but writes through a mapped view reach the file system *only* as paging I/O, so without
+    /// this flag they are not reported at all.
     pub const REPORT_PAGING_IO: u32 = 1 << 2;
     /// Report creates that failed.
     pub const REPORT_FAILED_CREATES: u32 = 1 << 3;

@@ -80,8 +80,12 @@ impl RecordFlags {
     pub const DIRECTORY: Self = Self(1 << 4);
     /// The request came from kernel mode.
     pub const KERNEL_REQUESTOR: Self = Self(1 << 5);
+    /// A write whose stream has no saved name (opened before the driver loaded, opened without
+    /// write access, a name too malformed to keep, ...): no name query ran, so this is not
+    /// `NAME_QUERY_FAILED`.
+    pub const NO_NAME_CONTEXT: Self = Self(1 << 6);
     /// Every bit this build knows.
-    pub const ALL: Self = Self(0b11_1111);
+    pub const ALL: Self = Self(0b111_1111);
 
     /// No flags.
     pub const fn empty() -> Self {

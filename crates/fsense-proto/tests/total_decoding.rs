@@ -302,7 +302,7 @@ mod malformed {
             ),
             (
                 6,
-                0x40,
+                0x80, // bit 7: the first bit no flag uses (bit 6 is NO_NAME_CONTEXT)
                 DecodeErrorKind::NonZeroReserved {
                     field: "flags bits",
                 },

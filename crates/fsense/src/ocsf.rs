@@ -199,13 +199,14 @@ pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
     j.raw("}}\n");
 }
 
-const FLAG_NAMES: [(RecordFlags, &str); 6] = [
+const FLAG_NAMES: [(RecordFlags, &str); 7] = [
     (RecordFlags::PATH_TRUNCATED, "path_truncated"),
     (RecordFlags::NAME_QUERY_FAILED, "name_query_failed"),
     (RecordFlags::PAGING_IO, "paging_io"),
     (RecordFlags::NAME_FROM_CONTEXT, "name_from_context"),
     (RecordFlags::DIRECTORY, "directory"),
     (RecordFlags::KERNEL_REQUESTOR, "kernel_requestor"),
+    (RecordFlags::NO_NAME_CONTEXT, "no_name_context"),
 ];
 
 #[cfg(test)]

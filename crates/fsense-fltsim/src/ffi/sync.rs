@@ -1,0 +1,194 @@
+//! Synchronisation: spin locks, events, waits, system time.
+#![allow(
+    clippy::missing_safety_doc,
+    reason = "each export's contract is that of the documented kernel function it replaces"
+)]
+
+use super::*;
+
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn KeAcquireSpinLockRaiseToDpc(spin_lock: *mut usize) -> u8 {
+    let old = verifier::irql();
+    if old > DISPATCH_LEVEL {
+        violation("IRQL_SPIN_LOCK", "spin lock acquired above DISPATCH_LEVEL");
+    }
+    if spin_lock.is_null() || !spin_lock.is_aligned() {
+        violation("SPIN_LOCK_POINTER", "null or misaligned KSPIN_LOCK");
+        return old;
+    }
+    // SAFETY: non-null and aligned; the driver's KSPIN_LOCK lives in its static storage for the
+    // whole run and is only accessed atomically (here and in release).
+    let lock = unsafe { AtomicUsize::from_ptr(spin_lock) };
+    let mut spins = 0u32;
+    let spin_start = Instant::now();
+    while lock
+        .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        spins += 1;
+        if spins.is_multiple_of(64) {
+            std::thread::yield_now(); // host threads can be preempted while "at DISPATCH"
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+    if spins != 0 {
+        verifier::add_host_only_time(spin_start.elapsed());
+    }
+    verifier::set_irql(DISPATCH_LEVEL);
+    verifier::lock_acquired();
+    old
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn KeReleaseSpinLock(spin_lock: *mut usize, new_irql: u8) {
+    if !verifier::lock_released() {
+        violation(
+            "SPIN_LOCK_UNPAIRED",
+            "KeReleaseSpinLock without a matching acquire",
+        );
+    }
+    if spin_lock.is_null() || !spin_lock.is_aligned() {
+        violation("SPIN_LOCK_POINTER", "null or misaligned KSPIN_LOCK");
+        return;
+    }
+    // SAFETY: as in acquire.
+    let lock = unsafe { AtomicUsize::from_ptr(spin_lock) };
+    if lock.swap(0, Ordering::Release) != 1 {
+        violation(
+            "SPIN_LOCK_UNPAIRED",
+            "released a spin lock that was not held",
+        );
+    }
+    verifier::set_irql(new_irql);
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn KeInitializeEvent(event: *mut KEVENT, _event_type: i32, state: u8) {
+    let e = Arc::new(SimEvent::default());
+    if state != 0 {
+        e.set();
+    }
+    world::with_world(|w| w.events.insert(event as usize, e));
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn KeSetEvent(event: *mut KEVENT, _increment: i32, wait: u8) -> i32 {
+    if verifier::irql() > DISPATCH_LEVEL {
+        violation("IRQL_SET_EVENT", "KeSetEvent above DISPATCH_LEVEL");
+    }
+    if wait != 0 {
+        violation("SET_EVENT_WAIT", "KeSetEvent with Wait = TRUE");
+    }
+    let e = world::with_world(|w| w.events.get(&(event as usize)).cloned()).flatten();
+    match e {
+        Some(e) => e.set(),
+        None => violation(
+            "EVENT_UNINITIALISED",
+            "KeSetEvent on an event never initialised",
+        ),
+    }
+    0
+}
+
+pub(super) fn timeout_from(timeout: *const i64) -> Option<Duration> {
+    if timeout.is_null() {
+        return None;
+    }
+    // SAFETY: non-null pointer to the caller's LARGE_INTEGER (an aligned i64 local or static).
+    let t = unsafe { timeout.read() };
+    // Negative = relative, in 100 ns units. Absolute times are not used by the driver.
+    Some(Duration::from_nanos(t.unsigned_abs().saturating_mul(100)))
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn KeWaitForSingleObject(
+    object: *const c_void,
+    _wait_reason: i32,
+    _wait_mode: i8,
+    _alertable: u8,
+    timeout: *const i64,
+) -> NTSTATUS {
+    let timeout = timeout_from(timeout);
+    let nonzero_wait = timeout != Some(Duration::ZERO);
+    if nonzero_wait && verifier::irql() >= DISPATCH_LEVEL {
+        violation(
+            "IRQL_WAIT",
+            "KeWaitForSingleObject with a timeout at DISPATCH_LEVEL",
+        );
+    }
+    if nonzero_wait && verifier::spin_locks_held() > 0 {
+        violation(
+            "WAIT_HOLDING_SPIN_LOCK",
+            "waiting while holding a spin lock",
+        );
+    }
+    if let Some(cb) = verifier::in_callback() {
+        violation(
+            "WAIT_IN_IO_CALLBACK",
+            format!("KeWaitForSingleObject in {cb}"),
+        );
+    }
+    let key = object as usize;
+    let event = world::with_world(|w| w.events.get(&key).cloned()).flatten();
+    if let Some(e) = event {
+        return if e.wait(timeout) {
+            STATUS_SUCCESS
+        } else {
+            STATUS_TIMEOUT
+        };
+    }
+    let join = world::with_world(|w| w.threads.get_mut(&key).and_then(|t| t.join.take())).flatten();
+    match join {
+        Some(j) => {
+            if timeout.is_some() {
+                violation(
+                    "THREAD_WAIT_TIMEOUT",
+                    "the simulator joins threads only without a timeout",
+                );
+            }
+            let _ = j.join();
+            STATUS_SUCCESS
+        }
+        None => {
+            violation(
+                "WAIT_UNKNOWN_OBJECT",
+                format!("waiting on {object:p}, not an event or live thread"),
+            );
+            STATUS_INVALID_PARAMETER
+        }
+    }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn KeQuerySystemTimePrecise(current_time: *mut i64) {
+    // A fixed base (2026-01-01 UTC in 100 ns ticks since 1601) plus the monotonic time since the
+    // first call: deterministic enough for tests, and available under Miri's isolation.
+    const BASE: i64 = 134_116_128_000_000_000;
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let elapsed = START.get_or_init(Instant::now).elapsed();
+    let ticks = BASE + (elapsed.as_nanos() / 100) as i64;
+    if !current_time.is_null() {
+        // SAFETY: the caller's out pointer to an i64.
+        unsafe { current_time.write(ticks) };
+    }
+}
+
+/// CPU time the calling thread has used (None where the host cannot say, and under Miri).
+pub fn thread_cpu_time() -> Option<Duration> {
+    #[cfg(all(unix, not(miri)))]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec to a valid local.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        if rc == 0 {
+            return Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+        }
+        None
+    }
+    #[cfg(not(all(unix, not(miri))))]
+    None
+}

@@ -1,0 +1,173 @@
+//! Stream contexts: the name a later write reports.
+
+use super::*;
+
+/// Header of our stream context; the path and volume bytes follow it.
+#[repr(C)]
+struct StreamNameHeader {
+    magic: u32,
+    capacity: u32,
+    path_len: u32,
+    volume_len: u32,
+    truncated: u32,
+}
+
+const STREAM_NAME_MAGIC: u32 = u32::from_le_bytes(*b"FsSc");
+const STREAM_NAME_HEADER: usize = core::mem::size_of::<StreamNameHeader>();
+
+/// A referenced stream context holding a name. Released (one reference) when dropped.
+///
+/// Invariant: `ctx` is non-null, aligned, a referenced context of ours whose header we wrote
+/// (magic checked) and whose `capacity` bytes after the header are readable.
+pub struct StreamName {
+    ctx: PFLT_CONTEXT,
+}
+
+impl StreamName {
+    /// Allocates and attaches a context holding `path` and `volume` to the file's stream, unless
+    /// one is already there. Post-create only.
+    pub(super) fn attach(
+        data: &CallbackData<'_>,
+        filter: isize,
+        path: &[u8],
+        volume: &[u8],
+        truncated: bool,
+    ) -> bool {
+        // FltAllocateContext takes at most MAXUSHORT bytes (`nf-fltkernel-fltallocatecontext`:
+        // "less than or equal to MAXUSHORT"): keep the volume and cut the path to fit, on a
+        // UTF-16 unit boundary, marking it truncated.
+        let room = (usize::from(u16::MAX) - STREAM_NAME_HEADER).saturating_sub(volume.len()) & !1;
+        let (path, truncated) = match path.get(..room) {
+            Some(cut) if cut.len() < path.len() => (cut, true),
+            _ => (path, truncated),
+        };
+        if volume.len() > usize::from(u16::MAX) - STREAM_NAME_HEADER {
+            return false;
+        }
+        let payload = path.len().saturating_add(volume.len());
+        let Some(size) = STREAM_NAME_HEADER.checked_add(payload) else {
+            return false;
+        };
+        let Ok(capacity) = u32::try_from(payload) else {
+            return false;
+        };
+        let mut ctx: PFLT_CONTEXT = ptr::null_mut();
+        // SAFETY: valid filter handle and out pointer; the context type was registered.
+        let st = unsafe {
+            FltAllocateContext(
+                filter,
+                FLT_STREAM_CONTEXT as u16,
+                size,
+                NON_PAGED_POOL_NX,
+                &mut ctx,
+            )
+        };
+        if !status::is_success(st) || ctx.is_null() || !ctx.cast::<StreamNameHeader>().is_aligned()
+        {
+            if !ctx.is_null() {
+                // SAFETY: a context we allocated and own one reference of.
+                unsafe { FltReleaseContext(ctx) };
+            }
+            return false;
+        }
+        // SAFETY: ctx points to `size` writable, exclusively owned bytes (just allocated, not yet
+        // published), aligned for the header; the copies stay inside those bytes.
+        unsafe {
+            ctx.cast::<StreamNameHeader>().write(StreamNameHeader {
+                magic: STREAM_NAME_MAGIC,
+                capacity,
+                path_len: path.len() as u32,
+                volume_len: volume.len() as u32,
+                truncated: u32::from(truncated),
+            });
+            let body = ctx.cast::<u8>().add(STREAM_NAME_HEADER);
+            ptr::copy_nonoverlapping(path.as_ptr(), body, path.len());
+            ptr::copy_nonoverlapping(volume.as_ptr(), body.add(path.len()), volume.len());
+        }
+        let mut old: PFLT_CONTEXT = ptr::null_mut();
+        // SAFETY: instance and file object come from this create's parameter block; ctx is ours.
+        let st = unsafe {
+            FltSetStreamContext(
+                data.instance(),
+                data.file_object(),
+                FLT_SET_CONTEXT_KEEP_IF_EXISTS,
+                ctx,
+                &mut old,
+            )
+        };
+        if st == status::FLT_CONTEXT_ALREADY_DEFINED && !old.is_null() {
+            // SAFETY: on ALREADY_DEFINED the Filter Manager returns the existing context
+            // referenced for us; we drop that reference.
+            unsafe { FltReleaseContext(old) };
+        }
+        // SAFETY: we drop our allocation reference; when attached, the stream holds its own.
+        unsafe { FltReleaseContext(ctx) };
+        status::is_success(st)
+    }
+
+    /// The stream's name context, if one was attached. Pre-write (IRQL <= APC_LEVEL).
+    pub(super) fn get(data: &CallbackData<'_>) -> Option<Self> {
+        let mut ctx: PFLT_CONTEXT = ptr::null_mut();
+        // SAFETY: instance and file object come from this write's parameter block.
+        let st = unsafe { FltGetStreamContext(data.instance(), data.file_object(), &mut ctx) };
+        if !status::is_success(st) || ctx.is_null() {
+            return None;
+        }
+        let candidate = Self { ctx };
+        if !ctx.cast::<StreamNameHeader>().is_aligned() || candidate.header().is_none() {
+            return None; // dropped: the reference is released
+        }
+        Some(candidate)
+    }
+
+    fn header(&self) -> Option<&StreamNameHeader> {
+        // SAFETY: ctx is a referenced, aligned context of ours (allocated with at least the header).
+        let h = unsafe { &*self.ctx.cast::<StreamNameHeader>() };
+        let fits = (h.path_len as u64 + h.volume_len as u64) <= u64::from(h.capacity);
+        (h.magic == STREAM_NAME_MAGIC && fits && h.path_len % 2 == 0 && h.volume_len % 2 == 0)
+            .then_some(h)
+    }
+
+    /// The path bytes, the volume bytes and whether the path was truncated.
+    pub fn parts(&self) -> (&[u8], &[u8], bool) {
+        let Some(h) = self.header() else {
+            return (&[], &[], false);
+        };
+        // SAFETY: header() checked magic and that path_len + volume_len <= capacity, and the
+        // context holds `capacity` bytes after the header, written once in `attach` and never
+        // changed; the context stays referenced while self lives.
+        unsafe {
+            let body = self.ctx.cast::<u8>().add(STREAM_NAME_HEADER);
+            let path = core::slice::from_raw_parts(body, h.path_len as usize);
+            let volume =
+                core::slice::from_raw_parts(body.add(h.path_len as usize), h.volume_len as usize);
+            (path, volume, h.truncated != 0)
+        }
+    }
+
+    /// Hands the reference to post-write through the completion context.
+    pub(super) fn into_raw(self) -> *mut c_void {
+        let ctx = self.ctx;
+        core::mem::forget(self);
+        ctx
+    }
+
+    /// Takes back a reference handed over by `into_raw`.
+    ///
+    /// # Safety
+    /// `raw` must come from `into_raw` and be taken back exactly once.
+    pub(super) unsafe fn from_raw(raw: *const c_void) -> Option<Self> {
+        // `then`, not `then_some`: an eagerly built value would be dropped (released) when null.
+        (!raw.is_null()).then(|| Self {
+            ctx: raw.cast_mut(),
+        })
+    }
+}
+
+impl Drop for StreamName {
+    fn drop(&mut self) {
+        // SAFETY: type invariant: one reference of ours, released exactly once (here). Callable
+        // at DISPATCH_LEVEL.
+        unsafe { FltReleaseContext(self.ctx) };
+    }
+}

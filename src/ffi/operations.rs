@@ -1,0 +1,155 @@
+//! The I/O callbacks: pre/post create and write.
+
+use super::*;
+
+pub(super) unsafe extern "system" fn pre_create(
+    data: *mut FLT_CALLBACK_DATA,
+    _objects: *const FLT_RELATED_OBJECTS,
+    completion: *mut *mut c_void,
+) -> FLT_PREOP_CALLBACK_STATUS {
+    // SAFETY: the Filter Manager's callback data for this callback.
+    let Ok(data) = (unsafe { CallbackData::from_raw(data, IRP_MJ_CREATE) }) else {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    };
+    let interest = sensor::SENSOR.create_interest(&data.requestor());
+    if !interest.post {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
+    if interest.name_in_pre && !completion.is_null() && completion.is_aligned() {
+        // The opened name, in case the create fails: documented here, not in post-create.
+        if let Ok(name) = NameInfo::query(&data, true) {
+            // SAFETY: non-null, aligned out pointer from the Filter Manager; post_create takes
+            // the reference back exactly once (it always runs after WITH_CALLBACK, draining
+            // included).
+            unsafe { *completion = name.into_raw() };
+        }
+    }
+    FLT_PREOP_SUCCESS_WITH_CALLBACK
+}
+
+pub(super) unsafe extern "system" fn post_create(
+    data: *mut FLT_CALLBACK_DATA,
+    objects: *const FLT_RELATED_OBJECTS,
+    completion: *const c_void,
+    flags: u32,
+) -> FLT_POSTOP_CALLBACK_STATUS {
+    // SAFETY: `completion` is what pre_create stored: null or a name reference from into_raw,
+    // taken back exactly once here (released on every return path when dropped).
+    let pre_create_name = unsafe { NameInfo::from_raw(completion) };
+    if flags & FLTFL_POST_OPERATION_DRAINING != 0 {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    // SAFETY: the Filter Manager's callback data for this callback.
+    let Ok(data) = (unsafe { CallbackData::from_raw(data, IRP_MJ_CREATE) }) else {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    };
+    let st = data.status();
+    // STATUS_REPARSE is a success code, but nothing was opened (the samples skip it too).
+    let opened = status::is_success(st) && st != status::REPARSE;
+    let record = sensor::SENSOR.reports_creates();
+    if !opened && !record {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    let params = data.create_params().unwrap_or_default();
+    // An opened file gets its normalized name now; a failed one keeps the opened name taken in
+    // pre-create (no name query runs here for a create that did not open anything).
+    let name = if opened {
+        drop(pre_create_name);
+        NameInfo::query(&data, false)
+    } else {
+        pre_create_name.ok_or(NameError::NotQueried)
+    };
+    let (path, volume, name_failed) = match &name {
+        Ok(info) => match info.name() {
+            Ok(path) => (path, info.volume(), false),
+            Err(_) => (&[][..], &[][..], true),
+        },
+        Err(_) => (&[][..], &[][..], true),
+    };
+    let target_directory = data.opens_target_directory();
+    let facts = sensor::CreateFacts {
+        requestor: data.requestor(),
+        status: st,
+        opened,
+        record,
+        target_directory,
+        information: data.information(),
+        params,
+        directory: if opened {
+            data.opened_a_directory()
+        } else {
+            data.is_directory_open()
+        },
+        name_failed,
+    };
+    let stored = sensor::SENSOR.record_create(&facts, path, volume);
+    if stored.keep_name_for_writes {
+        // The filter from this callback's related objects, never the global: callbacks keep
+        // arriving while unload runs (the ctx sample does the same).
+        // SAFETY: the related objects the Filter Manager passed to this callback.
+        if let Some(filter) = unsafe { related_filter(objects) } {
+            StreamName::attach(
+                &data,
+                filter,
+                stored.path.as_le_bytes(),
+                stored.volume.as_le_bytes(),
+                stored.truncated,
+            );
+        }
+    }
+    drop(name); // released exactly once, after the last use of its strings
+    FLT_POSTOP_FINISHED_PROCESSING
+}
+
+pub(super) unsafe extern "system" fn pre_write(
+    data: *mut FLT_CALLBACK_DATA,
+    _objects: *const FLT_RELATED_OBJECTS,
+    completion: *mut *mut c_void,
+) -> FLT_PREOP_CALLBACK_STATUS {
+    // SAFETY: the Filter Manager's callback data for this callback.
+    let Ok(data) = (unsafe { CallbackData::from_raw(data, IRP_MJ_WRITE) }) else {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    };
+    if completion.is_null() || !completion.is_aligned() {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
+    if !sensor::SENSOR.wants_write(&data.requestor(), data.write_params().paging_io) {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
+    let raw = StreamName::get(&data).map_or(ptr::null_mut(), StreamName::into_raw);
+    // SAFETY: non-null, aligned out pointer from the Filter Manager; post_write takes the
+    // reference back exactly once (it is always called after WITH_CALLBACK).
+    unsafe { *completion = raw };
+    FLT_PREOP_SUCCESS_WITH_CALLBACK
+}
+
+pub(super) unsafe extern "system" fn post_write(
+    data: *mut FLT_CALLBACK_DATA,
+    _objects: *const FLT_RELATED_OBJECTS,
+    completion: *const c_void,
+    flags: u32,
+) -> FLT_POSTOP_CALLBACK_STATUS {
+    // SAFETY: `completion` is what pre_write stored: null or a reference from into_raw, taken
+    // back exactly once here.
+    let name = unsafe { StreamName::from_raw(completion) };
+    if flags & FLTFL_POST_OPERATION_DRAINING != 0 {
+        return FLT_POSTOP_FINISHED_PROCESSING; // `name` is released on return
+    }
+    // SAFETY: the Filter Manager's callback data for this callback.
+    let Ok(data) = (unsafe { CallbackData::from_raw(data, IRP_MJ_WRITE) }) else {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    };
+    let (path, volume, truncated) = name
+        .as_ref()
+        .map_or((&[][..], &[][..], false), StreamName::parts);
+    let facts = sensor::WriteFacts {
+        requestor: data.requestor(),
+        status: data.status(),
+        bytes_written: data.information(),
+        params: data.write_params(),
+        name_known: name.is_some(),
+        truncated,
+    };
+    sensor::SENSOR.record_write(&facts, path, volume);
+    FLT_POSTOP_FINISHED_PROCESSING
+}
