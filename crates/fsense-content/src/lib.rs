@@ -4,6 +4,7 @@
 //!   interpreter's compile step, so the two cannot disagree.
 //! - [`engine`]: runs a compiled [`RuleSet`] over events, in time linear in the path length.
 //! - [`tuf`]: distribution through a TUF repository (`tough`): keys, publishing, verifying.
+//! - [`signing`]: k-of-n targets signatures (stage, sign, publish) and key rotation.
 //! - [`state`]: a sensor's state directory: atomic install, last known good, rollback.
 //! - [`rollout`]: rings with health gates and automatic rollback, plus the fleet simulator.
 //! - [`cli`]: the `fsense content ...` commands.
@@ -19,6 +20,8 @@ mod error;
 #[cfg(feature = "distribution")]
 pub mod rollout;
 pub mod rules;
+#[cfg(feature = "distribution")]
+pub mod signing;
 #[cfg(feature = "distribution")]
 pub mod state;
 #[cfg(feature = "distribution")]
