@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use crate::rollout::{self, SimulationConfig};
 use crate::signing::{self, SignatureCount};
 use crate::state::{StateDir, UpdateOutcome};
+use crate::tuf::RepoLocation;
 use crate::{ContentError, tuf};
 
 /// `fsense content <command>`
@@ -74,20 +75,26 @@ pub enum ContentCommand {
     },
     /// Fetch the newest release through TUF and validate it again.
     Verify {
-        #[arg(long, value_name = "REPO")]
-        repo: PathBuf,
+        /// Repository directory, or its http:// or https:// URL.
+        #[arg(long, value_name = "REPO|URL")]
+        repo: std::ffi::OsString,
         /// Trusted root metadata (KEYS/root.json).
         #[arg(long, value_name = "ROOT")]
         root: PathBuf,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// Install the newest release into a sensor state directory (verified, validated, atomic).
     Update {
-        #[arg(long, value_name = "REPO")]
-        repo: PathBuf,
+        /// Repository directory, or its http:// or https:// URL.
+        #[arg(long, value_name = "REPO|URL")]
+        repo: std::ffi::OsString,
         #[arg(long, value_name = "ROOT")]
         root: PathBuf,
         #[arg(long, value_name = "DIR")]
         state_dir: PathBuf,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// Make the last known good content active again.
     Rollback {
@@ -124,6 +131,30 @@ pub enum ContentCommand {
         #[arg(long, value_name = "F")]
         summary_json: Option<PathBuf>,
     },
+}
+
+/// How an HTTP(S) repository is reached (ignored for a directory).
+#[derive(clap::Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// PEM certificates of a private CA, trusted in addition to the platform's store.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Seconds one request may take, connecting included (3 tries per file).
+    #[arg(long, value_name = "S", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout_s: u64,
+}
+
+impl HttpArgs {
+    fn settings(&self) -> crate::http::HttpSettings {
+        let timeout = std::time::Duration::from_secs(self.timeout_s);
+        crate::http::HttpSettings {
+            connect_timeout: timeout.min(std::time::Duration::from_secs(10)),
+            timeout,
+            ca_file: self.ca_file.clone(),
+            ..crate::http::HttpSettings::default()
+        }
+    }
 }
 
 /// A top-level TUF role, as `rotate --role` names it.
@@ -247,8 +278,8 @@ fn execute(cmd: ContentCommand) -> Result<String, ContentError> {
                 published.metadata.timestamp
             ))
         }
-        ContentCommand::Verify { repo, root } => {
-            let fetched = tuf::verify(&repo, &root)?;
+        ContentCommand::Verify { repo, root, http } => {
+            let fetched = tuf::verify_at(&RepoLocation::parse(&repo, &http.settings()), &root)?;
             Ok(format!(
                 "ok: rules version {} ({} rules) verified through TUF and valid",
                 fetched.rules.version(),
@@ -259,18 +290,27 @@ fn execute(cmd: ContentCommand) -> Result<String, ContentError> {
             repo,
             root,
             state_dir,
-        } => Ok(match StateDir::open(&state_dir)?.update(&repo, &root)? {
-            UpdateOutcome::Installed {
-                from: Some(from),
-                to,
-            } => format!("installed rules version {to} (was {from})"),
-            UpdateOutcome::Installed { from: None, to } => format!("installed rules version {to}"),
-            UpdateOutcome::UpToDate { version } => format!("up to date: rules version {version}"),
-            UpdateOutcome::SkippedRolledBack { newest, active } => format!(
-                "not installing rules version {newest}: it was rolled back here; active version {}",
-                active.map_or_else(|| "none".to_owned(), |v| v.to_string())
-            ),
-        }),
+            http,
+        } => Ok(
+            match StateDir::open(&state_dir)?
+                .update_from(&RepoLocation::parse(&repo, &http.settings()), &root)?
+            {
+                UpdateOutcome::Installed {
+                    from: Some(from),
+                    to,
+                } => format!("installed rules version {to} (was {from})"),
+                UpdateOutcome::Installed { from: None, to } => {
+                    format!("installed rules version {to}")
+                }
+                UpdateOutcome::UpToDate { version } => {
+                    format!("up to date: rules version {version}")
+                }
+                UpdateOutcome::SkippedRolledBack { newest, active } => format!(
+                    "not installing rules version {newest}: it was rolled back here; active version {}",
+                    active.map_or_else(|| "none".to_owned(), |v| v.to_string())
+                ),
+            },
+        ),
         ContentCommand::Rollback { state_dir } => {
             let done = StateDir::open(&state_dir)?.rollback()?;
             Ok(match done.to {

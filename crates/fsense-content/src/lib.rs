@@ -18,6 +18,8 @@ pub mod cli;
 pub mod engine;
 mod error;
 #[cfg(feature = "distribution")]
+pub mod http;
+#[cfg(feature = "distribution")]
 pub mod rollout;
 pub mod rules;
 #[cfg(feature = "distribution")]

@@ -91,6 +91,7 @@ pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, C
         if cell.get().is_none() {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_time()
+                .enable_io()
                 .build()
                 .map_err(|e| ContentError::failed(format!("cannot start the I/O runtime: {e}")))?;
             let _ = cell.set(runtime);
@@ -344,12 +345,33 @@ impl Transport for LocalFiles {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RepoLocation {
     Dir(PathBuf),
+    Http {
+        /// The repository's base URL (holding `metadata/` and `targets/`).
+        base: Url,
+        settings: crate::http::HttpSettings,
+    },
 }
 
 impl RepoLocation {
-    /// Parses a `--repo` argument.
-    pub fn parse(arg: &std::ffi::OsStr) -> Self {
-        Self::Dir(PathBuf::from(arg))
+    /// Parses a `--repo` argument: an `http(s)://` URL, or else a directory.
+    pub fn parse(arg: &std::ffi::OsStr, settings: &crate::http::HttpSettings) -> Self {
+        match arg.to_str() {
+            Some(text) if crate::http::is_http_url(text) => {
+                let with_slash = if text.ends_with('/') {
+                    text.to_owned()
+                } else {
+                    format!("{text}/")
+                };
+                match Url::parse(&with_slash) {
+                    Ok(base) => Self::Http {
+                        base,
+                        settings: settings.clone(),
+                    },
+                    Err(_) => Self::Dir(PathBuf::from(arg)),
+                }
+            }
+            _ => Self::Dir(PathBuf::from(arg)),
+        }
     }
 }
 
@@ -357,6 +379,7 @@ impl std::fmt::Display for RepoLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Dir(path) => write!(f, "{}", path.display()),
+            Self::Http { base, .. } => write!(f, "{base}"),
         }
     }
 }
@@ -412,6 +435,14 @@ async fn load_at(
                 .collect::<Result<Vec<_>, _>>()?;
             RepositoryLoader::new(&trusted_root, dir_url(&metadata)?, dir_url(&targets)?)
                 .transport(LocalFiles { bases })
+        }
+        RepoLocation::Http { base, settings } => {
+            let join = |path: &str| {
+                base.join(path)
+                    .map_err(|e| ContentError::failed(format!("{base} cannot hold {path}: {e}")))
+            };
+            RepositoryLoader::new(&trusted_root, join("metadata/")?, join("targets/")?)
+                .transport(crate::http::HttpFiles::new(settings)?)
         }
     }
     .expiration_enforcement(expiry);
@@ -549,10 +580,15 @@ pub(crate) async fn fetch_release(
 
 /// `fsense content verify`: fetch the newest release through TUF and validate it again.
 pub fn verify(repo: &Path, root_path: &Path) -> Result<Fetched, ContentError> {
+    verify_at(&RepoLocation::Dir(repo.to_owned()), root_path)
+}
+
+/// [`verify`] for any repository location (a directory or an `http(s)://` URL).
+pub fn verify_at(repo: &RepoLocation, root_path: &Path) -> Result<Fetched, ContentError> {
     let root =
         std::fs::read(root_path).map_err(|e| ContentError::io("cannot read", root_path, e))?;
     block_on(async {
-        let repository = load_repository(repo, &root, None).await?;
+        let repository = load_repository_at(repo, &root, None).await?;
         fetch_release(&repository, None).await
     })?
 }
