@@ -7,6 +7,8 @@
 //! - [`signing`]: k-of-n targets signatures (stage, sign, publish) and key rotation.
 //! - [`state`]: a sensor's state directory: atomic install, last known good, rollback.
 //! - [`rollout`]: rings with health gates and automatic rollback, plus the fleet simulator.
+//! - [`reload`]: live reload for a running consumer (check, install, hand over new rules).
+//! - [`http`]: repositories on a web server.
 //! - [`cli`]: the `fsense content ...` commands.
 //!
 //! The file format, the templates, the limits and the repository layout are documented in
@@ -19,6 +21,8 @@ pub mod engine;
 mod error;
 #[cfg(feature = "distribution")]
 pub mod http;
+#[cfg(feature = "distribution")]
+pub mod reload;
 #[cfg(feature = "distribution")]
 pub mod rollout;
 pub mod rules;
