@@ -28,6 +28,8 @@ need_apt=()
 command -v x86_64-w64-mingw32-gcc >/dev/null || need_apt+=(gcc-mingw-w64-x86-64)
 command -v osslsigncode >/dev/null || need_apt+=(osslsigncode)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# The content tests' web server (HTTP and HTTPS on 127.0.0.1) is Python's http.server.
+command -v python3 >/dev/null || need_apt+=(python3)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then

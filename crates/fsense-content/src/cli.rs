@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::rollout::{self, SimulationConfig};
+use crate::signing::{self, SignatureCount};
 use crate::state::{StateDir, UpdateOutcome};
+use crate::tuf::RepoLocation;
 use crate::{ContentError, tuf};
 
 /// `fsense content <command>`
@@ -16,12 +18,40 @@ pub enum ContentCommand {
         /// Directory for root.json and the private keys (must not hold keys yet).
         #[arg(long, value_name = "DIR")]
         out_dir: PathBuf,
+        /// Make N targets keys (DIR/targets-1.key ... DIR/targets-N.key) instead of one.
+        #[arg(long, value_name = "N", requires = "targets_threshold",
+              value_parser = clap::value_parser!(u8).range(1..=16))]
+        targets_keys: Option<u8>,
+        /// How many of the N targets keys must sign each release.
+        #[arg(long, value_name = "K", requires = "targets_keys",
+              value_parser = clap::value_parser!(u8).range(1..=16))]
+        targets_threshold: Option<u8>,
     },
-    /// Validate a rules file and publish it as the newest release of a TUF repository.
-    Publish {
+    /// Validate a rules file and stage it as the next release, for the targets key holders to sign.
+    Stage {
         /// The rules file (TOML).
         #[arg(value_name = "RULES.toml")]
         rules: PathBuf,
+        /// Directory made by `keygen` (its root.json anchors the repository).
+        #[arg(long, value_name = "DIR")]
+        keys: PathBuf,
+        #[arg(long, value_name = "REPO")]
+        repo: PathBuf,
+    },
+    /// Add one targets key's signature to the staged release.
+    Sign {
+        #[arg(long, value_name = "REPO")]
+        repo: PathBuf,
+        /// One targets key (DIR/targets-N.key).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// Publish a rules file as the newest release (one targets key), or, without RULES, the
+    /// staged release once enough targets keys signed it.
+    Publish {
+        /// The rules file (TOML); without it, the staged release is published.
+        #[arg(value_name = "RULES.toml")]
+        rules: Option<PathBuf>,
         /// Directory made by `keygen`.
         #[arg(long, value_name = "DIR")]
         keys: PathBuf,
@@ -29,22 +59,42 @@ pub enum ContentCommand {
         #[arg(long, value_name = "REPO")]
         repo: PathBuf,
     },
-    /// Fetch the newest release through TUF and validate it again.
-    Verify {
+    /// Write the next root version, moving some or all roles to the keys of NEWDIR.
+    Rotate {
         #[arg(long, value_name = "REPO")]
         repo: PathBuf,
+        /// The current keys directory (its root key signs the new root).
+        #[arg(long, value_name = "DIR")]
+        keys: PathBuf,
+        /// A directory made by `keygen`: its root.json pins the new keys, its root key co-signs.
+        #[arg(long, value_name = "NEWDIR")]
+        new_keys: PathBuf,
+        /// Move only this role (default: every role).
+        #[arg(long, value_name = "ROLE")]
+        role: Option<RotatedRole>,
+    },
+    /// Fetch the newest release through TUF and validate it again.
+    Verify {
+        /// Repository directory, or its http:// or https:// URL.
+        #[arg(long, value_name = "REPO|URL")]
+        repo: std::ffi::OsString,
         /// Trusted root metadata (KEYS/root.json).
         #[arg(long, value_name = "ROOT")]
         root: PathBuf,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// Install the newest release into a sensor state directory (verified, validated, atomic).
     Update {
-        #[arg(long, value_name = "REPO")]
-        repo: PathBuf,
+        /// Repository directory, or its http:// or https:// URL.
+        #[arg(long, value_name = "REPO|URL")]
+        repo: std::ffi::OsString,
         #[arg(long, value_name = "ROOT")]
         root: PathBuf,
         #[arg(long, value_name = "DIR")]
         state_dir: PathBuf,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// Make the last known good content active again.
     Rollback {
@@ -83,6 +133,64 @@ pub enum ContentCommand {
     },
 }
 
+/// How an HTTP(S) repository is reached (ignored for a directory).
+#[derive(clap::Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// PEM certificates of a private CA, trusted in addition to the platform's store.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Seconds one request may take, connecting included (3 tries per file).
+    #[arg(long, value_name = "S", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout_s: u64,
+}
+
+impl HttpArgs {
+    fn settings(&self) -> crate::http::HttpSettings {
+        let timeout = std::time::Duration::from_secs(self.timeout_s);
+        crate::http::HttpSettings {
+            connect_timeout: timeout.min(std::time::Duration::from_secs(10)),
+            timeout,
+            ca_file: self.ca_file.clone(),
+            ..crate::http::HttpSettings::default()
+        }
+    }
+}
+
+/// A top-level TUF role, as `rotate --role` names it.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RotatedRole {
+    Root,
+    Targets,
+    Snapshot,
+    Timestamp,
+}
+
+impl RotatedRole {
+    fn role_type(self) -> tough::schema::RoleType {
+        use tough::schema::RoleType;
+        match self {
+            Self::Root => RoleType::Root,
+            Self::Targets => RoleType::Targets,
+            Self::Snapshot => RoleType::Snapshot,
+            Self::Timestamp => RoleType::Timestamp,
+        }
+    }
+}
+
+fn signatures_line(count: SignatureCount) -> String {
+    format!(
+        "{} of {} targets signatures needed{}",
+        count.present,
+        count.needed,
+        if count.met() {
+            "; ready to publish"
+        } else {
+            ""
+        }
+    )
+}
+
 /// Runs one `fsense content ...` command; returns the process exit code (0 ok, 2 invalid content
 /// or refused, 1 other failure) after printing one-line errors to stderr as `error: ...`.
 pub fn run(cmd: ContentCommand) -> ExitCode {
@@ -100,16 +208,67 @@ pub fn run(cmd: ContentCommand) -> ExitCode {
 
 fn execute(cmd: ContentCommand) -> Result<String, ContentError> {
     match cmd {
-        ContentCommand::Keygen { out_dir } => {
-            let root = tuf::keygen(&out_dir)?;
+        ContentCommand::Keygen {
+            out_dir,
+            targets_keys,
+            targets_threshold,
+        } => {
+            let targets = match (targets_keys, targets_threshold) {
+                (Some(keys), Some(threshold)) => tuf::TargetsKeys::Shared { keys, threshold },
+                _ => tuf::TargetsKeys::Single,
+            };
+            let root = tuf::keygen_with(&out_dir, targets)?;
             Ok(format!(
                 "keys written to {}; trust anchor {}",
                 out_dir.display(),
                 root.display()
             ))
         }
+        ContentCommand::Stage { rules, keys, repo } => {
+            let staged = signing::stage(&rules, &keys, &repo, &tuf::Lifetimes::default())?;
+            Ok(format!(
+                "staged rules version {} in {}; {}",
+                staged.rules_version,
+                repo.display(),
+                signatures_line(staged.signatures)
+            ))
+        }
+        ContentCommand::Sign { repo, key } => {
+            let signed = signing::sign(&repo, &key)?;
+            Ok(format!(
+                "{}; {}",
+                if signed.added {
+                    "signature added"
+                } else {
+                    "this key had signed already; nothing added"
+                },
+                signatures_line(signed.signatures)
+            ))
+        }
+        ContentCommand::Rotate {
+            repo,
+            keys,
+            new_keys,
+            role,
+        } => {
+            let version =
+                signing::rotate(&keys, &new_keys, &repo, role.map(RotatedRole::role_type))?;
+            Ok(format!(
+                "wrote root version {version} to {} ({} moved to the keys of {}); {} now holds the new root",
+                repo.display(),
+                role.map_or_else(
+                    || "every role".to_owned(),
+                    |r| format!("{r:?}").to_lowercase()
+                ),
+                new_keys.display(),
+                new_keys.join(tuf::ROOT_FILE).display()
+            ))
+        }
         ContentCommand::Publish { rules, keys, repo } => {
-            let published = tuf::publish(&rules, &keys, &repo)?;
+            let published = match rules {
+                Some(rules) => tuf::publish(&rules, &keys, &repo)?,
+                None => signing::publish_staged(&keys, &repo, &tuf::Lifetimes::default())?,
+            };
             Ok(format!(
                 "published rules version {} to {} (targets metadata v{}, snapshot v{}, timestamp v{})",
                 published.rules_version,
@@ -119,8 +278,8 @@ fn execute(cmd: ContentCommand) -> Result<String, ContentError> {
                 published.metadata.timestamp
             ))
         }
-        ContentCommand::Verify { repo, root } => {
-            let fetched = tuf::verify(&repo, &root)?;
+        ContentCommand::Verify { repo, root, http } => {
+            let fetched = tuf::verify_at(&RepoLocation::parse(&repo, &http.settings()), &root)?;
             Ok(format!(
                 "ok: rules version {} ({} rules) verified through TUF and valid",
                 fetched.rules.version(),
@@ -131,18 +290,27 @@ fn execute(cmd: ContentCommand) -> Result<String, ContentError> {
             repo,
             root,
             state_dir,
-        } => Ok(match StateDir::open(&state_dir)?.update(&repo, &root)? {
-            UpdateOutcome::Installed {
-                from: Some(from),
-                to,
-            } => format!("installed rules version {to} (was {from})"),
-            UpdateOutcome::Installed { from: None, to } => format!("installed rules version {to}"),
-            UpdateOutcome::UpToDate { version } => format!("up to date: rules version {version}"),
-            UpdateOutcome::SkippedRolledBack { newest, active } => format!(
-                "not installing rules version {newest}: it was rolled back here; active version {}",
-                active.map_or_else(|| "none".to_owned(), |v| v.to_string())
-            ),
-        }),
+            http,
+        } => Ok(
+            match StateDir::open(&state_dir)?
+                .update_from(&RepoLocation::parse(&repo, &http.settings()), &root)?
+            {
+                UpdateOutcome::Installed {
+                    from: Some(from),
+                    to,
+                } => format!("installed rules version {to} (was {from})"),
+                UpdateOutcome::Installed { from: None, to } => {
+                    format!("installed rules version {to}")
+                }
+                UpdateOutcome::UpToDate { version } => {
+                    format!("up to date: rules version {version}")
+                }
+                UpdateOutcome::SkippedRolledBack { newest, active } => format!(
+                    "not installing rules version {newest}: it was rolled back here; active version {}",
+                    active.map_or_else(|| "none".to_owned(), |v| v.to_string())
+                ),
+            },
+        ),
         ContentCommand::Rollback { state_dir } => {
             let done = StateDir::open(&state_dir)?.rollback()?;
             Ok(match done.to {
@@ -174,8 +342,12 @@ fn execute(cmd: ContentCommand) -> Result<String, ContentError> {
             let json = serde_json::to_string_pretty(&summary)
                 .map_err(|e| ContentError::failed(format!("cannot serialize the summary: {e}")))?;
             if let Some(path) = summary_json {
-                std::fs::write(&path, format!("{json}\n"))
-                    .map_err(|e| ContentError::io("cannot write", &path, e))?;
+                fsense_safefs::write_atomic(
+                    &path,
+                    format!("{json}\n").as_bytes(),
+                    fsense_safefs::Visibility::Private,
+                )
+                .map_err(crate::state::safefs_error)?;
             }
             Ok(json)
         }

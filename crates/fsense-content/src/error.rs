@@ -91,7 +91,7 @@ impl ContentError {
 
     /// Adds context in front of the detail.
     pub(crate) fn context(mut self, context: &str) -> Self {
-        self.detail = format!("{context}: {}", self.detail);
+        self.detail = one_line(format!("{context}: {}", self.detail));
         self
     }
 
@@ -118,8 +118,12 @@ impl ContentError {
     }
 }
 
-fn one_line(text: String) -> String {
-    if text.contains(['\n', '\r']) {
+/// One line, safe to print: line breaks become `; `, and every other character a terminal or log
+/// viewer would interpret (C0 controls, DEL, C1 controls, bidirectional overrides and isolates) is
+/// shown as a `\u{..}` escape. Error text quotes repository data and file names, which an
+/// attacker may control.
+pub(crate) fn one_line(text: String) -> String {
+    let joined = if text.contains(['\n', '\r']) {
         text.split(['\n', '\r'])
             .map(str::trim)
             .filter(|s| !s.is_empty())
@@ -127,7 +131,24 @@ fn one_line(text: String) -> String {
             .join("; ")
     } else {
         text
+    };
+    if !joined.chars().any(needs_escape) {
+        return joined;
     }
+    let mut escaped = String::with_capacity(joined.len() + 16);
+    for c in joined.chars() {
+        if needs_escape(c) {
+            escaped.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() // C0, DEL and C1
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 impl fmt::Display for ContentError {
@@ -162,5 +183,33 @@ mod tests {
         );
         assert_eq!(err.exit_code(), 2);
         assert_eq!(ContentError::failed("x").exit_code(), 1);
+    }
+
+    #[test]
+    fn control_and_bidi_characters_are_escaped() {
+        let hostile =
+            "unknown variant `\x1b]0;PWNED\x07\x1b[2K\tok\u{9b}31m\u{7f}\u{202e}exe\u{2066}`";
+        let shown = ContentError::refused(hostile).to_string();
+        assert_eq!(
+            shown,
+            "unknown variant `\\u{1b}]0;PWNED\\u{7}\\u{1b}[2K\\u{9}ok\\u{9b}31m\\u{7f}\\u{202e}exe\\u{2066}`"
+        );
+        assert!(!shown.chars().any(needs_escape));
+        let context = ContentError::failed("x").context("in \u{1b}[31m");
+        assert_eq!(context.to_string(), "in \\u{1b}[31m: x");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #[test]
+        fn any_text_becomes_one_printable_line(text in ".*", extra in proptest::collection::vec(proptest::char::any(), 0..16)) {
+            let text: String = text.chars().chain(extra).collect();
+            let shown = ContentError::failed(text.clone()).to_string();
+            proptest::prop_assert!(!shown.chars().any(needs_escape), "{:?}", shown);
+            // Plain text passes unchanged.
+            if !text.chars().any(needs_escape) {
+                proptest::prop_assert_eq!(shown, text);
+            }
+        }
     }
 }

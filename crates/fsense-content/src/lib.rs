@@ -4,8 +4,11 @@
 //!   interpreter's compile step, so the two cannot disagree.
 //! - [`engine`]: runs a compiled [`RuleSet`] over events, in time linear in the path length.
 //! - [`tuf`]: distribution through a TUF repository (`tough`): keys, publishing, verifying.
+//! - [`signing`]: k-of-n targets signatures (stage, sign, publish) and key rotation.
 //! - [`state`]: a sensor's state directory: atomic install, last known good, rollback.
 //! - [`rollout`]: rings with health gates and automatic rollback, plus the fleet simulator.
+//! - [`reload`]: live reload for a running consumer (check, install, hand over new rules).
+//! - [`http`]: repositories on a web server.
 //! - [`cli`]: the `fsense content ...` commands.
 //!
 //! The file format, the templates, the limits and the repository layout are documented in
@@ -17,8 +20,14 @@ pub mod cli;
 pub mod engine;
 mod error;
 #[cfg(feature = "distribution")]
+pub mod http;
+#[cfg(feature = "distribution")]
+pub mod reload;
+#[cfg(feature = "distribution")]
 pub mod rollout;
 pub mod rules;
+#[cfg(feature = "distribution")]
+pub mod signing;
 #[cfg(feature = "distribution")]
 pub mod state;
 #[cfg(feature = "distribution")]

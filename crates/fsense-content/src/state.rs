@@ -1,32 +1,43 @@
 //! A sensor's content state directory: atomic install, last known good, rollback.
 //!
 //! ```text
+//! DIR/.lock               flock: held exclusively by update and rollback, shared by loads
 //! DIR/state.json          the pointer: active and last-known-good generation, highest TUF
 //!                         metadata versions ever trusted, releases rolled back
 //! DIR/gen-N/rules.toml    installed content, exactly the verified target bytes
 //! DIR/gen-N/install.json  its rules version, sha256 and TUF metadata versions
-//! DIR/gen-N/tuf/          the TUF client's trusted metadata as of this install
+//! DIR/gen-N/tuf/          the TUF client's trusted metadata (refreshed on every update check)
 //! DIR/.staging-*          an update in progress (removed by the next update)
 //! ```
-//! An update builds a complete new generation in a staging directory, syncs it, renames it to
-//! `gen-N`, then replaces `state.json` by writing `state.json.tmp`, syncing and renaming it. The
-//! rename of `state.json` is the commit point: a crash before it leaves the old content active, a
-//! crash after it the new one; generations that `state.json` does not name are garbage.
+//! An update builds a complete new generation in a staging directory with a unique name, syncs
+//! it, renames it to `gen-N`, then replaces `state.json` through a uniquely named temporary file.
+//! The rename of `state.json` is the commit point: a crash before it leaves the old content
+//! active, a crash after it the new one; generations that `state.json` does not name are garbage.
+//!
+//! The directory is trusted only if it is ours: it (and its parent, unless sticky) must be owned
+//! by this user or root and writable by no one else, or every command refuses it. `state.json`
+//! may only name generations this code creates (`gen-N`), every file is opened without following
+//! a symbolic link, and loading re-checks the rules against the sha256 recorded at install.
 
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use fsense_safefs::{SafeFsError, Visibility};
 use serde::{Deserialize, Serialize};
 
-use crate::rules::{RuleSet, compile};
-use crate::tuf::{self, MetadataVersions};
+use crate::rules::{MAX_RULES_FILE_BYTES, RuleSet, compile};
+use crate::tuf::{self, MetadataVersions, RepoLocation};
 use crate::{ContentError, ErrorKind};
 
 const POINTER: &str = "state.json";
-const POINTER_TMP: &str = "state.json.tmp";
+const LOCK: &str = ".lock";
 const STAGING_PREFIX: &str = ".staging-";
 const RULES: &str = "rules.toml";
 const INSTALL: &str = "install.json";
 const TUF_DIR: &str = "tuf";
+/// Largest state or trusted-metadata file read back (tough's own limits are lower).
+const MAX_STATE_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The commit pointer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +98,51 @@ pub struct RolledBack {
     pub to: Option<u64>,
 }
 
+/// `true` for the generation names this code creates: `gen-` and a decimal number without
+/// leading zeros. Anything else in `state.json` was not written by us.
+pub fn is_generation_name(name: &str) -> bool {
+    name.strip_prefix("gen-").is_some_and(|n| {
+        !n.is_empty()
+            && n.len() <= 20
+            && n.bytes().all(|b| b.is_ascii_digit())
+            && (n == "0" || !n.starts_with('0'))
+            && n.parse::<u64>().is_ok()
+    })
+}
+
+/// A refusal from `fsense-safefs` (a file or directory we must not trust or touch), or its I/O
+/// failure, as this crate's error.
+pub(crate) fn safefs_error(err: SafeFsError) -> ContentError {
+    let refused = !matches!(err, SafeFsError::Io { .. });
+    let err = ContentError::failed(err.to_string());
+    if refused {
+        err.with_kind(ErrorKind::Refused)
+    } else {
+        err
+    }
+}
+
+/// Reads a file that must be a regular file (no symbolic link, FIFO or device) of at most `limit`
+/// bytes.
+pub(crate) fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ContentError> {
+    let file = fsense_safefs::open_regular(path).map_err(safefs_error)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ContentError::io("cannot read", path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(ContentError::refused(format!(
+            "{} is over {limit} bytes",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+fn is_not_found(err: &SafeFsError) -> bool {
+    matches!(err, SafeFsError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// A state directory.
 #[derive(Clone, Debug)]
 pub struct StateDir {
@@ -95,7 +151,7 @@ pub struct StateDir {
 }
 
 impl StateDir {
-    /// Opens (or creates) a state directory whose writes are synced to disk.
+    /// A state directory whose writes are synced to disk. Nothing is touched until a command runs.
     pub fn open(path: &Path) -> Result<Self, ContentError> {
         Ok(Self {
             path: path.to_owned(),
@@ -115,49 +171,128 @@ impl StateDir {
         &self.path
     }
 
-    /// The pointer, or the empty pointer if nothing was ever installed.
+    /// Refuses the directory unless this user may trust what it holds.
+    fn check_trusted(&self) -> Result<(), ContentError> {
+        fsense_safefs::check_trusted_dir(&self.path)
+            .map_err(|e| safefs_error(e).context("content state directory"))
+    }
+
+    /// Creates the directory (0700) if needed, checks it, and takes the exclusive lock that every
+    /// writer holds until it returns. A second writer waits here.
+    fn lock_for_writing(&self) -> Result<File, ContentError> {
+        fsense_safefs::ensure_private_dir(&self.path)
+            .map_err(|e| safefs_error(e).context("content state directory"))?;
+        let path = self.path.join(LOCK);
+        let file = fsense_safefs::append_private(&path).map_err(safefs_error)?;
+        file.lock()
+            .map_err(|e| ContentError::io("cannot lock", &path, e))?;
+        Ok(file)
+    }
+
+    /// A shared lock, so that no writer removes a generation while it is read; `None` when no
+    /// writer ever ran here (there is nothing to race with).
+    fn lock_for_reading(&self) -> Result<Option<File>, ContentError> {
+        let path = self.path.join(LOCK);
+        let file = match fsense_safefs::open_regular(&path) {
+            Ok(file) => file,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(safefs_error(e)),
+        };
+        file.lock_shared()
+            .map_err(|e| ContentError::io("cannot lock", &path, e))?;
+        Ok(Some(file))
+    }
+
+    /// The pointer, or the empty pointer if nothing was ever installed. Generation names are
+    /// checked: `state.json` can only name what this code creates.
     pub fn pointer(&self) -> Result<Pointer, ContentError> {
         let path = self.path.join(POINTER);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| ContentError::failed(format!("{} is damaged: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Pointer::default()),
-            Err(e) => Err(ContentError::io("cannot read", &path, e)),
+        let bytes = match fsense_safefs::open_regular(&path) {
+            Err(e) if is_not_found(&e) => return Ok(Pointer::default()),
+            Err(e) => return Err(safefs_error(e)),
+            Ok(_) => read_regular(&path, MAX_STATE_FILE_BYTES)?,
+        };
+        let pointer: Pointer = serde_json::from_slice(&bytes)
+            .map_err(|e| ContentError::failed(format!("{} is damaged: {e}", path.display())))?;
+        for (role, name) in [
+            ("active", &pointer.active),
+            ("last known good", &pointer.last_known_good),
+        ] {
+            if let Some(name) = name
+                && !is_generation_name(name)
+            {
+                return Err(ContentError::refused(format!(
+                    "{} names `{name}` as the {role} content, which is not a generation fsense creates (gen-N)",
+                    path.display()
+                )));
+            }
         }
+        Ok(pointer)
     }
 
     fn install_of(&self, generation: &str) -> Result<Install, ContentError> {
-        let path = self.path.join(generation).join(INSTALL);
-        let bytes = std::fs::read(&path).map_err(|e| ContentError::io("cannot read", &path, e))?;
+        let dir = self.path.join(generation);
+        fsense_safefs::check_trusted_dir(&dir)
+            .map_err(|e| safefs_error(e).context("content generation"))?;
+        let path = dir.join(INSTALL);
+        let bytes = read_regular(&path, MAX_STATE_FILE_BYTES)?;
         serde_json::from_slice(&bytes)
             .map_err(|e| ContentError::failed(format!("{} is damaged: {e}", path.display())))
     }
 
-    /// Rules version of the active content, if any.
-    pub fn active_version(&self) -> Result<Option<u64>, ContentError> {
-        match self.pointer()?.active {
-            Some(generation) => Ok(Some(self.install_of(&generation)?.rules_version)),
-            None => Ok(None),
+    /// The generation to treat as active: the pointer's active one, or, when that directory is
+    /// gone, the last known good one. `None` when neither exists.
+    fn resolve_active(&self, pointer: &Pointer) -> Result<Option<(String, Install)>, ContentError> {
+        for generation in [&pointer.active, &pointer.last_known_good]
+            .into_iter()
+            .flatten()
+        {
+            match std::fs::symlink_metadata(self.path.join(generation)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                _ => return Ok(Some((generation.clone(), self.install_of(generation)?))),
+            }
         }
+        Ok(None)
     }
 
-    /// Loads the active content: checks its hash against the install record and compiles it again.
+    /// Rules version of the active content, if any.
+    pub fn active_version(&self) -> Result<Option<u64>, ContentError> {
+        self.check_trusted()?;
+        let _lock = self.lock_for_reading()?;
+        let pointer = self.pointer()?;
+        Ok(self
+            .resolve_active(&pointer)?
+            .map(|(_, install)| install.rules_version))
+    }
+
+    /// Loads the active content (or the last known good one if the active generation is gone):
+    /// checks its hash against the install record and compiles it again.
     pub fn load_active(&self) -> Result<RuleSet, ContentError> {
-        let generation = self.pointer()?.active.ok_or_else(|| {
-            ContentError::failed(format!(
-                "no content installed in {} (run `fsense content update`)",
-                self.path.display()
-            ))
-        })?;
-        let install = self.install_of(&generation)?;
+        self.check_trusted()?;
+        let _lock = self.lock_for_reading()?;
+        let pointer = self.pointer()?;
+        let Some((generation, install)) = self.resolve_active(&pointer)? else {
+            return Err(ContentError::failed(match pointer.active {
+                Some(active) => format!(
+                    "the active content {active} in {} is missing and no last known good is left (run `fsense content update`)",
+                    self.path.display()
+                ),
+                None => format!(
+                    "no content installed in {} (run `fsense content update`)",
+                    self.path.display()
+                ),
+            }));
+        };
         let rules_path = self.path.join(&generation).join(RULES);
-        let text = crate::read_limited(&rules_path)?;
-        if sha256_hex(text.as_bytes()) != install.sha256 {
+        let bytes = read_regular(&rules_path, MAX_RULES_FILE_BYTES as u64)?;
+        if sha256_hex(&bytes) != install.sha256 {
             return Err(ContentError::refused(format!(
                 "{} does not match its recorded sha256",
                 rules_path.display()
             )));
         }
+        let text = String::from_utf8(bytes)
+            .map_err(|_| ContentError::refused(format!("{} is not UTF-8", rules_path.display())))?;
         let rules = compile(&text)?;
         if rules.version() != install.rules_version {
             return Err(ContentError::refused(format!(
@@ -168,9 +303,18 @@ impl StateDir {
         Ok(rules)
     }
 
-    /// `fsense content update`: install the newest release of `repo`.
+    /// `fsense content update`: install the newest release of `repo` (a directory).
     pub fn update(&self, repo: &Path, root: &Path) -> Result<UpdateOutcome, ContentError> {
         self.update_to(repo, root, None, &mut |_| {})
+    }
+
+    /// `fsense content update` from a directory or an `http(s)://` URL.
+    pub fn update_from(
+        &self,
+        repo: &RepoLocation,
+        root: &Path,
+    ) -> Result<UpdateOutcome, ContentError> {
+        self.update_from_to(repo, root, None, &mut |_| {})
     }
 
     /// Installs release `version` (the newest when `None`), reporting each step to `observer`.
@@ -181,25 +325,37 @@ impl StateDir {
         version: Option<u64>,
         observer: &mut dyn FnMut(Step),
     ) -> Result<UpdateOutcome, ContentError> {
+        self.update_from_to(
+            &RepoLocation::Dir(repo.to_owned()),
+            root_path,
+            version,
+            observer,
+        )
+    }
+
+    /// [`StateDir::update_to`] for any repository location. Holds the directory's exclusive lock
+    /// throughout: a concurrent update or rollback waits for this one to finish.
+    pub fn update_from_to(
+        &self,
+        repo: &RepoLocation,
+        root_path: &Path,
+        version: Option<u64>,
+        observer: &mut dyn FnMut(Step),
+    ) -> Result<UpdateOutcome, ContentError> {
         let trusted_root =
             std::fs::read(root_path).map_err(|e| ContentError::io("cannot read", root_path, e))?;
-        std::fs::create_dir_all(&self.path)
-            .map_err(|e| ContentError::io("cannot create", &self.path, e))?;
+        let _lock = self.lock_for_writing()?;
         self.remove_leftovers()?;
         let pointer = self.pointer()?;
-        let active = match &pointer.active {
-            Some(generation) => Some((generation.clone(), self.install_of(generation)?)),
-            None => None,
-        };
+        let active = self.resolve_active(&pointer)?;
         let active_version = active.as_ref().map(|(_, install)| install.rules_version);
 
-        let staging = self
-            .path
-            .join(format!("{STAGING_PREFIX}{}", std::process::id()));
-        std::fs::create_dir(&staging)
-            .map_err(|e| ContentError::io("cannot create", &staging, e))?;
+        let staging = tempfile::Builder::new()
+            .prefix(STAGING_PREFIX)
+            .tempdir_in(&self.path)
+            .map_err(|e| ContentError::io("cannot create a staging directory in", &self.path, e))?;
         observer(Step::StagingCreated);
-        let datastore = staging.join(TUF_DIR);
+        let datastore = staging.path().join(TUF_DIR);
         std::fs::create_dir(&datastore)
             .map_err(|e| ContentError::io("cannot create", &datastore, e))?;
         if let Some((generation, _)) = &active {
@@ -208,7 +364,7 @@ impl StateDir {
         observer(Step::TrustedMetadataCopied);
 
         let fetched = tuf::block_on(async {
-            let repository = tuf::load_repository(repo, &trusted_root, Some(&datastore)).await?;
+            let repository = tuf::load_repository_at(repo, &trusted_root, Some(&datastore)).await?;
             let versions = MetadataVersions::of(&repository);
             if let Some((role, new, old)) = versions.older_role_than(&pointer.seen) {
                 return Err(ContentError::refused(format!(
@@ -220,27 +376,32 @@ impl StateDir {
                 && let Some(newest) = newest
             {
                 if pointer.rolled_back.contains(&newest) {
-                    return Ok(Err(UpdateOutcome::SkippedRolledBack {
-                        newest,
-                        active: active_version,
-                    }));
+                    return Ok(Err((
+                        UpdateOutcome::SkippedRolledBack {
+                            newest,
+                            active: active_version,
+                        },
+                        versions,
+                    )));
                 }
                 if active_version.is_some_and(|active| newest <= active) {
-                    return Ok(Err(UpdateOutcome::UpToDate {
-                        version: active_version.unwrap_or(newest),
-                    }));
+                    return Ok(Err((
+                        UpdateOutcome::UpToDate {
+                            version: active_version.unwrap_or(newest),
+                        },
+                        versions,
+                    )));
                 }
             }
             tuf::fetch_release(&repository, version).await.map(Ok)
         })?;
         let fetched = match fetched {
             Ok(Ok(fetched)) => fetched,
-            Ok(Err(outcome)) => {
-                let _ = std::fs::remove_dir_all(&staging);
+            Ok(Err((outcome, versions))) => {
+                self.persist_refresh(&pointer, active.as_ref(), &datastore, &versions)?;
                 return Ok(outcome);
             }
             Err(err) => {
-                let _ = std::fs::remove_dir_all(&staging);
                 return Err(match err.kind() {
                     ErrorKind::Invalid => err
                         .with_kind(ErrorKind::Refused)
@@ -253,7 +414,7 @@ impl StateDir {
         if version.is_none()
             && active_version.is_some_and(|active| fetched.rules.version() <= active)
         {
-            let _ = std::fs::remove_dir_all(&staging);
+            self.persist_refresh(&pointer, active.as_ref(), &datastore, &fetched.metadata)?;
             return Ok(UpdateOutcome::UpToDate {
                 version: active_version.unwrap_or_default(),
             });
@@ -264,8 +425,8 @@ impl StateDir {
             sha256: sha256_hex(fetched.text.as_bytes()),
             metadata: fetched.metadata,
         };
-        self.write_file(&staging.join(RULES), fetched.text.as_bytes())?;
-        self.write_file(&staging.join(INSTALL), &to_json(&install)?)?;
+        self.write_new(&staging.path().join(RULES), fetched.text.as_bytes())?;
+        self.write_new(&staging.path().join(INSTALL), &to_json(&install)?)?;
         if self.durable {
             for entry in std::fs::read_dir(&datastore)
                 .map_err(|e| ContentError::io("cannot list", &datastore, e))?
@@ -277,20 +438,23 @@ impl StateDir {
                 )?;
             }
             fsync_dir(&datastore)?;
-            fsync_dir(&staging)?;
+            fsync_dir(staging.path())?;
         }
         observer(Step::ContentStaged);
 
         let generation = format!("gen-{}", self.highest_generation()? + 1);
         let target = self.path.join(&generation);
-        std::fs::rename(&staging, &target)
-            .map_err(|e| ContentError::io("cannot move into place", &target, e))?;
+        let staging = staging.keep();
+        if let Err(e) = std::fs::rename(&staging, &target) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(ContentError::io("cannot move into place", &target, e));
+        }
         self.sync_dir(&self.path)?;
         observer(Step::GenerationRenamed);
 
         let new_pointer = Pointer {
             active: Some(generation),
-            last_known_good: pointer.active.clone(),
+            last_known_good: active.map(|(generation, _)| generation),
             seen: pointer.seen.max_each(&fetched.metadata),
             rolled_back: pointer.rolled_back.clone(),
         };
@@ -303,8 +467,60 @@ impl StateDir {
         })
     }
 
+    /// After a successful check that installs nothing, keeps what TUF now trusts (TUF 5.4.5,
+    /// 5.5.7): the refreshed client metadata replaces the active generation's copy, file by
+    /// file and atomically, and the pointer's record of the highest versions is raised.
+    fn persist_refresh(
+        &self,
+        pointer: &Pointer,
+        active: Option<&(String, Install)>,
+        datastore: &Path,
+        versions: &MetadataVersions,
+    ) -> Result<(), ContentError> {
+        if let Some((generation, _)) = active {
+            let trusted = self.path.join(generation).join(TUF_DIR);
+            std::fs::create_dir_all(&trusted)
+                .map_err(|e| ContentError::io("cannot create", &trusted, e))?;
+            for entry in std::fs::read_dir(datastore)
+                .map_err(|e| ContentError::io("cannot list", datastore, e))?
+            {
+                let entry = entry.map_err(|e| ContentError::io("cannot list", datastore, e))?;
+                let bytes = read_regular(&entry.path(), MAX_STATE_FILE_BYTES)?;
+                let dest = trusted.join(entry.file_name());
+                if read_regular(&dest, MAX_STATE_FILE_BYTES).is_ok_and(|old| old == bytes) {
+                    continue;
+                }
+                fsense_safefs::write_atomic(
+                    &trusted.join(entry.file_name()),
+                    &bytes,
+                    Visibility::Private,
+                )
+                .map_err(safefs_error)?;
+            }
+        }
+        let seen = pointer.seen.max_each(versions);
+        if seen != pointer.seen {
+            let new_pointer = Pointer {
+                seen,
+                ..pointer.clone()
+            };
+            self.commit(&new_pointer, &mut |_| {})?;
+        }
+        Ok(())
+    }
+
     /// `fsense content rollback`: make the last known good content active again.
     pub fn rollback(&self) -> Result<RolledBack, ContentError> {
+        if let Err(e) = std::fs::symlink_metadata(&self.path)
+            && e.kind() == std::io::ErrorKind::NotFound
+        {
+            return Err(ContentError::refused(format!(
+                "{} has no active content to roll back",
+                self.path.display()
+            )));
+        }
+        self.check_trusted()?;
+        let _lock = self.lock_for_writing()?;
         let pointer = self.pointer()?;
         let Some(active) = pointer.active.clone() else {
             return Err(ContentError::refused(format!(
@@ -333,28 +549,50 @@ impl StateDir {
         Ok(RolledBack { from, to })
     }
 
-    /// Replaces `state.json` atomically: write a temporary file, sync it, rename it, sync the dir.
+    /// Replaces `state.json` atomically through a private temporary file with a unique name.
     fn commit(
         &self,
         pointer: &Pointer,
         observer: &mut dyn FnMut(Step),
     ) -> Result<(), ContentError> {
-        let tmp = self.path.join(POINTER_TMP);
-        self.write_file(&tmp, &to_json(pointer)?)?;
-        observer(Step::PointerStaged);
         let path = self.path.join(POINTER);
-        std::fs::rename(&tmp, &path).map_err(|e| ContentError::io("cannot replace", &path, e))?;
-        self.sync_dir(&self.path)?;
+        let (tmp, mut file) =
+            fsense_safefs::create_temp_beside(&path, Visibility::Private).map_err(safefs_error)?;
+        let written = file.write_all(&to_json(pointer)?).and_then(|()| {
+            if self.durable {
+                file.sync_all()
+            } else {
+                Ok(())
+            }
+        });
+        drop(file);
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(ContentError::io("cannot write", &tmp, e));
+        }
+        observer(Step::PointerStaged);
+        if self.durable {
+            fsense_safefs::rename_into_place(&tmp, &path).map_err(safefs_error)?;
+        } else if let Err(e) = std::fs::rename(&tmp, &path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(ContentError::io("cannot replace", &path, e));
+        }
         observer(Step::PointerRenamed);
         Ok(())
     }
 
-    fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<(), ContentError> {
-        std::fs::write(path, bytes).map_err(|e| ContentError::io("cannot write", path, e))?;
-        if self.durable {
-            fsync_file(path)?;
-        }
-        Ok(())
+    /// Writes a new private file (it must not exist) and syncs it.
+    fn write_new(&self, path: &Path, bytes: &[u8]) -> Result<(), ContentError> {
+        let mut file = fsense_safefs::create_new_private(path).map_err(safefs_error)?;
+        file.write_all(bytes)
+            .and_then(|()| {
+                if self.durable {
+                    file.sync_all()
+                } else {
+                    Ok(())
+                }
+            })
+            .map_err(|e| ContentError::io("cannot write", path, e))
     }
 
     fn sync_dir(&self, path: &Path) -> Result<(), ContentError> {
@@ -370,6 +608,7 @@ impl StateDir {
             .map_err(|e| ContentError::io("cannot list", &self.path, e))?;
         Ok(entries
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| is_generation_name(name))
             .filter_map(|name| Some((name.strip_prefix("gen-")?.parse().ok()?, name)))
             .collect())
     }
@@ -383,16 +622,17 @@ impl StateDir {
             .unwrap_or(0))
     }
 
+    /// Removes what crashed writers left: staging directories and pointer temporaries. Only
+    /// called with the exclusive lock held, so none of them belongs to a running update.
     fn remove_leftovers(&self) -> Result<(), ContentError> {
         let entries = std::fs::read_dir(&self.path)
             .map_err(|e| ContentError::io("cannot list", &self.path, e))?;
         for entry in entries.flatten() {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(STAGING_PREFIX)
-            {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(STAGING_PREFIX) {
                 let _ = std::fs::remove_dir_all(entry.path());
+            } else if name.starts_with(&format!(".{POINTER}.")) && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
             }
         }
         Ok(())
@@ -426,6 +666,8 @@ fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, ContentError> {
         .map_err(|e| ContentError::failed(format!("cannot serialize state: {e}")))
 }
 
+/// Copies the regular files of `from` (none if it does not exist) into the new directory `to`;
+/// anything else there (a link, a FIFO) is refused.
 fn copy_dir_files(from: &Path, to: &Path) -> Result<(), ContentError> {
     let entries = match std::fs::read_dir(from) {
         Ok(entries) => entries,
@@ -434,9 +676,12 @@ fn copy_dir_files(from: &Path, to: &Path) -> Result<(), ContentError> {
     };
     for entry in entries {
         let entry = entry.map_err(|e| ContentError::io("cannot list", from, e))?;
+        let bytes = read_regular(&entry.path(), MAX_STATE_FILE_BYTES)?;
         let dest = to.join(entry.file_name());
-        std::fs::copy(entry.path(), &dest)
-            .map_err(|e| ContentError::io("cannot copy to", &dest, e))?;
+        fsense_safefs::create_new_private(&dest)
+            .map_err(safefs_error)?
+            .write_all(&bytes)
+            .map_err(|e| ContentError::io("cannot write", &dest, e))?;
     }
     Ok(())
 }
@@ -466,5 +711,48 @@ pub(crate) fn fsync_dir(path: &Path) -> Result<(), ContentError> {
         },
         Err(_) if cfg!(windows) => Ok(()),
         Err(e) => Err(ContentError::io("cannot open", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_generation_name;
+    use proptest::prelude::*;
+
+    #[test]
+    fn generation_names() {
+        for good in ["gen-0", "gen-1", "gen-42", "gen-18446744073709551615"] {
+            assert!(is_generation_name(good), "{good}");
+        }
+        for bad in [
+            "gen-",
+            "gen-01",
+            "gen-1/..",
+            "../gen-1",
+            "gen-1 ",
+            "gen--1",
+            "gen-+1",
+            "evil",
+            "gen-18446744073709551616",
+            "GEN-1",
+            "gen-١",
+        ] {
+            assert!(!is_generation_name(bad), "{bad}");
+        }
+    }
+
+    proptest! {
+        /// Exactly the names `update` creates (`gen-{u64}`) are accepted.
+        #[test]
+        fn only_names_update_creates_are_accepted(n in any::<u64>(), text in "\\PC{0,24}") {
+            let created = format!("gen-{n}");
+            prop_assert!(is_generation_name(&created));
+            let accepted = is_generation_name(&text);
+            let canonical = text
+                .strip_prefix("gen-")
+                .and_then(|digits| digits.parse::<u64>().ok())
+                .is_some_and(|n| format!("gen-{n}") == text);
+            prop_assert_eq!(accepted, canonical, "{:?}", text);
+        }
     }
 }

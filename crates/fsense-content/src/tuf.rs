@@ -26,12 +26,15 @@ use tough::schema::decoded::{Decoded, Hex};
 use tough::schema::key::{Ed25519Key, Ed25519Scheme, Key};
 use tough::schema::{KeyHolder, RoleKeys, RoleType, Root, Target};
 use tough::{
-    ExpirationEnforcement, IntoVec, Repository, RepositoryLoader, SafeUrlPath, TargetName,
-    Transport, TransportError, TransportErrorKind, TransportStream,
+    ExpirationEnforcement, IntoVec, Repository, RepositoryLoader, TargetName, Transport,
+    TransportError, TransportErrorKind, TransportStream,
 };
 use url::Url;
 
+use fsense_safefs::{SafeFsError, Visibility};
+
 use crate::rules::{MAX_RULES_FILE_BYTES, RuleSet, compile};
+use crate::state::safefs_error;
 use crate::{ContentError, ErrorKind};
 
 /// Name of the trust anchor in a keys directory.
@@ -39,7 +42,7 @@ pub const ROOT_FILE: &str = "root.json";
 /// Custom target metadata key holding the rules version.
 pub const VERSION_KEY: &str = "rules_version";
 /// The top-level roles, each with its own key (threshold 1).
-const ROLES: [RoleType; 4] = [
+pub(crate) const ROLES: [RoleType; 4] = [
     RoleType::Root,
     RoleType::Targets,
     RoleType::Snapshot,
@@ -47,7 +50,7 @@ const ROLES: [RoleType; 4] = [
 ];
 
 /// Lifetime of the root metadata `keygen` signs; root changes rarely.
-const ROOT_DAYS: i64 = 365;
+pub(crate) const ROOT_DAYS: i64 = 365;
 
 /// How long the metadata a release signs stays valid, in days. A short timestamp lifetime bounds
 /// how long a freeze attack (serving stale but validly signed metadata) can go unnoticed.
@@ -68,7 +71,7 @@ impl Default for Lifetimes {
     }
 }
 
-fn key_file(keys_dir: &Path, role: RoleType) -> PathBuf {
+pub(crate) fn key_file(keys_dir: &Path, role: RoleType) -> PathBuf {
     keys_dir.join(format!("{role}.pk8"))
 }
 
@@ -88,6 +91,7 @@ pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, C
         if cell.get().is_none() {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_time()
+                .enable_io()
                 .build()
                 .map_err(|e| ContentError::failed(format!("cannot start the I/O runtime: {e}")))?;
             let _ = cell.set(runtime);
@@ -99,31 +103,78 @@ pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, C
     })
 }
 
-fn days_from_now(days: i64) -> Result<jiff::Timestamp, ContentError> {
+pub(crate) fn days_from_now(days: i64) -> Result<jiff::Timestamp, ContentError> {
     jiff::Timestamp::now()
         .checked_add(jiff::SignedDuration::from_hours(days * 24))
         .map_err(|e| ContentError::failed(format!("expiry out of range: {e}")))
 }
 
-fn tuf_failed(context: &str, err: &dyn std::error::Error) -> ContentError {
+pub(crate) fn tuf_failed(context: &str, err: &dyn std::error::Error) -> ContentError {
     ContentError::tuf(ErrorKind::Failed, context, err)
+}
+
+/// How many targets keys `keygen` makes, and how many of them must sign each release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetsKeys {
+    /// One key, `targets.pk8`, threshold 1 (`publish RULES` signs alone).
+    Single,
+    /// `targets-1.key` ... `targets-N.key`, any `threshold` of which must sign (`stage`, `sign`,
+    /// `publish`). `1 <= threshold <= keys <= 16`.
+    Shared { keys: u8, threshold: u8 },
+}
+
+/// Most targets keys one root may pin.
+pub const MAX_TARGETS_KEYS: u8 = 16;
+
+/// The file of the `index`-th (1-based) of several targets keys.
+pub fn shared_targets_key_file(keys_dir: &Path, index: u8) -> PathBuf {
+    keys_dir.join(format!("targets-{index}.key"))
 }
 
 /// `fsense content keygen`: one Ed25519 key per top-level role and the signed `root.json`.
 pub fn keygen(out_dir: &Path) -> Result<PathBuf, ContentError> {
+    keygen_with(out_dir, TargetsKeys::Single)
+}
+
+/// [`keygen`] with `targets` keys for the targets role.
+pub fn keygen_with(out_dir: &Path, targets: TargetsKeys) -> Result<PathBuf, ContentError> {
+    if let TargetsKeys::Shared { keys, threshold } = targets
+        && !(1 <= threshold && threshold <= keys && keys <= MAX_TARGETS_KEYS)
+    {
+        return Err(ContentError::refused(format!(
+            "--targets-threshold {threshold} of --targets-keys {keys}: need 1 <= K <= N <= {MAX_TARGETS_KEYS}"
+        )));
+    }
+    // (role, key file, threshold of the role)
+    let slots: Vec<(RoleType, PathBuf, u8)> = ROLES
+        .into_iter()
+        .flat_map(|role| match (role, targets) {
+            (RoleType::Targets, TargetsKeys::Shared { keys, threshold }) => (1..=keys)
+                .map(|i| (role, shared_targets_key_file(out_dir, i), threshold))
+                .collect::<Vec<_>>(),
+            _ => vec![(role, key_file(out_dir, role), 1)],
+        })
+        .collect();
     let root_path = out_dir.join(ROOT_FILE);
-    if root_path.exists() || ROLES.iter().any(|role| key_file(out_dir, *role).exists()) {
+    // `symlink_metadata`: a dangling symbolic link planted in the directory counts as present.
+    let present = |path: &Path| std::fs::symlink_metadata(path).is_ok();
+    if present(&root_path)
+        || ROLES.iter().any(|role| present(&key_file(out_dir, *role)))
+        || slots.iter().any(|(_, path, _)| present(path))
+    {
         return Err(ContentError::refused(format!(
             "{} already holds keys; refusing to overwrite them",
             out_dir.display()
         )));
     }
-    std::fs::create_dir_all(out_dir).map_err(|e| ContentError::io("cannot create", out_dir, e))?;
+    // Private keys go into a directory only this user can enter.
+    fsense_safefs::ensure_private_dir(out_dir)
+        .map_err(|e| safefs_error(e).context("keys directory"))?;
     let rng = SystemRandom::new();
     let mut keys = HashMap::new();
-    let mut roles = HashMap::new();
+    let mut roles: HashMap<RoleType, RoleKeys> = HashMap::new();
     let mut sources: Vec<Box<dyn KeySource>> = Vec::new();
-    for role in ROLES {
+    for (role, path, threshold) in slots {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
             .map_err(|e| ContentError::failed(format!("cannot generate a key: {e}")))?;
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
@@ -139,17 +190,19 @@ pub fn keygen(out_dir: &Path) -> Result<PathBuf, ContentError> {
         let key_id: Decoded<Hex> = key
             .key_id()
             .map_err(|e| tuf_failed("cannot compute a key id", &e))?;
-        let path = key_file(out_dir, role);
         write_private(&path, pkcs8.as_ref())?;
-        sources.push(Box::new(LocalKeySource { path }));
-        roles.insert(
-            role,
-            RoleKeys {
-                keyids: vec![key_id.clone()],
-                threshold: NonZeroU64::MIN,
+        if role == RoleType::Root {
+            sources.push(Box::new(LocalKeySource { path }));
+        }
+        roles
+            .entry(role)
+            .or_insert_with(|| RoleKeys {
+                keyids: Vec::new(),
+                threshold: NonZeroU64::new(u64::from(threshold)).unwrap_or(NonZeroU64::MIN),
                 _extra: HashMap::new(),
-            },
-        );
+            })
+            .keyids
+            .push(key_id.clone());
         keys.insert(key_id, key);
     }
     let root = Root {
@@ -168,29 +221,26 @@ pub fn keygen(out_dir: &Path) -> Result<PathBuf, ContentError> {
         &rng,
     ))?
     .map_err(|e| tuf_failed("cannot sign root.json", &e))?;
-    std::fs::write(&root_path, signed.buffer())
-        .map_err(|e| ContentError::io("cannot write", &root_path, e))?;
+    // Public: root.json is the trust anchor every sensor is given.
+    fsense_safefs::write_atomic(&root_path, signed.buffer(), Visibility::Public)
+        .map_err(safefs_error)?;
     Ok(root_path)
 }
 
+/// Writes a private key to a file that must not exist yet (never through a planted link).
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ContentError> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .map_err(|e| ContentError::io("cannot create", path, e))?;
+    let mut file = fsense_safefs::create_new_private(path).map_err(safefs_error)?;
     file.write_all(bytes)
+        .and_then(|()| file.sync_all())
         .map_err(|e| ContentError::io("cannot write", path, e))
 }
 
-fn metadata_dir(repo: &Path) -> PathBuf {
+pub(crate) fn metadata_dir(repo: &Path) -> PathBuf {
     repo.join("metadata")
 }
 
-fn targets_dir(repo: &Path) -> PathBuf {
+pub(crate) fn targets_dir(repo: &Path) -> PathBuf {
     repo.join("targets")
 }
 
@@ -209,26 +259,58 @@ const MAX_FETCH_BYTES: u64 = 16 * 1024 * 1024;
 /// goes through tokio's blocking pool chunk by chunk; on a loaded machine those thread hand-offs
 /// made a 1000-host simulation take a minute. Verification is unchanged: `tough` checks what
 /// this returns exactly as it checks what comes over HTTP.
-#[derive(Debug, Clone, Copy)]
-struct LocalFiles;
+///
+/// The URLs tough asks for are joined onto our own base URLs; they are mapped back to paths with
+/// `to_file_path` (so `sp ace` and non-ASCII directory names work) and must stay below one of the
+/// bases. Each file is opened without following a final symbolic link and must be a regular file:
+/// a FIFO or device in the repository is refused, never waited on.
+#[derive(Debug, Clone)]
+struct LocalFiles {
+    bases: Vec<PathBuf>,
+}
+
+impl LocalFiles {
+    fn path_of(&self, url: &Url) -> Option<PathBuf> {
+        if url.scheme() != "file" {
+            return None;
+        }
+        let path = url.to_file_path().ok()?;
+        let inside = self.bases.iter().any(|base| {
+            path.strip_prefix(base).is_ok_and(|rest| {
+                rest.components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+            })
+        });
+        inside.then_some(path)
+    }
+}
 
 #[tough::async_trait]
 impl Transport for LocalFiles {
     async fn fetch(&self, url: Url) -> Result<TransportStream, TransportError> {
         use std::io::Read;
-        if url.scheme() != "file" {
+        let Some(path) = self.path_of(&url) else {
             return Err(TransportError::new(
                 TransportErrorKind::UnsupportedUrlScheme,
                 url,
             ));
-        }
-        let path = url.safe_url_filepath();
-        let read = std::fs::File::open(&path).and_then(|file| {
-            let mut bytes = Vec::new();
-            file.take(MAX_FETCH_BYTES + 1)
-                .read_to_end(&mut bytes)
-                .map(|_| bytes)
-        });
+        };
+        let read = match fsense_safefs::open_regular(&path) {
+            Ok(file) => {
+                let mut bytes = Vec::new();
+                file.take(MAX_FETCH_BYTES + 1)
+                    .read_to_end(&mut bytes)
+                    .map(|_| bytes)
+            }
+            Err(SafeFsError::Io { source, .. }) => Err(source),
+            Err(refused) => {
+                return Err(TransportError::new_with_cause(
+                    TransportErrorKind::Other,
+                    url,
+                    refused.to_string(),
+                ));
+            }
+        };
         let bytes = match read {
             Ok(bytes) if bytes.len() as u64 > MAX_FETCH_BYTES => {
                 return Err(TransportError::new_with_cause(
@@ -259,6 +341,49 @@ impl Transport for LocalFiles {
     }
 }
 
+/// Where a repository is: a local directory, or (fleet) an `http://` / `https://` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RepoLocation {
+    Dir(PathBuf),
+    Http {
+        /// The repository's base URL (holding `metadata/` and `targets/`).
+        base: Url,
+        settings: crate::http::HttpSettings,
+    },
+}
+
+impl RepoLocation {
+    /// Parses a `--repo` argument: an `http(s)://` URL, or else a directory.
+    pub fn parse(arg: &std::ffi::OsStr, settings: &crate::http::HttpSettings) -> Self {
+        match arg.to_str() {
+            Some(text) if crate::http::is_http_url(text) => {
+                let with_slash = if text.ends_with('/') {
+                    text.to_owned()
+                } else {
+                    format!("{text}/")
+                };
+                match Url::parse(&with_slash) {
+                    Ok(base) => Self::Http {
+                        base,
+                        settings: settings.clone(),
+                    },
+                    Err(_) => Self::Dir(PathBuf::from(arg)),
+                }
+            }
+            _ => Self::Dir(PathBuf::from(arg)),
+        }
+    }
+}
+
+impl std::fmt::Display for RepoLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Dir(path) => write!(f, "{}", path.display()),
+            Self::Http { base, .. } => write!(f, "{base}"),
+        }
+    }
+}
+
 /// Loads and verifies a repository through TUF: signatures and thresholds, expiries, hashes and
 /// lengths, and (against what `datastore` remembers, if given) rollback of metadata versions.
 pub(crate) async fn load_repository(
@@ -269,19 +394,58 @@ pub(crate) async fn load_repository(
     load_with(repo, trusted_root, datastore, ExpirationEnforcement::Safe).await
 }
 
-async fn load_with(
+pub(crate) async fn load_with(
     repo: &Path,
     trusted_root: &[u8],
     datastore: Option<&Path>,
     expiry: ExpirationEnforcement,
 ) -> Result<Repository, ContentError> {
-    let mut loader = RepositoryLoader::new(
-        &trusted_root,
-        dir_url(&metadata_dir(repo))?,
-        dir_url(&targets_dir(repo))?,
+    load_at(
+        &RepoLocation::Dir(repo.to_owned()),
+        trusted_root,
+        datastore,
+        expiry,
     )
-    .expiration_enforcement(expiry)
-    .transport(LocalFiles);
+    .await
+}
+
+/// [`load_repository`] for any repository location.
+pub(crate) async fn load_repository_at(
+    repo: &RepoLocation,
+    trusted_root: &[u8],
+    datastore: Option<&Path>,
+) -> Result<Repository, ContentError> {
+    load_at(repo, trusted_root, datastore, ExpirationEnforcement::Safe).await
+}
+
+async fn load_at(
+    repo: &RepoLocation,
+    trusted_root: &[u8],
+    datastore: Option<&Path>,
+    expiry: ExpirationEnforcement,
+) -> Result<Repository, ContentError> {
+    let mut loader = match repo {
+        RepoLocation::Dir(dir) => {
+            let (metadata, targets) = (metadata_dir(dir), targets_dir(dir));
+            let bases = [&metadata, &targets]
+                .into_iter()
+                .map(|d| {
+                    std::path::absolute(d).map_err(|e| ContentError::io("cannot resolve", d, e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            RepositoryLoader::new(&trusted_root, dir_url(&metadata)?, dir_url(&targets)?)
+                .transport(LocalFiles { bases })
+        }
+        RepoLocation::Http { base, settings } => {
+            let join = |path: &str| {
+                base.join(path)
+                    .map_err(|e| ContentError::failed(format!("{base} cannot hold {path}: {e}")))
+            };
+            RepositoryLoader::new(&trusted_root, join("metadata/")?, join("targets/")?)
+                .transport(crate::http::HttpFiles::new(settings)?)
+        }
+    }
+    .expiration_enforcement(expiry);
     if let Some(datastore) = datastore {
         loader = loader.datastore(datastore);
     }
@@ -416,10 +580,15 @@ pub(crate) async fn fetch_release(
 
 /// `fsense content verify`: fetch the newest release through TUF and validate it again.
 pub fn verify(repo: &Path, root_path: &Path) -> Result<Fetched, ContentError> {
+    verify_at(&RepoLocation::Dir(repo.to_owned()), root_path)
+}
+
+/// [`verify`] for any repository location (a directory or an `http(s)://` URL).
+pub fn verify_at(repo: &RepoLocation, root_path: &Path) -> Result<Fetched, ContentError> {
     let root =
         std::fs::read(root_path).map_err(|e| ContentError::io("cannot read", root_path, e))?;
     block_on(async {
-        let repository = load_repository(repo, &root, None).await?;
+        let repository = load_repository_at(repo, &root, None).await?;
         fetch_release(&repository, None).await
     })?
 }
@@ -455,6 +624,12 @@ pub fn publish_with(
     let mut sources: Vec<Box<dyn KeySource>> = Vec::new();
     for role in ROLES.into_iter().filter(|role| *role != RoleType::Root) {
         let path = key_file(keys_dir, role);
+        if role == RoleType::Targets
+            && !path.is_file()
+            && shared_targets_key_file(keys_dir, 1).is_file()
+        {
+            return Err(shared_targets_refusal(keys_dir));
+        }
         if !path.is_file() {
             return Err(ContentError::failed(format!(
                 "signing key {} is missing",
@@ -463,8 +638,9 @@ pub fn publish_with(
         }
         sources.push(Box::new(LocalKeySource { path }));
     }
+    let _lock = lock_repository(repo)?;
+    let existing = repository_exists(repo)?;
     block_on(async {
-        let existing = metadata_dir(repo).join("timestamp.json").exists();
         let (mut editor, next) = if existing {
             // Expiry is not enforced here: the publisher holds the keys and re-signs every role
             // with fresh expiries, so a repository whose timestamp lapsed can be revived.
@@ -481,15 +657,25 @@ pub fn publish_with(
                 )));
             }
             let versions = MetadataVersions::of(&current);
-            let editor = RepositoryEditor::from_repo(&root_path, current)
+            check_single_targets_key(&current.root().signed, keys_dir)?;
+            // Sign against the newest root of the chain, not the anchor in KEYS (rotation).
+            let newest_root = metadata_dir(repo).join(format!("{}.root.json", versions.root));
+            let editor = RepositoryEditor::from_repo(&newest_root, current)
                 .await
                 .map_err(|e| tuf_failed("cannot edit the repository", &e))?;
             (editor, versions)
         } else {
+            let anchor: tough::schema::Signed<Root> = serde_json::from_slice(&root)
+                .map_err(|e| ContentError::failed(format!("{}: {e}", root_path.display())))?;
+            check_single_targets_key(&anchor.signed, keys_dir)?;
             let editor = RepositoryEditor::new(&root_path)
                 .await
                 .map_err(|e| tuf_failed("cannot read root.json", &e))?;
-            (editor, MetadataVersions::default())
+            let versions = MetadataVersions {
+                root: anchor.signed.version.get(),
+                ..MetadataVersions::default()
+            };
+            (editor, versions)
         };
         let bump = |v: u64| NonZeroU64::new(v.saturating_add(1)).unwrap_or(NonZeroU64::MIN);
 
@@ -503,8 +689,9 @@ pub fn publish_with(
             .tempdir_in(parent)
             .map_err(|e| ContentError::io("cannot create a staging directory in", parent, e))?;
         let staged_rules = staging.path().join("rules.toml");
-        std::fs::write(&staged_rules, &text)
-            .map_err(|e| ContentError::io("cannot write", &staged_rules, e))?;
+        // Public: the web server that serves the repository reads it.
+        fsense_safefs::write_atomic(&staged_rules, text.as_bytes(), Visibility::Public)
+            .map_err(safefs_error)?;
 
         let mut target = Target::from_path(&staged_rules)
             .await
@@ -554,10 +741,8 @@ pub fn publish_with(
             &metadata_dir(repo),
             Some("timestamp.json"),
         )?;
-        let trusted_root: tough::schema::Signed<Root> = serde_json::from_slice(&root)
-            .map_err(|e| ContentError::failed(format!("root.json: {e}")))?;
         let metadata = MetadataVersions {
-            root: trusted_root.signed.version.get(),
+            root: next.root,
             timestamp: bump(next.timestamp).get(),
             snapshot: bump(next.snapshot).get(),
             targets: bump(next.targets).get(),
@@ -569,9 +754,66 @@ pub fn publish_with(
     })?
 }
 
+/// `publish RULES` signs the targets role with one key; a root that wants more is refused.
+fn check_single_targets_key(root: &Root, keys_dir: &Path) -> Result<(), ContentError> {
+    match root.roles.get(&RoleType::Targets) {
+        Some(keys) if keys.threshold.get() > 1 => Err(shared_targets_refusal(keys_dir)),
+        _ => Ok(()),
+    }
+}
+
+fn shared_targets_refusal(keys_dir: &Path) -> ContentError {
+    ContentError::refused(format!(
+        "the targets role of {} needs more than one signature: run `fsense content stage`, then `sign` once per key holder, then `publish` without RULES",
+        keys_dir.display()
+    ))
+}
+
+/// Takes the repository's exclusive lock (`REPO/.lock`), creating the directory if needed: a second
+/// publisher waits until the first one is done.
+pub(crate) fn lock_repository(repo: &Path) -> Result<std::fs::File, ContentError> {
+    std::fs::create_dir_all(repo).map_err(|e| ContentError::io("cannot create", repo, e))?;
+    let path = repo.join(".lock");
+    let file = fsense_safefs::append_private(&path).map_err(safefs_error)?;
+    file.lock()
+        .map_err(|e| ContentError::io("cannot lock", &path, e))?;
+    Ok(file)
+}
+
+/// Whether `repo` already holds a repository. One that holds signed metadata but lost its
+/// `timestamp.json` is refused: starting it over at version 1 would make every sensor refuse it
+/// as a rollback.
+pub(crate) fn repository_exists(repo: &Path) -> Result<bool, ContentError> {
+    let metadata = metadata_dir(repo);
+    if std::fs::symlink_metadata(metadata.join("timestamp.json")).is_ok() {
+        return Ok(true);
+    }
+    let signed = match std::fs::read_dir(&metadata) {
+        Ok(entries) => entries.flatten().any(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            [".root.json", ".targets.json", ".snapshot.json"]
+                .iter()
+                .any(|suffix| name.ends_with(suffix))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(ContentError::io("cannot list", &metadata, e)),
+    };
+    if signed {
+        return Err(ContentError::refused(format!(
+            "{} holds signed metadata but no timestamp.json; refusing to start the repository over at version 1 (restore timestamp.json)",
+            metadata.display()
+        )));
+    }
+    Ok(false)
+}
+
 /// Renames every file of `from` into `to` (created if needed), `last` after all others, then
 /// syncs `to`.
-fn move_files_in(from: &Path, to: &Path, last: Option<&str>) -> Result<(), ContentError> {
+pub(crate) fn move_files_in(
+    from: &Path,
+    to: &Path,
+    last: Option<&str>,
+) -> Result<(), ContentError> {
     std::fs::create_dir_all(to).map_err(|e| ContentError::io("cannot create", to, e))?;
     let mut names: Vec<_> = std::fs::read_dir(from)
         .map_err(|e| ContentError::io("cannot list", from, e))?

@@ -727,3 +727,46 @@ mod cli {
         assert_eq!(json["final_version"], 1);
     }
 }
+
+/// The live-reload checker: new rules only when a newer release verified, installed and compiled.
+mod reload {
+    use super::*;
+    use fsense_content::reload::{Reload, Reloader};
+    use fsense_content::tuf::RepoLocation;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn hands_over_new_rules_only_when_they_verified_and_compiled() {
+        let fx = Fixture::new();
+        fx.publish(1);
+        let hour = Duration::from_secs(3600);
+        let mut reloader = Reloader::new(
+            &fx.state("sensor"),
+            RepoLocation::Dir(fx.repo.clone()),
+            &fx.root,
+            hour,
+        )
+        .unwrap();
+        let start = Instant::now();
+        assert!(matches!(reloader.poll(start), Reload::New(rules) if rules.version() == 1));
+        assert!(matches!(
+            reloader.poll(start + Duration::from_secs(1)),
+            Reload::NotDue
+        ));
+        assert!(matches!(reloader.poll(start + hour), Reload::Unchanged));
+        fx.publish(2);
+        assert!(
+            matches!(reloader.poll(start + 2 * hour), Reload::New(rules) if rules.version() == 2)
+        );
+        // A tampered release is refused; the caller keeps running version 2.
+        fx.publish(3);
+        let target = only_file_matching(&fx.repo.join("targets"), "rules-3.toml");
+        let text = std::fs::read_to_string(&target).unwrap();
+        std::fs::write(&target, text.replace("docm", "xlsm")).unwrap();
+        match reloader.poll(start + 3 * hour) {
+            Reload::Failed(e) => assert!(e.to_string().contains("failed verification"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(load_active(&fx.state("sensor")).unwrap().version(), 2);
+    }
+}
