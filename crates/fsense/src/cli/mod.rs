@@ -50,6 +50,17 @@ pub struct RulesArgs {
     /// A sensor state directory: the content installed there by `fsense content update`.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Follow a content repository while running: install newer releases into --state-dir
+    /// and switch the running rules between two events.
+    #[arg(long, value_name = "URL|DIR", requires_all = ["state_dir", "content_root"])]
+    content_repo: Option<String>,
+    /// The trusted root metadata for --content-repo (KEYS/root.json).
+    #[arg(long, value_name = "ROOT.json", requires = "content_repo")]
+    content_root: Option<PathBuf>,
+    /// Seconds between two checks of --content-repo.
+    #[arg(long, value_name = "N", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    update_interval_s: u64,
 }
 
 /// Options every event-producing command shares.
