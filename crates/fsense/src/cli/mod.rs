@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod decode;
+mod service;
 mod setup;
 #[cfg(not(windows))]
 mod simulate;
@@ -39,6 +40,9 @@ enum Command {
     #[cfg(all(feature = "content", not(target_env = "msvc")))]
     #[command(subcommand)]
     Content(crate::content::ContentCommand),
+    /// The agent as a Windows service: install, uninstall (Windows only).
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
 }
 
 /// Where rules come from.
@@ -209,6 +213,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Status(a) => status::run(a),
         #[cfg(all(feature = "content", not(target_env = "msvc")))]
         Command::Content(c) => Ok(crate::content::run_command(c)),
+        Command::Service(c) => service::run(c),
     }
 }
 
