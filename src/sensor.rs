@@ -153,6 +153,12 @@ pub struct Sensor {
     /// Signalled when the queue goes from empty to non-empty, and on stop / connect.
     pub worker_wake: KernelEvent,
     consumer_pid: AtomicU32,
+    /// The protocol version negotiated with the connected consumer (reported in health, so the
+    /// consumer knows which reply fields it may use).
+    consumer_protocol: AtomicU32,
+    /// The content version the consumer last reported in an ack (protocol 2); 0 when none.
+    /// Kept for diagnostics (a kernel debugger or crash dump shows what the agent ran).
+    pub consumer_content_version: AtomicU64,
     batch_records: AtomicU32,
     config_version: AtomicU32,
     config_flags: AtomicU32,
@@ -200,6 +206,8 @@ impl Sensor {
             }),
             worker_wake: KernelEvent::new(),
             consumer_pid: AtomicU32::new(0),
+            consumer_protocol: AtomicU32::new(fsense_proto::MIN_PROTOCOL_VERSION as u32),
+            consumer_content_version: AtomicU64::new(0),
             batch_records: AtomicU32::new(0),
             config_version: AtomicU32::new(SensorConfig::DEFAULT.config_version),
             config_flags: AtomicU32::new(SensorConfig::DEFAULT.flags),
@@ -253,7 +261,10 @@ impl Sensor {
             .and_then(|bytes| Hello::decode(bytes).ok())
             .and_then(|h| h.negotiate());
         match negotiated {
-            Some(_) => {
+            Some(version) => {
+                self.consumer_protocol
+                    .store(u32::from(version), Ordering::Relaxed);
+                self.consumer_content_version.store(0, Ordering::Relaxed);
                 self.consumer_pid.store(pid, Ordering::Release);
                 Ok(())
             }
@@ -436,6 +447,10 @@ impl Sensor {
                 if let Some(config) = r.config {
                     self.apply_config(&config);
                 }
+                if let Some(version) = r.content_version {
+                    self.consumer_content_version
+                        .store(version, Ordering::Relaxed);
+                }
             }
             _ => {
                 self.counters
@@ -469,7 +484,8 @@ impl Sensor {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Health {
-            protocol_version: fsense_proto::PROTOCOL_VERSION,
+            protocol_version: u16::try_from(self.consumer_protocol.load(Ordering::Relaxed))
+                .unwrap_or(fsense_proto::MIN_PROTOCOL_VERSION),
             driver_version: DRIVER_VERSION,
             config_version: self.config_version.load(Ordering::Relaxed),
             build_id: BUILD_ID,

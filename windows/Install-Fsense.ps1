@@ -19,6 +19,8 @@
          a catalog, so the script registers the same service and instance keys the INF declares
          (sc.exe + registry) and copies fsense.sys to System32\drivers. Test VMs only.
     4. fltmc load fsense, then shows fltmc filters and fltmc instances.
+    5. Unless -NoAgent: installs and starts the agent service fsense-agent (`fsense.exe service
+       install --args <AgentArgs>`), which runs `fsense watch` as LocalSystem after the driver.
 
     Refuses to run on Windows older than the driver's minimum, Windows 10 version 2004 (build 19041)
     (windows/Fsense.psm1, Assert-SupportedWindows).
@@ -26,7 +28,11 @@
 [CmdletBinding()]
 param(
     # Folder holding the package files (default: this script's folder).
-    [string] $PackageDir = $PSScriptRoot
+    [string] $PackageDir = $PSScriptRoot,
+    # `fsense watch` arguments for the agent service (directories and options).
+    [string[]] $AgentArgs = @("$env:SystemDrive\Users"),
+    # Load the driver only; do not install the agent service.
+    [switch] $NoAgent
 )
 
 Set-StrictMode -Version Latest
@@ -92,6 +98,26 @@ function Install-ForTestVm([string] $DriverPath) {
     }
 }
 
+# ---- agent service (fsense-agent): begin ----------------------------------------------------
+# Must match crates/fsense/src/cli/service.rs SERVICE_NAME (fsense-pkgcheck checks it).
+$AgentServiceName = 'fsense-agent'
+
+# `fsense.exe service install` registers the agent: auto-start, LocalSystem, dependent on the
+# driver's service, restarted by the service manager after a failure. Then it is started.
+function Install-AgentService([string] $Exe, [string[]] $WatchArguments) {
+    Write-Step "Installing the agent service $AgentServiceName (fsense watch $($WatchArguments -join ' '))"
+    if (Get-Service -Name $AgentServiceName -ErrorAction SilentlyContinue) {
+        Write-Host "    service '$AgentServiceName' already exists; replacing it"
+        Invoke-Native $Exe @('service', 'uninstall')
+    }
+    Invoke-Native $Exe (@('service', 'install', '--args') + $WatchArguments)
+    Invoke-Native 'sc.exe' @('start', $AgentServiceName)
+    $service = Get-Service -Name $AgentServiceName
+    $service.WaitForStatus('Running', [TimeSpan]::FromSeconds(30))
+    Write-Host "    $AgentServiceName is running; log: $env:ProgramData\fsense\agent.log"
+}
+# ---- agent service (fsense-agent): end ------------------------------------------------------
+
 function Main {
     Assert-Elevated
     Write-Step 'Checking the Windows version'
@@ -135,6 +161,7 @@ function Main {
     Write-Step "Instances of $ServiceName"
     Invoke-Native 'fltmc.exe' @('instances', '-f', $ServiceName)
     Write-Host "fsense is installed and loaded (altitude $Altitude)." -ForegroundColor Green
+    if (-not $NoAgent) { Install-AgentService (Join-Path $PackageDir 'fsense.exe') $AgentArgs }
 }
 
 try {

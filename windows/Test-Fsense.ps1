@@ -18,6 +18,8 @@
     call must return within -HangSeconds, the consumer must not exit, must reconnect by itself and
     report a new write within 30 s, and its summary must count one connect per load and one
     disconnect per unload.
+    Part 4, the agent service: kills the fsense-agent service's process and checks that the service
+    manager restarts it and that events flow again (-SkipService skips it).
 
     Run Install-Fsense.ps1 first. Exits 0 when everything passed, 1 otherwise.
 #>
@@ -32,7 +34,9 @@ param(
     [switch] $SkipCycles,
     # Part 3: unload/reload cycles with the consumer connected.
     [int] $Reloads = 3,
-    [switch] $SkipReconnect
+    [switch] $SkipReconnect,
+    # Skip part 4 (the agent service is killed and must be restarted by the service manager).
+    [switch] $SkipService
 )
 
 Set-StrictMode -Version Latest
@@ -316,14 +320,81 @@ function Test-LoadUnloadCycles {
     }
 }
 
+# ---- agent service (fsense-agent): begin ----------------------------------------------------
+# Must match crates/fsense/src/cli/service.rs SERVICE_NAME (fsense-pkgcheck checks it).
+$AgentServiceName = 'fsense-agent'
+
+function Get-AgentProcessId {
+    return [int](Get-CimInstance -ClassName Win32_Service -Filter "Name='$AgentServiceName'").ProcessId
+}
+
+# The driver's port takes one consumer: parts 1 and 2 run their own, so the agent pauses.
+function Stop-AgentService {
+    $service = Get-Service -Name $AgentServiceName -ErrorAction SilentlyContinue
+    if ($service -and $service.Status -ne 'Stopped') {
+        Write-Step "Stopping the agent service $AgentServiceName for parts 1 and 2"
+        Stop-Service -Name $AgentServiceName -Force
+        $service.WaitForStatus('Stopped', [TimeSpan]::FromSeconds(30))
+    }
+}
+
+# Waits until a file written now shows up in the agent's event file.
+function Wait-AgentEvent([string] $Events, [int] $Seconds) {
+    $probe = Join-Path $env:PUBLIC ("fsense-agent-probe-{0}.txt" -f [Guid]::NewGuid())
+    $deadline = (Get-Date).AddSeconds($Seconds)
+    while ((Get-Date) -lt $deadline) {
+        [System.IO.File]::WriteAllText($probe, 'fsense agent probe')
+        Start-Sleep -Seconds 2
+        if ((Test-Path -LiteralPath $Events) -and
+            (Select-String -LiteralPath $Events -SimpleMatch ([IO.Path]::GetFileName($probe)) -Quiet)) {
+            Remove-Item -LiteralPath $probe -Force
+            return
+        }
+    }
+    Remove-Item -LiteralPath $probe -Force -ErrorAction SilentlyContinue
+    throw "no event for $probe in $Events within $Seconds s"
+}
+
+# Part 4: kill the agent's process; the service manager's recovery action must restart it, and
+# events must flow again. Expects the agent to watch $env:PUBLIC (Install-Fsense.ps1's default
+# watches $env:SystemDrive\Users).
+function Test-AgentRestart {
+    Write-Step "Part 4: the service manager restarts a killed $AgentServiceName and events flow again"
+    if (-not (Get-Service -Name $AgentServiceName -ErrorAction SilentlyContinue)) {
+        throw "service '$AgentServiceName' is not installed; run Install-Fsense.ps1 (without -NoAgent)"
+    }
+    $events = Join-Path $env:ProgramData 'fsense\events.jsonl'
+    Start-Service -Name $AgentServiceName
+    (Get-Service -Name $AgentServiceName).WaitForStatus('Running', [TimeSpan]::FromSeconds(30))
+    Wait-AgentEvent $events 30
+    $before = Get-AgentProcessId
+    Write-Host "    events flow; killing pid $before"
+    Stop-Process -Id $before -Force
+    $deadline = (Get-Date).AddSeconds(60)
+    do {
+        Start-Sleep -Seconds 1
+        $after = Get-AgentProcessId
+        $status = (Get-Service -Name $AgentServiceName).Status
+    } while (($status -ne 'Running' -or $after -eq 0 -or $after -eq $before) -and (Get-Date) -lt $deadline)
+    if ($status -ne 'Running' -or $after -eq $before) {
+        throw "the service manager did not restart $AgentServiceName within 60 s (status $status)"
+    }
+    Write-Host "    restarted as pid $after"
+    Wait-AgentEvent $events 30
+    Write-Host '    events flow again after the restart' -ForegroundColor Green
+}
+# ---- agent service (fsense-agent): end ------------------------------------------------------
+
 function Main {
     Assert-Elevated
     $exe = Get-PackageFile $PackageDir 'Consumer'
     if (-not (Test-FilterLoaded)) { throw "filter '$ServiceName' is not loaded; run Install-Fsense.ps1 first" }
 
+    Stop-AgentService
     Test-Events $exe
     if (-not $SkipCycles) { Test-LoadUnloadCycles }
     if (-not $SkipReconnect) { Test-ReconnectAfterReload $exe }
+    if (-not $SkipService) { Test-AgentRestart }
 
     Write-Step 'Filter state after the test'
     Invoke-Native 'fltmc.exe' @('instances', '-f', $ServiceName)

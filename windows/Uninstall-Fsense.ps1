@@ -4,6 +4,7 @@
     Removes fsense from a Windows test VM: consumer, filter, service, driver package.
 
 .DESCRIPTION
+    0. Stops and removes the agent service fsense-agent, if installed.
     1. Stops any running fsense.exe consumer.
     2. fltmc unload fsense (if loaded).
     3. Removes the driver package from the driver store (pnputil /delete-driver oemNN.inf /uninstall),
@@ -24,8 +25,30 @@ $ErrorActionPreference = 'Stop'
 # $ServiceName, $InstanceName, $Altitude, ... and the helpers every script shares.
 Import-Module (Join-Path $PSScriptRoot 'Fsense.psm1') -Force
 
+# ---- agent service (fsense-agent): begin ----------------------------------------------------
+# Must match crates/fsense/src/cli/service.rs SERVICE_NAME (fsense-pkgcheck checks it).
+$AgentServiceName = 'fsense-agent'
+
+# Removed first: otherwise the service manager restarts the consumer stopped below.
+function Remove-AgentService {
+    Write-Step "Removing the agent service $AgentServiceName"
+    if (-not (Get-Service -Name $AgentServiceName -ErrorAction SilentlyContinue)) {
+        Write-Host '    no such service'
+        return
+    }
+    $exe = Join-Path $PackageDir 'fsense.exe'
+    if (Test-Path -LiteralPath $exe -PathType Leaf) {
+        Invoke-Native $exe @('service', 'uninstall')
+    } else {
+        Stop-Service -Name $AgentServiceName -Force -ErrorAction SilentlyContinue
+        Invoke-Native 'sc.exe' @('delete', $AgentServiceName)
+    }
+}
+# ---- agent service (fsense-agent): end ------------------------------------------------------
+
 function Main {
     Assert-Elevated
+    Remove-AgentService
 
     Write-Step 'Stopping the consumer (fsense.exe)'
     $consumers = @(Get-Process -Name 'fsense' -ErrorAction SilentlyContinue)

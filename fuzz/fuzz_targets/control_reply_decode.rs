@@ -15,6 +15,9 @@ fuzz_target!(|data: &[u8]| {
                 }
                 other => panic!("kind and config disagree: {other:?}"),
             }
+            if reply.content_version.is_some() {
+                assert_eq!(reply.kind, ReplyKind::Ack, "content version on a set-config");
+            }
         }
         Err(e) => assert!(e.offset <= data.len(), "{e}"),
     }

@@ -15,6 +15,9 @@ use crate::plan::{CONSUMER_PID, Plan, PlannedOp};
 use crate::port::PORT;
 use crate::verifier::{self, violation};
 
+/// The content version the simulated consumer reports in its acks.
+const SIMULATED_CONTENT_VERSION: u64 = 7;
+
 /// Health messages a malicious client answers (reconnecting after each) before it is done.
 const MALICIOUS_HEALTHS: u64 = 5;
 
@@ -172,11 +175,14 @@ impl<'a> Client<'a> {
     }
 
     fn reply_for(&mut self, poll_id: u64, acked: u64) -> Vec<u8> {
+        // The client speaks the current protocol, so its acks carry a content version: the
+        // driver must accept them (the reply checks below count what it rejects).
         let valid = ControlReply {
             kind: ReplyKind::Ack,
             poll_id,
             acked_sequence: acked,
             config: None,
+            content_version: Some(SIMULATED_CONTENT_VERSION),
         }
         .encode()
         .to_vec();
@@ -200,6 +206,7 @@ impl<'a> Client<'a> {
                         max_path_units: 0,
                         ..SensorConfig::DEFAULT
                     }),
+                    content_version: None,
                 }
                 .encode()
                 .to_vec();

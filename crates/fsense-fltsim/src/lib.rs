@@ -500,6 +500,12 @@ pub fn run_tuned(
         report.generated = h.events_generated;
         report.dropped = h.dropped();
         tracker.finish(h.events_generated);
+        if config.consumer == ConsumerMode::Normal && h.replies_rejected != 0 {
+            violations.push(format!(
+                "REPLY_VALIDATION: the driver rejected {} well-formed replies",
+                h.replies_rejected
+            ));
+        }
         if config.consumer == ConsumerMode::Malicious
             && outcome.bad_replies > 0
             // The reply to the final health cannot show in that health: allow one.

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+pub mod agent_service;
 pub mod checksum;
 pub mod floor;
 pub mod image;

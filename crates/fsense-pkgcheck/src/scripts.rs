@@ -61,6 +61,7 @@ pub fn check_dir(dir: &Path, inf_text: &str) -> Result<Vec<Finding>, ScriptsErro
         }
     }
     findings.extend(check_scripts(&scripts, inf_text)?);
+    findings.extend(crate::agent_service::check(&scripts));
     Ok(findings)
 }
 

@@ -20,10 +20,14 @@
 //! record (the queue was full while older records were still waiting). Which numbers were lost is
 //! told by the gaps in the sequence ([`crate::SeqTracker`]).
 
+use crate::MAX_BATCH_BYTES;
 use crate::bytes::{Reader, Writer};
 use crate::error::{DecodeError, DecodeErrorKind, EncodeError};
 use crate::record::EventRecord;
-use crate::{MAX_BATCH_BYTES, PROTOCOL_VERSION};
+
+/// The batch layout's version, written in every batch header. Protocol version 2 changed only
+/// the control reply, so batches still carry 1.
+pub const BATCH_VERSION: u16 = 1;
 
 /// `FSNB` read as a little-endian u32.
 pub const BATCH_MAGIC: u32 = u32::from_le_bytes(*b"FSNB");
@@ -58,7 +62,7 @@ impl BatchHeader {
             return Err(r.error_at(0, DecodeErrorKind::BadMagic(magic)));
         }
         let protocol_version = r.u16()?;
-        if protocol_version != PROTOCOL_VERSION {
+        if protocol_version != BATCH_VERSION {
             return Err(r.error_at(4, DecodeErrorKind::UnsupportedVersion(protocol_version)));
         }
         let header_len = r.u16()?;
@@ -314,7 +318,7 @@ impl<'b> BatchWriter<'b> {
     /// Writes the header and returns the finished batch's length.
     pub fn finish(self, dropped_before: u64) -> Result<usize, EncodeError> {
         let header = BatchHeader {
-            protocol_version: PROTOCOL_VERSION,
+            protocol_version: BATCH_VERSION,
             batch_len: self.len as u32,
             record_count: self.count,
             first_sequence: self.first_sequence.unwrap_or(0),

@@ -7,7 +7,7 @@
 
 use crate::bytes::{Reader, Writer, ensure_capacity};
 use crate::error::{DecodeError, DecodeErrorKind, EncodeError};
-use crate::{MAX_PATH_UNITS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::{CONTENT_VERSION_SINCE, MAX_PATH_UNITS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 fn expect_magic(r: &mut Reader<'_>, magic: u32) -> Result<(), DecodeError> {
     let found = r.u32()?;
@@ -193,33 +193,61 @@ pub enum ReplyKind {
 
 /// The consumer's answer to a [`Health`] message.
 ///
-/// Layout (40 bytes): magic `FSRP`, u16 kind, u16 reserved (0), u64 poll id (echoed), u64 acked
-/// sequence, then a [`SensorConfig`] (all zero unless kind is SetConfig).
+/// Layout (40 bytes): magic `FSRP`, u16 kind, u16 flags, u64 poll id (echoed), u64 acked
+/// sequence, then 16 bytes: a [`SensorConfig`] when kind is SetConfig; on an Ack with flag
+/// [`ControlReply::FLAG_CONTENT_VERSION`] (protocol 2), the u64 content version and 8 zero
+/// bytes; otherwise all zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ControlReply {
     pub kind: ReplyKind,
     pub poll_id: u64,
     pub acked_sequence: u64,
     pub config: Option<SensorConfig>,
+    /// The version of the content (rules) the consumer runs; acks only. Send it only to a
+    /// driver whose health says protocol [`CONTENT_VERSION_SINCE`] or later: an older driver
+    /// refuses the flag.
+    pub content_version: Option<u64>,
 }
 
 impl ControlReply {
     pub const MAGIC: u32 = u32::from_le_bytes(*b"FSRP");
     pub const LEN: usize = 40;
+    /// Flag: the ack carries a content version.
+    pub const FLAG_CONTENT_VERSION: u16 = 1;
 
     pub fn encode(&self) -> [u8; Self::LEN] {
         let mut out = [0u8; Self::LEN];
         let mut w = Writer::new(&mut out);
+        let flags = if self.content_version.is_some() {
+            Self::FLAG_CONTENT_VERSION
+        } else {
+            0
+        };
         // The array has exactly LEN bytes: these writes cannot fail.
         let _ = w.u32(Self::MAGIC);
         let _ = w.u16(self.kind as u16);
-        let _ = w.u16(0);
+        let _ = w.u16(flags);
         let _ = w.u64(self.poll_id);
         let _ = w.u64(self.acked_sequence);
         if let Some(config) = &self.config {
             let _ = config.encode_into(&mut w);
+        } else if let Some(version) = self.content_version {
+            let _ = w.u64(version);
         }
         out
+    }
+
+    /// The ack for `health`: echoes its poll id, acknowledges up to `acked_sequence`, and
+    /// carries `content_version` when the driver's protocol version accepts it.
+    pub fn ack_for(health: &Health, acked_sequence: u64, content_version: Option<u64>) -> Self {
+        Self {
+            kind: ReplyKind::Ack,
+            poll_id: health.poll_id,
+            acked_sequence,
+            config: None,
+            content_version: content_version
+                .filter(|_| health.protocol_version >= CONTENT_VERSION_SINCE),
+        }
     }
 
     pub fn decode(src: &[u8]) -> Result<Self, DecodeError> {
@@ -240,29 +268,44 @@ impl ControlReply {
                 ));
             }
         };
-        if r.u16()? != 0 {
+        let flags = r.u16()?;
+        if flags & !Self::FLAG_CONTENT_VERSION != 0 {
             return Err(r.error_at(
                 6,
                 DecodeErrorKind::NonZeroReserved {
-                    field: "reply reserved",
+                    field: "reply flags",
+                },
+            ));
+        }
+        let has_content_version = flags & Self::FLAG_CONTENT_VERSION != 0;
+        if has_content_version && kind != ReplyKind::Ack {
+            return Err(r.error_at(
+                6,
+                DecodeErrorKind::FieldNotApplicable {
+                    field: "content version on a set-config reply",
                 },
             ));
         }
         let poll_id = r.u64()?;
         let acked_sequence = r.u64()?;
-        let config = match kind {
-            ReplyKind::SetConfig => Some(SensorConfig::decode_from(&mut r)?),
+        let (config, content_version) = match kind {
+            ReplyKind::SetConfig => (Some(SensorConfig::decode_from(&mut r)?), None),
             ReplyKind::Ack => {
-                let rest = r.take(SensorConfig::LEN)?;
+                let (content_version, unused_at) = if has_content_version {
+                    (Some(r.u64()?), 32)
+                } else {
+                    (None, 24)
+                };
+                let rest = r.take(Self::LEN - unused_at)?;
                 if rest.iter().any(|&b| b != 0) {
                     return Err(r.error_at(
-                        24,
+                        unused_at,
                         DecodeErrorKind::FieldNotApplicable {
                             field: "config on an ack",
                         },
                     ));
                 }
-                None
+                (None, content_version)
             }
         };
         r.finish()?;
@@ -271,6 +314,7 @@ impl ControlReply {
             poll_id,
             acked_sequence,
             config,
+            content_version,
         })
     }
 }
@@ -365,7 +409,7 @@ impl Health {
         let mut r = Reader::new(src, 0);
         expect_magic(&mut r, Self::MAGIC)?;
         let protocol_version = r.u16()?;
-        if protocol_version != PROTOCOL_VERSION {
+        if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&protocol_version) {
             return Err(r.error_at(4, DecodeErrorKind::UnsupportedVersion(protocol_version)));
         }
         let len = r.u16()?;
@@ -444,6 +488,7 @@ mod tests {
             poll_id: 1,
             acked_sequence: 2,
             config: Some(SensorConfig::DEFAULT),
+            content_version: None,
         }
         .encode();
         assert!(ControlReply::decode(&bytes).is_ok());
@@ -460,6 +505,7 @@ mod tests {
             poll_id: 1,
             acked_sequence: 2,
             config: None,
+            content_version: None,
         }
         .encode();
         bytes[30] = 1;

@@ -30,9 +30,13 @@ pub use record::{EventRecord, Operation, RecordFlags, Utf16Path};
 pub use seq::{GapReport, SeqTracker};
 
 /// The protocol version this build speaks. Bumped on any incompatible change of a layout below.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2 adds the consumer's content version to its acks ([`ControlReply::content_version`]);
+/// a driver reports the version it negotiated with the connected consumer in its [`Health`].
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The oldest protocol version this build can still decode.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
+/// The first protocol version whose driver accepts [`ControlReply::content_version`].
+pub const CONTENT_VERSION_SINCE: u16 = 2;
 
 /// Longest path a record can carry, in UTF-16 units (the NT limit for a full path).
 pub const MAX_PATH_UNITS: usize = 32_767;

@@ -4,8 +4,8 @@ mod common;
 
 use common::config;
 use fsense_proto::{
-    ControlReply, DecodeErrorKind, Health, Hello, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
-    ReplyKind, SensorConfig,
+    CONTENT_VERSION_SINCE, ControlReply, DecodeErrorKind, Health, Hello, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION, ReplyKind, SensorConfig,
 };
 use proptest::prelude::*;
 
@@ -96,7 +96,7 @@ proptest! {
 
     #[test]
     fn ack_round_trips(poll_id in any::<u64>(), acked_sequence in any::<u64>()) {
-        let reply = ControlReply { kind: ReplyKind::Ack, poll_id, acked_sequence, config: None };
+        let reply = ControlReply { kind: ReplyKind::Ack, poll_id, acked_sequence, config: None, content_version: None };
         let bytes = reply.encode();
         prop_assert_eq!(&bytes[..4], b"FSRP");
         prop_assert!(bytes[24..].iter().all(|&b| b == 0));
@@ -114,6 +114,7 @@ proptest! {
             poll_id,
             acked_sequence,
             config: Some(config),
+            content_version: None,
         };
         prop_assert_eq!(ControlReply::decode(&reply.encode()), Ok(reply));
     }
@@ -126,6 +127,7 @@ proptest! {
             poll_id: 1,
             acked_sequence: 1,
             config: Some(config),
+            content_version: None,
         }
         .encode();
         set_u32(&mut bytes, 28, flags);
@@ -141,6 +143,7 @@ proptest! {
             poll_id: 1,
             acked_sequence: 1,
             config: Some(config),
+            content_version: None,
         }
         .encode();
         set_u32(&mut bytes, 32, units);
@@ -164,6 +167,7 @@ proptest! {
             poll_id: 1,
             acked_sequence: 1,
             config: None,
+            content_version: None,
         }
         .encode();
         bytes[4..6].copy_from_slice(&kind.to_le_bytes());
@@ -190,6 +194,7 @@ proptest! {
             poll_id: 1,
             acked_sequence: 1,
             config: None,
+            content_version: None,
         }
         .encode();
         bytes[at] = v;
@@ -208,13 +213,69 @@ proptest! {
             poll_id: 1,
             acked_sequence: 1,
             config: Some(SensorConfig::DEFAULT),
+            content_version: None,
         }
         .encode();
         bytes[at] = v;
         let e = ControlReply::decode(&bytes).unwrap_err();
-        let is_reserved = matches!(e.kind, DecodeErrorKind::NonZeroReserved { .. });
-        prop_assert!(is_reserved);
+        if at == 6 && v == 1 {
+            // The one defined flag (content version) does not apply to a set-config reply.
+            let field = "content version on a set-config reply";
+            prop_assert_eq!(e.kind, DecodeErrorKind::FieldNotApplicable { field });
+        } else {
+            let is_reserved = matches!(e.kind, DecodeErrorKind::NonZeroReserved { .. });
+            prop_assert!(is_reserved);
+        }
         prop_assert_eq!(e.offset, if at < 8 { 6 } else { 36 });
+    }
+
+    #[test]
+    fn ack_with_content_version_round_trips(
+        poll_id in any::<u64>(),
+        acked_sequence in any::<u64>(),
+        version in any::<u64>(),
+    ) {
+        let reply = ControlReply {
+            kind: ReplyKind::Ack,
+            poll_id,
+            acked_sequence,
+            config: None,
+            content_version: Some(version),
+        };
+        let bytes = reply.encode();
+        prop_assert_eq!(&bytes[6..8], &[1u8, 0][..]);
+        prop_assert_eq!(&bytes[24..32], &version.to_le_bytes()[..]);
+        prop_assert!(bytes[32..].iter().all(|&b| b == 0));
+        prop_assert_eq!(ControlReply::decode(&bytes), Ok(reply));
+    }
+
+    #[test]
+    fn content_version_ack_tail_must_be_zero(at in 32usize..40, v in 1u8..) {
+        let mut bytes = ControlReply {
+            kind: ReplyKind::Ack,
+            poll_id: 1,
+            acked_sequence: 1,
+            config: None,
+            content_version: Some(3),
+        }
+        .encode();
+        bytes[at] = v;
+        let e = ControlReply::decode(&bytes).unwrap_err();
+        prop_assert_eq!(e.kind, DecodeErrorKind::FieldNotApplicable { field: "config on an ack" });
+        prop_assert_eq!(e.offset, 32);
+    }
+
+    #[test]
+    fn acks_carry_the_content_version_only_to_drivers_that_read_it(
+        protocol_version in any::<u16>(),
+        version in any::<u64>(),
+    ) {
+        let health = Health { protocol_version, poll_id: 9, ..Health::default() };
+        let reply = ControlReply::ack_for(&health, 4, Some(version));
+        let expected = (protocol_version >= CONTENT_VERSION_SINCE).then_some(version);
+        prop_assert_eq!(reply.content_version, expected);
+        prop_assert_eq!((reply.poll_id, reply.acked_sequence), (9, 4));
+        prop_assert_eq!(ControlReply::decode(&reply.encode()), Ok(reply));
     }
 
     #[test]
@@ -232,7 +293,7 @@ proptest! {
         h.encode(&mut buf).unwrap();
         let mut b = buf;
         b[4..6].copy_from_slice(&v.to_le_bytes());
-        if v != PROTOCOL_VERSION {
+        if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&v) {
             let e = Health::decode(&b).unwrap_err();
             prop_assert_eq!((e.kind, e.offset), (DecodeErrorKind::UnsupportedVersion(v), 4));
         }
@@ -280,6 +341,7 @@ fn default_config_is_valid_and_documented_flags_are_distinct() {
         poll_id: 0,
         acked_sequence: 0,
         config: Some(SensorConfig::DEFAULT),
+        content_version: None,
     };
     assert_eq!(ControlReply::decode(&reply.encode()), Ok(reply));
     let flags = [

@@ -87,7 +87,7 @@ proptest! {
             Message::Health(_) => panic!("a batch decoded as health"),
         };
         let h = *view.header();
-        prop_assert_eq!(h.protocol_version, PROTOCOL_VERSION);
+        prop_assert_eq!(h.protocol_version, fsense_proto::batch::BATCH_VERSION);
         prop_assert_eq!(h.batch_len as usize, len);
         prop_assert_eq!(h.record_count as usize, kept.len());
         prop_assert_eq!(h.first_sequence, kept.first().map_or(0, |r| r.sequence));

@@ -162,7 +162,7 @@ proptest! {
         let (a, b) = hello;
         let hello = Hello { min_version: a.min(b), max_version: a.max(b) };
         check_every_bit_flip(&hello.encode())?;
-        let ack = ControlReply { kind: ReplyKind::Ack, poll_id, acked_sequence: acked, config: None };
+        let ack = ControlReply { kind: ReplyKind::Ack, poll_id, acked_sequence: acked, config: None, content_version: None };
         check_every_bit_flip(&ack.encode())?;
         let set = ControlReply { kind: ReplyKind::SetConfig, config: Some(config), ..ack };
         check_every_bit_flip(&set.encode())?;

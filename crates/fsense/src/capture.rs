@@ -8,7 +8,9 @@
 
 use std::io::{self, Read, Write};
 
-use fsense_proto::{DecodeError, MAX_MESSAGE_BYTES, Message, PROTOCOL_VERSION};
+use fsense_proto::{
+    DecodeError, MAX_MESSAGE_BYTES, MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION,
+};
 
 /// The file's first eight bytes.
 pub const FILE_MAGIC: [u8; 8] = *b"FSNSCAPT";
@@ -271,7 +273,7 @@ impl<R: Read> CaptureReader<R> {
             });
         }
         let protocol_version = u16_at(12);
-        if protocol_version != PROTOCOL_VERSION {
+        if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&protocol_version) {
             return Err(CaptureError::BadField {
                 field: "protocol version",
                 value: protocol_version.into(),

@@ -129,6 +129,11 @@ impl Filter {
         }
     }
 
+    /// Replaces the content rules (live reload; called between two events).
+    pub fn set_rules(&mut self, rules: Rules) {
+        self.rules = Some(rules);
+    }
+
     /// The version of the loaded content, if any.
     pub fn content_version(&self) -> Option<u64> {
         self.rules.as_ref().map(Rules::version)

@@ -15,6 +15,7 @@ pub mod fanotify;
 pub mod ffi;
 pub mod filter;
 pub mod json;
+pub mod live_content;
 pub mod ocsf;
 pub mod paths;
 pub mod pipeline;

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::capture::CaptureWriter;
 use crate::enrich::ProcessCache;
 use crate::filter::{Filter, Verdict};
+use crate::live_content::{self, LiveRules};
 use crate::ocsf::{self, EventView, MatchedRule};
 use crate::paths::{self, DosDeviceMap};
 use crate::time::{TICKS_PER_MS, UNIX_EPOCH_TICKS};
@@ -42,6 +43,12 @@ pub struct PipelineStats {
     pub out_of_order: u64,
     /// Driver loads seen (a reconnect to a reloaded driver starts a new sequence).
     pub sessions: u64,
+    /// Rules version of the content running at the end (`None`: no content).
+    pub content_version: Option<u64>,
+    /// Releases installed while running (`--content-repo`).
+    pub content_updates: u64,
+    /// Content update checks refused or failed while running; the rules stayed.
+    pub content_update_failures: u64,
 }
 
 /// What a message turned out to be.
@@ -69,6 +76,8 @@ pub struct Pipeline {
     rules_buf: Vec<MatchedRule>,
     /// The JSON line being built (reused).
     line: Vec<u8>,
+    /// New rule sets from the content checker (`--content-repo`).
+    live: Option<LiveRules>,
 }
 
 impl Pipeline {
@@ -96,7 +105,16 @@ impl Pipeline {
             last_health: None,
             rules_buf: Vec::new(),
             line: Vec::with_capacity(1024),
+            live: None,
         }
+    }
+
+    /// Follows live content: rule sets the checker publishes replace the running ones between
+    /// two events.
+    #[must_use]
+    pub fn with_live_rules(mut self, live: Option<LiveRules>) -> Self {
+        self.live = live;
+        self
     }
 
     /// Decodes and processes one driver message received at `received_at` (FILETIME ticks).
@@ -142,6 +160,13 @@ impl Pipeline {
     }
 
     fn handle_record(&mut self, record: &EventRecord<'_>) -> io::Result<()> {
+        // Between two events: the only point where the rules change (one atomic load when
+        // nothing new was published).
+        if let Some(live) = self.live.as_mut()
+            && let Some(rules) = live.rules.take_new()
+        {
+            self.filter.set_rules(rules);
+        }
         self.stats.events += 1;
         self.seq.observe(record.sequence);
         self.last_sequence = self.last_sequence.max(record.sequence);
@@ -234,6 +259,11 @@ impl Pipeline {
         let mut s = self.stats.clone();
         s.dropped = self.lost_before + self.seq.lost();
         s.out_of_order = self.out_of_order_before + self.seq.out_of_order();
+        s.content_version = self.filter.content_version();
+        if let Some(live) = &self.live {
+            (s.content_updates, s.content_update_failures) =
+                live_content::counter_values(&live.counters);
+        }
         s
     }
 

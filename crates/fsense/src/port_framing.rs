@@ -6,7 +6,7 @@
 //! The decoder then checks everything again; this only chooses the slice.
 
 use fsense_proto::batch::BATCH_MAGIC;
-use fsense_proto::{ControlReply, Health, ReplyKind};
+use fsense_proto::{ControlReply, Health};
 
 /// Size of `FILTER_MESSAGE_HEADER`, which precedes the message in the receive buffer.
 pub const FILTER_MESSAGE_HEADER_LEN: usize = 16;
@@ -24,15 +24,14 @@ pub fn message_slice(body: &[u8], transferred: u32) -> &[u8] {
 }
 
 /// The reply to a health message: an ack echoing its poll id, acknowledging events up to
-/// `acked_sequence`. The driver's reply buffer takes exactly [`ControlReply::LEN`] bytes.
-pub fn ack(health: &Health, acked_sequence: u64) -> [u8; ControlReply::LEN] {
-    ControlReply {
-        kind: ReplyKind::Ack,
-        poll_id: health.poll_id,
-        acked_sequence,
-        config: None,
-    }
-    .encode()
+/// `acked_sequence`, with the running content version when the driver's protocol takes it.
+/// The driver's reply buffer takes exactly [`ControlReply::LEN`] bytes.
+pub fn ack(
+    health: &Health,
+    acked_sequence: u64,
+    content_version: Option<u64>,
+) -> [u8; ControlReply::LEN] {
+    ControlReply::ack_for(health, acked_sequence, content_version).encode()
 }
 
 fn declared_len(body: &[u8]) -> Option<usize> {
@@ -51,7 +50,7 @@ fn declared_len(body: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::synth::{self, SynthEvent};
-    use fsense_proto::{Message, Operation};
+    use fsense_proto::{Message, Operation, ReplyKind};
     use proptest::prelude::*;
 
     #[test]
@@ -75,10 +74,32 @@ mod tests {
             poll_id: 77,
             ..Health::default()
         };
-        let reply = ControlReply::decode(&ack(&h, 1234)).unwrap();
+        let reply = ControlReply::decode(&ack(&h, 1234, None)).unwrap();
         assert_eq!(reply.kind, ReplyKind::Ack);
         assert_eq!((reply.poll_id, reply.acked_sequence), (77, 1234));
         assert_eq!(reply.config, None);
+    }
+
+    #[test]
+    fn the_content_version_goes_only_to_a_driver_that_reads_it() {
+        let v2 = Health {
+            protocol_version: fsense_proto::CONTENT_VERSION_SINCE,
+            poll_id: 5,
+            ..Health::default()
+        };
+        let reply = ControlReply::decode(&ack(&v2, 9, Some(42))).unwrap();
+        assert_eq!(reply.content_version, Some(42));
+        assert_eq!(reply.poll_id, 5);
+        // A protocol-1 driver refuses the flag: it gets a plain ack, byte for byte.
+        let v1 = Health {
+            protocol_version: 1,
+            ..v2
+        };
+        let plain = ack(&v1, 9, Some(42));
+        assert_eq!(plain, ack(&v1, 9, None));
+        assert_eq!(ControlReply::decode(&plain).unwrap().content_version, None);
+        assert_eq!(&plain[6..8], &[0, 0]);
+        assert!(plain[24..].iter().all(|&b| b == 0));
     }
 
     #[test]

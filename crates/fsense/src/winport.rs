@@ -77,7 +77,7 @@ pub fn run(pipeline: &mut Pipeline, stop: &AtomicBool) -> io::Result<PortStats> 
             if let Ok(Handled::Health(h)) = handled
                 && reply_length != 0
             {
-                let reply = ack(&h, pipeline.last_sequence());
+                let reply = ack(&h, pipeline.last_sequence(), pipeline.content_version());
                 match port.reply(message_id, &reply) {
                     Ok(()) => stats.replies += 1,
                     Err(_) => stats.reply_failures += 1,
@@ -116,7 +116,7 @@ pub fn first_health(timeout: Duration) -> Result<Health, String> {
         if let Ok(Message::Health(h)) = Message::decode(bytes) {
             if reply_length != 0 {
                 // Best effort: the driver counts a missing reply, and status only reads.
-                let _ = port.reply(id, &ack(&h, 0));
+                let _ = port.reply(id, &ack(&h, 0, None));
             }
             return Ok(h);
         }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod decode;
+mod service;
 mod setup;
 #[cfg(not(windows))]
 mod simulate;
@@ -39,6 +40,9 @@ enum Command {
     #[cfg(all(feature = "content", not(target_env = "msvc")))]
     #[command(subcommand)]
     Content(crate::content::ContentCommand),
+    /// The agent as a Windows service: install, uninstall (Windows only).
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
 }
 
 /// Where rules come from.
@@ -50,6 +54,17 @@ pub struct RulesArgs {
     /// A sensor state directory: the content installed there by `fsense content update`.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Follow a content repository while running: install newer releases into --state-dir
+    /// and switch the running rules between two events.
+    #[arg(long, value_name = "URL|DIR", requires_all = ["state_dir", "content_root"])]
+    content_repo: Option<String>,
+    /// The trusted root metadata for --content-repo (KEYS/root.json).
+    #[arg(long, value_name = "ROOT.json", requires = "content_repo")]
+    content_root: Option<PathBuf>,
+    /// Seconds between two checks of --content-repo.
+    #[arg(long, value_name = "N", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    update_interval_s: u64,
 }
 
 /// Options every event-producing command shares.
@@ -198,6 +213,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Status(a) => status::run(a),
         #[cfg(all(feature = "content", not(target_env = "msvc")))]
         Command::Content(c) => Ok(crate::content::run_command(c)),
+        Command::Service(c) => service::run(c),
     }
 }
 

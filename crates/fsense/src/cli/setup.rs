@@ -5,12 +5,14 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use super::{Failure, OutputArgs, RulesArgs};
 use crate::capture::{CaptureWriter, SourceKind};
 use crate::content::Rules;
 use crate::enrich::{self, Offline, ProcessCache};
 use crate::filter::Filter;
+use crate::live_content::{self, LiveContentConfig, LiveRules};
 use crate::paths::DosDeviceMap;
 use crate::pipeline::Pipeline;
 use crate::time::now_ticks;
@@ -23,14 +25,25 @@ pub enum Locality {
     Elsewhere,
 }
 
-/// The content rules the options ask for, if any.
-pub fn load_rules(rules: &RulesArgs) -> Result<Option<Rules>, Failure> {
+/// The content rules the options ask for, if any, and the live-content checker when they
+/// follow a repository.
+pub fn load_rules(rules: &RulesArgs) -> Result<(Option<Rules>, Option<LiveRules>), Failure> {
     if let Some(path) = &rules.rules {
-        Ok(Some(Rules::from_file(path)?))
+        Ok((Some(Rules::from_file(path)?), None))
+    } else if let (Some(repo), Some(root), Some(dir)) =
+        (&rules.content_repo, &rules.content_root, &rules.state_dir)
+    {
+        let (rules, live) = live_content::start(LiveContentConfig {
+            repo: repo.clone(),
+            root: root.clone(),
+            state_dir: dir.clone(),
+            interval: Duration::from_secs(rules.update_interval_s),
+        })?;
+        Ok((rules, Some(live)))
     } else if let Some(dir) = &rules.state_dir {
-        Ok(Some(Rules::from_state_dir(dir)?))
+        Ok((Some(Rules::from_state_dir(dir)?), None))
     } else {
-        Ok(None)
+        Ok((None, None))
     }
 }
 
@@ -78,7 +91,7 @@ pub fn pipeline_with_roots(
     locality: Locality,
     roots: Vec<String>,
 ) -> Result<Pipeline, Failure> {
-    let rules = load_rules(&out.rules)?;
+    let (rules, live) = load_rules(&out.rules)?;
     let (self_pid, lookup, devices) = match locality {
         Locality::Live => (
             Some(std::process::id()),
@@ -101,7 +114,8 @@ pub fn pipeline_with_roots(
         devices,
         output,
         capture,
-    ))
+    )
+    .with_live_rules(live))
 }
 
 /// A flag set by SIGINT / SIGTERM (Ctrl+C / Ctrl+Break / console close on Windows).

@@ -96,5 +96,6 @@ fn summary_json(
         "passed": failures.is_empty(),
         "failures": failures,
         "pipeline": stats,
+        "content_version": stats.content_version,
     })
 }

@@ -1,15 +1,23 @@
 //! `fsense watch`: live events from this machine until SIGINT / SIGTERM.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use serde_json::Value;
 
-use super::{Failure, WatchArgs};
+use super::{Failure, WatchArgs, setup};
 use crate::pipeline::PipelineStats;
 use crate::report::write_json_file;
 
 pub fn run(args: WatchArgs) -> Result<ExitCode, Failure> {
-    platform::run(args)
+    platform::run(args, setup::stop_flag()?)
+}
+
+/// Watches until `stop` is set (the service's stop handshake), not until a signal.
+#[cfg_attr(not(windows), allow(dead_code))]
+pub fn run_until(args: WatchArgs, stop: Arc<AtomicBool>) -> Result<ExitCode, Failure> {
+    platform::run(args, stop)
 }
 
 fn finish_summary(args: &WatchArgs, stats: &PipelineStats, source: Value) -> Result<(), Failure> {
@@ -34,7 +42,8 @@ fn finish_summary(args: &WatchArgs, stats: &PipelineStats, source: Value) -> Res
 mod platform {
     use std::io;
     use std::process::ExitCode;
-    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::super::setup::{self, Locality};
     use super::super::{Failure, WatchArgs, WritesArg};
@@ -49,7 +58,7 @@ mod platform {
     /// kernel queue (16,384 events) does not fill that fast at realistic rates.
     const COALESCE: std::time::Duration = std::time::Duration::from_millis(10);
 
-    pub fn run(args: WatchArgs) -> Result<ExitCode, Failure> {
+    pub fn run(args: WatchArgs, stop: Arc<AtomicBool>) -> Result<ExitCode, Failure> {
         let writes = match args.writes {
             WritesArg::First => WriteEvents::FirstAndClose,
             WritesArg::Close => WriteEvents::CloseOnly,
@@ -58,7 +67,6 @@ mod platform {
             FanotifySource::open(&args.dirs, writes).map_err(|e| Failure::new(e.to_string()))?;
         let capture = setup::open_capture(args.capture.as_deref(), SourceKind::Fanotify)?;
         let mut pipeline = setup::pipeline(&args.out, false, capture, Locality::Live)?;
-        let stop = setup::stop_flag()?;
         let roots: Vec<String> = source.roots().map(|p| p.display().to_string()).collect();
         eprintln!("fsense: watching {}", roots.join(", "));
         let mut status = StatusLine::new();
@@ -102,6 +110,8 @@ mod platform {
 #[cfg(windows)]
 mod platform {
     use std::process::ExitCode;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
 
     use super::super::setup::{self, Locality};
     use super::super::{Failure, WatchArgs};
@@ -109,13 +119,12 @@ mod platform {
     use crate::capture::SourceKind;
     use crate::time::now_ticks;
 
-    pub fn run(args: WatchArgs) -> Result<ExitCode, Failure> {
+    pub fn run(args: WatchArgs, stop: Arc<AtomicBool>) -> Result<ExitCode, Failure> {
         let roots = windows_roots(&args.dirs)?;
         eprintln!("fsense: watching {}", roots.join(", "));
         let capture = setup::open_capture(args.capture.as_deref(), SourceKind::WindowsPort)?;
         let mut pipeline =
             setup::pipeline_with_roots(&args.out, false, capture, Locality::Live, roots)?;
-        let stop = setup::stop_flag()?;
         let port_stats = crate::winport::run(&mut pipeline, &stop)
             .map_err(|e| setup::output_failure(&args.out, &e))?;
         pipeline
@@ -144,7 +153,10 @@ mod platform {
     use super::super::{Failure, WatchArgs};
     use std::process::ExitCode;
 
-    pub fn run(_: WatchArgs) -> Result<ExitCode, Failure> {
+    pub fn run(
+        _: WatchArgs,
+        _: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<ExitCode, Failure> {
         Err(Failure::new(
             "fsense watch runs on Linux (fanotify) and Windows (the driver)",
         ))
