@@ -27,6 +27,8 @@ pub mod ffi;
 mod plan;
 mod port;
 pub mod verifier;
+#[allow(unsafe_code)]
+pub mod win32;
 mod world;
 
 use std::fmt;
@@ -212,6 +214,28 @@ pub struct Tuning {
     pub batch_records: u32,
     /// Make this kernel call fail while DriverEntry runs, to check that the load unwinds exactly.
     pub fail_during_load: Option<FailPoint>,
+    /// File operations per second over all I/O threads; 0 = as fast as they go.
+    pub rate_per_s: u64,
+}
+
+/// A consumer that is real code: it runs on the consumer thread, reaches the driver through the
+/// simulated user-mode API ([`win32`]), and returns once `stop` is set (after the unload).
+pub type ExternalConsumer<'a> = &'a mut (dyn FnMut(&AtomicBool) + Send);
+
+enum Consumer<'a> {
+    Simulated(&'a mut (dyn FnMut(&[u8]) + Send)),
+    External(ExternalConsumer<'a>),
+}
+
+/// [`run_tuned`] with a real consumer instead of the simulated one: "delivered" is then every
+/// record the simulated Filter Manager put into the consumer's receive buffers.
+/// `config.consumer` only names the behaviour in the report.
+pub fn run_external(
+    config: &SimConfig,
+    tuning: &Tuning,
+    consumer: ExternalConsumer<'_>,
+) -> SimReport {
+    run_with(config, tuning, Consumer::External(consumer))
 }
 
 /// Kernel calls the simulator can fail during DriverEntry.
@@ -344,6 +368,12 @@ pub fn run_tuned(
     tuning: &Tuning,
     on_message: &mut (dyn FnMut(&[u8]) + Send),
 ) -> SimReport {
+    run_with(config, tuning, Consumer::Simulated(on_message))
+}
+
+fn run_with(config: &SimConfig, tuning: &Tuning, mut consumer: Consumer<'_>) -> SimReport {
+    let external = matches!(consumer, Consumer::External(_));
+    win32::reset();
     let _one_at_a_time = RUN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     world::reset(config.queue_capacity, tuning.batch_records);
     port::PORT.reset();
@@ -390,17 +420,28 @@ pub fn run_tuned(
             let connected = &connected;
             let done = &client_done;
             let mode = config.consumer;
-            let on_message = &mut *on_message;
-            scope.spawn(move || {
-                let mut c = client::Client::new(mode, plan, stop, connected, done);
-                c.settle = Some(settle);
-                c.run(on_message);
-                c.outcome
+            let consumer = &mut consumer;
+            scope.spawn(move || match consumer {
+                Consumer::Simulated(on_message) => {
+                    let mut c = client::Client::new(mode, plan, stop, connected, done);
+                    c.settle = Some(settle);
+                    c.run(&mut **on_message);
+                    c.outcome
+                }
+                Consumer::External(run) => {
+                    verifier::set_thread_role("consumer");
+                    verifier::set_current_pid(CONSUMER_PID);
+                    done.store(true, Ordering::Release);
+                    run(stop);
+                    client::ClientOutcome::default()
+                }
             })
         });
         if client_thread.is_some() {
             let deadline = Instant::now() + Duration::from_secs(5);
-            while !connected.load(Ordering::Acquire) && Instant::now() < deadline {
+            while !(connected.load(Ordering::Acquire) || external && port::PORT.is_connected())
+                && Instant::now() < deadline
+            {
                 std::thread::sleep(Duration::from_micros(200));
             }
         }
@@ -411,9 +452,13 @@ pub fn run_tuned(
                 let ops_done = &ops_done;
                 let max_ns = &max_callback_ns;
                 let instance = attached.unwrap_or(0x4000);
+                let pace = Pace::new(tuning.rate_per_s, config.threads);
                 scope.spawn(move || {
                     verifier::set_thread_role("I/O");
+                    let mut issued = 0u64;
                     for session in sessions {
+                        pace.wait(issued);
+                        issued += 1 + session.writes.len() as u64;
                         let path = plan_path(plan, session.create.file);
                         let (open, timing) =
                             ffi::run_create(&session.create, path, instance, filter);
@@ -495,7 +540,11 @@ pub fn run_tuned(
         violations.push("HEALTH: the driver never reported its counters".into());
     }
     let outcome = client_outcome.unwrap_or_default();
-    let mut tracker = outcome.tracker;
+    let mut tracker = if external {
+        win32::take_delivered().0
+    } else {
+        outcome.tracker
+    };
     if let Some(h) = &health {
         report.generated = h.events_generated;
         report.dropped = h.dropped();
@@ -533,6 +582,33 @@ pub fn run_tuned(
     report.health = health;
     report.verifier_violations = violations;
     report
+}
+
+/// Spaces one I/O thread's operations so that all threads together issue `rate` per second.
+#[derive(Clone, Copy)]
+struct Pace {
+    start: Instant,
+    per_op: Option<Duration>,
+}
+
+impl Pace {
+    fn new(rate: u64, threads: u32) -> Self {
+        let per_thread = rate as f64 / f64::from(threads.max(1));
+        Self {
+            start: Instant::now(),
+            per_op: (rate > 0).then(|| Duration::from_secs_f64(1.0 / per_thread)),
+        }
+    }
+
+    /// Waits until operation `n` of this thread is due (sleeping only when 1 ms or more ahead).
+    fn wait(&self, n: u64) {
+        let Some(per_op) = self.per_op else { return };
+        let due = self.start + per_op.mul_f64(n as f64);
+        let ahead = due.saturating_duration_since(Instant::now());
+        if ahead >= Duration::from_millis(1) {
+            std::thread::sleep(ahead);
+        }
+    }
 }
 
 fn plan_path(plan: &plan::Plan, file: usize) -> std::sync::Arc<Vec<u16>> {

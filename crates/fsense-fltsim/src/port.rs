@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct Pending {
     pub id: u64,
     pub bytes: Vec<u8>,
+    /// The sender's reply buffer size (`*ReplyLength` of `FltSendMessage`); 0 = no reply.
+    pub reply_capacity: u32,
 }
 
 #[derive(Default)]
@@ -22,6 +24,9 @@ struct State {
     next_id: u64,
     taken: Option<u64>,
     reply: Option<(u64, Vec<u8>)>,
+    /// The message whose sender still waits for a reply (`FilterReplyMessage` to any other id
+    /// finds no waiter).
+    awaiting_reply: Option<u64>,
     /// Bumped at every disconnect so a waiting sender notices.
     epoch: u64,
     shutdown: bool,
@@ -47,6 +52,7 @@ pub static PORT: Port = Port {
         next_id: 0,
         taken: None,
         reply: None,
+        awaiting_reply: None,
         epoch: 0,
         shutdown: false,
     }),
@@ -96,8 +102,23 @@ impl Port {
         self.cv.notify_all();
     }
 
-    /// Offers a message; waits until the client takes it (and replies, if asked) or `timeout`.
-    pub fn send(&self, bytes: Vec<u8>, wants_reply: bool, timeout: Duration) -> SendResult {
+    /// Offers a message; waits until the client takes it (and replies, if `reply_capacity` is
+    /// not 0) or `timeout`. `reply_capacity` is the sender's reply buffer size, which the
+    /// user-mode side sees as `FILTER_MESSAGE_HEADER.ReplyLength`.
+    pub fn send_with_reply_buffer(
+        &self,
+        bytes: Vec<u8>,
+        reply_capacity: u32,
+        timeout: Duration,
+    ) -> SendResult {
+        let result = self.send_inner(bytes, reply_capacity, timeout);
+        self.lock().awaiting_reply = None;
+        self.cv.notify_all();
+        result
+    }
+
+    fn send_inner(&self, bytes: Vec<u8>, reply_capacity: u32, timeout: Duration) -> SendResult {
+        let wants_reply = reply_capacity != 0;
         let deadline = Instant::now() + timeout;
         let mut s = self.lock();
         if !s.connected {
@@ -120,8 +141,13 @@ impl Port {
         }
         s.next_id += 1;
         let id = s.next_id;
-        s.slot = Some(Pending { id, bytes });
+        s.slot = Some(Pending {
+            id,
+            bytes,
+            reply_capacity,
+        });
         s.reply = None;
+        s.awaiting_reply = wants_reply.then_some(id);
         self.cv.notify_all();
         loop {
             // A reply that arrived counts even if the client disconnected right after it.
@@ -178,5 +204,35 @@ impl Port {
         let mut s = self.lock();
         s.reply = Some((id, bytes));
         self.cv.notify_all();
+    }
+
+    /// Waits up to `timeout` until a message is offered (or the port is gone); takes nothing.
+    pub fn wait_offered(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.lock();
+        loop {
+            if s.slot.is_some() {
+                return true;
+            }
+            let now = Instant::now();
+            if !s.connected || s.shutdown || now >= deadline {
+                return false;
+            }
+            s = match self.cv.wait_timeout(s, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+
+    /// The client replies to message `id` if its sender still waits; `false`: nobody waits.
+    pub fn reply_if_waiting(&self, id: u64, bytes: Vec<u8>) -> bool {
+        let mut s = self.lock();
+        if s.awaiting_reply != Some(id) || s.taken != Some(id) {
+            return false;
+        }
+        s.reply = Some((id, bytes));
+        self.cv.notify_all();
+        true
     }
 }

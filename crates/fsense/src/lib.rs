@@ -26,5 +26,4 @@ pub mod report;
 pub mod status_line;
 pub mod synth;
 pub mod time;
-#[cfg(windows)]
 pub mod winport;

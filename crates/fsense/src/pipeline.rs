@@ -277,6 +277,11 @@ impl Pipeline {
         self.last_sequence
     }
 
+    /// Events output without their process because its lookup was still running.
+    pub fn lookups_pending(&self) -> u64 {
+        self.cache.pending()
+    }
+
     pub fn content_version(&self) -> Option<u64> {
         self.filter.content_version()
     }

@@ -4,15 +4,21 @@
 //! answer every health message with a `ControlReply` ack (the driver counts replies it rejects),
 //! and reconnect when the port goes away (driver unloaded or reloaded): a new connection is a
 //! new driver load, whose sequence numbers start over.
+//!
+//! The driver waits at most 100 ms for a posted receive before it drops a batch, so receiving
+//! never waits on anything slow: several receives stay posted, a health message is answered as
+//! soon as it is decoded, and process and account lookups run off this thread (the pipeline's
+//! [`crate::enrich::Background`] cache). The same code runs on Linux against the simulated
+//! Win32 functions (`fsense simulate --client win32`).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use fsense_proto::{Health, Hello, Message};
+use fsense_proto::{ControlReply, Health, Hello, Message};
 use serde::Serialize;
 
-use crate::ffi::windows::{Port, is_connection_limit};
+use crate::ffi::windows::{DEFAULT_RECEIVES, Port, Received, is_connection_limit};
 use crate::pipeline::{Handled, Pipeline};
 use crate::port_framing::{ack, message_slice};
 use crate::status_line::StatusLine;
@@ -29,15 +35,63 @@ pub struct PortStats {
     pub messages: u64,
     pub replies: u64,
     pub reply_failures: u64,
+    /// Receives kept posted.
+    pub receives: usize,
+    /// Messages that did not decode (each skipped; the pipeline counts them too).
+    pub undecodable: u64,
+    /// Health messages not answered because the driver's reply buffer cannot hold an ack.
+    pub replies_skipped: u64,
+    /// Connections the consumer itself closed and reopened (`AfterMessage::Reconnect`).
+    pub reconnects: u64,
+}
+
+/// What to do after a message (lets the simulator make this client behave like a slow or a
+/// crashing consumer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterMessage {
+    Continue,
+    /// Close the port (as a crashing consumer's handle is closed) and connect again.
+    Reconnect,
+}
+
+/// How the client receives.
+pub struct Options<'a> {
+    /// Receives kept posted (1 is the old single-receive loop).
+    pub receives: usize,
+    /// Called after each message with the messages received so far.
+    pub after_message: Option<&'a mut (dyn FnMut(u64) -> AfterMessage + Send)>,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Self {
+            receives: DEFAULT_RECEIVES,
+            after_message: None,
+        }
+    }
 }
 
 /// Receives until `stop` is set.
 pub fn run(pipeline: &mut Pipeline, stop: &AtomicBool) -> io::Result<PortStats> {
-    let mut stats = PortStats::default();
+    run_with(pipeline, stop, Options::default())
+}
+
+/// [`run`] with explicit options.
+pub fn run_with(
+    pipeline: &mut Pipeline,
+    stop: &AtomicBool,
+    mut options: Options<'_>,
+) -> io::Result<PortStats> {
+    let mut stats = PortStats {
+        receives: options.receives.max(1),
+        ..PortStats::default()
+    };
     let mut status = StatusLine::new();
     let mut said_waiting = false;
+    let mut body = Vec::with_capacity(fsense_proto::MAX_MESSAGE_BYTES);
+    let mut quiet_connect = false;
     while !stop.load(Ordering::SeqCst) {
-        let mut port = match Port::connect(PORT_NAME, &Hello::current().encode()) {
+        let mut port = match Port::connect(PORT_NAME, &Hello::current().encode(), stats.receives) {
             Ok(p) => p,
             Err(e) => {
                 if !said_waiting {
@@ -49,13 +103,17 @@ pub fn run(pipeline: &mut Pipeline, stop: &AtomicBool) -> io::Result<PortStats> 
             }
         };
         said_waiting = false;
-        if stats.connects > 0 {
-            pipeline.new_session();
-        }
+        // After a reconnect the first message tells whether the driver was reloaded.
+        let mut session = Session {
+            check_load: stats.connects > 0,
+        };
         stats.connects += 1;
-        eprintln!("fsense: connected to {PORT_NAME}");
+        if !quiet_connect {
+            eprintln!("fsense: connected to {PORT_NAME}");
+        }
+        quiet_connect = false;
         while !stop.load(Ordering::SeqCst) {
-            let received = match port.receive(Duration::from_millis(200)) {
+            let received = match port.receive(Duration::from_millis(200), &mut body) {
                 Ok(Some(r)) => r,
                 Ok(None) => {
                     pipeline.flush()?;
@@ -70,23 +128,107 @@ pub fn run(pipeline: &mut Pipeline, stop: &AtomicBool) -> io::Result<PortStats> 
                     break;
                 }
             };
-            stats.messages += 1;
-            let (message_id, reply_length) = (received.message_id, received.reply_length);
-            let bytes = message_slice(received.body, received.transferred);
-            let handled = pipeline.handle_message(bytes, now_ticks())?;
-            if let Ok(Handled::Health(h)) = handled
-                && reply_length != 0
+            handle(
+                pipeline,
+                &mut port,
+                received,
+                &body,
+                &mut stats,
+                &mut session,
+            )?;
+            if let Some(after) = options.after_message.as_mut()
+                && after(stats.messages) == AfterMessage::Reconnect
             {
-                let reply = ack(&h, pipeline.last_sequence(), pipeline.content_version());
-                match port.reply(message_id, &reply) {
-                    Ok(()) => stats.replies += 1,
-                    Err(_) => stats.reply_failures += 1,
+                stats.reconnects += 1;
+                quiet_connect = true;
+                break;
+            }
+        }
+        // Messages that completed before the cancellation were counted as delivered by the
+        // driver: process them before the port closes.
+        for (received, bytes) in port.cancel_all(Duration::from_secs(5)) {
+            handle(
+                pipeline,
+                &mut port,
+                received,
+                &bytes,
+                &mut stats,
+                &mut session,
+            )?;
+        }
+    }
+    pipeline.flush()?;
+    status.clear();
+    Ok(stats)
+}
+
+/// What one connection has yet to find out.
+struct Session {
+    /// Whether the driver behind this (re)connection may be a new load.
+    check_load: bool,
+}
+
+/// Whether the first message of a reconnection comes from a new driver load, whose sequence
+/// numbers start over: a batch starting at or below the last number seen, or a health counting
+/// fewer events than that. `None`: the message does not say.
+fn starts_new_load(bytes: &[u8], last_sequence: u64) -> Option<bool> {
+    match Message::decode(bytes).ok()? {
+        Message::Batch(batch) => batch
+            .records()
+            .next()
+            .map(|first| first.sequence <= last_sequence),
+        Message::Health(h) => Some(h.events_generated < last_sequence),
+    }
+}
+
+/// One message: decoded and processed; a health message is acknowledged at once.
+fn handle(
+    pipeline: &mut Pipeline,
+    port: &mut Port,
+    received: Received,
+    body: &[u8],
+    stats: &mut PortStats,
+    session: &mut Session,
+) -> io::Result<()> {
+    stats.messages += 1;
+    let bytes = message_slice(body, received.transferred);
+    if session.check_load
+        && let Some(new_load) = starts_new_load(bytes, pipeline.last_sequence())
+    {
+        session.check_load = false;
+        if new_load {
+            pipeline.new_session();
+        }
+    }
+    match pipeline.handle_message(bytes, now_ticks())? {
+        Ok(Handled::Health(h)) if received.reply_length != 0 => {
+            if (received.reply_length as usize) < ControlReply::LEN {
+                stats.replies_skipped += 1;
+                if stats.replies_skipped == 1 {
+                    eprintln!(
+                        "fsense: the driver waits for a {}-byte reply, an ack takes {}: not answering (counted)",
+                        received.reply_length,
+                        ControlReply::LEN
+                    );
                 }
+                return Ok(());
+            }
+            match port.reply(received.message_id, &ack(&h, pipeline.last_sequence(), pipeline.content_version())) {
+                Ok(()) => stats.replies += 1,
+                Err(_) => stats.reply_failures += 1,
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            stats.undecodable += 1;
+            if stats.undecodable == 1 {
+                eprintln!(
+                    "fsense: a message from the driver did not decode ({e}); skipped and counted"
+                );
             }
         }
     }
-    status.clear();
-    Ok(stats)
+    Ok(())
 }
 
 fn sleep_unless(stop: &AtomicBool, total: Duration) {
@@ -98,7 +240,7 @@ fn sleep_unless(stop: &AtomicBool, total: Duration) {
 
 /// Connects, waits for the first health message, acknowledges it and returns it.
 pub fn first_health(timeout: Duration) -> Result<Health, String> {
-    let mut port = Port::connect(PORT_NAME, &Hello::current().encode()).map_err(|e| {
+    let mut port = Port::connect(PORT_NAME, &Hello::current().encode(), 1).map_err(|e| {
         if is_connection_limit(&e) {
             format!("the driver's port {PORT_NAME} already has its one consumer (is fsense watch running?)")
         } else {
@@ -106,17 +248,17 @@ pub fn first_health(timeout: Duration) -> Result<Health, String> {
         }
     })?;
     let end = Instant::now() + timeout;
+    let mut body = Vec::new();
     while Instant::now() < end {
         let received = port
-            .receive(Duration::from_millis(500))
+            .receive(Duration::from_millis(500), &mut body)
             .map_err(|e| format!("port closed while waiting for health: {e}"))?;
         let Some(r) = received else { continue };
-        let (id, reply_length) = (r.message_id, r.reply_length);
-        let bytes = message_slice(r.body, r.transferred);
+        let bytes = message_slice(&body, r.transferred);
         if let Ok(Message::Health(h)) = Message::decode(bytes) {
-            if reply_length != 0 {
+            if r.reply_length as usize >= ControlReply::LEN {
                 // Best effort: the driver counts a missing reply, and status only reads.
-                let _ = port.reply(id, &ack(&h, 0, None));
+                let _ = port.reply(r.message_id, &ack(&h, 0, None));
             }
             return Ok(h);
         }
@@ -125,4 +267,114 @@ pub fn first_health(timeout: Duration) -> Result<Health, String> {
         "no health message from the driver within {} s",
         timeout.as_secs()
     ))
+}
+
+/// The client loop against the simulated port and the real driver, with hostile driver-side
+/// input put in front of it.
+#[cfg(all(test, not(windows)))]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use fsense_fltsim::win32;
+    use fsense_fltsim::{ConsumerMode, SimConfig, Tuning};
+    use fsense_proto::{Operation, PROTOCOL_VERSION};
+
+    use super::*;
+    use crate::enrich::{Offline, ProcessCache};
+    use crate::filter::Filter;
+    use crate::paths::DosDeviceMap;
+    use crate::synth::{self, SynthEvent};
+
+    fn pipeline() -> Pipeline {
+        Pipeline::new(
+            ProcessCache::new(Box::new(Offline), 16),
+            Filter::new(None, &[], None).unwrap(),
+            DosDeviceMap::default(),
+            Box::new(io::sink()),
+            None,
+        )
+    }
+
+    #[test]
+    fn hostile_messages_and_a_short_reply_buffer_are_counted_not_fatal() {
+        let batch =
+            synth::batches(&[SynthEvent::new(Operation::Create, "C:\\x")], 1, 1, &[]).remove(0);
+        let mut truncated = batch.clone();
+        truncated.truncate(batch.len() / 2);
+        let mut garbage = batch.clone();
+        garbage[..4].copy_from_slice(b"JUNK");
+        let health = synth::health(&Health {
+            protocol_version: PROTOCOL_VERSION,
+            ..Health::default()
+        });
+        let mut pipeline = pipeline();
+        let mut stats = None;
+        let config = SimConfig {
+            events: 3000,
+            threads: 2,
+            queue_capacity: 64,
+            consumer: ConsumerMode::Normal,
+            seed: 11,
+        };
+        let report =
+            fsense_fltsim::run_external(&config, &Tuning::default(), &mut |stop: &AtomicBool| {
+                let late_stop = AtomicBool::new(false);
+                std::thread::scope(|scope| {
+                    scope.spawn(|| {
+                        for (bytes, reply) in [
+                            (truncated.clone(), 0),
+                            (garbage.clone(), 0),
+                            // The driver would wait for 10 reply bytes: an ack takes 40.
+                            (health.clone(), 10),
+                        ] {
+                            win32::inject_message(bytes, reply, Duration::from_millis(500));
+                        }
+                    });
+                    // Keep receiving a little after the run's stop, so the port's closing at
+                    // unload is seen by the client rather than raced by the stop.
+                    let late_stop = &late_stop;
+                    scope.spawn(move || {
+                        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        std::thread::sleep(Duration::from_millis(500));
+                        late_stop.store(true, std::sync::atomic::Ordering::Release);
+                    });
+                    stats = Some(run_with(&mut pipeline, &late_stop, Options::default()));
+                });
+            });
+        let stats = stats.unwrap().unwrap();
+        assert_eq!(stats.undecodable, 2, "{stats:?}");
+        assert_eq!(stats.replies_skipped, 1, "{stats:?}");
+        assert_eq!(pipeline.stats().decode_errors, 2);
+        // The unload closed the port under the posted receives: a counted disconnect.
+        assert!(stats.disconnects >= 1, "{stats:?}");
+        assert!(report.delivered > 0);
+        assert_eq!(pipeline.stats().events, report.delivered);
+    }
+
+    #[test]
+    fn a_batch_at_or_below_the_last_sequence_is_a_new_driver_load() {
+        let batch = |first| {
+            synth::batches(
+                &[SynthEvent::new(Operation::Create, "C:\\x")],
+                first,
+                1,
+                &[],
+            )
+            .remove(0)
+        };
+        assert_eq!(starts_new_load(&batch(1), 50), Some(true));
+        assert_eq!(starts_new_load(&batch(51), 50), Some(false));
+        let health = |generated| {
+            synth::health(&Health {
+                protocol_version: PROTOCOL_VERSION,
+                events_generated: generated,
+                ..Health::default()
+            })
+        };
+        assert_eq!(starts_new_load(&health(10), 50), Some(true));
+        assert_eq!(starts_new_load(&health(60), 50), Some(false));
+        assert_eq!(starts_new_load(b"junk", 50), None);
+    }
 }

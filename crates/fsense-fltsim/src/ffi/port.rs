@@ -238,7 +238,13 @@ pub unsafe extern "system" fn FltSendMessage(
         return STATUS_PORT_DISCONNECTED;
     }
     let wants_reply = !reply_buffer.is_null() && !reply_length.is_null();
-    match PORT.send(bytes, wants_reply, wait) {
+    // SAFETY: non-null when wants_reply; the driver's reply buffer size.
+    let reply_capacity = if wants_reply {
+        unsafe { reply_length.read() }
+    } else {
+        0
+    };
+    match PORT.send_with_reply_buffer(bytes, reply_capacity, wait) {
         SendResult::Disconnected => STATUS_PORT_DISCONNECTED,
         SendResult::TimedOut => STATUS_TIMEOUT,
         SendResult::Delivered(reply) => {

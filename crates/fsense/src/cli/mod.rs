@@ -128,6 +128,17 @@ pub struct SimulateArgs {
     /// Seed of the simulation.
     #[arg(long, value_name = "S", default_value_t = 1)]
     seed: u64,
+    /// The consumer at the port: sim (the simulator's own), win32 (the real Windows client
+    /// over the simulated Win32 API), win32-single (that client with one receive posted and
+    /// lookups on the receive path, the design before it was fixed).
+    #[arg(long, value_name = "CLIENT", default_value = "sim")]
+    client: simulate::ClientKind,
+    /// File operations per second (0: as fast as they go).
+    #[arg(long, value_name = "EVENTS_PER_S", default_value_t = 0)]
+    rate: u64,
+    /// Make every first process or account lookup take this long (win32 clients).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    slow_lookup_ms: u64,
     /// Do not print the events.
     #[arg(long)]
     quiet: bool,

@@ -19,10 +19,16 @@ use crate::time::now_ticks;
 
 /// Whether the events happened on this machine (then processes are looked up and our own pid
 /// is excluded) or elsewhere (simulator, replays).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum Locality {
     Live,
     Elsewhere,
+    /// The simulated Windows machine (`simulate --client win32`): processes and drive letters
+    /// come from the simulated Win32 functions, through `lookup`.
+    #[cfg(not(windows))]
+    SimulatedWindows {
+        lookup: fn() -> Box<dyn enrich::ProcessLookup>,
+    },
 }
 
 /// The content rules the options ask for, if any, and the live-content checker when they
@@ -102,6 +108,12 @@ pub fn pipeline_with_roots(
             None,
             Box::new(Offline) as Box<dyn enrich::ProcessLookup>,
             DosDeviceMap::default(),
+        ),
+        #[cfg(not(windows))]
+        Locality::SimulatedWindows { lookup } => (
+            None,
+            lookup(),
+            DosDeviceMap::new(crate::ffi::windows::dos_devices()),
         ),
     };
     let filter = Filter::new(self_pid, &out.exclude, rules)

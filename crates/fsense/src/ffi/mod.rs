@@ -7,7 +7,8 @@
 #[cfg(target_os = "linux")]
 pub mod linux;
 
-#[cfg(windows)]
+/// The Windows port client: on Windows over the system DLLs, elsewhere over the simulated ones
+/// that `fsense-fltsim` defines (so the same code runs in the test suite).
 pub mod windows;
 
 #[cfg(windows)]
