@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use fsense_pkgcheck::{checksum, image, inf, package, scripts};
+use fsense_pkgcheck::{checksum, floor, image, inf, package, scripts};
 
 #[derive(Parser)]
 #[command(
@@ -28,7 +28,7 @@ enum Command {
     },
     /// Write the correct PE checksum into an unsigned image (signing rewrites it anyway).
     FixChecksum { file: PathBuf },
-    /// Lint an INF against the minifilter rules.
+    /// Lint an INF against the minifilter rules (and the declared minimum Windows).
     Inf { file: PathBuf },
     /// Check the PowerShell kit against the INF and the package file names.
     Scripts {
@@ -92,8 +92,17 @@ fn run(cli: Cli) -> Result<bool, String> {
         }
         Command::Inf { file } => {
             let text = inf::read_inf(&file).map_err(|error| error.to_string())?;
-            let findings =
-                inf::lint(&text).map_err(|error| format!("{}: {error}", file.display()))?;
+            let mut findings: Vec<String> = inf::lint(&text)
+                .map_err(|error| format!("{}: {error}", file.display()))?
+                .into_iter()
+                .map(|finding| finding.to_string())
+                .collect();
+            // The header's minimum Windows must be the declared one.
+            findings.extend(
+                floor::check_text("", &text, true)
+                    .into_iter()
+                    .map(|finding| finding.message),
+            );
             Ok(report(&file, &findings))
         }
         Command::Scripts { dir, inf } => {

@@ -52,6 +52,25 @@ fn findings_exit_one_with_a_line_each() {
 }
 
 #[test]
+fn an_inf_stating_another_minimum_fails() {
+    let shipped = std::fs::read_to_string(repo("inf/fsense.inf")).unwrap();
+    let stale = shipped.replacen(
+        "Minimum Windows: Windows 10 version 2004 (build 19041).",
+        "A primitive driver package (Windows 10 1903+).",
+        1,
+    );
+    let path = scratch("stale.inf", stale.as_bytes());
+    let out = pkgcheck(&["inf", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(
+        stdout.contains("claims Windows 10 1903 as the minimum"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn the_scripts_match_the_inf() {
     let out = pkgcheck(&[
         "scripts",
