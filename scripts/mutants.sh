@@ -14,6 +14,10 @@
 #                                                        need minutes and test neither file)
 #   driver   src/sensor.rs, src/delivery.rs              the driver's tests/ (simulator included)
 #
+# The simulator runs fail any I/O callback that takes 50 ms (it would mean the driver waited), a
+# wall-clock check: on a busy machine at niceness 19 the unmutated baseline already fails it.
+# There, run the driver area with NICE=0, or on an idle machine.
+#
 # Equivalent mutants (no test can tell them apart from the code) are excluded, each with its
 # reason, in .cargo/mutants.toml, which cargo-mutants reads itself.
 #
@@ -25,6 +29,7 @@
 #   PROPTEST_CASES=N    property-test cases per test while mutating (default 16: every test runs
 #                       once per mutant; the normal suite keeps its full counts)
 #   NICE=N              niceness of the run (default 19: it is a background job)
+#   MUTANTS_TARGET_DIR  where the builds go (default target/mutants-build; one directory per area)
 #   SKIP_SETUP=1        do not run scripts/setup.sh --mutants (which installs cargo-mutants)
 #
 # Output: target/mutants/AREA/mutants.out/ (cargo-mutants' own: caught.txt, missed.txt,
@@ -46,8 +51,10 @@ export PROPTEST_CASES="${PROPTEST_CASES:-16}"
 # The scratch copies have no .git for build.rs to ask: a fixed build id, with every kind of hex
 # digit, gives the driver's build-id test something to check.
 export FSENSE_BUILD_ID="${FSENSE_BUILD_ID:-0123456789abcdefABCDEF0123456789}"
-# One target directory for every scratch copy, so dependencies build once for all areas and runs.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target/mutants-build}"
+# One target directory per area, shared by its runs, so dependencies build once. Per area, not
+# one for all: the scratch copies of different areas build the same workspace crates under the
+# same artifact names, and two runs at once would overwrite each other's mutated builds.
+build_root="${MUTANTS_TARGET_DIR:-$root/target/mutants-build}"
 
 area_args() {
     case "$1" in
@@ -71,7 +78,7 @@ for area in "${areas[@]}"; do
     started=$(date +%s)
     printf '==> cargo mutants: %s (%s)\n' "$area" "$args"
     # shellcheck disable=SC2086 # args and MUTANTS_ARGS are word lists on purpose
-    nice -n "${NICE:-19}" cargo mutants $args --jobs "${MUTANTS_JOBS:-1}" \
+    CARGO_TARGET_DIR="$build_root/$area" nice -n "${NICE:-19}" cargo mutants $args --jobs "${MUTANTS_JOBS:-1}" \
         --minimum-test-timeout "${MUTANTS_TIMEOUT:-60}" --output "$out/$area" \
         ${MUTANTS_ARGS:-} || status=1
     dir="$out/$area/mutants.out"
