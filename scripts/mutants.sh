@@ -70,7 +70,8 @@ area_args() {
     esac
 }
 
-count() { [ -f "$1" ] && grep -c . "$1" || echo 0; }
+# Lines in one of cargo-mutants' result lists (0 when the list is missing).
+count() { if [ -f "$1" ]; then grep -c . "$1" || true; else echo 0; fi; }
 
 status=0
 for area in "${areas[@]}"; do
@@ -87,7 +88,7 @@ for area in "${areas[@]}"; do
     unviable=$(count "$dir/unviable.txt")
     timeout=$(count "$dir/timeout.txt")
     viable=$((caught + missed + timeout))
-    share=$(awk -v c="$caught" -v v="$viable" 'BEGIN { printf v ? "%.1f" : "-", 100 * c / v }')
+    share=$(awk -v c="$caught" -v v="$viable" 'BEGIN { if (v) printf "%.1f", 100 * c / v; else printf "-" }')
     line=$(printf '%-8s caught %4d  missed %3d  unviable %3d  timeout %3d  caught/viable %s %%  (%d min, %s)' \
         "$area" "$caught" "$missed" "$unviable" "$timeout" "$share" \
         $((($(date +%s) - started + 59) / 60)) "$(date -u +%Y-%m-%dT%H:%MZ)")

@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use fsense_driver::ffi::{CreateParams, Requestor, WriteParams};
 use fsense_driver::sensor::{
     BUILD_ID, CreateFacts, DEFAULT_QUEUE_CAPACITY, DRIVER_VERSION, LoadConfig, RefusedHello,
-    SENSOR, WriteFacts, opens_for_writing,
+    SENSOR, WriteFacts, build_id, opens_for_writing,
 };
 use fsense_fltsim as _;
 use fsense_proto::{
@@ -586,4 +586,27 @@ fn the_build_id_is_the_commit_as_bytes() {
         }
     }
     assert_eq!(BUILD_ID, expected, "{hex}");
+}
+
+/// Any text: two digits per byte, both cases, at most 16 bytes, an odd last digit ignored.
+#[test]
+fn build_ids_of_any_length_become_sixteen_bytes() {
+    let mut expect = [0u8; 16];
+    assert_eq!(build_id(None), expect);
+    assert_eq!(build_id(Some("")), expect);
+    assert_eq!(build_id(Some("a")), expect);
+    expect[0] = 0xab;
+    assert_eq!(build_id(Some("abc")), expect);
+    assert_eq!(build_id(Some("AB")), expect);
+    expect[1] = 0x09;
+    assert_eq!(build_id(Some("aB09")), expect);
+    let all: [u8; 16] = [
+        0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32,
+        0x10,
+    ];
+    let digits = "0123456789abcdefFEDCBA9876543210";
+    assert_eq!(build_id(Some(digits)), all);
+    // A whole commit id (40 digits): the first 32 are kept.
+    assert_eq!(build_id(Some(&format!("{digits}77777777"))), all);
+    assert_eq!(build_id(Some(&format!("{digits}7"))), all);
 }
