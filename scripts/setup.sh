@@ -5,6 +5,8 @@
 #
 #   scripts/setup.sh          everything (used by scripts/test.sh)
 #   scripts/setup.sh --min    only what `fsense simulate` needs (used by scripts/demo.sh)
+#   scripts/setup.sh --mutants only what scripts/mutants.sh needs: the toolchain and cargo-mutants
+#                              (not in the default set: it takes ~10 minutes to build)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,6 +18,15 @@ rustup toolchain list | grep -q "^$toolchain" || rustup toolchain install "$tool
 rustup component add --toolchain "$toolchain" clippy rustfmt >/dev/null
 
 [ "${1:-}" = "--min" ] && exit 0
+
+if [ "${1:-}" = "--mutants" ]; then
+    # Pinned: a newer cargo-mutants generates other mutants, so counts would not compare.
+    if ! cargo mutants --version 2>/dev/null | grep -qx 'cargo-mutants 27.1.0'; then
+        say "cargo install cargo-mutants 27.1.0 (scripts/mutants.sh)"
+        cargo install --locked --quiet --version 27.1.0 cargo-mutants
+    fi
+    exit 0
+fi
 
 say "Rust targets: x86_64-pc-windows-msvc (fsense.sys), x86_64-pc-windows-gnu (fsense.exe)"
 rustup target add --toolchain "$toolchain" x86_64-pc-windows-msvc x86_64-pc-windows-gnu >/dev/null

@@ -184,7 +184,8 @@ const fn hex_value(c: u8) -> u8 {
     }
 }
 
-const fn build_id(text: Option<&str>) -> [u8; 16] {
+/// Two hex digits per byte, at most 16 bytes, zeros where digits are missing (public for tests).
+pub const fn build_id(text: Option<&str>) -> [u8; 16] {
     let mut out = [0u8; 16];
     if let Some(t) = text {
         let b = t.as_bytes();

@@ -11,7 +11,9 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 
 /// Proptest settings: `cases` normally; a handful under Miri, which runs ~1000x slower and has no
-/// file system for the regression files.
+/// file system for the regression files. `PROPTEST_CASES`, when set, replaces `cases` (proptest
+/// honours it only for its default config): `scripts/mutants.sh` lowers it, because every test
+/// runs once per mutant.
 pub fn config(cases: u32) -> Config {
     if cfg!(miri) {
         Config {
@@ -20,6 +22,10 @@ pub fn config(cases: u32) -> Config {
             ..Config::default()
         }
     } else {
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(cases);
         Config::with_cases(cases)
     }
 }
