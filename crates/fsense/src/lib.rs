@@ -16,6 +16,7 @@ pub mod ffi;
 pub mod filter;
 pub mod json;
 pub mod ocsf;
+pub mod outfile;
 pub mod paths;
 pub mod pipeline;
 pub mod port_framing;
