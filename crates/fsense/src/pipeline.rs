@@ -33,6 +33,9 @@ pub struct PipelineStats {
     pub outside: u64,
     /// Events that matched at least one content rule.
     pub rule_matches: u64,
+    /// Writes a `write_burst` rule could not track because its process table was full: a rule
+    /// that may have missed a burst says so.
+    pub untracked_writes: u64,
     pub messages: u64,
     pub batches: u64,
     pub health_messages: u64,
@@ -234,6 +237,7 @@ impl Pipeline {
         let mut s = self.stats.clone();
         s.dropped = self.lost_before + self.seq.lost();
         s.out_of_order = self.out_of_order_before + self.seq.out_of_order();
+        s.untracked_writes = self.filter.untracked_writes();
         s
     }
 

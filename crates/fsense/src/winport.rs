@@ -61,7 +61,7 @@ pub fn run(pipeline: &mut Pipeline, stop: &AtomicBool) -> io::Result<PortStats> 
                     pipeline.flush()?;
                     let s = pipeline.stats();
                     let hw = pipeline.last_health().map_or(0, |h| h.queue_high_water);
-                    status.tick(s.events, s.dropped, hw.into());
+                    status.tick(&s, hw.into());
                     continue;
                 }
                 Err(e) => {
