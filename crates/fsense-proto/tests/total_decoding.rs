@@ -301,8 +301,8 @@ mod malformed {
                 5,
             ),
             (
-                6,
-                0x40,
+                7,
+                0x01,
                 DecodeErrorKind::NonZeroReserved {
                     field: "flags bits",
                 },
