@@ -555,8 +555,10 @@ fn actor_of(
 ) -> Actor {
     let pid = u32::try_from(event.pid).unwrap_or(0);
     match (event.pidfd, pidfd) {
-        (Some(_), None) => Actor::Exited,
-        (Some(_), Some(fd)) => {
+        // FAN_NOPIDFD: the process had exited (FAN_EPIDFD, a pidfd that could not be made, say
+        // because of the descriptor limit, falls through to the lookup without a pidfd).
+        (Some(libc::FAN_NOPIDFD), None) => Actor::Exited,
+        (_, Some(fd)) => {
             if let Some(&t) = caches.start_times.get(&event.pid) {
                 return Actor::Started(t);
             }
@@ -568,8 +570,8 @@ fn actor_of(
                 _ => Actor::Exited,
             }
         }
-        // A kernel without pidfds: the process that has the pid now, as before.
-        (None, _) => match clock.start_time(pid) {
+        // No pidfd: the process that has the pid now, as before.
+        (_, None) => match clock.start_time(pid) {
             Some(t) => Actor::Started(t),
             None => Actor::Unknown,
         },
