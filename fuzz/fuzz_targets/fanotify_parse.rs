@@ -12,10 +12,14 @@ fuzz_target!(|data: &[u8]| {
         match item {
             Ok(ev) => {
                 assert!(ev.offset < data.len());
-                if let Some(d) = ev.dir_fid_name {
+                for d in [ev.dir_fid_name, ev.old_dir_fid_name, ev.new_dir_fid_name]
+                    .into_iter()
+                    .flatten()
+                {
                     assert!(d.handle.len() + d.name.len() <= data.len());
                     assert!(!d.name.contains(&0));
                 }
+                assert_eq!(ev.owned_pidfd().is_some(), ev.pidfd.is_some_and(|fd| fd >= 0));
             }
             Err(e) => {
                 assert!(e.offset <= data.len());

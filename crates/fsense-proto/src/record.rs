@@ -23,7 +23,7 @@
 //! |  72 | 4 | `desired_access` (create only) |
 //! |  76 | 4 | `share_access` (create only) |
 //! |  80 | 2 | `path_units` (<= 32,767) |
-//! |  82 | 2 | `volume_units` (<= 32,767) |
+//! |  82 | 2 | `volume_units` (<= 32,767); with the `RENAMED` flag, the units of the previous path |
 //! |  84 | 4 | reserved, zero |
 
 use crate::bytes::{Reader, Writer, ensure_capacity};
@@ -84,8 +84,14 @@ impl RecordFlags {
     /// write access, a name too malformed to keep, ...): no name query ran, so this is not
     /// `NAME_QUERY_FAILED`.
     pub const NO_NAME_CONTEXT: Self = Self(1 << 6);
+    /// A create record for an entry that arrived at `path` by rename (the Linux source); the
+    /// record's second string then holds the path it had before, not a volume name.
+    pub const RENAMED: Self = Self(1 << 7);
+    /// The process had already exited when the event was read: `process_create_time` is 0 and
+    /// the pid may name another process by now (the Linux source).
+    pub const PROCESS_EXITED: Self = Self(1 << 8);
     /// Every bit this build knows.
-    pub const ALL: Self = Self(0b111_1111);
+    pub const ALL: Self = Self(0x1FF);
 
     /// No flags.
     pub const fn empty() -> Self {

@@ -301,8 +301,8 @@ mod malformed {
                 5,
             ),
             (
-                6,
-                0x80, // bit 7: the first bit no flag uses (bit 6 is NO_NAME_CONTEXT)
+                7,
+                0x02, // bit 9: the first bit no flag uses (bits 6-8: NO_NAME_CONTEXT, RENAMED, PROCESS_EXITED)
                 DecodeErrorKind::NonZeroReserved {
                     field: "flags bits",
                 },

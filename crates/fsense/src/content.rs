@@ -67,6 +67,19 @@ impl Rules {
         }
     }
 
+    /// Writes no `write_burst` rule could track because its process table was full: events
+    /// the rules did not see as they should have, so they are reported, not hidden.
+    pub fn untracked_writes(&self) -> u64 {
+        #[cfg(all(feature = "content", not(target_env = "msvc")))]
+        {
+            self.engine.untracked_writes()
+        }
+        #[cfg(not(all(feature = "content", not(target_env = "msvc"))))]
+        {
+            match self.never {}
+        }
+    }
+
     /// Evaluates one event; fills `out` with the matches and returns the highest OCSF severity
     /// id among them (1 when nothing matched).
     pub fn evaluate(

@@ -135,6 +135,11 @@ impl Filter {
     }
 
     /// The version of the loaded content, if any.
+    /// Writes the content rules could not track (0 without rules).
+    pub fn untracked_writes(&self) -> u64 {
+        self.rules.as_ref().map_or(0, Rules::untracked_writes)
+    }
+
     pub fn content_version(&self) -> Option<u64> {
         self.rules.as_ref().map(Rules::version)
     }

@@ -17,6 +17,7 @@ pub mod filter;
 pub mod json;
 pub mod live_content;
 pub mod ocsf;
+pub mod outfile;
 pub mod paths;
 pub mod pipeline;
 pub mod port_framing;

@@ -14,6 +14,7 @@ pub const CLASS_UID: u32 = 1001;
 pub const CATEGORY_UID: u32 = 1;
 pub const ACTIVITY_CREATE: u32 = 1;
 pub const ACTIVITY_UPDATE: u32 = 3;
+pub const ACTIVITY_RENAME: u32 = 5;
 
 /// A rule that matched the event, as it appears in the output.
 #[derive(Debug, Clone)]
@@ -60,7 +61,9 @@ pub fn nt_success(status: u32) -> bool {
 /// Appends one event as a JSON line to `line`.
 pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
     let r = ev.record;
+    let renamed = r.operation == Operation::Create && r.flags.contains(RecordFlags::RENAMED);
     let (activity_id, activity_name) = match r.operation {
+        Operation::Create if renamed => (ACTIVITY_RENAME, "Rename"),
         Operation::Create => (ACTIVITY_CREATE, "Create"),
         Operation::Write => (ACTIVITY_UPDATE, "Update"),
     };
@@ -84,18 +87,35 @@ pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
             ",\"status_id\":2,\"status\":\"Failure\",\"status_code\":"
         })
         .hex(r.status.into(), 8);
-    // file
-    j.raw(",\"file\":{\"path\":")
-        .str(ev.path)
-        .raw(",\"name\":")
-        .str(ev.name)
-        .raw(",\"parent_folder\":")
-        .str(ev.parent_folder)
-        .raw(if r.flags.contains(RecordFlags::DIRECTORY) {
-            ",\"type_id\":2}"
-        } else {
-            ",\"type_id\":1}"
-        });
+    // file: the entry the activity was on; for a rename, its previous name, and `file_result`
+    // the name it has now (what the filter and the rules looked at).
+    let type_id = if r.flags.contains(RecordFlags::DIRECTORY) {
+        ",\"type_id\":2}"
+    } else {
+        ",\"type_id\":1}"
+    };
+    let previous = renamed.then(|| crate::paths::display(&r.volume));
+    if let Some(previous) = &previous {
+        let (parent_folder, name) = crate::paths::split(&previous.text);
+        j.raw(",\"file\":{\"path\":")
+            .str(&previous.text)
+            .raw(",\"name\":")
+            .str(name)
+            .raw(",\"parent_folder\":")
+            .str(parent_folder)
+            .raw(type_id);
+    }
+    j.raw(if renamed {
+        ",\"file_result\":{\"path\":"
+    } else {
+        ",\"file\":{\"path\":"
+    })
+    .str(ev.path)
+    .raw(",\"name\":")
+    .str(ev.name)
+    .raw(",\"parent_folder\":")
+    .str(ev.parent_folder)
+    .raw(type_id);
     // actor.process
     j.raw(",\"actor\":{\"process\":{\"pid\":").u64(r.pid.into());
     if let Some(p) = ev.process {
@@ -148,10 +168,20 @@ pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
         .raw(",\"process_create_time\":")
         .u64(r.process_create_time)
         .raw(",\"volume\":");
-    if r.volume.is_empty() {
+    if r.volume.is_empty() || renamed {
         j.raw("\"\"");
     } else {
         j.str(&crate::paths::display(&r.volume).text);
+    }
+    if previous.as_ref().is_some_and(|p| !p.exact) {
+        j.raw(",\"previous_path_units\":[");
+        for (i, u) in r.volume.iter_units().enumerate() {
+            if i > 0 {
+                j.raw(",");
+            }
+            j.u64(u.into());
+        }
+        j.raw("]");
     }
     if let Some(raw) = ev.raw_path {
         j.raw(",\"raw_path\":").str(raw);
@@ -199,7 +229,7 @@ pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
     j.raw("}}\n");
 }
 
-const FLAG_NAMES: [(RecordFlags, &str); 7] = [
+const FLAG_NAMES: [(RecordFlags, &str); 9] = [
     (RecordFlags::PATH_TRUNCATED, "path_truncated"),
     (RecordFlags::NAME_QUERY_FAILED, "name_query_failed"),
     (RecordFlags::PAGING_IO, "paging_io"),
@@ -207,6 +237,8 @@ const FLAG_NAMES: [(RecordFlags, &str); 7] = [
     (RecordFlags::DIRECTORY, "directory"),
     (RecordFlags::KERNEL_REQUESTOR, "kernel_requestor"),
     (RecordFlags::NO_NAME_CONTEXT, "no_name_context"),
+    (RecordFlags::RENAMED, "renamed"),
+    (RecordFlags::PROCESS_EXITED, "process_exited"),
 ];
 
 #[cfg(test)]
@@ -238,6 +270,31 @@ mod tests {
         assert_eq!(out.last(), Some(&b'\n'));
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
         serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn a_rename_maps_to_the_rename_activity_with_both_names() {
+        let old: Vec<u8> = "/w/dl.docm.part"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let mut rec =
+            EventRecord::create(Utf16Path::EMPTY, Utf16Path::from_le_bytes(&old).unwrap());
+        rec.flags = RecordFlags::RENAMED.union(RecordFlags::PROCESS_EXITED);
+        let v = render(&rec, "/w/dl.docm", true, &[]);
+        assert_eq!(v["activity_id"], 5);
+        assert_eq!(v["activity_name"], "Rename");
+        assert_eq!(v["type_uid"], 100105);
+        assert_eq!(v["file"]["path"], "/w/dl.docm.part");
+        assert_eq!(v["file"]["name"], "dl.docm.part");
+        assert_eq!(v["file_result"]["path"], "/w/dl.docm");
+        assert_eq!(v["file_result"]["name"], "dl.docm");
+        assert_eq!(v["file_result"]["parent_folder"], "/w");
+        assert_eq!(v["unmapped"]["volume"], "");
+        assert_eq!(
+            v["unmapped"]["flag_names"],
+            serde_json::json!(["renamed", "process_exited"])
+        );
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct PipelineStats {
     pub outside: u64,
     /// Events that matched at least one content rule.
     pub rule_matches: u64,
+    /// Writes a `write_burst` rule could not track because its process table was full: a rule
+    /// that may have missed a burst says so.
+    pub untracked_writes: u64,
     pub messages: u64,
     pub batches: u64,
     pub health_messages: u64,
@@ -264,6 +267,7 @@ impl Pipeline {
             (s.content_updates, s.content_update_failures) =
                 live_content::counter_values(&live.counters);
         }
+        s.untracked_writes = self.filter.untracked_writes();
         s
     }
 

@@ -48,11 +48,12 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes `value` as pretty JSON to `path` (with a trailing newline).
+/// Writes `value` as pretty JSON to `path` (with a trailing newline), privately and atomically
+/// (see [`crate::outfile`]).
 pub fn write_json_file(path: &std::path::Path, value: &Value) -> Result<(), String> {
     let mut text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
     text.push('\n');
-    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    crate::outfile::write_whole(path, text.as_bytes())
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+use crate::pipeline::PipelineStats;
+
 /// Redraws one line on stderr at most once a second; silent when stderr is not a terminal.
 pub struct StatusLine {
     enabled: bool,
@@ -25,7 +27,7 @@ impl StatusLine {
     }
 
     /// Redraws if a second has passed.
-    pub fn tick(&mut self, events: u64, dropped: u64, queue_high_water: u64) {
+    pub fn tick(&mut self, stats: &PipelineStats, queue_high_water: u64) {
         if !self.enabled {
             return;
         }
@@ -34,16 +36,14 @@ impl StatusLine {
         if dt < Duration::from_secs(1) {
             return;
         }
-        let rate = (events.saturating_sub(self.last_events)) as f64 / dt.as_secs_f64();
+        let rate = (stats.events.saturating_sub(self.last_events)) as f64 / dt.as_secs_f64();
         let up = now.duration_since(self.started).as_secs();
+        let line = render(stats, queue_high_water, up, rate);
         let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r\x1b[2K{up}s  {events} events  {rate:.0}/s  dropped {dropped}  queue high-water {queue_high_water}"
-        );
+        let _ = write!(err, "\r\x1b[2K{line}");
         let _ = err.flush();
         self.last_draw = now;
-        self.last_events = events;
+        self.last_events = stats.events;
         self.drawn = true;
     }
 
@@ -59,5 +59,37 @@ impl StatusLine {
 impl Default for StatusLine {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The text of the line: counters only (no names from the file system).
+fn render(stats: &PipelineStats, queue_high_water: u64, up_secs: u64, rate: f64) -> String {
+    let mut line = format!(
+        "{up_secs}s  {} events  {rate:.0}/s  dropped {}  queue high-water {queue_high_water}",
+        stats.events, stats.dropped
+    );
+    if stats.untracked_writes > 0 {
+        line.push_str(&format!("  untracked writes {}", stats.untracked_writes));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untracked_writes_show_when_there_are_any() {
+        let mut stats = PipelineStats {
+            events: 10,
+            dropped: 2,
+            ..PipelineStats::default()
+        };
+        assert_eq!(
+            render(&stats, 5, 3, 1.0),
+            "3s  10 events  1/s  dropped 2  queue high-water 5"
+        );
+        stats.untracked_writes = 7;
+        assert!(render(&stats, 5, 3, 1.0).ends_with("  untracked writes 7"));
     }
 }

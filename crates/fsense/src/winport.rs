@@ -119,7 +119,7 @@ pub fn run_with(
                     pipeline.flush()?;
                     let s = pipeline.stats();
                     let hw = pipeline.last_health().map_or(0, |h| h.queue_high_water);
-                    status.tick(s.events, s.dropped, hw.into());
+                    status.tick(&s, hw.into());
                     continue;
                 }
                 Err(e) => {

@@ -518,3 +518,259 @@ fn without_privileges_watch_says_so_in_one_line_and_exits_2() {
         "{stderr}"
     );
 }
+
+/// A watch of directory `w` on a fresh tmpfs (which also holds `o`, a directory outside it),
+/// with its output and summary in a scratch directory.
+struct WatchRun {
+    fs_root: Tmpfs,
+    _scratch: tempfile::TempDir,
+    out: PathBuf,
+    summary: PathBuf,
+    watcher: Watcher,
+}
+
+impl WatchRun {
+    fn start(extra: &[&str]) -> Self {
+        let fs_root = Tmpfs::new();
+        fs::create_dir(fs_root.path().join("w")).unwrap();
+        fs::create_dir(fs_root.path().join("o")).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let out = scratch.path().join("events.json");
+        let summary = scratch.path().join("summary.json");
+        let watcher = Watcher::start(&fs_root.path().join("w"), &out, &summary, extra);
+        Self {
+            fs_root,
+            _scratch: scratch,
+            out,
+            summary,
+            watcher,
+        }
+    }
+
+    fn watched(&self) -> PathBuf {
+        self.fs_root.path().join("w")
+    }
+
+    fn outside(&self) -> PathBuf {
+        self.fs_root.path().join("o")
+    }
+
+    /// Stops the watcher; its output lines and the summary.
+    fn stop(self) -> (Vec<Value>, Value) {
+        let (status, stderr) = self.watcher.stop();
+        assert!(status.success(), "watch failed: {stderr}");
+        let summary = serde_json::from_str(&fs::read_to_string(&self.summary).unwrap()).unwrap();
+        (read_lines(&self.out), summary)
+    }
+}
+
+fn bytes(p: &Path) -> Vec<u8> {
+    p.as_os_str().as_bytes().to_vec()
+}
+
+const DOCM_RULE: &[u8] = b"version = 1\n[[rule]]\nid = \"office-macro-drop\"\ntemplate = \"path_match\"\nseverity = \"high\"\n[rule.fields]\noperation = \"create\"\nglob = \"**/*.docm\"\n";
+
+fn matched_rules(line: &Value) -> Vec<String> {
+    line["unmapped"]["rules"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| r["id"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn files_that_arrive_by_rename_are_reported_with_both_names_and_match_create_rules() {
+    in_private_namespace(
+        "files_that_arrive_by_rename_are_reported_with_both_names_and_match_create_rules",
+        || {
+            let rules = tempfile::NamedTempFile::new().unwrap();
+            fs::write(rules.path(), DOCM_RULE).unwrap();
+            let run = WatchRun::start(&["--rules", rules.path().to_str().unwrap()]);
+            let w = run.watched();
+            let o = run.outside();
+            // Save to a temporary name, then rename (browsers, editors).
+            fs::write(w.join("download.docm.part"), b"b").unwrap();
+            fs::rename(w.join("download.docm.part"), w.join("download.docm")).unwrap();
+            // Prepared elsewhere on the same file system, then moved in.
+            fs::write(o.join("prepared.docm"), b"c").unwrap();
+            fs::rename(o.join("prepared.docm"), w.join("prepared.docm")).unwrap();
+            let (lines, summary) = run.stop();
+
+            let renames: Vec<&Value> = lines.iter().filter(|l| l["activity_id"] == 5).collect();
+            let find = |new: &Path| {
+                renames
+                    .iter()
+                    .find(|l| {
+                        l["file_result"]["path"].as_str().map(str::as_bytes) == Some(&bytes(new))
+                    })
+                    .unwrap_or_else(|| panic!("no rename to {}: {lines:?}", new.display()))
+            };
+            let saved = find(&w.join("download.docm"));
+            assert_eq!(saved["activity_name"], "Rename");
+            assert_eq!(
+                saved["file"]["path"].as_str().unwrap().as_bytes(),
+                bytes(&w.join("download.docm.part"))
+            );
+            assert_eq!(matched_rules(saved), ["office-macro-drop"]);
+            let moved_in = find(&w.join("prepared.docm"));
+            assert_eq!(
+                moved_in["file"]["path"].as_str().unwrap().as_bytes(),
+                bytes(&o.join("prepared.docm"))
+            );
+            assert_eq!(matched_rules(moved_in), ["office-macro-drop"]);
+            assert_eq!(summary["dropped"], 0);
+        },
+    );
+}
+
+#[test]
+fn a_directory_moved_away_before_its_events_are_read_does_not_hide_them() {
+    in_private_namespace(
+        "a_directory_moved_away_before_its_events_are_read_does_not_hide_them",
+        || {
+            let run = WatchRun::start(&[]);
+            let w = run.watched();
+            let o = run.outside();
+            // All within the watcher's coalescing pause: by the time it reads the create, the
+            // directory is outside the watched tree.
+            fs::create_dir(w.join("stage")).unwrap();
+            fs::write(w.join("stage").join("renamed_evil.docm"), b"x").unwrap();
+            fs::rename(w.join("stage"), o.join("stage")).unwrap();
+            let (lines, summary) = run.stop();
+            let want = bytes(&w.join("stage").join("renamed_evil.docm"));
+            let reported = lines
+                .iter()
+                .any(|l| exact_path(l) == want && l["activity_id"] == 1);
+            // Reported where it happened, or at least counted as dropped: never only "outside".
+            assert!(
+                reported || summary["dropped"].as_u64().unwrap() >= 1,
+                "the create in the moved directory vanished: {summary} {lines:?}"
+            );
+            assert!(
+                lines
+                    .iter()
+                    .all(|l| !exact_path(l).starts_with(&bytes(&o)) || l["activity_id"] == 5)
+            );
+        },
+    );
+}
+
+#[test]
+fn events_in_a_deleted_directory_count_as_dropped() {
+    in_private_namespace("events_in_a_deleted_directory_count_as_dropped", || {
+        let run = WatchRun::start(&[]);
+        let w = run.watched();
+        fs::create_dir(w.join("gone")).unwrap();
+        fs::write(w.join("gone").join("f"), b"x").unwrap();
+        fs::remove_dir_all(w.join("gone")).unwrap();
+        let (_, summary) = run.stop();
+        let unresolved = summary["source"]["unresolved"].as_u64().unwrap();
+        assert!(unresolved >= 1, "{summary}");
+        assert!(
+            summary["dropped"].as_u64().unwrap() >= unresolved,
+            "{summary}"
+        );
+    });
+}
+
+#[test]
+fn a_path_too_long_for_the_kernel_to_name_is_still_reported() {
+    in_private_namespace(
+        "a_path_too_long_for_the_kernel_to_name_is_still_reported",
+        || {
+            let run = WatchRun::start(&[]);
+            let mut expected = bytes(&run.watched());
+            // 20 nested 250-byte names: more than PATH_MAX, so created relative to the cwd.
+            let cwd = std::env::current_dir().unwrap();
+            std::env::set_current_dir(run.watched()).unwrap();
+            for i in 0..20 {
+                let name = format!("{i:02}{}", "d".repeat(248));
+                fs::create_dir(&name).unwrap();
+                std::env::set_current_dir(&name).unwrap();
+                expected.push(b'/');
+                expected.extend_from_slice(name.as_bytes());
+            }
+            fs::write("deep_evil.docm", b"x").unwrap();
+            std::env::set_current_dir(cwd).unwrap();
+            expected.extend_from_slice(b"/deep_evil.docm");
+            assert!(expected.len() > 4096);
+            let (lines, summary) = run.stop();
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| exact_path(l) == expected && l["activity_id"] == 1),
+                "the deep file was not reported: {summary}"
+            );
+            assert!(summary["source"]["long_paths"].as_u64().unwrap() >= 1);
+            assert_eq!(summary["source"]["unresolved"], 0);
+            assert_eq!(summary["dropped"], 0);
+        },
+    );
+}
+
+fn open_fds(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+#[test]
+fn short_lived_processes_are_identified_or_marked_exited_and_no_pidfd_leaks() {
+    in_private_namespace(
+        "short_lived_processes_are_identified_or_marked_exited_and_no_pidfd_leaks",
+        || {
+            let run = WatchRun::start(&[]);
+            let w = run.watched();
+            let pid = run.watcher.child.id();
+            // Let the watcher settle, then count its descriptors.
+            fs::write(w.join("warm-up"), b"x").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let fds_before = open_fds(pid);
+            for i in 0..20 {
+                let ok = Command::new("sh")
+                    .arg("-c")
+                    .arg(format!(
+                        "echo x > '{}'",
+                        w.join(format!("short{i}")).display()
+                    ))
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok);
+            }
+            for i in 0..2000 {
+                fs::write(w.join(format!("many{i}")), b"x").unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let fds_after = open_fds(pid);
+            let (lines, summary) = run.stop();
+            assert_eq!(fds_after, fds_before, "descriptors leaked: {summary}");
+            let shorts: Vec<&Value> = lines
+                .iter()
+                .filter(|l| {
+                    l["file"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("short"))
+                })
+                .collect();
+            assert!(shorts.len() >= 20);
+            for l in &shorts {
+                let exited = l["unmapped"]["flag_names"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f == "process_exited");
+                let known = l["actor"]["process"].get("created_time").is_some();
+                assert!(exited != known, "neither known nor marked exited: {l}");
+            }
+            // The test process itself is alive throughout: always identified.
+            let own = lines.iter().find(|l| l["file"]["name"] == "many0").unwrap();
+            assert!(
+                own["actor"]["process"].get("created_time").is_some(),
+                "{own}"
+            );
+            assert_eq!(own["actor"]["process"]["pid"], std::process::id());
+        },
+    );
+}

@@ -80,7 +80,7 @@ fn write_record(
         path_units: (!path.exact).then(|| r.path.iter_units().collect()),
         volume: &volume.text,
     };
-    serde_json::to_writer(&mut *out, &raw).map_err(io::Error::other)?;
+    crate::json::to_writer(&mut *out, &raw).map_err(io::Error::other)?;
     out.write_all(b"\n")
 }
 
@@ -111,7 +111,8 @@ pub fn decode(args: DecodeArgs) -> Result<ExitCode, Failure> {
         }
         Message::Health(h) => {
             let line = json!({"frame_offset": offset, "received_at": received_at, "health": health_json(h)});
-            writeln!(out, "{line}")
+            crate::json::to_writer(&mut out, &line).map_err(io::Error::other)?;
+            writeln!(out)
         }
     })
     .and_then(|d| out.flush().map(|()| d))

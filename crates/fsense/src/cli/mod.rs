@@ -249,13 +249,39 @@ fn clap_failure(e: clap::Error) -> ExitCode {
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("invalid arguments");
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("error: {first} (see --help)");
+            eprintln!("error: {} (see --help)", one_line(first));
             ExitCode::from(2)
         }
     }
 }
 
-/// Newlines in messages (from paths or OS errors) would break the one-line promise.
-fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
+/// A message as one line without raw control characters: newlines (from paths or OS errors)
+/// would break the one-line promise, and escape sequences or bidi overrides in file names or
+/// repository data would reach the operator's terminal. Such characters become `\u{..}` escapes.
+pub(crate) fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || crate::json::is_escaped_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn error_lines_carry_no_control_or_bidi_characters() {
+        let hostile = "a\nb\r\x1b]0;T\x07\u{9b}2K\u{7f}\u{202e}x\u{2067}é";
+        let line = one_line(hostile);
+        assert_eq!(
+            line,
+            "a\\u{a}b\\u{d}\\u{1b}]0;T\\u{7}\\u{9b}2K\\u{7f}\\u{202e}x\\u{2067}é"
+        );
+        assert!(!line.chars().any(|c| c.is_control()));
+    }
 }

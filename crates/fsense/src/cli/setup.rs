@@ -60,7 +60,7 @@ pub fn open_output(path: Option<&Path>, quiet: bool) -> Result<Box<dyn Write + S
     }
     match path {
         Some(p) => {
-            let f = File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+            let f = crate::outfile::create_stream(p)?;
             Ok(Box::new(f))
         }
         None => Ok(Box::new(io::stdout())),
@@ -73,7 +73,7 @@ pub fn open_capture(
     source: SourceKind,
 ) -> Result<Option<CaptureWriter<BufWriter<File>>>, Failure> {
     let Some(p) = path else { return Ok(None) };
-    let f = File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+    let f = crate::outfile::create_stream(p)?;
     CaptureWriter::new(BufWriter::with_capacity(1 << 16, f), source, now_ticks())
         .map(Some)
         .map_err(|e| Failure::new(format!("cannot write {}: {e}", p.display())))

@@ -85,7 +85,10 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode, Failure> {
         return Err(setup::output_failure(&args.out, &e));
     }
     if let Some(e) = first_decode_error {
-        eprintln!("warning: a driver message did not decode: {e}");
+        eprintln!(
+            "warning: a driver message did not decode: {}",
+            super::one_line(&e.to_string())
+        );
     }
     let stats = pipeline.stats();
     if stats.dropped != report.seq_gaps || stats.events != report.delivered {

@@ -48,7 +48,7 @@ fn last_health_in(path: &std::path::Path) -> Result<Health, Failure> {
             }
             Ok(None) => break,
             Err(e) => {
-                eprintln!("warning: {e}");
+                eprintln!("warning: {}", super::one_line(&e.to_string()));
                 break;
             }
         }

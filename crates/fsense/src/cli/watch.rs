@@ -21,8 +21,12 @@ pub fn run_until(args: WatchArgs, stop: Arc<AtomicBool>) -> Result<ExitCode, Fai
 }
 
 fn finish_summary(args: &WatchArgs, stats: &PipelineStats, source: Value) -> Result<(), Failure> {
+    let untracked = match stats.untracked_writes {
+        0 => String::new(),
+        n => format!(", {n} writes the rules could not track"),
+    };
     eprintln!(
-        "fsense: {} events, {} reported, {} dropped, {} excluded, {} self-excluded, {} rule matches",
+        "fsense: {} events, {} reported, {} dropped, {} excluded, {} self-excluded, {} rule matches{untracked}",
         stats.events,
         stats.reported,
         stats.dropped,
@@ -68,7 +72,10 @@ mod platform {
         let capture = setup::open_capture(args.capture.as_deref(), SourceKind::Fanotify)?;
         let mut pipeline = setup::pipeline(&args.out, false, capture, Locality::Live)?;
         let roots: Vec<String> = source.roots().map(|p| p.display().to_string()).collect();
-        eprintln!("fsense: watching {}", roots.join(", "));
+        eprintln!(
+            "fsense: watching {}",
+            super::super::one_line(&roots.join(", "))
+        );
         let mut status = StatusLine::new();
         let outcome = (|| -> io::Result<()> {
             while !stop.load(Ordering::SeqCst) {
@@ -80,7 +87,7 @@ mod platform {
                     pipeline.flush()?;
                 }
                 let s = pipeline.stats();
-                status.tick(s.events, s.dropped, source.stats().queue_high_water);
+                status.tick(&s, source.stats().queue_high_water);
             }
             // Everything the kernel queued before the signal is still delivered.
             drain(&mut source, &mut pipeline)?;
@@ -121,7 +128,10 @@ mod platform {
 
     pub fn run(args: WatchArgs, stop: Arc<AtomicBool>) -> Result<ExitCode, Failure> {
         let roots = windows_roots(&args.dirs)?;
-        eprintln!("fsense: watching {}", roots.join(", "));
+        eprintln!(
+            "fsense: watching {}",
+            super::super::one_line(&roots.join(", "))
+        );
         let capture = setup::open_capture(args.capture.as_deref(), SourceKind::WindowsPort)?;
         let mut pipeline =
             setup::pipeline_with_roots(&args.out, false, capture, Locality::Live, roots)?;

@@ -1,20 +1,35 @@
 //! Linux source: fanotify, so the whole pipeline runs against a real kernel.
 //!
-//! The group is created with `FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME` and marks the whole file
-//! system of each watched directory (`FAN_MARK_FILESYSTEM`: recursive, no races with new
-//! subdirectories; needs CAP_SYS_ADMIN). Each event names its directory by file handle plus the
-//! entry name; the directory is opened by handle (`open_by_handle_at`) and its current path read
-//! from `/proc/self/fd`, and only events under the watched paths are kept.
+//! The group is created with `FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME | FAN_REPORT_PIDFD` and marks
+//! the whole file system of each watched directory (`FAN_MARK_FILESYSTEM`: recursive, no races
+//! with new subdirectories; needs CAP_SYS_ADMIN) for creates, renames (`FAN_RENAME`, Linux 5.17)
+//! and writes. Each event names its directory by file handle plus the entry name (a rename: the
+//! old and the new directory and name); the directory is opened by handle (`open_by_handle_at`)
+//! when the event is read and its current path read from `/proc/self/fd`, or, when that path is
+//! too long for the kernel to name, found by walking up (`openat(dir, "..")`) to a watched root.
+//! Only events under the watched paths are kept.
+//!
+//! Every event of a read is resolved before any is encoded: a directory renamed later in the same
+//! read made earlier events in it resolve to its new place, so their paths are taken back to the
+//! old one, and a move out of the watched paths noticed one read late turns the previous read's
+//! "outside" events under it into drops.
 //!
 //! Writes: `FAN_MODIFY` for the first write of a session, after which the kernel is told to skip
 //! the file's modifies until `FAN_CLOSE_WRITE` (see `write_sessions`), or close-write only
 //! (`--writes close`).
 //!
+//! Processes: the pidfd each event carries names the process as of the event; its start time is
+//! read while the pidfd shows it alive, then the pidfd is closed. `FAN_NOPIDFD` (it had exited)
+//! marks the record `PROCESS_EXITED`.
+//!
 //! Events are encoded into the same fsense-proto batches the Windows driver sends, with this
-//! source's own gap-free sequence numbers, so the pipeline cannot tell the sources apart.
-//! `FAN_Q_OVERFLOW` (the kernel queue was full and dropped events) takes one sequence number, so
-//! every overflow shows up as a gap: a drop is never silent, although the kernel does not say how
-//! many events one overflow stands for (at least one).
+//! source's own gap-free sequence numbers, so the pipeline cannot tell the sources apart. A drop
+//! is never silent: `FAN_Q_OVERFLOW` (the kernel queue was full and dropped events; it does not
+//! say how many, at least one), an event whose directory could not be opened any more, and an
+//! event found to have been counted as outside because its directory moved each take a sequence
+//! number that is never delivered, so they are counted as dropped in the summary and the live
+//! line. Events the kernel merges while they wait in its queue (repeated modifies of one file)
+//! are not losses: the merged event stands for them.
 
 pub mod parse;
 
@@ -36,6 +51,11 @@ pub fn is_under(path: &[u8], root: &[u8]) -> bool {
 /// `dir` + `/` + `name`, or `dir` itself when `name` is `.` (an event on the directory).
 pub fn join(dir: &[u8], name: &[u8], out: &mut Vec<u8>) {
     out.clear();
+    join_onto(dir, name, out);
+}
+
+/// [`join`], appended to what `out` already holds.
+pub fn join_onto(dir: &[u8], name: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(dir);
     if name == b"." || name.is_empty() {
         return;

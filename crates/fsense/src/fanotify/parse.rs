@@ -1,12 +1,15 @@
 //! Safe parsing of the variable-length records `read(2)` returns from a fanotify group created
-//! with `FAN_REPORT_DFID_NAME`. Every length comes from the kernel but is still checked: a record
+//! with `FAN_REPORT_DFID_NAME | FAN_REPORT_PIDFD`. Every length comes from the kernel but is still checked: a record
 //! never reads past its own `event_len`, nor an info record past its `len`.
 //!
 //! Layout (native endian): `struct fanotify_event_metadata` (24 bytes: u32 event_len, u8 vers,
 //! u8 reserved, u16 metadata_len, u64 mask, i32 fd, i32 pid), then info records, each
 //! `struct fanotify_event_info_header` (u8 info_type, u8 pad, u16 len) followed, for the
 //! directory-fid-and-name type, by an 8-byte fsid, `struct file_handle` (u32 handle_bytes,
-//! i32 handle_type, handle bytes) and a NUL-terminated name, padded to `len`.
+//! i32 handle_type, handle bytes) and a NUL-terminated name, padded to `len`. A `FAN_RENAME`
+//! event carries two such records, of the old-directory and new-directory types, instead of one.
+//! The pidfd type holds one i32: a pidfd the reader now owns and must close, or `FAN_NOPIDFD` /
+//! `FAN_EPIDFD` (negative) when the process had exited or no pidfd could be made.
 
 use std::fmt;
 
@@ -14,6 +17,7 @@ pub const FAN_MODIFY: u64 = 0x0000_0002;
 pub const FAN_CLOSE_WRITE: u64 = 0x0000_0008;
 pub const FAN_CREATE: u64 = 0x0000_0100;
 pub const FAN_Q_OVERFLOW: u64 = 0x0000_4000;
+pub const FAN_RENAME: u64 = 0x1000_0000;
 pub const FAN_ONDIR: u64 = 0x4000_0000;
 
 /// The metadata version this parser understands.
@@ -22,6 +26,9 @@ pub const FANOTIFY_METADATA_VERSION: u8 = 3;
 pub const METADATA_LEN: usize = 24;
 
 const INFO_TYPE_DFID_NAME: u8 = 2;
+const INFO_TYPE_PIDFD: u8 = 4;
+const INFO_TYPE_OLD_DFID_NAME: u8 = 10;
+const INFO_TYPE_NEW_DFID_NAME: u8 = 12;
 const INFO_HEADER_LEN: usize = 4;
 const FSID_LEN: usize = 8;
 const HANDLE_HEADER_LEN: usize = 8;
@@ -46,6 +53,20 @@ pub struct FanEvent<'a> {
     pub fd: i32,
     pub pid: i32,
     pub dir_fid_name: Option<DirFidName<'a>>,
+    /// `FAN_RENAME`: the directory and name the entry had.
+    pub old_dir_fid_name: Option<DirFidName<'a>>,
+    /// `FAN_RENAME`: the directory and name the entry has now.
+    pub new_dir_fid_name: Option<DirFidName<'a>>,
+    /// `FAN_REPORT_PIDFD`: a pidfd of the process that caused the event (owned by the reader
+    /// from now on), or a negative value when there is none (the process had exited).
+    pub pidfd: Option<i32>,
+}
+
+impl FanEvent<'_> {
+    /// Every non-negative pidfd the event carries: descriptors the reader must close.
+    pub fn owned_pidfd(&self) -> Option<i32> {
+        self.pidfd.filter(|&fd| fd >= 0)
+    }
 }
 
 /// Why a buffer could not be parsed further.
@@ -183,6 +204,9 @@ fn parse_event(buf: &[u8], start: usize) -> Result<(FanEvent<'_>, usize), FanPar
     let fd = i32_at(event, 16).map_err(|e| shift(e, start))?;
     let pid = i32_at(event, 20).map_err(|e| shift(e, start))?;
     let mut dir_fid_name = None;
+    let mut old_dir_fid_name = None;
+    let mut new_dir_fid_name = None;
+    let mut pidfd = None;
     let mut at = usize::from(metadata_len);
     while at < len {
         let info_type = event[at];
@@ -195,8 +219,21 @@ fn parse_event(buf: &[u8], start: usize) -> Result<(FanEvent<'_>, usize), FanPar
             ));
         }
         let info = &event[at..at + ilen];
-        if info_type == INFO_TYPE_DFID_NAME && dir_fid_name.is_none() {
-            dir_fid_name = Some(parse_dfid_name(info).map_err(|e| shift(e, start + at))?);
+        let slot = match info_type {
+            INFO_TYPE_DFID_NAME => Some(&mut dir_fid_name),
+            INFO_TYPE_OLD_DFID_NAME => Some(&mut old_dir_fid_name),
+            INFO_TYPE_NEW_DFID_NAME => Some(&mut new_dir_fid_name),
+            _ => None,
+        };
+        match slot {
+            Some(slot) if slot.is_none() => {
+                *slot = Some(parse_dfid_name(info).map_err(|e| shift(e, start + at))?);
+            }
+            Some(_) => {}
+            None if info_type == INFO_TYPE_PIDFD && pidfd.is_none() => {
+                pidfd = Some(i32_at(info, INFO_HEADER_LEN).map_err(|e| shift(e, start + at))?);
+            }
+            None => {}
         }
         at += ilen;
     }
@@ -207,6 +244,9 @@ fn parse_event(buf: &[u8], start: usize) -> Result<(FanEvent<'_>, usize), FanPar
             fd,
             pid,
             dir_fid_name,
+            old_dir_fid_name,
+            new_dir_fid_name,
+            pidfd,
         },
         len,
     ))
@@ -248,8 +288,23 @@ fn shift(mut e: FanParseError, by: usize) -> FanParseError {
 /// (fsid, handle type, handle bytes, name) of an event to encode.
 pub type DfidParts<'a> = (&'a [u8; 8], i32, &'a [u8], &'a [u8]);
 
+/// One info record of an event to encode.
+#[derive(Debug, Clone, Copy)]
+pub enum InfoRecord<'a> {
+    DirFidName(DfidParts<'a>),
+    OldDirFidName(DfidParts<'a>),
+    NewDirFidName(DfidParts<'a>),
+    Pidfd(i32),
+}
+
 /// Builds event bytes the way the kernel lays them out (tests, fuzz seeds, benchmarks).
 pub fn encode_event(out: &mut Vec<u8>, mask: u64, pid: i32, dfid: Option<DfidParts<'_>>) {
+    let info: Vec<InfoRecord<'_>> = dfid.into_iter().map(InfoRecord::DirFidName).collect();
+    encode_event_with(out, mask, pid, &info);
+}
+
+/// Like [`encode_event`], with any info records, in order.
+pub fn encode_event_with(out: &mut Vec<u8>, mask: u64, pid: i32, info: &[InfoRecord<'_>]) {
     let start = out.len();
     out.extend_from_slice(&0u32.to_ne_bytes());
     out.push(FANOTIFY_METADATA_VERSION);
@@ -258,17 +313,29 @@ pub fn encode_event(out: &mut Vec<u8>, mask: u64, pid: i32, dfid: Option<DfidPar
     out.extend_from_slice(&mask.to_ne_bytes());
     out.extend_from_slice(&(-1i32).to_ne_bytes());
     out.extend_from_slice(&pid.to_ne_bytes());
-    if let Some((fsid, handle_type, handle, name)) = dfid {
+    for record in info {
         let info_start = out.len();
-        out.push(INFO_TYPE_DFID_NAME);
+        let (info_type, dfid) = match *record {
+            InfoRecord::DirFidName(d) => (INFO_TYPE_DFID_NAME, Some(d)),
+            InfoRecord::OldDirFidName(d) => (INFO_TYPE_OLD_DFID_NAME, Some(d)),
+            InfoRecord::NewDirFidName(d) => (INFO_TYPE_NEW_DFID_NAME, Some(d)),
+            InfoRecord::Pidfd(_) => (INFO_TYPE_PIDFD, None),
+        };
+        out.push(info_type);
         out.push(0);
         out.extend_from_slice(&0u16.to_ne_bytes());
-        out.extend_from_slice(fsid);
-        out.extend_from_slice(&(handle.len() as u32).to_ne_bytes());
-        out.extend_from_slice(&handle_type.to_ne_bytes());
-        out.extend_from_slice(handle);
-        out.extend_from_slice(name);
-        out.push(0);
+        match (record, dfid) {
+            (_, Some((fsid, handle_type, handle, name))) => {
+                out.extend_from_slice(fsid);
+                out.extend_from_slice(&(handle.len() as u32).to_ne_bytes());
+                out.extend_from_slice(&handle_type.to_ne_bytes());
+                out.extend_from_slice(handle);
+                out.extend_from_slice(name);
+                out.push(0);
+            }
+            (InfoRecord::Pidfd(fd), None) => out.extend_from_slice(&fd.to_ne_bytes()),
+            _ => {}
+        }
         while !(out.len() - info_start).is_multiple_of(4) {
             out.push(0);
         }
@@ -322,6 +389,46 @@ mod tests {
     }
 
     #[test]
+    fn a_rename_carries_both_names_and_a_pidfd() {
+        let mut buf = Vec::new();
+        encode_event_with(
+            &mut buf,
+            FAN_RENAME,
+            7,
+            &[
+                InfoRecord::Pidfd(5),
+                InfoRecord::OldDirFidName((&[1; 8], 1, &[1, 1, 1, 1], b"download.part")),
+                InfoRecord::NewDirFidName((&[1; 8], 1, &[2, 2, 2, 2], b"download.docm")),
+            ],
+        );
+        encode_event_with(&mut buf, FAN_CREATE, 8, &[InfoRecord::Pidfd(-1)]);
+        let events: Vec<_> = FanEvents::new(&buf).collect::<Result<_, _>>().unwrap();
+        let rename = events[0];
+        assert_eq!(rename.dir_fid_name, None);
+        assert_eq!(rename.old_dir_fid_name.unwrap().name, b"download.part");
+        assert_eq!(rename.old_dir_fid_name.unwrap().handle, &[1, 1, 1, 1]);
+        assert_eq!(rename.new_dir_fid_name.unwrap().name, b"download.docm");
+        assert_eq!(rename.new_dir_fid_name.unwrap().handle, &[2, 2, 2, 2]);
+        assert_eq!((rename.pidfd, rename.owned_pidfd()), (Some(5), Some(5)));
+        assert_eq!((events[1].pidfd, events[1].owned_pidfd()), (Some(-1), None));
+    }
+
+    #[test]
+    fn a_pidfd_record_too_short_for_its_value_is_an_error() {
+        let mut buf = Vec::new();
+        encode_event_with(&mut buf, FAN_CREATE, 1, &[InfoRecord::Pidfd(3)]);
+        // Shrink the info record to its header: the i32 no longer fits.
+        let info_len_at = METADATA_LEN + 2;
+        buf[info_len_at..info_len_at + 2].copy_from_slice(&4u16.to_ne_bytes());
+        let event_len = (METADATA_LEN + 4) as u32;
+        buf[..4].copy_from_slice(&event_len.to_ne_bytes());
+        buf.truncate(METADATA_LEN + 4);
+        let e = FanEvents::new(&buf).next().unwrap().unwrap_err();
+        assert_eq!(e.what, FanParseErrorKind::Truncated);
+        assert!(e.offset <= buf.len());
+    }
+
+    #[test]
     fn a_truncated_header_is_reported_inside_the_buffer() {
         // Found by the fanotify_parse fuzz target.
         let buf = [0x03, 0x40, 0x00, 0x00, 0x03];
@@ -338,7 +445,58 @@ mod tests {
         assert_eq!(e, err(FanParseErrorKind::BadEventLength(200), 0));
     }
 
+    /// An event with its optional rename records and pidfd, as the round trip generates it.
+    type Generated = (u64, i32, Vec<u8>, Vec<u8>, Option<Vec<u8>>, Option<i32>);
+
+    fn generated_event() -> impl Strategy<Value = Generated> {
+        (
+            any::<u64>(),
+            any::<i32>(),
+            proptest::collection::vec(any::<u8>(), 1..64),
+            proptest::collection::vec(1u8..=255, 0..255),
+            proptest::option::of(proptest::collection::vec(1u8..=255, 0..255)),
+            proptest::option::of(any::<i32>()),
+        )
+    }
+
     proptest! {
+        #[test]
+        fn renames_and_pidfds_round_trip(events in proptest::collection::vec(generated_event(), 0..4)) {
+            let mut buf = Vec::new();
+            for (mask, pid, handle, name, new_name, pidfd) in &events {
+                let mut info = Vec::new();
+                if let Some(fd) = pidfd {
+                    info.push(InfoRecord::Pidfd(*fd));
+                }
+                match new_name {
+                    Some(new) => {
+                        info.push(InfoRecord::OldDirFidName((&[7; 8], 3, handle, name)));
+                        info.push(InfoRecord::NewDirFidName((&[7; 8], 3, handle, new)));
+                    }
+                    None => info.push(InfoRecord::DirFidName((&[7; 8], 3, handle, name))),
+                }
+                encode_event_with(&mut buf, *mask, *pid, &info);
+            }
+            let parsed: Vec<_> = FanEvents::new(&buf).collect::<Result<_, _>>().unwrap();
+            prop_assert_eq!(parsed.len(), events.len());
+            for (p, (mask, pid, handle, name, new_name, pidfd)) in parsed.iter().zip(&events) {
+                prop_assert_eq!((p.mask, p.pid, p.pidfd), (*mask, *pid, *pidfd));
+                match new_name {
+                    Some(new) => {
+                        prop_assert_eq!(p.dir_fid_name, None);
+                        prop_assert_eq!(p.old_dir_fid_name.unwrap().name, &name[..]);
+                        prop_assert_eq!(p.new_dir_fid_name.unwrap().name, &new[..]);
+                        prop_assert_eq!(p.new_dir_fid_name.unwrap().handle, &handle[..]);
+                    }
+                    None => prop_assert_eq!(p.dir_fid_name.unwrap().name, &name[..]),
+                }
+            }
+            for cut in 0..buf.len() {
+                let n = FanEvents::new(&buf[..cut]).filter(Result::is_ok).count();
+                prop_assert!(n <= events.len());
+            }
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..512)) {
             for item in FanEvents::new(&buf) {
@@ -369,6 +527,7 @@ mod tests {
                 prop_assert_eq!(d.name, &name[..]);
             }
             // Every truncation is an error or a shorter list, never a panic.
+            // (also below, for renames and pidfds)
             for cut in 0..buf.len() {
                 let n = FanEvents::new(&buf[..cut]).filter(Result::is_ok).count();
                 prop_assert!(n <= events.len());

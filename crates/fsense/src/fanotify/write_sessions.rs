@@ -96,6 +96,14 @@ impl WriteSessions {
         }
     }
 
+    /// A quiet file was renamed: its session (and inode mark) follows it to the new name, so
+    /// that its close-write still takes the mark off.
+    pub fn renamed(&mut self, old: &[u8], new: &[u8]) {
+        if self.quiet.remove(old) {
+            self.quiet.insert(new.to_vec());
+        }
+    }
+
     /// Takes every inode mark off: after a queue overflow, or when the set is full.
     pub fn flush(&mut self, group: &File) {
         if self.quiet.is_empty() {

@@ -119,6 +119,55 @@ pub fn open_by_handle(mount: &File, handle_type: i32, handle: &[u8]) -> io::Resu
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Takes ownership of the pidfd a fanotify event carried (`FAN_REPORT_PIDFD`), so that it is
+/// closed when dropped. Negative values (`FAN_NOPIDFD`, `FAN_EPIDFD`) are not descriptors.
+///
+/// Only for the pidfd field of an event this process just read from its own fanotify group: the
+/// kernel installed that descriptor for the reader, and nothing else refers to it.
+pub fn adopt_event_pidfd(raw: i32) -> Option<OwnedFd> {
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: per this function's contract `raw` is a descriptor the kernel just created for us
+    // while copying the event out, owned by nobody else; OwnedFd closes it exactly once.
+    Some(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Whether the process a pidfd refers to has not exited yet (a zombie still counts: it keeps
+/// its pid). `pidfd_send_signal` with signal 0 only checks.
+pub fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
+    // SAFETY: the syscall takes a descriptor borrowed for the call, signal 0, a null siginfo
+    // (allowed) and flags 0; it touches no caller memory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    rc == 0
+}
+
+/// `openat(dir, "..", O_PATH | O_DIRECTORY)`: the parent of a directory opened by handle.
+pub fn open_parent(dir: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: `dir` is an open descriptor borrowed for the call; the name is a static
+    // NUL-terminated string.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c"..".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +182,27 @@ mod tests {
         let dir = File::open("/").unwrap();
         assert!(open_by_handle(&dir, 1, &[]).is_err());
         assert!(open_by_handle(&dir, 1, &[0u8; 129]).is_err());
+    }
+
+    #[test]
+    fn negative_pidfds_are_not_adopted() {
+        assert!(adopt_event_pidfd(-1).is_none());
+        assert!(adopt_event_pidfd(-2).is_none());
+    }
+
+    #[test]
+    fn the_parent_of_a_directory_is_opened_relative_to_it() {
+        use std::os::fd::AsFd;
+        let dir = tempfile::tempdir().unwrap();
+        let child = dir.path().join("c");
+        std::fs::create_dir(&child).unwrap();
+        let fd = File::open(&child).unwrap();
+        let parent = File::from(open_parent(fd.as_fd()).unwrap());
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            parent.metadata().unwrap().ino(),
+            std::fs::metadata(dir.path()).unwrap().ino()
+        );
     }
 
     #[test]
