@@ -18,6 +18,7 @@ fn configure(flags: u32) {
             flags,
             ..SensorConfig::DEFAULT
         }),
+        content_version: None,
     }
     .encode();
     SENSOR.apply_reply(&reply, 9);

@@ -56,6 +56,10 @@ fn create(pid: u32, status: i32, desired_access: u32) -> CreateFacts {
         },
         directory: false,
         name_failed: false,
+        // STATUS_REPARSE (0x104) succeeds without opening the file.
+        opened: status >= 0 && status != 0x104,
+        record: true,
+        target_directory: false,
     }
 }
 
@@ -143,6 +147,7 @@ fn set_config(flags: u32, max_path_units: u32, config_version: u32) {
             flags,
             max_path_units,
         }),
+        content_version: None,
     };
     SENSOR.apply_reply(&reply.encode(), poll_id);
 }
@@ -217,32 +222,32 @@ fn a_consumer_needs_a_hello_we_can_speak() {
         Err(RefusedHello)
     );
     // A refused consumer is not excluded: its I/O is still reported.
-    assert!(SENSOR.wants_create(&requestor(40)));
+    assert!(SENSOR.create_interest(&requestor(40)).record);
     assert_eq!(
         SENSOR.accept_consumer(Some(&Hello::current().encode()), 40),
         Ok(())
     );
-    assert!(!SENSOR.wants_create(&requestor(40)));
+    assert!(!SENSOR.create_interest(&requestor(40)).record);
 }
 
 #[test]
 fn the_consumers_own_io_is_skipped_and_counted() {
     let _turn = fresh(64, None);
     // No consumer yet: nobody is excluded, pid 0 included.
-    assert!(SENSOR.wants_create(&requestor(0)));
+    assert!(SENSOR.create_interest(&requestor(0)).record);
     assert!(SENSOR.wants_write(&requestor(0), false));
     SENSOR
         .accept_consumer(Some(&Hello::current().encode()), 40)
         .unwrap();
-    assert!(!SENSOR.wants_create(&requestor(40)));
+    assert!(!SENSOR.create_interest(&requestor(40)).record);
     assert!(!SENSOR.wants_write(&requestor(40), false));
-    assert!(SENSOR.wants_create(&requestor(41)));
+    assert!(SENSOR.create_interest(&requestor(41)).record);
     assert!(SENSOR.wants_write(&requestor(41), false));
-    assert!(SENSOR.wants_create(&requestor(0)));
+    assert!(SENSOR.create_interest(&requestor(0)).record);
     assert_eq!(SENSOR.health(1).self_excluded, 2);
     SENSOR.consumer_gone();
-    assert!(SENSOR.wants_create(&requestor(40)));
-    assert!(SENSOR.wants_create(&requestor(0)));
+    assert!(SENSOR.create_interest(&requestor(40)).record);
+    assert!(SENSOR.create_interest(&requestor(0)).record);
     assert_eq!(SENSOR.health(2).self_excluded, 2);
 }
 
@@ -251,12 +256,12 @@ fn config_flags_decide_what_is_reported() {
     let _turn = fresh(64, None);
     let r = requestor(9);
     // Default: creates and writes, not paging I/O.
-    assert!(SENSOR.wants_create(&r));
+    assert!(SENSOR.create_interest(&r).record);
     assert!(SENSOR.wants_write(&r, false));
     assert!(!SENSOR.wants_write(&r, true));
 
     set_config(SensorConfig::REPORT_WRITES, 100, 1);
-    assert!(!SENSOR.wants_create(&r));
+    assert!(!SENSOR.create_interest(&r).record);
     assert!(SENSOR.wants_write(&r, false));
     assert!(!SENSOR.wants_write(&r, true));
 
@@ -274,7 +279,7 @@ fn config_flags_decide_what_is_reported() {
         100,
         3,
     );
-    assert!(SENSOR.wants_create(&r));
+    assert!(SENSOR.create_interest(&r).record);
     assert!(!SENSOR.wants_write(&r, false));
     assert!(!SENSOR.wants_write(&r, true));
     let h = SENSOR.health(5);
@@ -293,6 +298,7 @@ fn replies_apply_only_to_their_own_poll() {
         poll_id,
         acked_sequence,
         config: None,
+        content_version: None,
     };
     SENSOR.apply_reply(&ack(5, 10).encode(), 5);
     assert_eq!(SENSOR.health(0).acked_sequence, 10);
@@ -310,6 +316,7 @@ fn replies_apply_only_to_their_own_poll() {
             flags: 0,
             max_path_units: 1,
         }),
+        content_version: None,
     };
     SENSOR.apply_reply(&stale_config.encode(), 8);
     SENSOR.apply_reply(&[0u8; ControlReply::LEN], 8);
@@ -318,7 +325,7 @@ fn replies_apply_only_to_their_own_poll() {
     assert_eq!(h.acked_sequence, 10);
     assert_eq!(h.config_version, 0);
     assert_eq!(h.sensor_flags, SensorConfig::DEFAULT.flags);
-    assert!(SENSOR.wants_create(&requestor(3)));
+    assert!(SENSOR.create_interest(&requestor(3)).record);
 }
 
 #[test]
@@ -564,10 +571,10 @@ fn a_new_load_forgets_the_previous_consumer_and_config() {
         .accept_consumer(Some(&Hello::current().encode()), 40)
         .unwrap();
     set_config(SensorConfig::REPORT_WRITES, 10, 4);
-    assert!(!SENSOR.wants_create(&requestor(41)));
+    assert!(!SENSOR.create_interest(&requestor(41)).record);
     drop(_turn);
     let _turn = fresh(64, None);
-    assert!(SENSOR.wants_create(&requestor(40)));
+    assert!(SENSOR.create_interest(&requestor(40)).record);
     let h = SENSOR.health(0);
     assert_eq!(h.config_version, 0);
     assert_eq!(h.sensor_flags, SensorConfig::DEFAULT.flags);

@@ -213,7 +213,10 @@ fn handle(
                 }
                 return Ok(());
             }
-            match port.reply(received.message_id, &ack(&h, pipeline.last_sequence(), pipeline.content_version())) {
+            match port.reply(
+                received.message_id,
+                &ack(&h, pipeline.last_sequence(), pipeline.content_version()),
+            ) {
                 Ok(()) => stats.replies += 1,
                 Err(_) => stats.reply_failures += 1,
             }
