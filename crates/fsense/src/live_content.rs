@@ -254,14 +254,13 @@ mod checker {
         state: &StateDir,
         config: &LiveContentConfig,
     ) -> Result<UpdateOutcome, String> {
-        let repo = &config.repo;
-        if repo.starts_with("http://") || repo.starts_with("https://") {
-            return Err(format!(
-                "{repo}: this build installs from repository directories only"
-            ));
-        }
+        // A directory or an http(s):// URL, with the content crate's bounded timeouts and retries.
+        let repo = fsense_content::tuf::RepoLocation::parse(
+            std::ffi::OsStr::new(&config.repo),
+            &fsense_content::http::HttpSettings::default(),
+        );
         state
-            .update(std::path::Path::new(repo), &config.root)
+            .update_from(&repo, &config.root)
             .map_err(|e| e.to_string())
     }
 
