@@ -30,6 +30,7 @@ command -v osslsigncode >/dev/null || need_apt+=(osslsigncode)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
+command -v nats-server >/dev/null || need_apt+=(nats-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
     say "apt: ${need_apt[*]}"
     sudo_cmd=""

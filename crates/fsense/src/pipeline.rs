@@ -16,6 +16,7 @@ use crate::enrich::ProcessCache;
 use crate::filter::{Filter, Verdict};
 use crate::ocsf::{self, EventView, MatchedRule};
 use crate::paths::{self, DosDeviceMap};
+use crate::sink::{EventKey, EventSink, SinkStats};
 use crate::time::{TICKS_PER_MS, UNIX_EPOCH_TICKS};
 
 /// Counters of a run, as written to `--summary-json`.
@@ -42,6 +43,9 @@ pub struct PipelineStats {
     pub out_of_order: u64,
     /// Driver loads seen (a reconnect to a reloaded driver starts a new sequence).
     pub sessions: u64,
+    /// The `--sink` counters, when there is a sink.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sink: Option<SinkStats>,
 }
 
 /// What a message turned out to be.
@@ -69,6 +73,8 @@ pub struct Pipeline {
     rules_buf: Vec<MatchedRule>,
     /// The JSON line being built (reused).
     line: Vec<u8>,
+    /// Where every reported event also goes (`--sink`).
+    sink: Option<Box<dyn EventSink>>,
 }
 
 impl Pipeline {
@@ -96,7 +102,13 @@ impl Pipeline {
             last_health: None,
             rules_buf: Vec::new(),
             line: Vec::with_capacity(1024),
+            sink: None,
         }
+    }
+
+    /// Also hands every reported event to `sink`.
+    pub fn set_sink(&mut self, sink: Box<dyn EventSink>) {
+        self.sink = Some(sink);
     }
 
     /// Decodes and processes one driver message received at `received_at` (FILETIME ticks).
@@ -193,6 +205,13 @@ impl Pipeline {
         self.line.clear();
         ocsf::write_event(&mut self.line, &view);
         self.out.write_all(&self.line)?;
+        if let Some(sink) = self.sink.as_mut() {
+            let key = EventKey {
+                session: self.stats.sessions,
+                sequence: record.sequence,
+            };
+            sink.send(key, self.line.strip_suffix(b"\n").unwrap_or(&self.line))?;
+        }
         self.stats.reported += 1;
         Ok(())
     }
@@ -214,6 +233,9 @@ impl Pipeline {
     /// Flushes the output (and the capture's buffered frames).
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()?;
+        if let Some(s) = self.sink.as_mut() {
+            s.flush()?;
+        }
         if let Some(c) = self.capture.as_mut() {
             c.flush()?;
         }
@@ -226,6 +248,9 @@ impl Pipeline {
         if let Some(c) = self.capture.take() {
             c.finish(at)?;
         }
+        if let Some(s) = self.sink.as_mut() {
+            s.finish()?;
+        }
         Ok(())
     }
 
@@ -234,6 +259,7 @@ impl Pipeline {
         let mut s = self.stats.clone();
         s.dropped = self.lost_before + self.seq.lost();
         s.out_of_order = self.out_of_order_before + self.seq.out_of_order();
+        s.sink = self.sink.as_ref().map(|k| k.stats());
         s
     }
 

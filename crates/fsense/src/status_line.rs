@@ -3,6 +3,8 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+use crate::sink::SinkStats;
+
 /// Redraws one line on stderr at most once a second; silent when stderr is not a terminal.
 pub struct StatusLine {
     enabled: bool,
@@ -10,6 +12,7 @@ pub struct StatusLine {
     last_draw: Instant,
     last_events: u64,
     drawn: bool,
+    sink: Option<SinkStats>,
 }
 
 impl StatusLine {
@@ -21,7 +24,13 @@ impl StatusLine {
             last_draw: now,
             last_events: 0,
             drawn: false,
+            sink: None,
         }
+    }
+
+    /// The sink's counters, shown at the end of the line from the next redraw on.
+    pub fn set_sink(&mut self, sink: Option<SinkStats>) {
+        self.sink = sink;
     }
 
     /// Redraws if a second has passed.
@@ -41,6 +50,13 @@ impl StatusLine {
             err,
             "\r\x1b[2K{up}s  {events} events  {rate:.0}/s  dropped {dropped}  queue high-water {queue_high_water}"
         );
+        if let Some(k) = &self.sink {
+            let _ = write!(
+                err,
+                "  sink acked {} spooled {} spool-dropped {}",
+                k.acknowledged, k.spooled, k.spool_dropped
+            );
+        }
         let _ = err.flush();
         self.last_draw = now;
         self.last_events = events;

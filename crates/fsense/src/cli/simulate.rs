@@ -17,6 +17,7 @@ use crate::time::now_ticks;
 pub fn run(args: SimulateArgs) -> Result<ExitCode, Failure> {
     let capture = setup::open_capture(args.capture.as_deref(), SourceKind::Simulator)?;
     let mut pipeline = setup::pipeline(&args.out, args.quiet, capture, Locality::Elsewhere)?;
+    crate::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
     let config = SimConfig {
         events: args.events,
         threads: args.threads,
@@ -77,7 +78,7 @@ fn summary_json(
     stats: &PipelineStats,
     failures: &[String],
 ) -> Value {
-    json!({
+    let mut v = json!({
         "generated": report.generated,
         "delivered": report.delivered,
         "dropped": report.dropped,
@@ -96,5 +97,9 @@ fn summary_json(
         "passed": failures.is_empty(),
         "failures": failures,
         "pipeline": stats,
-    })
+    });
+    if let Some(sink) = &stats.sink {
+        v["sink"] = json!(sink);
+    }
+    v
 }

@@ -58,6 +58,7 @@ mod platform {
             FanotifySource::open(&args.dirs, writes).map_err(|e| Failure::new(e.to_string()))?;
         let capture = setup::open_capture(args.capture.as_deref(), SourceKind::Fanotify)?;
         let mut pipeline = setup::pipeline(&args.out, false, capture, Locality::Live)?;
+        crate::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
         let stop = setup::stop_flag()?;
         let roots: Vec<String> = source.roots().map(|p| p.display().to_string()).collect();
         eprintln!("fsense: watching {}", roots.join(", "));
@@ -72,6 +73,7 @@ mod platform {
                     pipeline.flush()?;
                 }
                 let s = pipeline.stats();
+                status.set_sink(s.sink.clone());
                 status.tick(s.events, s.dropped, source.stats().queue_high_water);
             }
             // Everything the kernel queued before the signal is still delivered.
@@ -115,6 +117,7 @@ mod platform {
         let capture = setup::open_capture(args.capture.as_deref(), SourceKind::WindowsPort)?;
         let mut pipeline =
             setup::pipeline_with_roots(&args.out, false, capture, Locality::Live, roots)?;
+        crate::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
         let stop = setup::stop_flag()?;
         let port_stats = crate::winport::run(&mut pipeline, &stop)
             .map_err(|e| setup::output_failure(&args.out, &e))?;
