@@ -113,7 +113,11 @@ impl NatsSink {
         let for_thread = shared.clone();
         let publisher = std::thread::Builder::new()
             .name("fsense-nats".into())
-            .spawn(move || runtime.block_on(Publisher::new(for_thread, client, config).run()))
+            // The JetStream context spawns a task: it is built inside the runtime.
+            .spawn(move || {
+                runtime
+                    .block_on(async move { Publisher::new(for_thread, client, config).run().await })
+            })
             .map_err(|e| format!("cannot start the NATS publisher: {e}"))?;
         Ok(Self {
             shared,
@@ -286,8 +290,11 @@ struct Publisher {
 
 impl Publisher {
     fn new(shared: Arc<Shared>, client: Client, config: SinkConfig) -> Self {
-        let mut js = jetstream::new(client.clone());
-        js.set_timeout(ACK_TIMEOUT);
+        let js = jetstream::ContextBuilder::new()
+            .timeout(ACK_TIMEOUT)
+            .ack_timeout(ACK_TIMEOUT)
+            .max_ack_inflight(WINDOW)
+            .build(client.clone());
         let subject = async_nats::Subject::from(config.url.subject.as_str());
         Self {
             shared,
@@ -346,8 +353,9 @@ impl Publisher {
                 self.pause().await;
             }
         }
+        // Nothing to flush: what counts was acknowledged (a flush would wait for a server
+        // that may be gone).
         self.inflight.clear();
-        let _ = self.client.flush().await;
     }
 
     async fn pause(&self) {
