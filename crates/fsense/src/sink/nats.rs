@@ -72,6 +72,9 @@ pub struct NatsSink {
     in_memory: bool,
     spool_dir: Option<std::path::PathBuf>,
     final_stats: Option<SinkStats>,
+    /// Spool drops already reported on stderr, and when (at most one line every 10 s).
+    drops_told: u64,
+    drops_told_at: Option<Instant>,
 }
 
 impl NatsSink {
@@ -127,6 +130,8 @@ impl NatsSink {
             in_memory,
             spool_dir,
             final_stats: None,
+            drops_told: 0,
+            drops_told_at: None,
         })
     }
 
@@ -146,11 +151,22 @@ impl NatsSink {
 impl EventSink for NatsSink {
     fn send(&mut self, key: EventKey, event: &[u8]) -> io::Result<()> {
         self.ids.write(key, &mut self.id);
-        let readable = {
+        let (readable, dropped) = {
             let mut spool = self.shared.spool();
             spool.append(self.id.as_bytes(), event)?;
-            !spool.caught_up()
+            (!spool.caught_up(), spool.dropped())
         };
+        if dropped > self.drops_told
+            && self
+                .drops_told_at
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            eprintln!(
+                "fsense: spool full: {dropped} oldest events dropped so far (--spool-max-mb)"
+            );
+            self.drops_told = dropped;
+            self.drops_told_at = Some(Instant::now());
+        }
         if readable {
             self.shared.wake.notify_one();
         }
