@@ -24,6 +24,7 @@ pub mod port_framing;
 #[cfg(target_os = "linux")]
 pub mod procfs;
 pub mod report;
+pub mod sink;
 pub mod status_line;
 pub mod synth;
 pub mod time;

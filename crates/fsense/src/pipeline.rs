@@ -17,6 +17,7 @@ use crate::filter::{Filter, Verdict};
 use crate::live_content::{self, LiveRules};
 use crate::ocsf::{self, EventView, MatchedRule};
 use crate::paths::{self, DosDeviceMap};
+use crate::sink::{EventKey, EventSink, SinkStats};
 use crate::time::{TICKS_PER_MS, UNIX_EPOCH_TICKS};
 
 /// Counters of a run, as written to `--summary-json`.
@@ -52,6 +53,9 @@ pub struct PipelineStats {
     pub content_updates: u64,
     /// Content update checks refused or failed while running; the rules stayed.
     pub content_update_failures: u64,
+    /// The `--sink` counters, when there is a sink.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sink: Option<SinkStats>,
 }
 
 /// What a message turned out to be.
@@ -81,6 +85,8 @@ pub struct Pipeline {
     line: Vec<u8>,
     /// New rule sets from the content checker (`--content-repo`).
     live: Option<LiveRules>,
+    /// Where every reported event also goes (`--sink`).
+    sink: Option<Box<dyn EventSink>>,
 }
 
 impl Pipeline {
@@ -109,6 +115,7 @@ impl Pipeline {
             rules_buf: Vec::new(),
             line: Vec::with_capacity(1024),
             live: None,
+            sink: None,
         }
     }
 
@@ -118,6 +125,11 @@ impl Pipeline {
     pub fn with_live_rules(mut self, live: Option<LiveRules>) -> Self {
         self.live = live;
         self
+    }
+
+    /// Also hands every reported event to `sink`.
+    pub fn set_sink(&mut self, sink: Box<dyn EventSink>) {
+        self.sink = Some(sink);
     }
 
     /// Decodes and processes one driver message received at `received_at` (FILETIME ticks).
@@ -221,6 +233,13 @@ impl Pipeline {
         self.line.clear();
         ocsf::write_event(&mut self.line, &view);
         self.out.write_all(&self.line)?;
+        if let Some(sink) = self.sink.as_mut() {
+            let key = EventKey {
+                session: self.stats.sessions,
+                sequence: record.sequence,
+            };
+            sink.send(key, self.line.strip_suffix(b"\n").unwrap_or(&self.line))?;
+        }
         self.stats.reported += 1;
         Ok(())
     }
@@ -242,6 +261,9 @@ impl Pipeline {
     /// Flushes the output (and the capture's buffered frames).
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()?;
+        if let Some(s) = self.sink.as_mut() {
+            s.flush()?;
+        }
         if let Some(c) = self.capture.as_mut() {
             c.flush()?;
         }
@@ -253,6 +275,9 @@ impl Pipeline {
         self.out.flush()?;
         if let Some(c) = self.capture.take() {
             c.finish(at)?;
+        }
+        if let Some(s) = self.sink.as_mut() {
+            s.finish()?;
         }
         Ok(())
     }
@@ -268,6 +293,7 @@ impl Pipeline {
                 live_content::counter_values(&live.counters);
         }
         s.untracked_writes = self.filter.untracked_writes();
+        s.sink = self.sink.as_ref().map(|k| k.stats());
         s
     }
 

@@ -71,6 +71,12 @@ fn render(stats: &PipelineStats, queue_high_water: u64, up_secs: u64, rate: f64)
     if stats.untracked_writes > 0 {
         line.push_str(&format!("  untracked writes {}", stats.untracked_writes));
     }
+    if let Some(k) = &stats.sink {
+        line.push_str(&format!(
+            "  sink acked {} spooled {} spool-dropped {}",
+            k.acknowledged, k.spooled, k.spool_dropped
+        ));
+    }
     line
 }
 

@@ -126,6 +126,9 @@ pub fn decode(args: DecodeArgs) -> Result<ExitCode, Failure> {
 pub fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
     let mut reader = open(&args.file)?;
     let mut pipeline = setup::pipeline(&args.out, false, None, Locality::Elsewhere)?;
+    // The capture's start time names the events: replaying it again gives the same message ids.
+    let run = reader.header().created;
+    crate::sink::options::attach(&mut pipeline, &args.out.sink, run)?;
     let damage = walk(&mut reader, |_, _, message| {
         pipeline.handle_decoded(message).map(|_| ())
     })

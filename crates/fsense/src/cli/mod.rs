@@ -81,6 +81,8 @@ pub struct OutputArgs {
     exclude: Vec<String>,
     #[command(flatten)]
     rules: RulesArgs,
+    #[command(flatten)]
+    sink: crate::sink::options::SinkArgs,
 }
 
 #[derive(Args, Debug)]

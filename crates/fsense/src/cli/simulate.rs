@@ -59,6 +59,7 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode, Failure> {
     }
     let capture = setup::open_capture(args.capture.as_deref(), SourceKind::Simulator)?;
     let mut pipeline = setup::pipeline(&args.out, args.quiet, capture, Locality::Elsewhere)?;
+    crate::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
     let config = sim_config(&args);
     let tuning = Tuning {
         rate_per_s: args.rate,
@@ -141,6 +142,7 @@ fn run_win32(args: SimulateArgs) -> Result<ExitCode, Failure> {
         capture,
         Locality::SimulatedWindows { lookup },
     )?;
+    crate::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
     win32::configure(Win32Config {
         caller_is_admin: true,
         slow_lookup: Duration::from_millis(args.slow_lookup_ms),
@@ -240,7 +242,7 @@ fn summary_json(
     failures: &[String],
     client: Value,
 ) -> Value {
-    json!({
+    let mut v = json!({
         "generated": report.generated,
         "delivered": report.delivered,
         "dropped": report.dropped,
@@ -261,5 +263,9 @@ fn summary_json(
         "pipeline": stats,
         "content_version": stats.content_version,
         "client": client,
-    })
+    });
+    if let Some(sink) = &stats.sink {
+        v["sink"] = json!(sink);
+    }
+    v
 }

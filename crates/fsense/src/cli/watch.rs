@@ -71,6 +71,7 @@ mod platform {
             FanotifySource::open(&args.dirs, writes).map_err(|e| Failure::new(e.to_string()))?;
         let capture = setup::open_capture(args.capture.as_deref(), SourceKind::Fanotify)?;
         let mut pipeline = setup::pipeline(&args.out, false, capture, Locality::Live)?;
+        crate::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
         let roots: Vec<String> = source.roots().map(|p| p.display().to_string()).collect();
         eprintln!(
             "fsense: watching {}",
@@ -135,6 +136,7 @@ mod platform {
         let capture = setup::open_capture(args.capture.as_deref(), SourceKind::WindowsPort)?;
         let mut pipeline =
             setup::pipeline_with_roots(&args.out, false, capture, Locality::Live, roots)?;
+        crate::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
         let port_stats = crate::winport::run(&mut pipeline, &stop)
             .map_err(|e| setup::output_failure(&args.out, &e))?;
         pipeline

@@ -1,0 +1,539 @@
+//! The NATS JetStream sink: one message per event, deduplicated by `Nats-Msg-Id`.
+//!
+//! The pipeline's thread appends each event to the [`Spool`]; a publisher thread (its own
+//! single-threaded tokio runtime) reads the spool in order, publishes with at most [`WINDOW`]
+//! acknowledgements outstanding, and moves the spool's acknowledged cursor over each prefix
+//! JetStream acknowledged. Any failure (disconnect, timeout, leader change) rewinds to the first
+//! unacknowledged event and publishes again from there once the server answers; the message ids
+//! make the server drop the copies of events it already stored.
+
+use std::future::{Future, IntoFuture};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_nats::connection::State;
+use async_nats::jetstream::{self, context::PublishErrorKind, stream};
+use async_nats::{Client, ConnectOptions, HeaderMap};
+use tokio::sync::Notify;
+
+use super::options::SinkConfig;
+use super::spool::{Cursor, Outgoing, Spool};
+use super::{EventKey, EventSink, MessageIds, SinkStats};
+
+/// Acknowledgements outstanding at most.
+pub const WINDOW: usize = 8192;
+/// How long an acknowledgement may take before the publish counts as failed.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between attempts while the server is away.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// The duplicate window of a stream this sink creates.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+type AckFuture = Pin<
+    Box<
+        dyn Future<
+                Output = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
+            > + Send,
+    >,
+>;
+
+struct Shared {
+    spool: Mutex<Spool>,
+    wake: Notify,
+    /// Finish: deliver what is left, then stop.
+    stop: AtomicBool,
+    /// Stop now (the run failed).
+    abort: AtomicBool,
+    published: AtomicU64,
+    acknowledged: AtomicU64,
+    duplicates: AtomicU64,
+    recovered: u64,
+}
+
+impl Shared {
+    fn spool(&self) -> MutexGuard<'_, Spool> {
+        // A panic while holding the lock cannot leave the spool half-updated in a way that
+        // matters more than losing the sink: keep going with what is there.
+        self.spool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// See the module documentation.
+pub struct NatsSink {
+    shared: Arc<Shared>,
+    publisher: Option<JoinHandle<()>>,
+    ids: MessageIds,
+    id: String,
+    in_memory: bool,
+    spool_dir: Option<std::path::PathBuf>,
+    final_stats: Option<SinkStats>,
+    /// Spool drops already reported on stderr, and when (at most one line every 10 s).
+    drops_told: u64,
+    drops_told_at: Option<Instant>,
+}
+
+impl NatsSink {
+    /// Opens the spool, connects (an unreachable server is one line on stderr, then spooling)
+    /// and starts the publisher.
+    pub fn start(config: SinkConfig) -> Result<Self, String> {
+        let (spool, recovery) =
+            Spool::open(&config.spool).map_err(|e| match &config.spool.dir {
+                Some(d) => format!("cannot open the spool {}: {e}", d.display()),
+                None => format!("cannot create the spool: {e}"),
+            })?;
+        for line in &recovery.damage {
+            eprintln!("fsense: spool: {}", one_line(line));
+        }
+        if recovery.pending > 0 {
+            eprintln!(
+                "fsense: spool: {} unacknowledged events from an earlier run will be published first",
+                recovery.pending
+            );
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the NATS runtime: {e}"))?;
+        let client = runtime.block_on(connect(&config))?;
+        let shared = Arc::new(Shared {
+            spool: Mutex::new(spool),
+            wake: Notify::new(),
+            stop: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
+            published: AtomicU64::new(0),
+            acknowledged: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            recovered: recovery.pending,
+        });
+        let ids = MessageIds::new(&config.host, config.run);
+        let in_memory = config.spool.dir.is_none();
+        let spool_dir = config.spool.dir.clone();
+        let for_thread = shared.clone();
+        let publisher = std::thread::Builder::new()
+            .name("fsense-nats".into())
+            // The JetStream context spawns a task: it is built inside the runtime.
+            .spawn(move || {
+                runtime
+                    .block_on(async move { Publisher::new(for_thread, client, config).run().await })
+            })
+            .map_err(|e| format!("cannot start the NATS publisher: {e}"))?;
+        Ok(Self {
+            shared,
+            publisher: Some(publisher),
+            ids,
+            id: String::with_capacity(96),
+            in_memory,
+            spool_dir,
+            final_stats: None,
+            drops_told: 0,
+            drops_told_at: None,
+        })
+    }
+
+    fn current_stats(&self) -> SinkStats {
+        let spool = self.shared.spool();
+        SinkStats {
+            published: self.shared.published.load(Ordering::Relaxed),
+            acknowledged: self.shared.acknowledged.load(Ordering::Relaxed),
+            spooled: spool.pending(),
+            spool_dropped: spool.dropped(),
+            duplicates: self.shared.duplicates.load(Ordering::Relaxed),
+            recovered: self.shared.recovered,
+        }
+    }
+}
+
+impl EventSink for NatsSink {
+    fn send(&mut self, key: EventKey, event: &[u8]) -> io::Result<()> {
+        self.ids.write(key, &mut self.id);
+        let (readable, dropped) = {
+            let mut spool = self.shared.spool();
+            spool.append(self.id.as_bytes(), event)?;
+            (!spool.caught_up(), spool.dropped())
+        };
+        if dropped > self.drops_told
+            && self
+                .drops_told_at
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            eprintln!(
+                "fsense: spool full: {dropped} oldest events dropped so far (--spool-max-mb)"
+            );
+            self.drops_told = dropped;
+            self.drops_told_at = Some(Instant::now());
+        }
+        if readable {
+            self.shared.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.shared.spool().flush()?;
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    fn stats(&self) -> SinkStats {
+        match &self.final_stats {
+            Some(s) => s.clone(),
+            None => self.current_stats(),
+        }
+    }
+
+    fn finish(&mut self) -> io::Result<SinkStats> {
+        if let Some(s) = &self.final_stats {
+            return Ok(s.clone());
+        }
+        self.shared.spool().flush()?;
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_one();
+        if let Some(t) = self.publisher.take() {
+            let _ = t.join();
+        }
+        self.shared.spool().sync()?;
+        let stats = self.current_stats();
+        if stats.spooled > 0 {
+            match &self.spool_dir {
+                Some(dir) if !self.in_memory => eprintln!(
+                    "fsense: {} events not acknowledged by NATS stay in the spool {} for the next run",
+                    stats.spooled,
+                    dir.display()
+                ),
+                _ => eprintln!(
+                    "fsense: {} events were not acknowledged by NATS and are lost (no --spool-dir)",
+                    stats.spooled
+                ),
+            }
+        }
+        self.final_stats = Some(stats.clone());
+        Ok(stats)
+    }
+}
+
+impl Drop for NatsSink {
+    fn drop(&mut self) {
+        if let Some(t) = self.publisher.take() {
+            self.shared.abort.store(true, Ordering::SeqCst);
+            self.shared.stop.store(true, Ordering::SeqCst);
+            self.shared.wake.notify_one();
+            let _ = t.join();
+            let _ = self.shared.spool().sync();
+        }
+    }
+}
+
+async fn options(config: &SinkConfig) -> Result<ConnectOptions, String> {
+    let mut o = match &config.creds {
+        Some(path) => ConnectOptions::with_credentials_file(path)
+            .await
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        None => ConnectOptions::new(),
+    };
+    if config.url.tls {
+        o = o.require_tls(true);
+    }
+    if let Some(ca) = &config.ca_file {
+        o = o.add_root_certificates(ca.clone());
+    }
+    Ok(o.connection_timeout(Duration::from_secs(2))
+        .client_capacity(WINDOW * 2)
+        .name("fsense"))
+}
+
+/// Connects; a server that does not answer now is reported and retried in the background.
+async fn connect(config: &SinkConfig) -> Result<Client, String> {
+    match options(config)
+        .await?
+        .connect(config.url.server.as_str())
+        .await
+    {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            eprintln!(
+                "fsense: cannot reach NATS at {}: {}; spooling events until it answers",
+                config.url.server,
+                one_line(&e.to_string())
+            );
+            options(config)
+                .await?
+                .retry_on_initial_connect()
+                .connect(config.url.server.as_str())
+                .await
+                .map_err(|e| format!("cannot connect to NATS: {e}"))
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}
+
+/// Whether a stream subject (with `*` and `>` wildcards) takes `subject`.
+fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (p.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+struct Publisher {
+    shared: Arc<Shared>,
+    client: Client,
+    js: jetstream::Context,
+    config: SinkConfig,
+    subject: async_nats::Subject,
+    inflight: std::collections::VecDeque<(Cursor, Option<AckFuture>)>,
+    batch: Vec<Outgoing>,
+    stream_ready: bool,
+    /// A failure was reported and not yet followed by a success.
+    failing: bool,
+    last_progress: Instant,
+    stopping_since: Option<Instant>,
+}
+
+impl Publisher {
+    fn new(shared: Arc<Shared>, client: Client, config: SinkConfig) -> Self {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(ACK_TIMEOUT)
+            .ack_timeout(ACK_TIMEOUT)
+            .max_ack_inflight(WINDOW)
+            .build(client.clone());
+        let subject = async_nats::Subject::from(config.url.subject.as_str());
+        Self {
+            shared,
+            client,
+            js,
+            config,
+            subject,
+            inflight: Default::default(),
+            batch: Vec::with_capacity(WINDOW),
+            stream_ready: false,
+            failing: false,
+            last_progress: Instant::now(),
+            stopping_since: None,
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            if self.shared.abort.load(Ordering::SeqCst) {
+                break;
+            }
+            if self.shared.stop.load(Ordering::SeqCst) {
+                let since = *self.stopping_since.get_or_insert_with(Instant::now);
+                let idle_from = self.last_progress.max(since);
+                if self.shared.spool().pending() == 0 || idle_from.elapsed() > self.config.drain {
+                    break;
+                }
+            }
+            if self.client.connection_state() != State::Connected {
+                self.pause().await;
+                continue;
+            }
+            if !self.stream_ready {
+                if let Err(e) = self.ensure_stream().await {
+                    self.failed(&e);
+                    self.pause().await;
+                    continue;
+                }
+                self.stream_ready = true;
+            }
+            if let Err(e) = self.fill().await {
+                self.failed(&e);
+                self.pause().await;
+                continue;
+            }
+            if self.inflight.is_empty() {
+                let _ = self.shared.spool().sync_acked();
+                tokio::select! {
+                    _ = self.shared.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+                continue;
+            }
+            if let Err(e) = self.collect().await {
+                self.failed(&e);
+                self.pause().await;
+            }
+        }
+        // Nothing to flush: what counts was acknowledged (a flush would wait for a server
+        // that may be gone).
+        self.inflight.clear();
+    }
+
+    async fn pause(&self) {
+        tokio::select! {
+            _ = tokio::time::sleep(RETRY_PAUSE) => {}
+            _ = async {
+                while !self.shared.abort.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            } => {}
+        }
+    }
+
+    /// Something went wrong: say so once per outage, then publish again from the first
+    /// unacknowledged event.
+    fn failed(&mut self, why: &str) {
+        if !self.failing {
+            eprintln!("fsense: NATS: {}; spooling and retrying", one_line(why));
+            self.failing = true;
+        }
+        self.inflight.clear();
+        self.stream_ready = false;
+        self.shared.spool().rewind();
+    }
+
+    async fn ensure_stream(&self) -> Result<(), String> {
+        let config = stream::Config {
+            name: self.config.stream.clone(),
+            subjects: vec![self.config.url.subject.clone()],
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            num_replicas: self.config.replicas,
+            ..Default::default()
+        };
+        let mut stream = self
+            .js
+            .get_or_create_stream(config)
+            .await
+            .map_err(|e| format!("stream {}: {e}", self.config.stream))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| format!("stream {}: {e}", self.config.stream))?;
+        let subjects = &info.config.subjects;
+        if !subjects
+            .iter()
+            .any(|p| subject_matches(p, &self.config.url.subject))
+        {
+            return Err(format!(
+                "stream {} does not take subject {} (its subjects: {})",
+                self.config.stream,
+                self.config.url.subject,
+                subjects.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Publishes spooled events until the window is full or the spool is read.
+    async fn fill(&mut self) -> Result<(), String> {
+        let room = WINDOW.saturating_sub(self.inflight.len());
+        if room == 0 {
+            return Ok(());
+        }
+        self.batch.clear();
+        if let Err(e) = self.shared.spool().read_next(room, &mut self.batch) {
+            // Damaged spool data is counted as dropped by the spool; say so and go on.
+            eprintln!("fsense: spool: {}", one_line(&e.to_string()));
+        }
+        for out in std::mem::take(&mut self.batch) {
+            let mut headers = HeaderMap::new();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, out.id.as_str());
+            let sent = self
+                .js
+                .publish_with_headers(self.subject.clone(), headers, out.payload.into())
+                .await;
+            match sent {
+                Ok(ack) => {
+                    self.shared.published.fetch_add(1, Ordering::Relaxed);
+                    self.inflight
+                        .push_back((out.after, Some(Box::pin(ack.into_future()))));
+                }
+                Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    // Can never be delivered: say so and count it as dropped, do not block.
+                    eprintln!(
+                        "fsense: NATS: event {} is larger than the server accepts; dropped",
+                        out.id
+                    );
+                    self.inflight.push_back((out.after, None));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest acknowledgement, takes every one already there, and moves the
+    /// spool's acknowledged cursor.
+    async fn collect(&mut self) -> Result<(), String> {
+        let mut acked: Option<Cursor> = None;
+        let mut first = true;
+        while let Some((after, fut)) = self.inflight.front_mut() {
+            let after = *after;
+            let result = match fut {
+                None => None,
+                Some(f) if first => Some(f.as_mut().await),
+                Some(f) => {
+                    match std::future::poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx))).await {
+                        Poll::Ready(r) => Some(r),
+                        Poll::Pending => break,
+                    }
+                }
+            };
+            first = false;
+            self.inflight.pop_front();
+            match result {
+                None => {
+                    let mut spool = self.shared.spool();
+                    spool.count_dropped(1);
+                }
+                Some(Ok(ack)) => {
+                    self.shared.acknowledged.fetch_add(1, Ordering::Relaxed);
+                    if ack.duplicate {
+                        self.shared.duplicates.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Some(Err(e)) => {
+                    if let Some(a) = acked {
+                        let _ = self.shared.spool().ack(a);
+                    }
+                    return Err(e.to_string());
+                }
+            }
+            acked = Some(after);
+        }
+        if let Some(a) = acked {
+            self.last_progress = Instant::now();
+            if self.failing {
+                eprintln!("fsense: NATS: delivering again");
+                self.failing = false;
+            }
+            self.shared
+                .spool()
+                .ack(a)
+                .map_err(|e| format!("spool: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject_matches;
+
+    #[test]
+    fn stream_subjects_match_like_nats() {
+        assert!(subject_matches("fsense.events", "fsense.events"));
+        assert!(subject_matches("fsense.*", "fsense.events"));
+        assert!(subject_matches("fsense.>", "fsense.a.b"));
+        assert!(subject_matches(">", "x"));
+        assert!(!subject_matches("fsense.*", "fsense.a.b"));
+        assert!(!subject_matches("fsense.>", "fsense"));
+        assert!(!subject_matches("fsense", "fsense.events"));
+    }
+}
