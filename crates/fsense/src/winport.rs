@@ -343,7 +343,7 @@ mod tests {
                         std::thread::sleep(Duration::from_millis(500));
                         late_stop.store(true, std::sync::atomic::Ordering::Release);
                     });
-                    stats = Some(run_with(&mut pipeline, &late_stop, Options::default()));
+                    stats = Some(run_with(&mut pipeline, late_stop, Options::default()));
                 });
             });
         let stats = stats.unwrap().unwrap();
