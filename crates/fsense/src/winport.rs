@@ -327,7 +327,7 @@ mod tests {
                             // The driver would wait for 10 reply bytes: an ack takes 40.
                             (health.clone(), 10),
                         ] {
-                            win32::inject_message(bytes, reply, Duration::from_millis(500));
+                            win32::inject_message(bytes, reply, Duration::from_secs(3));
                         }
                     });
                     // Keep receiving a little after the run's stop, so the port's closing at
@@ -340,7 +340,7 @@ mod tests {
                         std::thread::sleep(Duration::from_millis(500));
                         late_stop.store(true, std::sync::atomic::Ordering::Release);
                     });
-                    stats = Some(run_with(&mut pipeline, &late_stop, Options::default()));
+                    stats = Some(run_with(&mut pipeline, late_stop, Options::default()));
                 });
             });
         let stats = stats.unwrap().unwrap();
