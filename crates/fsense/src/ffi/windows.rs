@@ -391,11 +391,13 @@ impl Port {
             body: *reply,
         };
         // SAFETY: `buffer` is a fully initialised repr(C) header + body on our stack, and its
-        // exact size is passed.
+        // exact size is passed. The pointer is derived from the whole buffer (the header comes
+        // first), not from the header field: the callee reads the body through it too (a
+        // pointer to the field alone only covers its 16 bytes; Miri caught that).
         let hr = unsafe {
             FilterReplyMessage(
                 self.port.0,
-                &buffer.header,
+                (&raw const buffer).cast::<FILTER_REPLY_HEADER>(),
                 std::mem::size_of::<ReplyBuffer>() as u32,
             )
         };
