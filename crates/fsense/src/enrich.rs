@@ -283,7 +283,7 @@ mod tests {
 
     #[test]
     fn a_slow_lookup_never_makes_the_cache_wait_and_its_answer_arrives_later() {
-        let delay = std::time::Duration::from_millis(300);
+        let delay = std::time::Duration::from_secs(2);
         let background = Background::new(move || Box::new(Slow(delay)), 2);
         let mut cache = ProcessCache::new(Box::new(background), 16);
         let started = std::time::Instant::now();
