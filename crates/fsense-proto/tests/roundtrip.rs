@@ -7,7 +7,7 @@ use fsense_proto::batch::BATCH_HEADER_LEN;
 use fsense_proto::record::RECORD_HEADER_LEN;
 use fsense_proto::{
     BatchView, BatchWriter, EncodeError, EventRecord, MAX_BATCH_BYTES, MAX_PATH_UNITS,
-    MAX_RECORD_BYTES, Message, PROTOCOL_VERSION, Utf16Path,
+    MAX_RECORD_BYTES, Message, Utf16Path,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
