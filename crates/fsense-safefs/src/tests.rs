@@ -245,3 +245,14 @@ fn errors_read_as_one_line_naming_the_path() {
         "refusing /tmp/x: it is a symbolic link or reparse point"
     );
 }
+
+#[test]
+fn create_private_writes_to_dev_null_as_it_is() {
+    let mut f = create_private(Path::new("/dev/null")).unwrap();
+    f.write_all(b"discarded").unwrap();
+    assert_eq!(
+        mode_of(Path::new("/dev/null")) & 0o666,
+        0o666,
+        "its mode was changed"
+    );
+}

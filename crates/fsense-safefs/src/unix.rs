@@ -68,6 +68,12 @@ pub fn check_own_regular_file(path: &Path, file: &File) -> Result<(), SafeFsErro
     Ok(())
 }
 
+pub fn is_system_char_device(file: &File) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    file.metadata()
+        .is_ok_and(|m| m.file_type().is_char_device() && m.uid() == 0)
+}
+
 pub fn make_private(path: &Path, file: &File) -> Result<(), SafeFsError> {
     file.set_permissions(Permissions::from_mode(0o600))
         .map_err(|e| SafeFsError::io("set the mode of", path, e))

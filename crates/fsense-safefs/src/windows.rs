@@ -54,6 +54,10 @@ pub fn check_own_regular_file(path: &Path, file: &File) -> Result<(), SafeFsErro
     Ok(())
 }
 
+pub fn is_system_char_device(_file: &File) -> bool {
+    false
+}
+
 pub fn make_private(_path: &Path, _file: &File) -> Result<(), SafeFsError> {
     Ok(())
 }
