@@ -158,8 +158,10 @@ fn load_config_takes_the_registry_values_in_range_only() {
     assert_eq!(cap(None), DEFAULT_QUEUE_CAPACITY);
     assert_eq!(cap(Some(15)), DEFAULT_QUEUE_CAPACITY);
     assert_eq!(cap(Some(16)), 16);
-    assert_eq!(cap(Some(1 << 20)), 1 << 20);
-    assert_eq!(cap(Some((1 << 20) + 1)), DEFAULT_QUEUE_CAPACITY);
+    assert_eq!(cap(Some(65_536)), 65_536);
+    // Above the range is clamped to its top (32 MiB of non-paged queue), not ignored.
+    assert_eq!(cap(Some(65_537)), 65_536);
+    assert_eq!(cap(Some(u32::MAX)), 65_536);
     assert_eq!(LoadConfig::from_registry_value(Some(64)).batch_records, 0);
 
     let batch = |v| {
@@ -179,7 +181,8 @@ fn queue_storage_is_the_record_budget_but_never_less_than_one_maximal_record() {
     let bytes = |cap| LoadConfig::from_registry_value(Some(cap)).queue_bytes();
     assert_eq!(bytes(16), MAX_RECORD_BYTES);
     assert_eq!(bytes(4096), 4096 * 512);
-    assert_eq!(bytes(1 << 20), (1 << 20) * 512);
+    assert_eq!(bytes(65_536), 65_536 * 512);
+    assert_eq!(bytes(1 << 20), 65_536 * 512, "the cap bounds the pool");
 }
 
 #[test]
@@ -381,9 +384,14 @@ fn only_a_successful_file_open_for_writing_with_a_name_keeps_it() {
     let path = utf16(r"\x");
     let keeps = |facts: &CreateFacts| SENSOR.record_create(facts, &path, &[]).keep_name_for_writes;
     assert!(keeps(&create(1, 0, 0x2)));
+    // STATUS_REPARSE succeeds without opening the file (nf-fltkernel-fltcancelfileopen).
     assert!(
-        keeps(&create(1, 0x0000_0104, 0x2)),
-        "an informational status succeeded"
+        !keeps(&create(1, 0x0000_0104, 0x2)),
+        "a reparse opened nothing"
+    );
+    assert!(
+        keeps(&create(1, 0x0000_0001, 0x2)),
+        "another informational status succeeded"
     );
     assert!(!keeps(&create(1, 0, 0x1)), "read only");
     assert!(!keeps(&create(1, -1_073_741_772, 0x2)), "failed");
@@ -467,8 +475,9 @@ fn a_write_record_carries_the_write_and_where_its_name_came_from() {
     assert_eq!(r.path, path);
     assert_eq!(
         recs[1].flags,
+        // No name query runs for a write: a missing context is not a failed query.
         RecordFlags::PAGING_IO
-            .union(RecordFlags::NAME_QUERY_FAILED)
+            .union(RecordFlags::NO_NAME_CONTEXT)
             .union(RecordFlags::KERNEL_REQUESTOR)
     );
     assert_eq!(

@@ -489,7 +489,8 @@ fn run_with(config: &SimConfig, tuning: &Tuning, mut consumer: Consumer<'_>) -> 
         }
         // Every mode with a consumer unloads with it connected: the Filter Manager disconnects
         // it inside FltUnregisterFilter, after the unload callback closed the server port.
-        if config.consumer != ConsumerMode::Absent {
+        // An external consumer (the real Windows client) decides itself when it connects.
+        if config.consumer != ConsumerMode::Absent && !external {
             settle_client.store(true, Ordering::Release);
             let deadline = Instant::now() + Duration::from_secs(5);
             while !port::PORT.is_connected() && Instant::now() < deadline {

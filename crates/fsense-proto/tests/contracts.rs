@@ -13,13 +13,16 @@ use fsense_proto::{
     MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, MAX_PATH_UNITS, Message, Operation, RecordFlags, Utf16Path,
 };
 
-const EACH_FLAG: [RecordFlags; 6] = [
+const EACH_FLAG: [RecordFlags; 9] = [
     RecordFlags::PATH_TRUNCATED,
     RecordFlags::NAME_QUERY_FAILED,
     RecordFlags::PAGING_IO,
     RecordFlags::NAME_FROM_CONTEXT,
     RecordFlags::DIRECTORY,
     RecordFlags::KERNEL_REQUESTOR,
+    RecordFlags::NO_NAME_CONTEXT,
+    RecordFlags::RENAMED,
+    RecordFlags::PROCESS_EXITED,
 ];
 
 #[test]
