@@ -3,8 +3,9 @@
 //! fsense runs as root or as an administrator, often with outputs in directories other users can
 //! write to. Every output goes through `fsense-safefs`: a symbolic link (or reparse point) planted
 //! at the path is refused or replaced, never followed; another user's file, a hard link, a FIFO
-//! is refused (a character device of root's such as `/dev/null` is written as it is); new files are private (mode 0600 on Unix; on Windows an ACL that
-//! grants only Administrators and SYSTEM), since they name every file under the watched trees.
+//! is refused (a character device of root's such as `/dev/null` is written as it is); new files
+//! are private (mode 0600 on Unix; on Windows an ACL that grants only Administrators and SYSTEM),
+//! since they name every file under the watched trees.
 
 use std::fs::File;
 use std::io::Write;
