@@ -137,8 +137,9 @@ fn a_second_connection_meets_the_limit() {
 fn receive_into_no_buffer() {
     fires("GET_MESSAGE_NULL_BUFFER", || {
         connected(|h| {
-            // SAFETY: (test) the simulator refuses the NULL buffer before touching anything.
+            // SAFETY: (test) OVERLAPPED is plain data for which all-zero bytes are valid.
             let mut ov: OVERLAPPED = unsafe { std::mem::zeroed() };
+            // SAFETY: (test) the simulator refuses the NULL buffer before touching anything.
             unsafe { FilterGetMessage(h, ptr::null_mut(), 4096, &mut ov) };
         })
     });
