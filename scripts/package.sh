@@ -5,7 +5,8 @@
 #                                     rust-lld, checksum verified, test-signed with osslsigncode
 #   <target dir>/package/fsense.cer   the freshly generated test certificate (DER), for the VM's stores
 #   <target dir>/package/fsense.inf   inf/fsense.inf
-#   <target dir>/package/fsense.exe   the consumer, cross-built for x86_64-pc-windows-gnu (mingw-w64)
+#   <target dir>/package/fsense.exe   the consumer, cross-built for x86_64-pc-windows-gnu (mingw-w64),
+#                                     profile `consumer` (optimised, no whole-program LTO)
 #
 # then checks the whole package with fsense-pkgcheck. The signing key is generated per run into
 # <target dir>/package-signing/ and never enters the package (or git).
@@ -83,8 +84,8 @@ step "Building fsense.exe (consumer, $consumer_target via mingw-w64)"
 # A consumer failure does not stop the flow: the package check below still reports everything else.
 consumer_log=$signing_dir/consumer-build.log
 consumer_error=
-if cargo build --locked --release -p fsense --bin fsense --target "$consumer_target" 2>&1 | tee "$consumer_log"; then
-    cp "$target_dir/$consumer_target/release/fsense.exe" "$package_dir/fsense.exe"
+if cargo build --locked --profile consumer -p fsense --bin fsense --target "$consumer_target" 2>&1 | tee "$consumer_log"; then
+    cp "$target_dir/$consumer_target/consumer/fsense.exe" "$package_dir/fsense.exe"
 elif grep -q "no bin target named" "$consumer_log"; then
     consumer_error="crates/fsense has no \`fsense\` binary target yet, so the package has no fsense.exe"
 else
