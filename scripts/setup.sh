@@ -7,6 +7,10 @@
 #   scripts/setup.sh --min    only what `fsense simulate` needs (used by scripts/demo.sh)
 #   scripts/setup.sh --mutants only what scripts/mutants.sh needs: the toolchain and cargo-mutants
 #                              (not in the default set: it takes ~10 minutes to build)
+#
+# cargo-make is not installed: on Linux `cargo make package` only runs scripts/package.sh, which
+# the tests call directly (installing cargo-make takes ~3 minutes). On a Windows build host it runs
+# the WDK flow: `cargo install --locked cargo-make` there (docs/windows.md, step 9).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -55,9 +59,5 @@ fi
 if ! command -v cargo-fuzz >/dev/null; then
     say "cargo install cargo-fuzz"
     cargo install --locked --quiet cargo-fuzz
-fi
-if ! command -v cargo-make >/dev/null; then
-    say "cargo install cargo-make (the package flow: cargo make package)"
-    cargo install --locked --quiet --no-default-features cargo-make
 fi
 say "setup done"

@@ -4,11 +4,14 @@
 #   1. format and lints (host, and the Windows targets: the driver and the consumer's port client)
 #   2. every test of the workspace (the driver's code runs under the Filter Manager simulator;
 #      fanotify tests need root and a private tmpfs, which they make themselves)
-#   3. the driver package: cargo make package -> target/package (PE, signature, INF checks),
-#      then the package integration test over it, a syntax check of the PowerShell kit, and proof
-#      that the no-panic link check is live
+#   3. the driver package: scripts/package.sh (what `cargo make package` runs) -> target/package
+#      (PE, signature, INF checks), then the package integration test over it, a syntax check of
+#      the PowerShell kit, and proof that the no-panic link check is live
 #   4. Miri on the driver's FFI wrapper tests, a small simulator run, and the consumer's parsers
 #   5. a fuzz smoke: every cargo-fuzz target for FUZZ_SECONDS (default 20) each
+#
+# Miri interprets on one core, so its stages run in the background from the start, beside the
+# others (their log is printed when they end); the fuzz targets run two at a time.
 #
 # Environment: FUZZ_SECONDS=N to change the fuzz time; SKIP_SETUP=1 to skip scripts/setup.sh.
 set -euo pipefail
@@ -19,6 +22,29 @@ start=$(date +%s)
 stage() { printf '\n==== %s (%ss)\n' "$*" "$(($(date +%s) - start))"; }
 
 [ "${SKIP_SETUP:-0}" = 1 ] || scripts/setup.sh
+
+logs="${CARGO_TARGET_DIR:-$root/target}/test-logs"
+mkdir -p "$logs"
+
+miri_stages() {
+    stage "Miri: driver FFI wrappers, and a small simulator run through them"
+    MIRIFLAGS="-Zmiri-permissive-provenance" cargo +nightly miri test --locked -p fsense-driver --test ffi_wrappers
+    MIRIFLAGS="-Zmiri-permissive-provenance" cargo +nightly miri test --locked -p fsense-driver \
+        --test simulator -- --exact small_run_for_miri
+
+    stage "Miri: the consumer's parsers of kernel and port buffers (fanotify records, port framing, paths)"
+    PROPTEST_CASES=4 MIRIFLAGS="-Zmiri-disable-isolation" cargo +nightly miri test --locked -p fsense \
+        --no-default-features --lib -- fanotify::parse port_framing paths::
+    stage "Miri: done"
+}
+miri_log="$logs/miri.log"
+# In its own process group (set -m), so that a failed stage ends the whole Miri job with the script.
+set -m
+miri_stages >"$miri_log" 2>&1 &
+miri_pid=$!
+set +m
+trap 'kill -- -"$miri_pid" 2>/dev/null || true' EXIT
+echo "Miri runs in the background (log: $miri_log)"
 
 stage "cargo fmt --check"
 cargo fmt --all -- --check
@@ -43,8 +69,8 @@ for mode in absent normal slow stalled crash malicious; do
         --queue-capacity 4096 --consumer "$mode" --seed 7 --quiet --summary-json "$summary"
 done
 
-stage "driver package (cargo make package) and its checks"
-cargo make package
+stage "driver package (scripts/package.sh, what \`cargo make package\` runs) and its checks"
+scripts/package.sh
 cargo test -p fsense-pkgcheck --test package --locked -- --ignored
 
 stage "PowerShell kit: syntax (tree-sitter grammar), names checked against the INF and package"
@@ -60,30 +86,38 @@ fi
 grep -q fsense_panic_is_reachable "$probe_log" || { cat "$probe_log" >&2; exit 1; }
 echo "ok: the planted panic failed the link on fsense_panic_is_reachable"
 
-stage "Miri: driver FFI wrappers, and a small simulator run through them"
-export MIRIFLAGS="-Zmiri-permissive-provenance"
-cargo +nightly miri test --locked -p fsense-driver --test ffi_wrappers
-cargo +nightly miri test --locked -p fsense-driver --test simulator -- --exact small_run_for_miri
-unset MIRIFLAGS
-
-stage "Miri: the consumer's parsers of kernel and port buffers (fanotify records, port framing, paths)"
-PROPTEST_CASES=4 MIRIFLAGS="-Zmiri-disable-isolation" cargo +nightly miri test --locked -p fsense \
-    --no-default-features --lib -- fanotify::parse port_framing paths:: json::
-
-stage "fuzz smoke: ${fuzz_seconds}s per target"
+stage "fuzz smoke: ${fuzz_seconds}s per target, two at a time"
 cd "$root/fuzz"
 cargo +nightly fuzz build
-fuzz_log=$(mktemp)
-for target in $(cargo +nightly fuzz list); do
+fuzz_one() {
+    local target=$1 log="$logs/fuzz-$1.log" runs
     if ! cargo +nightly fuzz run "$target" -- -max_total_time="$fuzz_seconds" -print_final_stats=1 \
-        >"$fuzz_log" 2>&1; then
-        tail -n 40 "$fuzz_log" >&2
+        >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
         echo "error: fuzz target $target failed" >&2
-        exit 1
+        return 1
     fi
-    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$fuzz_log")
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     echo "fuzz $target: ${runs:-?} executions in ${fuzz_seconds}s, no crash"
+}
+fuzz_failed=0
+running=()
+for target in $(cargo +nightly fuzz list); do
+    fuzz_one "$target" &
+    running+=($!)
+    if [ ${#running[@]} -ge 2 ]; then
+        wait "${running[0]}" || fuzz_failed=1
+        running=("${running[@]:1}")
+    fi
 done
+for pid in "${running[@]}"; do wait "$pid" || fuzz_failed=1; done
+[ "$fuzz_failed" = 0 ] || exit 1
 cd "$root"
+
+stage "waiting for the Miri stages"
+miri_status=0
+wait "$miri_pid" || miri_status=$?
+cat "$miri_log"
+[ "$miri_status" = 0 ] || { echo "error: a Miri stage failed (exit $miri_status)" >&2; exit 1; }
 
 stage "all checks passed"
