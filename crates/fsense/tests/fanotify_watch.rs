@@ -17,71 +17,11 @@ use serde_json::Value;
 
 const INNER: &str = "FSENSE_FANOTIFY_TEST_INNER";
 
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .map(|v| v.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
+mod support;
+use support::{Tmpfs, is_root};
 
-/// Runs `test` in a private mount namespace, or reports loudly why it cannot.
 fn in_private_namespace(test_name: &str, test: impl FnOnce()) {
-    if let Some(marker) = std::env::var_os(INNER) {
-        test();
-        fs::write(marker, b"ran").unwrap();
-        return;
-    }
-    if !is_root() {
-        eprintln!(
-            "\n*** SKIPPED {test_name}: fanotify tests need root (CAP_SYS_ADMIN); run them as root ***\n"
-        );
-        return;
-    }
-    // The inner run leaves a marker, so a test-name mismatch (zero tests run) cannot pass.
-    let marker_dir = tempfile::tempdir().unwrap();
-    let marker = marker_dir.path().join("ran");
-    let exe = std::env::current_exe().unwrap();
-    let status = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
-        .arg(exe)
-        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(INNER, &marker)
-        .status()
-        .expect("unshare runs");
-    assert!(status.success(), "{test_name} failed in its namespace");
-    assert!(marker.exists(), "{test_name} did not run in its namespace");
-}
-
-/// A tmpfs mounted on a fresh directory (inside the private namespace), unmounted on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=256m", "fsense-test"])
-            .arg(dir.path())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mount -t tmpfs failed");
-        Self { dir }
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
+    support::in_private_namespace(INNER, test_name, test);
 }
 
 /// A running `fsense watch`, ready once it has printed its first line.
@@ -169,7 +109,7 @@ fn every_created_and_written_file_is_reported_with_its_exact_path() {
     in_private_namespace(
         "every_created_and_written_file_is_reported_with_its_exact_path",
         || {
-            let fs_root = Tmpfs::new();
+            let fs_root = Tmpfs::new("256m");
             let watched = fs_root.path().join("watched");
             let elsewhere = fs_root.path().join("elsewhere");
             fs::create_dir_all(&watched).unwrap();
@@ -261,7 +201,7 @@ fn every_created_and_written_file_is_reported_with_its_exact_path() {
 #[test]
 fn a_capture_of_a_watch_replays_to_the_same_events() {
     in_private_namespace("a_capture_of_a_watch_replays_to_the_same_events", || {
-        let fs_root = Tmpfs::new();
+        let fs_root = Tmpfs::new("256m");
         let scratch = tempfile::tempdir().unwrap();
         let out = scratch.path().join("events.json");
         let capture = scratch.path().join("run.cap");
@@ -353,7 +293,7 @@ fn a_write_session_is_reported_at_its_first_write_and_at_close_only() {
         "a_write_session_is_reported_at_its_first_write_and_at_close_only",
         || {
             use std::io::Write;
-            let fs_root = Tmpfs::new();
+            let fs_root = Tmpfs::new("256m");
             let scratch = tempfile::tempdir().unwrap();
             let out = scratch.path().join("events.json");
             let summary = scratch.path().join("summary.json");
@@ -408,7 +348,7 @@ fn after_a_queue_overflow_quiet_sessions_are_reported_again_and_drops_counted() 
         "after_a_queue_overflow_quiet_sessions_are_reported_again_and_drops_counted",
         || {
             use std::io::Write;
-            let fs_root = Tmpfs::new();
+            let fs_root = Tmpfs::new("256m");
             let scratch = tempfile::tempdir().unwrap();
             let out = scratch.path().join("events.json");
             let summary = scratch.path().join("summary.json");
@@ -463,7 +403,7 @@ fn with_writes_close_a_write_is_reported_when_the_file_closes() {
     in_private_namespace(
         "with_writes_close_a_write_is_reported_when_the_file_closes",
         || {
-            let fs_root = Tmpfs::new();
+            let fs_root = Tmpfs::new("256m");
             let scratch = tempfile::tempdir().unwrap();
             let out = scratch.path().join("events.json");
             let summary = scratch.path().join("summary.json");
@@ -531,7 +471,7 @@ struct WatchRun {
 
 impl WatchRun {
     fn start(extra: &[&str]) -> Self {
-        let fs_root = Tmpfs::new();
+        let fs_root = Tmpfs::new("256m");
         fs::create_dir(fs_root.path().join("w")).unwrap();
         fs::create_dir(fs_root.path().join("o")).unwrap();
         let scratch = tempfile::tempdir().unwrap();

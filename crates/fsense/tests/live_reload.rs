@@ -16,39 +16,11 @@ use serde_json::Value;
 const INNER: &str = "FSENSE_LIVE_RELOAD_TEST_INNER";
 const WAIT: Duration = Duration::from_secs(20);
 
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .map(|v| v.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
+mod support;
+use support::Tmpfs;
 
-/// Runs `test` in a private mount namespace, or reports loudly why it cannot.
 fn in_private_namespace(test_name: &str, test: impl FnOnce()) {
-    if let Some(marker) = std::env::var_os(INNER) {
-        test();
-        fs::write(marker, b"ran").unwrap();
-        return;
-    }
-    if !is_root() {
-        eprintln!("\n*** SKIPPED {test_name}: fanotify tests need root (CAP_SYS_ADMIN) ***\n");
-        return;
-    }
-    let marker_dir = tempfile::tempdir().unwrap();
-    let marker = marker_dir.path().join("ran");
-    let status = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
-        .arg(std::env::current_exe().unwrap())
-        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(INNER, &marker)
-        .status()
-        .expect("unshare runs");
-    assert!(status.success(), "{test_name} failed in its namespace");
-    assert!(marker.exists(), "{test_name} did not run in its namespace");
+    support::in_private_namespace(INNER, test_name, test);
 }
 
 fn fsense(args: &[&str]) -> String {
@@ -176,15 +148,7 @@ fn a_release_published_while_watching_changes_the_matching_rule_and_a_bad_one_is
     in_private_namespace(
         "a_release_published_while_watching_changes_the_matching_rule_and_a_bad_one_is_refused",
         || {
-            let fs_root = tempfile::tempdir().unwrap();
-            assert!(
-                Command::new("mount")
-                    .args(["-t", "tmpfs", "-o", "size=64m", "fsense-test"])
-                    .arg(fs_root.path())
-                    .status()
-                    .unwrap()
-                    .success()
-            );
+            let fs_root = Tmpfs::new("64m");
             let watched = fs_root.path().join("watched");
             fs::create_dir(&watched).unwrap();
             let work = tempfile::tempdir().unwrap();
@@ -271,7 +235,6 @@ fn a_release_published_while_watching_changes_the_matching_rule_and_a_bad_one_is
             assert_eq!(s["content_version"], 2);
             assert_eq!(s["content_updates"], 1);
             assert!(s["content_update_failures"].as_u64().unwrap() >= 1);
-            let _ = Command::new("umount").arg(fs_root.path()).status();
         },
     );
 }
