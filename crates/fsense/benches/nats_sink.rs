@@ -114,12 +114,76 @@ fn spool_config(dir: &std::path::Path) -> SpoolConfig {
     }
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// EVENTS core NATS messages, then a flush (the server has read them all).
+async fn core_publish(port: u16, payload: bytes::Bytes) -> Duration {
+    let client = async_nats::connect(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    for _ in 0..EVENTS {
+        client.publish("bench.core", payload.clone()).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    start.elapsed()
+}
+
+/// EVENTS JetStream messages with message ids, at most WINDOW acknowledgements outstanding,
+/// awaited in order, until the last is acknowledged.
+async fn jetstream_publish(port: u16, payload: bytes::Bytes, run: u64) -> Duration {
+    use async_nats::jetstream;
+    let client = async_nats::connect(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let js = jetstream::ContextBuilder::new()
+        .max_ack_inflight(fsense::sink::nats::WINDOW)
+        .build(client);
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: "FLOOR".into(),
+        subjects: vec!["bench.floor".into()],
+        storage: jetstream::stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let start = Instant::now();
+    let mut pending = std::collections::VecDeque::new();
+    for i in 0..EVENTS {
+        if pending.len() == fsense::sink::nats::WINDOW {
+            let ack: jetstream::context::PublishAckFuture = pending.pop_front().unwrap();
+            ack.await.unwrap();
+        }
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            format!("floor/{run}/{i}").as_str(),
+        );
+        pending.push_back(
+            js.publish_with_headers("bench.floor", headers, payload.clone())
+                .await
+                .unwrap(),
+        );
+    }
+    for ack in pending {
+        ack.await.unwrap();
+    }
+    start.elapsed()
+}
+
+const BACKLOG_EVENT: &[u8] = br#"{"activity_id":1,"category_uid":1,"class_uid":1001,"class_name":"File System Activity","severity_id":1,"type_uid":100101,"file":{"name":"report.docx","parent_folder":"C:\\Users\\ann\\Documents\\project-1","path":"C:\\Users\\ann\\Documents\\project-1\\report.docx","type_id":1},"metadata":{"product":{"name":"fsense","vendor_name":"fsense"},"version":"1.1.0"},"time":1700000000000}"#;
+
 /// A spool holding EVENTS unacknowledged OCSF-sized events, as an outage leaves it.
 fn fill_backlog(dir: &std::path::Path, run: u64) {
     let (mut s, _) = Spool::open(&spool_config(dir)).unwrap();
-    let line = br#"{"activity_id":1,"category_uid":1,"class_uid":1001,"class_name":"File System Activity","severity_id":1,"type_uid":100101,"file":{"name":"report.docx","parent_folder":"C:\\Users\\ann\\Documents\\project-1","path":"C:\\Users\\ann\\Documents\\project-1\\report.docx","type_id":1},"metadata":{"product":{"name":"fsense","vendor_name":"fsense"},"version":"1.1.0"},"time":1700000000000}"#;
     for i in 0..EVENTS {
-        s.append(format!("bench/{run}/1/{i}").as_bytes(), line)
+        s.append(format!("bench/{run}/1/{i}").as_bytes(), BACKLOG_EVENT)
             .unwrap();
     }
     s.sync().unwrap();
@@ -184,6 +248,30 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+
+    // The floor: the same payloads published by a bare async-nats program (no pipeline, no
+    // spool), first as core NATS messages (no acknowledgement), then into JetStream with the
+    // sink's window of acknowledgements. What the sink gets cannot exceed the second.
+    let payload = bytes::Bytes::from_static(BACKLOG_EVENT);
+    g.bench_function("floor_core_nats_publish", |b| {
+        b.iter_custom(|iters| {
+            let rt = runtime();
+            (0..iters)
+                .map(|_| rt.block_on(core_publish(srv.1, payload.clone())))
+                .sum()
+        })
+    });
+    g.bench_function("floor_jetstream_publish", |b| {
+        b.iter_custom(|iters| {
+            let rt = runtime();
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                run += 1;
+                total += rt.block_on(jetstream_publish(srv.1, payload.clone(), run));
+            }
+            total
+        })
+    });
 
     // A backlog on disk: what a restart after an outage replays.
     let backlog = tempfile::tempdir().unwrap();

@@ -21,6 +21,12 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     if let Err(e) = rt.block_on(read(&server, &stream)) {
+        // `| head` closing the pipe is the reader being done, not an error.
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            return;
+        }
         eprintln!("error: {e}");
         std::process::exit(1);
     }

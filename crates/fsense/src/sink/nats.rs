@@ -81,6 +81,9 @@ impl NatsSink {
     /// Opens the spool, connects (an unreachable server is one line on stderr, then spooling)
     /// and starts the publisher.
     pub fn start(config: SinkConfig) -> Result<Self, String> {
+        if let Some(ca) = &config.ca_file {
+            check_ca_file(ca)?;
+        }
         let (spool, recovery) =
             Spool::open(&config.spool).map_err(|e| match &config.spool.dir {
                 Some(d) => format!("cannot open the spool {}: {e}", d.display()),
@@ -236,6 +239,9 @@ async fn options(config: &SinkConfig) -> Result<ConnectOptions, String> {
         None => ConnectOptions::new(),
     };
     if config.url.tls {
+        // rustls is built with two crypto providers here (ring for async-nats, aws-lc-rs for the
+        // content crate's HTTPS) and then panics unless one is chosen for the process.
+        let _ = async_nats::rustls::crypto::ring::default_provider().install_default();
         o = o.require_tls(true);
     }
     if let Some(ca) = &config.ca_file {
@@ -268,6 +274,21 @@ async fn connect(config: &SinkConfig) -> Result<Client, String> {
                 .map_err(|e| format!("cannot connect to NATS: {e}"))
         }
     }
+}
+
+/// A CA file the TLS connection could not use is a usage error now, not an outage later.
+fn check_ca_file(path: &std::path::Path) -> Result<(), String> {
+    use async_nats::rustls::pki_types::{CertificateDer, pem::PemObject};
+    let bad = |why: String| format!("--nats-ca-file {}: {why}", path.display());
+    let mut certificates = 0;
+    for c in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+        c.map_err(|e| bad(e.to_string()))?;
+        certificates += 1;
+    }
+    if certificates == 0 {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    Ok(())
 }
 
 fn one_line(s: &str) -> String {
