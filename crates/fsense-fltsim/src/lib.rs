@@ -397,8 +397,9 @@ struct Load {
 
 fn run_with(config: &SimConfig, tuning: &Tuning, consumer: Consumer<'_>, loads: u32) -> SimReport {
     let external = matches!(consumer, Consumer::External(_));
-    win32::reset();
     let _one_at_a_time = RUN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    // Only under the lock: a run in progress owns the user-mode side too.
+    win32::reset();
     let _ = verifier::take_violations();
     let _ = ffi::null_timeouts_seen();
     let plan = &plan::Plan::generate(config.events, config.threads, config.seed);
