@@ -235,7 +235,21 @@ pub fn run_external(
     tuning: &Tuning,
     consumer: ExternalConsumer<'_>,
 ) -> SimReport {
-    run_with(config, tuning, Consumer::External(consumer))
+    run_with(config, tuning, Consumer::External(consumer), 1)
+}
+
+/// [`run_external`] with the driver loaded `loads` times in a row while the consumer keeps
+/// running: each load is entered, runs the plan's I/O and is unloaded under load, so the
+/// consumer sees its port go away and must connect to the next load. Counts are summed over
+/// the loads (each load's sequence numbers are accounted against its own last health);
+/// `health` is the last load's.
+pub fn run_external_reloading(
+    config: &SimConfig,
+    tuning: &Tuning,
+    loads: u32,
+    consumer: ExternalConsumer<'_>,
+) -> SimReport {
+    run_with(config, tuning, Consumer::External(consumer), loads)
 }
 
 /// Kernel calls the simulator can fail during DriverEntry.
@@ -368,29 +382,151 @@ pub fn run_tuned(
     tuning: &Tuning,
     on_message: &mut (dyn FnMut(&[u8]) + Send),
 ) -> SimReport {
-    run_with(config, tuning, Consumer::Simulated(on_message))
+    run_with(config, tuning, Consumer::Simulated(on_message), 1)
 }
 
-fn run_with(config: &SimConfig, tuning: &Tuning, mut consumer: Consumer<'_>) -> SimReport {
+/// What one load of the driver left to check once it was unloaded.
+struct Load {
+    /// The simulated kernel after the unload.
+    world: world::World,
+    unload_status: Option<i32>,
+    unload_ms: u64,
+    attached: bool,
+    declined: usize,
+}
+
+fn run_with(config: &SimConfig, tuning: &Tuning, consumer: Consumer<'_>, loads: u32) -> SimReport {
     let external = matches!(consumer, Consumer::External(_));
-    win32::reset();
     let _one_at_a_time = RUN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    world::reset(config.queue_capacity, tuning.batch_records);
-    port::PORT.reset();
+    // Only under the lock: a run in progress owns the user-mode side too.
+    win32::reset();
     let _ = verifier::take_violations();
     let _ = ffi::null_timeouts_seen();
     let plan = &plan::Plan::generate(config.events, config.threads, config.seed);
     let mut report = SimReport::default();
+    let mut violations = Vec::new();
+    let mut finished: Vec<Load> = Vec::new();
 
-    let entry = ffi::call_driver_entry();
-    if entry < 0 {
-        report.verifier_violations = verifier::take_violations();
-        report.verifier_violations.push(format!(
-            "DRIVER_ENTRY: DriverEntry failed with {entry:#010x}"
-        ));
-        report.unload_clean = world::take().is_some_and(|w| w.allocations.is_empty());
-        return report;
+    let stop_client = AtomicBool::new(false);
+    let settle_client = AtomicBool::new(false);
+    let connected = AtomicBool::new(false);
+    let client_done = AtomicBool::new(config.consumer == ConsumerMode::Absent);
+    let max_callback_ns = AtomicU64::new(0);
+    let mut client_outcome = None;
+    // Whether a failed DriverEntry gave back what it allocated (`None`: every load entered).
+    let mut failed_entry_clean = None;
+
+    // Started at the first load that entered, then kept across loads.
+    let mut unstarted = (config.consumer != ConsumerMode::Absent).then_some(consumer);
+    std::thread::scope(|scope| {
+        let mut client_thread = None;
+        let loads = loads.max(1);
+        for number in 1..=loads {
+            world::reset(config.queue_capacity, tuning.batch_records);
+            port::PORT.reset();
+            win32::begin_load();
+            let entry = ffi::call_driver_entry();
+            if entry < 0 {
+                violations.push(format!(
+                    "DRIVER_ENTRY: DriverEntry failed with {entry:#010x}"
+                ));
+                failed_entry_clean = Some(world::take().is_some_and(|w| w.allocations.is_empty()));
+                break;
+            }
+            if let Some(mut consumer) = unstarted.take() {
+                let stop = &stop_client;
+                let settle = &settle_client;
+                let connected = &connected;
+                let done = &client_done;
+                let mode = config.consumer;
+                client_thread = Some(scope.spawn(move || match &mut consumer {
+                    Consumer::Simulated(on_message) => {
+                        let mut c = client::Client::new(mode, plan, stop, connected, done);
+                        c.settle = Some(settle);
+                        c.run(&mut **on_message);
+                        c.outcome
+                    }
+                    Consumer::External(run) => {
+                        verifier::set_thread_role("consumer");
+                        verifier::set_current_pid(CONSUMER_PID);
+                        done.store(true, Ordering::Release);
+                        run(stop);
+                        client::ClientOutcome::default()
+                    }
+                }));
+            }
+            let load = run_load(
+                config,
+                tuning,
+                plan,
+                external,
+                number == loads,
+                client_thread.is_some(),
+                &LoadSignals {
+                    settle_client: &settle_client,
+                    connected: &connected,
+                    client_done: &client_done,
+                    max_callback_ns: &max_callback_ns,
+                },
+            );
+            finished.push(load);
+        }
+        stop_client.store(true, Ordering::Release);
+        port::PORT.shutdown();
+        if let Some(c) = client_thread {
+            client_outcome = c.join().ok();
+        }
+    });
+    // The last load's kernel is taken only now, after the consumer stopped, as a single-load run
+    // always did.
+    if let Some(last) = finished.last_mut() {
+        last.world = world::take().unwrap_or_default();
     }
+    violations.splice(0..0, verifier::take_violations());
+
+    let outcome = client_outcome.unwrap_or_default();
+    let mut simulated_tracker = Some(outcome.tracker);
+    report.unload_clean = failed_entry_clean.unwrap_or(true);
+    for (index, load) in finished.iter().enumerate() {
+        let tracker = if external {
+            win32::take_delivered(index as u64 + 1)
+        } else {
+            // The simulated consumer serves one load.
+            simulated_tracker.take().unwrap_or_default()
+        };
+        account_load(
+            &mut report,
+            &mut violations,
+            load,
+            tracker,
+            config,
+            outcome.bad_replies,
+        );
+    }
+    report.max_callback_us = max_callback_ns.load(Ordering::Relaxed) / 1000;
+    report.verifier_violations = violations;
+    report
+}
+
+/// What the runner and the consumer thread tell each other during a load.
+struct LoadSignals<'a> {
+    settle_client: &'a AtomicBool,
+    connected: &'a AtomicBool,
+    client_done: &'a AtomicBool,
+    max_callback_ns: &'a AtomicU64,
+}
+
+/// One load of the (already entered) driver: waits for the consumer, runs the plan's I/O, and
+/// unloads while the last tenth of it is still running.
+fn run_load(
+    config: &SimConfig,
+    tuning: &Tuning,
+    plan: &plan::Plan,
+    external: bool,
+    last: bool,
+    has_client: bool,
+    signals: &LoadSignals<'_>,
+) -> Load {
     let attached = world::with_world(|w| {
         w.instances
             .iter()
@@ -401,45 +537,15 @@ fn run_with(config: &SimConfig, tuning: &Tuning, mut consumer: Consumer<'_>) -> 
     let filter = world::with_world(|w| w.filter_handle).unwrap_or(0);
     let declined =
         world::with_world(|w| w.instances.iter().filter(|(_, a)| !*a).count()).unwrap_or(0);
-
-    let stop_client = AtomicBool::new(false);
-    let settle_client = AtomicBool::new(false);
-    let connected = AtomicBool::new(false);
-    let client_done = AtomicBool::new(config.consumer == ConsumerMode::Absent);
     let ops_done = AtomicU64::new(0);
-    let max_callback_ns = AtomicU64::new(0);
     let total_ops = plan.total_ops();
-    let mut client_outcome = None;
     let mut unload_status = None;
     let mut unload_ms = 0;
-
     std::thread::scope(|scope| {
-        let client_thread = (config.consumer != ConsumerMode::Absent).then(|| {
-            let stop = &stop_client;
-            let settle = &settle_client;
-            let connected = &connected;
-            let done = &client_done;
-            let mode = config.consumer;
-            let consumer = &mut consumer;
-            scope.spawn(move || match consumer {
-                Consumer::Simulated(on_message) => {
-                    let mut c = client::Client::new(mode, plan, stop, connected, done);
-                    c.settle = Some(settle);
-                    c.run(&mut **on_message);
-                    c.outcome
-                }
-                Consumer::External(run) => {
-                    verifier::set_thread_role("consumer");
-                    verifier::set_current_pid(CONSUMER_PID);
-                    done.store(true, Ordering::Release);
-                    run(stop);
-                    client::ClientOutcome::default()
-                }
-            })
-        });
-        if client_thread.is_some() {
+        if has_client {
             let deadline = Instant::now() + Duration::from_secs(5);
-            while !(connected.load(Ordering::Acquire) || external && port::PORT.is_connected())
+            while !(signals.connected.load(Ordering::Acquire)
+                || external && port::PORT.is_connected())
                 && Instant::now() < deadline
             {
                 std::thread::sleep(Duration::from_micros(200));
@@ -450,7 +556,7 @@ fn run_with(config: &SimConfig, tuning: &Tuning, mut consumer: Consumer<'_>) -> 
             .iter()
             .map(|sessions| {
                 let ops_done = &ops_done;
-                let max_ns = &max_callback_ns;
+                let max_ns = signals.max_callback_ns;
                 let instance = attached.unwrap_or(0x4000);
                 let pace = Pace::new(tuning.rate_per_s, config.threads);
                 scope.spawn(move || {
@@ -484,14 +590,14 @@ fn run_with(config: &SimConfig, tuning: &Tuning, mut consumer: Consumer<'_>) -> 
             std::thread::sleep(Duration::from_micros(500));
         }
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !client_done.load(Ordering::Acquire) && Instant::now() < deadline {
+        while !signals.client_done.load(Ordering::Acquire) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(500));
         }
         // Every mode with a consumer unloads with it connected: the Filter Manager disconnects
         // it inside FltUnregisterFilter, after the unload callback closed the server port.
         // An external consumer (the real Windows client) decides itself when it connects.
         if config.consumer != ConsumerMode::Absent && !external {
-            settle_client.store(true, Ordering::Release);
+            signals.settle_client.store(true, Ordering::Release);
             let deadline = Instant::now() + Duration::from_secs(5);
             while !port::PORT.is_connected() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_micros(500));
@@ -510,26 +616,42 @@ fn run_with(config: &SimConfig, tuning: &Tuning, mut consumer: Consumer<'_>) -> 
         for t in io_threads {
             let _ = t.join();
         }
-        stop_client.store(true, Ordering::Release);
-        port::PORT.shutdown();
-        if let Some(c) = client_thread {
-            client_outcome = c.join().ok();
-        }
     });
+    Load {
+        // The last load's kernel is taken by the caller once the consumer has stopped.
+        world: if last {
+            world::World::default()
+        } else {
+            world::take().unwrap_or_default()
+        },
+        unload_status,
+        unload_ms,
+        attached: attached.is_some(),
+        declined,
+    }
+}
 
-    let world = world::take().unwrap_or_default();
-    let mut violations = verifier::take_violations();
-    let mut clean = unload_status == Some(0);
-    if unload_status.is_none() {
+/// Adds one unloaded load's counts and findings to the run's report.
+fn account_load(
+    report: &mut SimReport,
+    violations: &mut Vec<String>,
+    load: &Load,
+    mut tracker: fsense_proto::SeqTracker,
+    config: &SimConfig,
+    bad_replies: u64,
+) {
+    let world = &load.world;
+    let mut clean = load.unload_status == Some(0);
+    if load.unload_status.is_none() {
         violations.push("UNLOAD: the driver registered no unload callback".into());
     }
-    let left = leftovers(&world);
+    let left = leftovers(world);
     clean &= left.is_empty();
     violations.extend(left.into_iter().map(|l| format!("{l} at unload")));
-    if attached.is_none() {
+    if !load.attached {
         violations.push("INSTANCE: the driver attached to no volume".into());
     }
-    if declined == 0 {
+    if load.declined == 0 {
         violations.push("INSTANCE: the driver attached to network and pipe volumes too".into());
     }
 
@@ -540,15 +662,9 @@ fn run_with(config: &SimConfig, tuning: &Tuning, mut consumer: Consumer<'_>) -> 
     if health.is_none() {
         violations.push("HEALTH: the driver never reported its counters".into());
     }
-    let outcome = client_outcome.unwrap_or_default();
-    let mut tracker = if external {
-        win32::take_delivered().0
-    } else {
-        outcome.tracker
-    };
     if let Some(h) = &health {
-        report.generated = h.events_generated;
-        report.dropped = h.dropped();
+        report.generated += h.events_generated;
+        report.dropped += h.dropped();
         tracker.finish(h.events_generated);
         if config.consumer == ConsumerMode::Normal && h.replies_rejected != 0 {
             violations.push(format!(
@@ -557,13 +673,13 @@ fn run_with(config: &SimConfig, tuning: &Tuning, mut consumer: Consumer<'_>) -> 
             ));
         }
         if config.consumer == ConsumerMode::Malicious
-            && outcome.bad_replies > 0
+            && bad_replies > 0
             // The reply to the final health cannot show in that health: allow one.
-            && (h.replies_rejected + 1 < outcome.bad_replies || h.replies_rejected > outcome.bad_replies)
+            && (h.replies_rejected + 1 < bad_replies || h.replies_rejected > bad_replies)
         {
             violations.push(format!(
                 "REPLY_VALIDATION: {} malformed replies sent, the driver rejected {}",
-                outcome.bad_replies, h.replies_rejected
+                bad_replies, h.replies_rejected
             ));
         }
     }
@@ -573,16 +689,13 @@ fn run_with(config: &SimConfig, tuning: &Tuning, mut consumer: Consumer<'_>) -> 
             tracker.out_of_order()
         ));
     }
-    report.delivered = tracker.delivered();
-    report.seq_gaps = tracker.lost();
-    report.leaked_allocations = (world.allocations.len() + world.contexts.len()) as u64;
-    report.unreleased_name_infos = world.name_infos.len() as u64;
-    report.max_callback_us = max_callback_ns.load(Ordering::Relaxed) / 1000;
-    report.unload_clean = clean;
-    report.unload_ms = unload_ms;
+    report.delivered += tracker.delivered();
+    report.seq_gaps += tracker.lost();
+    report.leaked_allocations += (world.allocations.len() + world.contexts.len()) as u64;
+    report.unreleased_name_infos += world.name_infos.len() as u64;
+    report.unload_clean &= clean;
+    report.unload_ms = report.unload_ms.max(load.unload_ms);
     report.health = health;
-    report.verifier_violations = violations;
-    report
 }
 
 /// Spaces one I/O thread's operations so that all threads together issue `rate` per second.

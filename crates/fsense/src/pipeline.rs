@@ -244,8 +244,13 @@ impl Pipeline {
         Ok(())
     }
 
-    /// The source reconnected to a new driver load: sequence numbers start over.
+    /// The source reconnected to a new driver load: sequence numbers start over. Numbers the
+    /// previous load's last health counted and that never arrived are lost (at an unload, the
+    /// drain's tail): the old account is closed with that count first.
     pub fn new_session(&mut self) {
+        if let Some(h) = self.last_health.take() {
+            self.seq.finish(h.events_generated);
+        }
         self.lost_before += self.seq.lost();
         self.out_of_order_before += self.seq.out_of_order();
         self.seq = SeqTracker::new();

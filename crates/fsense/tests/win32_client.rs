@@ -122,6 +122,38 @@ fn crash_mode_reconnects_to_the_same_load_without_inventing_losses() {
 }
 
 #[test]
+fn unload_and_reload_while_connected_starts_a_new_session_and_loses_nothing_unseen() {
+    let (o, s) = simulate(&[
+        "--client",
+        "win32",
+        "--loads",
+        "2",
+        "--events",
+        "3000",
+        "--threads",
+        "4",
+        "--seed",
+        "7",
+        "--quiet",
+    ]);
+    assert_invariants("reload", &s, &o);
+    assert_eq!(s["client"]["loads"], 2);
+    let port = &s["client"]["port"];
+    // The first load's unload closed the port under the client, which connected to the second.
+    assert!(port["disconnects"].as_u64().unwrap() >= 1, "{s:#}");
+    assert!(port["connects"].as_u64().unwrap() >= 2, "{s:#}");
+    assert_eq!(port["reconnects"], 0, "{s:#}");
+    // The client saw the second load start its sequence numbers over: a new session.
+    assert_eq!(s["pipeline"]["sessions"], 2, "{s:#}");
+    // The second load delivered to the reconnected client (its own final health says so).
+    assert!(s["health"]["events_sent"].as_u64().unwrap() > 0, "{s:#}");
+    assert!(
+        s["pipeline"]["events"].as_u64().unwrap() > s["health"]["events_sent"].as_u64().unwrap(),
+        "nothing from the first load: {s:#}"
+    );
+}
+
+#[test]
 fn modes_the_windows_client_cannot_play_are_one_line_errors() {
     let o = Command::new(env!("CARGO_BIN_EXE_fsense"))
         .args(["simulate", "--client", "win32", "--consumer", "malicious"])
@@ -131,6 +163,15 @@ fn modes_the_windows_client_cannot_play_are_one_line_errors() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("normal, slow and crash"), "{err}");
+    // Reloading needs a client that reconnects: the simulator's own consumer serves one load.
+    let o = Command::new(env!("CARGO_BIN_EXE_fsense"))
+        .args(["simulate", "--loads", "2"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--loads"), "{err}");
 }
 
 #[test]

@@ -11,7 +11,7 @@
 //! `nf-fltuser-filterconnectcommunicationport.md`, `nf-fltuser-filtergetmessage.md`,
 //! `nf-fltuser-filterreplymessage.md`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ffi::c_void;
 use std::ptr::{addr_of, addr_of_mut};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,29 +94,40 @@ struct State {
 pub struct Connection {
     /// The client port handle the driver was given at connect (what its FltSendMessage names).
     kernel_port: isize,
+    /// The driver load it was made to (a reloaded driver may hand out the same port handle).
+    load: u64,
     synchronous: bool,
     state: Mutex<State>,
     cv: Condvar,
 }
 
 /// Every batch record sequence number the simulated Filter Manager put into a client's buffer
-/// (what "delivered" means when the consumer is real code), and the messages delivered.
-static DELIVERED: Mutex<Option<SeqTracker>> = Mutex::new(None);
-static MESSAGES_DELIVERED: AtomicU64 = AtomicU64::new(0);
+/// (what "delivered" means when the consumer is real code), per driver load of the run.
+static DELIVERED: Mutex<BTreeMap<u64, SeqTracker>> = Mutex::new(BTreeMap::new());
+/// The driver load in progress (numbered from 1 in a run); a connection belongs to the load it
+/// was made to, and is dead once another load serves the port.
+static LOAD: AtomicU64 = AtomicU64::new(0);
 
 pub fn reset_delivered() {
-    *lock(&DELIVERED) = Some(SeqTracker::new());
-    MESSAGES_DELIVERED.store(0, Ordering::Relaxed);
+    lock(&DELIVERED).clear();
+    LOAD.store(0, Ordering::Release);
 }
 
-pub fn take_delivered() -> (SeqTracker, u64) {
-    let tracker = lock(&DELIVERED).take().unwrap_or_default();
-    (tracker, MESSAGES_DELIVERED.swap(0, Ordering::Relaxed))
+/// A new driver load begins: connections made from now on belong to it. Returns its number.
+pub fn begin_load() -> u64 {
+    LOAD.fetch_add(1, Ordering::AcqRel) + 1
+}
+
+/// The sequence numbers delivered to clients of driver load `load`.
+pub fn take_delivered(load: u64) -> SeqTracker {
+    lock(&DELIVERED).remove(&load).unwrap_or_default()
 }
 
 impl Connection {
     fn alive(&self) -> bool {
-        PORT.is_connected() && PORT.client_port() == self.kernel_port
+        LOAD.load(Ordering::Acquire) == self.load
+            && PORT.is_connected()
+            && PORT.client_port() == self.kernel_port
     }
 
     /// Ends the connection: every posted receive completes with `status`.
@@ -252,7 +263,7 @@ impl Connection {
                 s.awaiting.insert(message.id, message.reply_capacity);
             }
             if status == 0 {
-                observe_delivery(&message.bytes);
+                observe_delivery(self.load, &message.bytes);
             }
             complete(&s, posted, status, (HEADER_LEN + n) as u32);
             self.cv.notify_all();
@@ -260,11 +271,10 @@ impl Connection {
     }
 }
 
-fn observe_delivery(bytes: &[u8]) {
-    MESSAGES_DELIVERED.fetch_add(1, Ordering::Relaxed);
+fn observe_delivery(load: u64, bytes: &[u8]) {
     if let Ok(Message::Batch(batch)) = Message::decode(bytes) {
         let mut guard = lock(&DELIVERED);
-        let tracker = guard.get_or_insert_default();
+        let tracker = guard.entry(load).or_default();
         for record in batch.records() {
             tracker.observe(record.sequence);
         }
@@ -413,6 +423,7 @@ pub unsafe extern "system" fn FilterConnectCommunicationPort(
     }
     let connection = Arc::new(Connection {
         kernel_port: PORT.client_port(),
+        load: LOAD.load(Ordering::Acquire),
         synchronous: dwoptions & FLT_PORT_FLAG_SYNC_HANDLE != 0,
         state: Mutex::new(State::default()),
         cv: Condvar::new(),

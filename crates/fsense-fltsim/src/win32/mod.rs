@@ -37,9 +37,8 @@ mod process;
 use std::sync::Mutex;
 use std::time::Duration;
 
-pub use fltlib::{
-    FilterConnectCommunicationPort, FilterGetMessage, FilterReplyMessage, take_delivered,
-};
+pub use fltlib::{FilterConnectCommunicationPort, FilterGetMessage, FilterReplyMessage};
+pub(crate) use fltlib::{begin_load, take_delivered};
 pub use io::{
     CancelIoEx, CloseHandle, CreateEventW, CreateIoCompletionPort, GetLastError,
     GetOverlappedResult, GetQueuedCompletionStatus, ResetEvent, SetEvent, WaitForSingleObject,

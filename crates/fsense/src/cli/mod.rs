@@ -141,6 +141,10 @@ pub struct SimulateArgs {
     /// Make every first process or account lookup take this long (win32 clients).
     #[arg(long, value_name = "N", default_value_t = 0)]
     slow_lookup_ms: u64,
+    /// Load the driver this many times in a row (win32 clients): each load is unloaded under
+    /// I/O while the client is connected, and the client must connect to the next one.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    loads: u32,
     /// Do not print the events.
     #[arg(long)]
     quiet: bool,

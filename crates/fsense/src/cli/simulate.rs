@@ -57,6 +57,11 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode, Failure> {
     if args.client != ClientKind::Sim {
         return run_win32(args);
     }
+    if args.loads != 1 {
+        return Err(Failure::new(
+            "--loads takes the win32 clients (the simulator's own consumer serves one load)",
+        ));
+    }
     let capture = setup::open_capture(args.capture.as_deref(), SourceKind::Simulator)?;
     let mut pipeline = setup::pipeline(&args.out, args.quiet, capture, Locality::Elsewhere)?;
     crate::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
@@ -163,21 +168,30 @@ fn run_win32(args: SimulateArgs) -> Result<ExitCode, Failure> {
         AfterMessage::Continue
     };
     let mut outcome: Option<io::Result<PortStats>> = None;
-    let report =
-        fsense_fltsim::run_external(&sim_config(&args), &tuning, &mut |stop: &AtomicBool| {
+    let report = fsense_fltsim::run_external_reloading(
+        &sim_config(&args),
+        &tuning,
+        args.loads,
+        &mut |stop: &AtomicBool| {
             let options = winport::Options {
                 receives,
                 after_message: Some(&mut behaviour),
             };
             outcome = Some(winport::run_with(&mut pipeline, stop, options));
-        });
+        },
+    );
     win32::configure(Win32Config::default());
     let port = match outcome {
         Some(Ok(port)) => port,
         Some(Err(e)) => return Err(setup::output_failure(&args.out, &e)),
         None => return Err(Failure::new("the Windows client never ran")),
     };
-    pipeline.close_session(report.generated);
+    // The client's account is the last load's: closed with what that load generated.
+    pipeline.close_session(
+        report
+            .health
+            .map_or(report.generated, |h| h.events_generated),
+    );
     pipeline
         .finish(now_ticks())
         .map_err(|e| setup::output_failure(&args.out, &e))?;
@@ -201,6 +215,7 @@ fn run_win32(args: SimulateArgs) -> Result<ExitCode, Failure> {
         "receives": receives,
         "rate": args.rate,
         "slow_lookup_ms": args.slow_lookup_ms,
+        "loads": args.loads,
         "lookups_pending": pending_lookups(&pipeline),
         "port": port,
     });

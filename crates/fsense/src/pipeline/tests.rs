@@ -148,6 +148,28 @@ fn garbage_is_counted_and_health_is_kept() {
 }
 
 #[test]
+fn a_new_driver_load_counts_what_the_old_load_generated_and_never_sent() {
+    let (mut p, _) = pipeline(None, &[], Box::new(Offline), DosDeviceMap::default());
+    let ev = [SynthEvent::new(Operation::Create, "/a")];
+    for b in synth::batches(&ev, 1, 1, &[]) {
+        p.handle_message(&b, 0).unwrap().unwrap();
+    }
+    // The old load's last health: 3 numbers handed out, only number 1 arrived.
+    let h = fsense_proto::Health {
+        protocol_version: fsense_proto::PROTOCOL_VERSION,
+        events_generated: 3,
+        ..Default::default()
+    };
+    p.handle_message(&synth::health(&h), 0).unwrap().unwrap();
+    p.new_session();
+    for b in synth::batches(&ev, 1, 1, &[]) {
+        p.handle_message(&b, 0).unwrap().unwrap();
+    }
+    let s = p.stats();
+    assert_eq!((s.events, s.dropped, s.sessions), (2, 2, 2));
+}
+
+#[test]
 fn a_new_driver_load_restarts_sequences_without_false_drops() {
     let (mut p, _) = pipeline(None, &[], Box::new(Offline), DosDeviceMap::default());
     let ev = [SynthEvent::new(Operation::Create, "/a")];
