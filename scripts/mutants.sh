@@ -73,28 +73,33 @@ area_args() {
 # Lines in one of cargo-mutants' result lists (0 when the list is missing).
 count() { if [ -f "$1" ]; then grep -c . "$1" || true; else echo 0; fi; }
 
+# A sharded run (`--shard K/N` in MUTANTS_ARGS) keeps its own results, so that the shards of an
+# area can be run one at a time (and resumed) without overwriting each other.
+shard=$(sed -n 's|.*--shard[= ]\([0-9]*\)/\([0-9]*\).*|\1of\2|p' <<<"${MUTANTS_ARGS:-}")
+
 status=0
 for area in "${areas[@]}"; do
     args=$(area_args "$area")
+    name="$area${shard:+-shard$shard}"
     started=$(date +%s)
-    printf '==> cargo mutants: %s (%s)\n' "$area" "$args"
+    printf '==> cargo mutants: %s (%s)\n' "$name" "$args"
     # shellcheck disable=SC2086 # args and MUTANTS_ARGS are word lists on purpose
     CARGO_TARGET_DIR="$build_root/$area" nice -n "${NICE:-19}" cargo mutants $args --jobs "${MUTANTS_JOBS:-1}" \
-        --minimum-test-timeout "${MUTANTS_TIMEOUT:-60}" --output "$out/$area" \
+        --minimum-test-timeout "${MUTANTS_TIMEOUT:-60}" --output "$out/$name" \
         ${MUTANTS_ARGS:-} || status=1
-    dir="$out/$area/mutants.out"
+    dir="$out/$name/mutants.out"
     caught=$(count "$dir/caught.txt")
     missed=$(count "$dir/missed.txt")
     unviable=$(count "$dir/unviable.txt")
     timeout=$(count "$dir/timeout.txt")
     viable=$((caught + missed + timeout))
     share=$(awk -v c="$caught" -v v="$viable" 'BEGIN { if (v) printf "%.1f", 100 * c / v; else printf "-" }')
-    line=$(printf '%-8s caught %4d  missed %3d  unviable %3d  timeout %3d  caught/viable %s %%  (%d min, %s)' \
-        "$area" "$caught" "$missed" "$unviable" "$timeout" "$share" \
+    line=$(printf '%-18s caught %4d  missed %3d  unviable %3d  timeout %3d  caught/viable %s %%  (%d min, %s)' \
+        "$name" "$caught" "$missed" "$unviable" "$timeout" "$share" \
         $((($(date +%s) - started + 59) / 60)) "$(date -u +%Y-%m-%dT%H:%MZ)")
     echo "$line"
-    # Keep the other areas' lines from earlier runs; replace this area's.
-    { grep -v "^$area " "$summary" 2>/dev/null || true; echo "$line"; } >"$summary.new"
+    # Keep the other areas' (and shards') lines from earlier runs; replace this one's.
+    { grep -v "^$name " "$summary" 2>/dev/null || true; echo "$line"; } >"$summary.new"
     mv "$summary.new" "$summary"
 done
 echo "==> summary ($summary)"
