@@ -12,7 +12,9 @@
 #   content  crates/fsense-content/src/{rules,engine}.rs fsense-content's tests without the
 #                                                        `distribution` feature (the TUF tests
 #                                                        need minutes and test neither file)
-#   driver   src/sensor.rs, src/delivery.rs              the driver's tests/ (simulator included)
+#   driver   src/sensor.rs, src/delivery.rs              the driver's tests that run them:
+#                                                        sensor_logic, sensor_config, simulator,
+#                                                        driver_no_alloc, ffi_wrappers
 #
 # The simulator runs fail any I/O callback that takes 50 ms (it would mean the driver waited), a
 # wall-clock check: on a busy machine at niceness 19 the unmutated baseline already fails it.
@@ -62,7 +64,12 @@ area_args() {
         proto) echo "--package fsense-proto --cargo-test-arg=--tests" ;;
         content) echo "--package fsense-content --no-default-features --cargo-test-arg=--tests \
             --file crates/fsense-content/src/rules.rs --file crates/fsense-content/src/engine.rs" ;;
-        driver) echo "--package fsense-driver --file src/sensor.rs --file src/delivery.rs" ;;
+        # The test targets that run sensor.rs and delivery.rs; layout.rs, verifier_rules.rs and
+        # win32_rules.rs test struct layouts and the simulator's own rules, not this code.
+        driver) echo "--package fsense-driver --file src/sensor.rs --file src/delivery.rs \
+            --cargo-test-arg=--lib --cargo-test-arg=--test=sensor_logic \
+            --cargo-test-arg=--test=sensor_config --cargo-test-arg=--test=simulator \
+            --cargo-test-arg=--test=driver_no_alloc --cargo-test-arg=--test=ffi_wrappers" ;;
         *)
             echo "error: unknown area '$1' (areas: proto, content, driver)" >&2
             return 1
