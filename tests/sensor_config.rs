@@ -51,6 +51,7 @@ fn decisions_per_configuration() {
             name_in_pre: false
         }
     );
+    assert!(!SENSOR.reports_creates());
     let path: Vec<u8> = "\\Device\\HarddiskVolume3\\w.txt"
         .encode_utf16()
         .flat_map(u16::to_le_bytes)
@@ -109,6 +110,7 @@ fn decisions_per_configuration() {
             name_in_pre: true
         }
     );
+    assert!(SENSOR.reports_creates());
     // Nothing reported: no post-create at all.
     configure(0);
     assert_eq!(
