@@ -111,6 +111,16 @@ fn decisions_per_configuration() {
         }
     );
     assert!(SENSOR.reports_creates());
+    // Failed creates without creates: nothing to record, so no name query in pre-create.
+    configure(SensorConfig::REPORT_WRITES | SensorConfig::REPORT_FAILED_CREATES);
+    assert_eq!(
+        SENSOR.create_interest(&requestor()),
+        CreateInterest {
+            post: true,
+            record: false,
+            name_in_pre: false
+        }
+    );
     // Nothing reported: no post-create at all.
     configure(0);
     assert_eq!(
