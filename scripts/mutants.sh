@@ -12,7 +12,9 @@
 #   content  crates/fsense-content/src/{rules,engine}.rs fsense-content's tests without the
 #                                                        `distribution` feature (the TUF tests
 #                                                        need minutes and test neither file)
-#   driver   src/sensor.rs, src/delivery.rs              the driver's tests/ (simulator included)
+#   driver   src/sensor.rs, src/delivery.rs              the driver's tests that run them:
+#                                                        sensor_logic, sensor_config, simulator,
+#                                                        driver_no_alloc, ffi_wrappers
 #
 # The simulator runs fail any I/O callback that takes 50 ms (it would mean the driver waited), a
 # wall-clock check: on a busy machine at niceness 19 the unmutated baseline already fails it.
@@ -62,7 +64,12 @@ area_args() {
         proto) echo "--package fsense-proto --cargo-test-arg=--tests" ;;
         content) echo "--package fsense-content --no-default-features --cargo-test-arg=--tests \
             --file crates/fsense-content/src/rules.rs --file crates/fsense-content/src/engine.rs" ;;
-        driver) echo "--package fsense-driver --file src/sensor.rs --file src/delivery.rs" ;;
+        # The test targets that run sensor.rs and delivery.rs; layout.rs, verifier_rules.rs and
+        # win32_rules.rs test struct layouts and the simulator's own rules, not this code.
+        driver) echo "--package fsense-driver --file src/sensor.rs --file src/delivery.rs \
+            --cargo-test-arg=--lib --cargo-test-arg=--test=sensor_logic \
+            --cargo-test-arg=--test=sensor_config --cargo-test-arg=--test=simulator \
+            --cargo-test-arg=--test=driver_no_alloc --cargo-test-arg=--test=ffi_wrappers" ;;
         *)
             echo "error: unknown area '$1' (areas: proto, content, driver)" >&2
             return 1
@@ -73,28 +80,33 @@ area_args() {
 # Lines in one of cargo-mutants' result lists (0 when the list is missing).
 count() { if [ -f "$1" ]; then grep -c . "$1" || true; else echo 0; fi; }
 
+# A sharded run (`--shard K/N` in MUTANTS_ARGS) keeps its own results, so that the shards of an
+# area can be run one at a time (and resumed) without overwriting each other.
+shard=$(sed -n 's|.*--shard[= ]\([0-9]*\)/\([0-9]*\).*|\1of\2|p' <<<"${MUTANTS_ARGS:-}")
+
 status=0
 for area in "${areas[@]}"; do
     args=$(area_args "$area")
+    name="$area${shard:+-shard$shard}"
     started=$(date +%s)
-    printf '==> cargo mutants: %s (%s)\n' "$area" "$args"
+    printf '==> cargo mutants: %s (%s)\n' "$name" "$args"
     # shellcheck disable=SC2086 # args and MUTANTS_ARGS are word lists on purpose
     CARGO_TARGET_DIR="$build_root/$area" nice -n "${NICE:-19}" cargo mutants $args --jobs "${MUTANTS_JOBS:-1}" \
-        --minimum-test-timeout "${MUTANTS_TIMEOUT:-60}" --output "$out/$area" \
+        --minimum-test-timeout "${MUTANTS_TIMEOUT:-60}" --output "$out/$name" \
         ${MUTANTS_ARGS:-} || status=1
-    dir="$out/$area/mutants.out"
+    dir="$out/$name/mutants.out"
     caught=$(count "$dir/caught.txt")
     missed=$(count "$dir/missed.txt")
     unviable=$(count "$dir/unviable.txt")
     timeout=$(count "$dir/timeout.txt")
     viable=$((caught + missed + timeout))
     share=$(awk -v c="$caught" -v v="$viable" 'BEGIN { if (v) printf "%.1f", 100 * c / v; else printf "-" }')
-    line=$(printf '%-8s caught %4d  missed %3d  unviable %3d  timeout %3d  caught/viable %s %%  (%d min, %s)' \
-        "$area" "$caught" "$missed" "$unviable" "$timeout" "$share" \
+    line=$(printf '%-18s caught %4d  missed %3d  unviable %3d  timeout %3d  caught/viable %s %%  (%d min, %s)' \
+        "$name" "$caught" "$missed" "$unviable" "$timeout" "$share" \
         $((($(date +%s) - started + 59) / 60)) "$(date -u +%Y-%m-%dT%H:%MZ)")
     echo "$line"
-    # Keep the other areas' lines from earlier runs; replace this area's.
-    { grep -v "^$area " "$summary" 2>/dev/null || true; echo "$line"; } >"$summary.new"
+    # Keep the other areas' (and shards') lines from earlier runs; replace this one's.
+    { grep -v "^$name " "$summary" 2>/dev/null || true; echo "$line"; } >"$summary.new"
     mv "$summary.new" "$summary"
 done
 echo "==> summary ($summary)"

@@ -51,6 +51,7 @@ fn decisions_per_configuration() {
             name_in_pre: false
         }
     );
+    assert!(!SENSOR.reports_creates());
     let path: Vec<u8> = "\\Device\\HarddiskVolume3\\w.txt"
         .encode_utf16()
         .flat_map(u16::to_le_bytes)
@@ -107,6 +108,17 @@ fn decisions_per_configuration() {
             post: true,
             record: true,
             name_in_pre: true
+        }
+    );
+    assert!(SENSOR.reports_creates());
+    // Failed creates without creates: nothing to record, so no name query in pre-create.
+    configure(SensorConfig::REPORT_WRITES | SensorConfig::REPORT_FAILED_CREATES);
+    assert_eq!(
+        SENSOR.create_interest(&requestor()),
+        CreateInterest {
+            post: true,
+            record: false,
+            name_in_pre: false
         }
     );
     // Nothing reported: no post-create at all.

@@ -6,6 +6,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
+use fsense_driver::delivery;
 use fsense_driver::ffi::{CreateParams, Requestor, WriteParams};
 use fsense_driver::sensor::{
     BUILD_ID, CreateFacts, DEFAULT_QUEUE_CAPACITY, DRIVER_VERSION, LoadConfig, RefusedHello,
@@ -625,4 +626,18 @@ fn build_ids_of_any_length_become_sixteen_bytes() {
     // A whole commit id (40 digits): the first 32 are kept.
     assert_eq!(build_id(Some(&format!("{digits}77777777"))), all);
     assert_eq!(build_id(Some(&format!("{digits}7"))), all);
+}
+
+#[test]
+fn a_worker_whose_buffer_was_removed_does_nothing() {
+    // A load that fails after allocating the batch buffer frees it again: the worker must not
+    // keep it (it would run the final drain and stop the sensor taking events).
+    let _turn = fresh(64, None);
+    let buf: &'static mut [u8] = Box::leak(vec![0u8; MAX_BATCH_BYTES].into_boxed_slice());
+    delivery::install_batch_buffer(buf);
+    delivery::remove_batch_buffer();
+    delivery::request_stop();
+    delivery::run_worker();
+    SENSOR.record_write(&write(2), &[], &[]);
+    assert_eq!(SENSOR.health(0).events_generated, 1);
 }

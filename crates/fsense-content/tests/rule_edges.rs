@@ -49,6 +49,13 @@ fn an_id_of_the_longest_length_is_accepted() {
 }
 
 #[test]
+fn a_set_with_a_rule_is_not_empty() {
+    let set = compile(&path_rule("one", "*.txt")).unwrap();
+    assert_eq!(set.len(), 1);
+    assert!(!set.is_empty());
+}
+
+#[test]
 fn ids_take_letters_digits_dash_and_underscore_only() {
     for id in ["a", "Z9", "under_score", "da-sh", "_-_", "0"] {
         assert!(compile(&path_rule(id, "*.txt")).is_ok(), "{id}");
