@@ -53,6 +53,19 @@ fn set_u32(bytes: &mut [u8], at: usize, v: u32) {
     bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
 
+/// A peer that speaks exactly one version (min == max) is a valid hello: the random pairs of the
+/// property below almost never draw two equal versions.
+#[test]
+fn a_hello_for_a_single_version_round_trips() {
+    for version in [0, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, u16::MAX] {
+        let hello = Hello {
+            min_version: version,
+            max_version: version,
+        };
+        assert_eq!(Hello::decode(&hello.encode()), Ok(hello));
+    }
+}
+
 proptest! {
     #![proptest_config(config(512))]
 
