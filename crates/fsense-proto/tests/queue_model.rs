@@ -208,6 +208,9 @@ fn run(storage_len: usize, max_records: u32, ops: &[Op]) -> Result<(), TestCaseE
             Op::Drain { buffer } => drain(&mut queue, &mut model, &offered, buffer)?,
         }
         prop_assert_eq!(queue.len() as usize, model.held.len());
+        // The cap the driver reports in its health is the one it was built with, and holds.
+        prop_assert_eq!(queue.max_records(), max_records);
+        prop_assert!(queue.len() <= queue.max_records());
         prop_assert_eq!(queue.is_empty(), model.held.is_empty());
         prop_assert_eq!(queue.high_water() as usize, model.high_water);
         prop_assert_eq!(queue.dropped_total(), model.dropped);
