@@ -68,7 +68,11 @@ proptest! {
         for r in &recs {
             let before = (w.remaining(), w.record_count());
             match w.push(&r.view()) {
-                Ok(()) => kept.push(r),
+                Ok(()) => {
+                    kept.push(r);
+                    // The writer's count is what a sender uses to cap a batch (synth, the driver).
+                    prop_assert_eq!(w.record_count() as usize, kept.len());
+                }
                 Err(EncodeError::BufferTooSmall { needed, available }) => {
                     // Only a record that does not fit is refused, and refusing changes nothing.
                     prop_assert_eq!(needed, r.view().encoded_len());
