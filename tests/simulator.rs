@@ -1,7 +1,8 @@
 //! The driver's own code, FFI layer included, run against the Filter Manager simulator in every
 //! consumer mode. Each run checks every invariant (see `fsense_fltsim::run`).
 
-use fsense_fltsim::{ConsumerMode, SimConfig, SimReport};
+use fsense_fltsim::{ConsumerMode, SimConfig, SimReport, Tuning};
+use fsense_proto::Health;
 
 fn run(mode: ConsumerMode, events: u64, queue_capacity: u32) -> SimReport {
     let config = SimConfig {
@@ -149,9 +150,9 @@ fn unload_with_a_stalled_consumer_is_bounded_in_time() {
         consumer: ConsumerMode::Stalled,
         seed: 5,
     };
-    let tuning = fsense_fltsim::Tuning {
+    let tuning = Tuning {
         batch_records: 1,
-        ..fsense_fltsim::Tuning::default()
+        ..Tuning::default()
     };
     let report = fsense_fltsim::run_tuned(&config, &tuning, &mut |_| {});
     assert_eq!(report.failures(), Vec::<String>::new(), "{report:#?}");
@@ -161,4 +162,29 @@ fn unload_with_a_stalled_consumer_is_bounded_in_time() {
         report.unload_ms
     );
     assert!(report.dropped > 0);
+}
+
+/// A send the Filter Manager fails (here STATUS_INSUFFICIENT_RESOURCES) is counted in
+/// `send_failures`, its records as dropped, and the next batch reports them as a gap.
+#[test]
+fn a_failed_send_is_counted_and_its_records_dropped() {
+    let config = SimConfig {
+        events: 2000,
+        threads: 2,
+        queue_capacity: 4096,
+        consumer: ConsumerMode::Normal,
+        seed: 15,
+    };
+    let tuning = Tuning {
+        batch_records: 8,
+        fail_every_nth_batch: 3,
+        ..Tuning::default()
+    };
+    let report = fsense_fltsim::run_tuned(&config, &tuning, &mut |_| {});
+    assert_eq!(report.failures(), Vec::<String>::new(), "{report:#?}");
+    let h: Health = report.health.expect("health");
+    assert!(report.injected_send_failures > 0, "{report:#?}");
+    assert_eq!(h.send_failures, report.injected_send_failures, "{h:?}");
+    assert!(h.dropped_send >= h.send_failures, "{h:?}");
+    assert!(report.delivered > 0);
 }
