@@ -1,7 +1,10 @@
 //! The driver's own code, FFI layer included, run against the Filter Manager simulator in every
 //! consumer mode. Each run checks every invariant (see `fsense_fltsim::run`).
 
-use fsense_fltsim::{ConsumerMode, SimConfig, SimReport};
+use std::time::Instant;
+
+use fsense_fltsim::{ConsumerMode, SimConfig, SimReport, Tuning};
+use fsense_proto::{Health, Message};
 
 fn run(mode: ConsumerMode, events: u64, queue_capacity: u32) -> SimReport {
     let config = SimConfig {
@@ -149,9 +152,9 @@ fn unload_with_a_stalled_consumer_is_bounded_in_time() {
         consumer: ConsumerMode::Stalled,
         seed: 5,
     };
-    let tuning = fsense_fltsim::Tuning {
+    let tuning = Tuning {
         batch_records: 1,
-        ..fsense_fltsim::Tuning::default()
+        ..Tuning::default()
     };
     let report = fsense_fltsim::run_tuned(&config, &tuning, &mut |_| {});
     assert_eq!(report.failures(), Vec::<String>::new(), "{report:#?}");
@@ -161,4 +164,144 @@ fn unload_with_a_stalled_consumer_is_bounded_in_time() {
         report.unload_ms
     );
     assert!(report.dropped > 0);
+}
+
+/// The worker delivers while the I/O runs, not only in the final drain at unload: a prompt
+/// consumer receives more records than the queue can hold at once.
+#[test]
+fn records_reach_the_consumer_while_the_io_runs() {
+    let capacity = 64;
+    let r = assert_passes(ConsumerMode::Normal, 3000, capacity);
+    assert!(
+        r.delivered > u64::from(capacity),
+        "only {} records delivered: no more than the final drain could send ({r:#?})",
+        r.delivered
+    );
+}
+
+/// Apart from the answer to a hello and the final one, health goes out once per period (1 s),
+/// not at every wake-up of the worker. Poll ids number every snapshot the driver sends,
+/// delivered or not (they keep counting across the loads of one test process).
+#[test]
+fn health_goes_out_no_more_often_than_its_period() {
+    let config = SimConfig {
+        events: 1000,
+        threads: 2,
+        queue_capacity: 4096,
+        consumer: ConsumerMode::Normal,
+        seed: 9,
+    };
+    // Paced (about 0.2 s), so the worker wakes for nearly every event.
+    let tuning = Tuning {
+        rate_per_s: 5000,
+        ..Tuning::default()
+    };
+    let mut first_poll_id = None;
+    let started = Instant::now();
+    let report = fsense_fltsim::run_tuned(&config, &tuning, &mut |bytes| {
+        if let Ok(Message::Health(h)) = Message::decode(bytes) {
+            first_poll_id.get_or_insert(h.poll_id);
+        }
+    });
+    let elapsed = started.elapsed();
+    assert_eq!(report.failures(), Vec::<String>::new(), "{report:#?}");
+    let first = first_poll_id.expect("the consumer received no health");
+    let last = report.health.expect("health").poll_id;
+    // After the first one the consumer received (the hello's answer): one per whole period
+    // elapsed, and the final one.
+    let allowed = 1 + elapsed.as_secs();
+    assert!(
+        last - first <= allowed,
+        "{} health snapshots after the first in {elapsed:?} (at most {allowed}: one per second)",
+        last - first
+    );
+}
+
+/// Every hello is answered by a health at once, not at the next period: a consumer that drops
+/// its connection every few messages and reconnects receives far more healths than one per
+/// period. (A hello's answer can still be lost when the worker sends it before the Filter
+/// Manager has established the connection, so this counts healths instead of timing each one.)
+#[test]
+fn every_hello_is_answered_by_a_health_at_once() {
+    let config = SimConfig {
+        events: 1500,
+        threads: 2,
+        queue_capacity: 1024,
+        consumer: ConsumerMode::Crash,
+        seed: 11,
+    };
+    // Paced (about 0.3 s) and a few records per message: many messages, so many reconnects.
+    let tuning = Tuning {
+        batch_records: 4,
+        rate_per_s: 5000,
+        ..Tuning::default()
+    };
+    let mut healths = 0u64;
+    let started = Instant::now();
+    let report = fsense_fltsim::run_tuned(&config, &tuning, &mut |bytes| {
+        if matches!(Message::decode(bytes), Ok(Message::Health(_))) {
+            healths += 1;
+        }
+    });
+    let elapsed = started.elapsed();
+    assert_eq!(report.failures(), Vec::<String>::new(), "{report:#?}");
+    // Without answers to hellos: the worker's first one, one per whole period, the final one.
+    let periodic_at_most = 2 + elapsed.as_secs();
+    assert!(
+        healths > periodic_at_most,
+        "{healths} healths in {elapsed:?}: no more than the period alone sends"
+    );
+}
+
+/// The final drain at unload sends what is still queued to a consumer that is slow but alive:
+/// within its deadline (1.5 s) every record is either delivered or lost to a send that failed,
+/// none is discarded. One record per message and a queue of 32 keep the backlog to 32 sends of
+/// at most 20 ms each, well inside the deadline; a fast I/O load keeps the queue full.
+#[test]
+fn unload_sends_a_slow_consumer_the_backlog() {
+    let config = SimConfig {
+        events: 2000,
+        threads: 4,
+        queue_capacity: 32,
+        consumer: ConsumerMode::Slow,
+        seed: 13,
+    };
+    let tuning = Tuning {
+        batch_records: 1,
+        ..Tuning::default()
+    };
+    let report = fsense_fltsim::run_tuned(&config, &tuning, &mut |_| {});
+    assert_eq!(report.failures(), Vec::<String>::new(), "{report:#?}");
+    let h = report.health.expect("health");
+    assert!(h.dropped_queue_full > 0, "the queue never filled: {h:?}");
+    assert_eq!(
+        h.dropped_send,
+        h.send_timeouts + h.send_failures,
+        "records lost without a failed send: discarded at unload ({h:?})"
+    );
+}
+
+/// A send the Filter Manager fails (here STATUS_INSUFFICIENT_RESOURCES) is counted in
+/// `send_failures`, its records as dropped, and the next batch reports them as a gap.
+#[test]
+fn a_failed_send_is_counted_and_its_records_dropped() {
+    let config = SimConfig {
+        events: 2000,
+        threads: 2,
+        queue_capacity: 4096,
+        consumer: ConsumerMode::Normal,
+        seed: 15,
+    };
+    let tuning = Tuning {
+        batch_records: 8,
+        fail_every_nth_batch: 3,
+        ..Tuning::default()
+    };
+    let report = fsense_fltsim::run_tuned(&config, &tuning, &mut |_| {});
+    assert_eq!(report.failures(), Vec::<String>::new(), "{report:#?}");
+    let h: Health = report.health.expect("health");
+    assert!(report.injected_send_failures > 0, "{report:#?}");
+    assert_eq!(h.send_failures, report.injected_send_failures, "{h:?}");
+    assert!(h.dropped_send >= h.send_failures, "{h:?}");
+    assert!(report.delivered > 0);
 }

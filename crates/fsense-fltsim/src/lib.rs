@@ -151,6 +151,8 @@ pub struct SimReport {
     pub unload_ms: u64,
     /// The driver's last health snapshot, as it reported it.
     pub health: Option<Health>,
+    /// Batch messages `FltSendMessage` failed on purpose ([`Tuning::fail_every_nth_batch`]).
+    pub injected_send_failures: u64,
 }
 
 impl SimReport {
@@ -216,6 +218,10 @@ pub struct Tuning {
     pub fail_during_load: Option<FailPoint>,
     /// File operations per second over all I/O threads; 0 = as fast as they go.
     pub rate_per_s: u64,
+    /// `FltSendMessage` fails every nth batch message it is handed for a connected consumer with
+    /// STATUS_INSUFFICIENT_RESOURCES, a documented return (a pool allocation failure); 0 = never.
+    /// Health messages always go through: the run's reply checks count on them.
+    pub fail_every_nth_batch: u32,
 }
 
 /// A consumer that is real code: it runs on the consumer thread, reaches the driver through the
@@ -423,6 +429,7 @@ fn run_with(config: &SimConfig, tuning: &Tuning, consumer: Consumer<'_>, loads: 
         let loads = loads.max(1);
         for number in 1..=loads {
             world::reset(config.queue_capacity, tuning.batch_records);
+            world::with_world(|w| w.fail_every_nth_batch = tuning.fail_every_nth_batch);
             port::PORT.reset();
             win32::begin_load();
             let entry = ffi::call_driver_entry();
@@ -693,6 +700,7 @@ fn account_load(
     report.seq_gaps += tracker.lost();
     report.leaked_allocations += (world.allocations.len() + world.contexts.len()) as u64;
     report.unreleased_name_infos += world.name_infos.len() as u64;
+    report.injected_send_failures += world.failed_batch_sends;
     report.unload_clean &= clean;
     report.unload_ms = report.unload_ms.max(load.unload_ms);
     report.health = health;

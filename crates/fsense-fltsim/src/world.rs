@@ -135,6 +135,11 @@ pub struct World {
     pub pool_allocations: u32,
     pub callbacks_in_flight: u32,
     pub refused_connections: u32,
+    /// See [`crate::Tuning::fail_every_nth_batch`].
+    pub fail_every_nth_batch: u32,
+    /// Batch messages handed to FltSendMessage for a connected consumer, and those it failed.
+    pub batch_sends: u64,
+    pub failed_batch_sends: u64,
 }
 
 /// What a handle names.

@@ -224,7 +224,8 @@ pub unsafe extern "system" fn FltSendMessage(
         std::slice::from_raw_parts(sender_buffer.cast::<u8>(), sender_buffer_length as usize)
     }
     .to_vec();
-    if bytes.get(..4) == Some(&fsense_proto::Health::MAGIC.to_le_bytes()[..]) {
+    let is_health = bytes.get(..4) == Some(&fsense_proto::Health::MAGIC.to_le_bytes()[..]);
+    if is_health {
         world::with_world(|w| w.last_health = Some(bytes.clone()));
     }
     let port = if client_port.is_null() || !client_port.is_aligned() {
@@ -236,6 +237,11 @@ pub unsafe extern "system" fn FltSendMessage(
     };
     if port == 0 || port != PORT.client_port() {
         return STATUS_PORT_DISCONNECTED;
+    }
+    // `nf-fltkernel-fltsendmessage`: STATUS_INSUFFICIENT_RESOURCES, "FltSendMessage encountered
+    // a pool allocation failure". Injected on request (Tuning::fail_every_nth_batch).
+    if !is_health && batch_send_fails() {
+        return STATUS_INSUFFICIENT_RESOURCES;
     }
     let wants_reply = !reply_buffer.is_null() && !reply_length.is_null();
     // SAFETY: non-null when wants_reply; the driver's reply buffer size.
@@ -261,6 +267,21 @@ pub unsafe extern "system" fn FltSendMessage(
             STATUS_SUCCESS
         }
     }
+}
+
+/// Counts a batch send to a connected consumer; whether this one is to fail.
+fn batch_send_fails() -> bool {
+    world::with_world(|w| {
+        w.batch_sends += 1;
+        let fails = w.fail_every_nth_batch != 0
+            && w.batch_sends
+                .is_multiple_of(u64::from(w.fail_every_nth_batch));
+        if fails {
+            w.failed_batch_sends += 1;
+        }
+        fails
+    })
+    .unwrap_or(false)
 }
 
 /// Connects the simulated client with `hello` (as `FilterConnectCommunicationPort` would).

@@ -147,7 +147,7 @@ pub unsafe extern "system" fn KeWaitForSingleObject(
                     "the simulator joins threads only without a timeout",
                 );
             }
-            let _ = j.join();
+            threads::join_system_thread(j, "KeWaitForSingleObject");
             STATUS_SUCCESS
         }
         None => {

@@ -6,6 +6,36 @@
 
 use super::*;
 
+/// Longest the simulator lets the driver wait for one of its own system threads to exit. Once
+/// asked to stop, the delivery worker finishes within one bounded send and the final drain
+/// (`FINAL_DRAIN_MS`, 1.5 s, plus one 20 ms health): a join still waiting after ten times that
+/// has hung, as the unload would on Windows (`sc stop` never returns, the image stays loaded).
+pub const THREAD_JOIN_LIMIT: Duration = Duration::from_secs(15);
+
+/// Waits for a driver system thread to exit, as a wait on its thread object without timeout
+/// does. A hung join is reported (THREAD_JOIN_HUNG) and stops the process: the run cannot go
+/// on, since returning would let the driver free what the thread still uses, and a test that
+/// waits forever would only be killed by a timeout, with no finding.
+pub(super) fn join_system_thread(join: std::thread::JoinHandle<()>, waiter: &str) {
+    let started = Instant::now();
+    // Under Miri time is simulated and the run is tiny: a plain join.
+    while !cfg!(miri) && !join.is_finished() {
+        if started.elapsed() >= THREAD_JOIN_LIMIT {
+            use std::io::Write as _;
+            // Straight to stderr: the test harness's output capture is lost with the process.
+            let _ = writeln!(
+                std::io::stderr(),
+                "THREAD_JOIN_HUNG: {waiter} waited {} s for a driver system thread that never \
+                 exited (unload would hang); stopping the process",
+                THREAD_JOIN_LIMIT.as_secs()
+            );
+            std::process::abort();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = join.join();
+}
+
 /// The start routine and context of a system thread, made sendable for the host thread.
 struct StartRoutine(unsafe extern "system" fn(*mut c_void), usize);
 
@@ -194,7 +224,7 @@ pub unsafe extern "system" fn ZwWaitForSingleObject(
                     "the simulator joins threads only without a timeout",
                 );
             }
-            let _ = j.join();
+            join_system_thread(j, "ZwWaitForSingleObject");
             STATUS_SUCCESS
         }
         None => {
