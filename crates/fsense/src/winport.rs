@@ -352,7 +352,9 @@ mod tests {
                     while !stop.load(std::sync::atomic::Ordering::Acquire) {
                         std::thread::sleep(Duration::from_millis(5));
                     }
-                    std::thread::sleep(Duration::from_millis(500));
+                    // Miri, on the real clock here, interprets far slower.
+                    let linger = if cfg!(miri) { 10_000 } else { 500 };
+                    std::thread::sleep(Duration::from_millis(linger));
                     late_stop.store(true, std::sync::atomic::Ordering::Release);
                 });
                 stats = Some(run_with(&mut pipeline, late_stop, Options::default()));
