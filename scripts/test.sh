@@ -7,7 +7,9 @@
 #   3. the driver package: scripts/package.sh (what `cargo make package` runs) -> target/package
 #      (PE, signature, INF checks), then the package integration test over it, a syntax check of
 #      the PowerShell kit, and proof that the no-panic link check is live
-#   4. Miri on the driver's FFI wrapper tests, a small simulator run, and the consumer's parsers
+#   4. Miri on the driver's FFI wrapper tests, a small simulator run, the consumer's parsers, and
+#      the Windows port client's buffer handling in a small session against the simulated Win32
+#      functions
 #   5. a fuzz smoke: every cargo-fuzz target for FUZZ_SECONDS (default 20) each
 #
 # Miri interprets on one core, so its stages run in the background from the start, beside the
@@ -35,6 +37,11 @@ miri_stages() {
     stage "Miri: the consumer's parsers of kernel and port buffers (fanotify records, port framing, paths)"
     PROPTEST_CASES=4 MIRIFLAGS="-Zmiri-disable-isolation" cargo +nightly miri test --locked -p fsense \
         --no-default-features --lib -- fanotify::parse port_framing paths::
+    stage "Miri: the Windows port client's buffers (receive slots, FILTER_MESSAGE_HEADER, batch framing, FILTER_REPLY_HEADER, cancel, hostile byte counts)"
+    MIRIFLAGS="-Zmiri-permissive-provenance" cargo +nightly miri test --locked -p fsense \
+        --no-default-features --lib -- --exact \
+        ffi::windows::tests::hostile_transfer_counts_never_read_past_the_buffer \
+        ffi::windows::tests::several_receives_take_every_message_reply_and_cancel_cleanly
     stage "Miri: done"
 }
 miri_log="$logs/miri.log"

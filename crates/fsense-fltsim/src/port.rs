@@ -23,6 +23,8 @@ struct State {
     slot: Option<Pending>,
     next_id: u64,
     taken: Option<u64>,
+    /// The id of the last message the client took (ids are taken in increasing order).
+    last_taken: u64,
     reply: Option<(u64, Vec<u8>)>,
     /// The message whose sender still waits for a reply (`FilterReplyMessage` to any other id
     /// finds no waiter).
@@ -35,8 +37,15 @@ struct State {
 /// How `send` ended.
 pub enum SendResult {
     Delivered(Option<Vec<u8>>),
-    TimedOut,
-    Disconnected,
+    /// No reply in time; `taken`: the client took the message (it waited for a reply that did
+    /// not come), else it was withdrawn, never delivered.
+    TimedOut {
+        taken: bool,
+    },
+    /// The client went away; `taken` as for `TimedOut`.
+    Disconnected {
+        taken: bool,
+    },
 }
 
 pub struct Port {
@@ -51,6 +60,7 @@ pub static PORT: Port = Port {
         slot: None,
         next_id: 0,
         taken: None,
+        last_taken: 0,
         reply: None,
         awaiting_reply: None,
         epoch: 0,
@@ -122,21 +132,21 @@ impl Port {
         let deadline = Instant::now() + timeout;
         let mut s = self.lock();
         if !s.connected {
-            return SendResult::Disconnected;
+            return SendResult::Disconnected { taken: false };
         }
         let epoch = s.epoch;
         // One message at a time: wait for the slot.
         while s.slot.is_some() {
             let now = Instant::now();
             if now >= deadline || s.shutdown {
-                return SendResult::TimedOut;
+                return SendResult::TimedOut { taken: false };
             }
             s = match self.cv.wait_timeout(s, deadline - now) {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
             };
             if s.epoch != epoch || !s.connected {
-                return SendResult::Disconnected;
+                return SendResult::Disconnected { taken: false };
             }
         }
         s.next_id += 1;
@@ -159,14 +169,18 @@ impl Port {
                 return SendResult::Delivered(s.reply.take().map(|(_, r)| r));
             }
             if s.epoch != epoch {
-                return SendResult::Disconnected;
+                return SendResult::Disconnected {
+                    taken: s.last_taken >= id,
+                };
             }
             let now = Instant::now();
             if now >= deadline || s.shutdown {
                 if s.slot.as_ref().is_some_and(|p| p.id == id) {
                     s.slot = None; // withdrawn: never delivered
                 }
-                return SendResult::TimedOut;
+                return SendResult::TimedOut {
+                    taken: s.last_taken >= id,
+                };
             }
             s = match self.cv.wait_timeout(s, deadline - now) {
                 Ok((g, _)) => g,
@@ -185,6 +199,7 @@ impl Port {
             }
             if let Some(p) = s.slot.take() {
                 s.taken = Some(p.id);
+                s.last_taken = p.id;
                 self.cv.notify_all();
                 return Some(p);
             }

@@ -143,6 +143,14 @@ fn unload_and_reload_while_connected_starts_a_new_session_and_loses_nothing_unse
     assert!(port["disconnects"].as_u64().unwrap() >= 1, "{s:#}");
     assert!(port["connects"].as_u64().unwrap() >= 2, "{s:#}");
     assert_eq!(port["reconnects"], 0, "{s:#}");
+    // Each port closed under the posted receives said so in one line, and no panic.
+    let err = String::from_utf8_lossy(&o.stderr);
+    let said = err
+        .lines()
+        .filter(|l| l.starts_with("fsense: port disconnected ("))
+        .count() as u64;
+    assert_eq!(Some(said), port["disconnects"].as_u64(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
     // The client saw the second load start its sequence numbers over: a new session.
     assert_eq!(s["pipeline"]["sessions"], 2, "{s:#}");
     // The second load delivered to the reconnected client (its own final health says so).

@@ -251,8 +251,8 @@ pub unsafe extern "system" fn FltSendMessage(
         0
     };
     match PORT.send_with_reply_buffer(bytes, reply_capacity, wait) {
-        SendResult::Disconnected => STATUS_PORT_DISCONNECTED,
-        SendResult::TimedOut => STATUS_TIMEOUT,
+        SendResult::Disconnected { .. } => STATUS_PORT_DISCONNECTED,
+        SendResult::TimedOut { .. } => STATUS_TIMEOUT,
         SendResult::Delivered(reply) => {
             if let Some(reply) = reply {
                 // SAFETY: both non-null (wants_reply); reply_length holds the buffer's capacity.

@@ -129,12 +129,19 @@ same_signature! {
 /// Offers `bytes` on the port as if the driver had sent them, waiting up to `timeout` for a
 /// receive to take it (and a reply, if `reply_capacity` is not 0): lets tests put hostile
 /// driver-side shapes in front of the real client.
-/// Waits (within `timeout`) for a client to be connected first.
-pub fn inject_message(bytes: Vec<u8>, reply_capacity: u32, timeout: Duration) {
+/// Waits (within `timeout`) for a client to be connected first. Returns whether the client
+/// took the message (answered or not), so a test knows exactly what reached the client.
+pub fn inject_message(bytes: Vec<u8>, reply_capacity: u32, timeout: Duration) -> bool {
+    use crate::port::SendResult;
     let end = std::time::Instant::now() + timeout;
     while !crate::port::PORT.is_connected() && std::time::Instant::now() < end {
         std::thread::sleep(Duration::from_millis(1));
     }
     let left = end.saturating_duration_since(std::time::Instant::now());
-    let _ = crate::port::PORT.send_with_reply_buffer(bytes, reply_capacity, left);
+    matches!(
+        crate::port::PORT.send_with_reply_buffer(bytes, reply_capacity, left),
+        SendResult::Delivered(_)
+            | SendResult::TimedOut { taken: true }
+            | SendResult::Disconnected { taken: true }
+    )
 }

@@ -339,16 +339,7 @@ impl Port {
                 &*addr_of!((*slot).buffer.body),
             )
         };
-        let n = (transferred as usize)
-            .saturating_sub(std::mem::size_of::<FILTER_MESSAGE_HEADER>())
-            .min(message.len());
-        body.clear();
-        body.extend_from_slice(&message[..n]);
-        Received {
-            message_id: header.MessageId,
-            reply_length: header.ReplyLength,
-            transferred,
-        }
+        take_message(&header, message, transferred, body)
     }
 
     /// Cancels every posted receive and waits (up to `wait`) until each has completed. Messages
@@ -434,6 +425,27 @@ fn zeroed_box<T>() -> Box<T> {
             std::alloc::handle_alloc_error(layout);
         }
         Box::from_raw(ptr)
+    }
+}
+
+/// A completed receive's message: the header's fields, and into `body` the bytes after the
+/// header that the Filter Manager reports transferring (`transferred` counts the header too),
+/// never more than the buffer holds, whatever the count says.
+fn take_message(
+    header: &FILTER_MESSAGE_HEADER,
+    message: &[u8],
+    transferred: u32,
+    body: &mut Vec<u8>,
+) -> Received {
+    let n = (transferred as usize)
+        .saturating_sub(std::mem::size_of::<FILTER_MESSAGE_HEADER>())
+        .min(message.len());
+    body.clear();
+    body.extend_from_slice(&message[..n]);
+    Received {
+        message_id: header.MessageId,
+        reply_length: header.ReplyLength,
+        transferred,
     }
 }
 
@@ -720,6 +732,47 @@ mod tests {
                 }
             }
             Err(e) => panic!("undecodable message from the driver: {e}"),
+        }
+    }
+
+    /// A completion's byte count is the Filter Manager's word, not checked by anyone before
+    /// this: below the header, exact, past the buffer. The message taken never reaches past
+    /// the receive buffer, and what the framing and the decoder make of it is an error, not a
+    /// panic.
+    #[test]
+    fn hostile_transfer_counts_never_read_past_the_buffer() {
+        use fsense_proto::Operation;
+
+        use crate::synth::{self, SynthEvent};
+
+        let batch =
+            synth::batches(&[SynthEvent::new(Operation::Create, "C:\\x")], 1, 1, &[]).remove(0);
+        let header = FILTER_MESSAGE_HEADER {
+            ReplyLength: 40,
+            MessageId: 9,
+        };
+        let header_len = std::mem::size_of::<FILTER_MESSAGE_HEADER>() as u32;
+        let whole = header_len + batch.len() as u32;
+        let mut body = vec![0xEE; 3];
+        for (transferred, expected) in [
+            (0, 0),
+            (header_len - 1, 0),
+            (header_len, 0),
+            (header_len + 10, 10),
+            (whole, batch.len()),
+            (whole + 1, batch.len()),
+            (u32::MAX, batch.len()),
+        ] {
+            let r = take_message(&header, &batch, transferred, &mut body);
+            assert_eq!(body.len(), expected, "transferred {transferred}");
+            assert_eq!(body[..], batch[..expected]);
+            assert_eq!((r.message_id, r.reply_length), (9, 40));
+            let framed = message_slice(&body, r.transferred);
+            match Message::decode(framed) {
+                Ok(Message::Batch(b)) => assert_eq!(framed, &batch[..], "{transferred}: {b:?}"),
+                Ok(other) => panic!("{transferred}: decoded as {other:?}"),
+                Err(_) => assert!(expected < batch.len(), "{transferred}: whole batch refused"),
+            }
         }
     }
 
