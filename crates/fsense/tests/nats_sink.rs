@@ -215,6 +215,39 @@ fn stream_count(port: u16, stream: &str) -> u64 {
     })
 }
 
+/// Messages in `stream` now, asked until the server answers (it may be starting).
+fn stored(port: u16, stream: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = runtime().block_on(async {
+            let client = async_nats::connect(format!("127.0.0.1:{port}"))
+                .await
+                .ok()?;
+            let js = async_nats::jetstream::new(client);
+            let mut s = js.get_stream(stream).await.ok()?;
+            s.info().await.ok().map(|i| i.state.messages)
+        });
+        match answer {
+            Some(n) => return n,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            None => panic!("no answer about {stream}"),
+        }
+    }
+}
+
+/// Creates `config`'s stream on `port` (made by an operator before fsense runs).
+fn create_stream(port: u16, config: async_nats::jetstream::stream::Config) {
+    runtime().block_on(async {
+        let client = async_nats::connect(format!("127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        async_nats::jetstream::new(client)
+            .create_stream(config)
+            .await
+            .unwrap();
+    });
+}
+
 fn assert_one_per_event(ids: &[String], expected: u64) {
     let distinct: HashSet<&String> = ids.iter().collect();
     assert_eq!(distinct.len(), ids.len(), "duplicates in the stream");
@@ -461,6 +494,15 @@ fn the_whole_server_stopped_mid_run_and_restarted() {
     server.kill();
     std::thread::sleep(Duration::from_secs(3));
     server.run();
+    // Publishing resumes promptly once the server is back: not after the acknowledgement
+    // timeout (5 s) of what was in flight on the lost connection, nor after that many seconds
+    // more while the dropped acknowledgements held their window slots.
+    let back = Instant::now();
+    let stored_at_restart = stored(server.port, "T_RESTART");
+    wait_until(Duration::from_secs(30), || {
+        stream_count(server.port, "T_RESTART") > stored_at_restart
+    });
+    let resumed = back.elapsed();
     let err = finish(child);
     let s = summary(&sum);
     let reported = s["reported"].as_u64().unwrap();
@@ -471,6 +513,10 @@ fn the_whole_server_stopped_mid_run_and_restarted() {
     assert_eq!(s["sink"]["acknowledged"], reported, "{s} {err}");
     assert!(err.contains("retrying"), "the outage was noticed: {err}");
     assert_one_per_event(&read_stream(server.port, "T_RESTART"), reported);
+    assert!(
+        resumed < Duration::from_secs(3),
+        "publishing resumed {resumed:?} after the server was back"
+    );
 }
 
 #[test]
@@ -902,15 +948,21 @@ fn a_wrong_ca_or_bad_creds_is_one_line_then_spooling() {
     let s = secure();
     let dir = tempfile::tempdir().unwrap();
     let sum = dir.path().join("sum.json");
-    for (what, ca, creds) in [
-        ("wrong CA", &s.other_ca, &s.creds),
-        ("unknown account", &s.ca, &s.stranger_creds),
+    for (what, ca, creds, wording) in [
+        ("wrong CA", &s.other_ca, &s.creds, "TLS handshake refused"),
+        (
+            "unknown account",
+            &s.ca,
+            &s.stranger_creds,
+            "authorization violation",
+        ),
     ] {
         let mut args = secure_args(&s.url("t.refused"), "T_REFUSED", ca, creds, &sum);
         args.extend(["--sink-drain-secs".into(), "1".into()]);
         let o = run_ok(&args);
         let e = stderr(&o);
-        assert_eq!(e.matches("cannot reach NATS").count(), 1, "{what}: {e}");
+        assert_eq!(e.matches(wording).count(), 1, "{what}: {e}");
+        assert!(!e.contains("cannot reach"), "{what}: {e}");
         assert_eq!(
             e.matches("NATS").count(),
             2,
@@ -950,4 +1002,100 @@ fn an_unreadable_or_malformed_creds_or_ca_file_exits_2_with_one_line() {
         assert_eq!(e.lines().count(), 1, "{what}: {e}");
         assert!(e.starts_with("error: "), "{what}: {e}");
     }
+}
+
+/// fsense's stderr lines that contain `what`.
+fn lines_with<'a>(err: &'a str, what: &str) -> Vec<&'a str> {
+    err.lines().filter(|l| l.contains(what)).collect()
+}
+
+fn refused_run(server: &Server, subject: &str, stream: &str, dir: &Path) -> (Value, String) {
+    let sum = dir.join(format!("{stream}.json"));
+    let mut args = replay_args(&capture(2_000), &server.url(subject), stream, &sum);
+    args.extend([
+        "--spool-dir".into(),
+        dir.join(stream).to_str().unwrap().into(),
+        "--sink-drain-secs".into(),
+        "1".into(),
+    ]);
+    let o = run_ok(&args);
+    (summary(&sum), stderr(&o))
+}
+
+#[test]
+fn a_stream_that_refuses_the_events_is_one_line_no_hot_loop_and_they_stay_spooled() {
+    use async_nats::jetstream::stream::{Config, DiscardPolicy};
+    let server = shared();
+    let dir = tempfile::tempdir().unwrap();
+
+    // Full after 10 messages, and it discards new ones: every later publish is refused.
+    create_stream(
+        server.port,
+        Config {
+            name: "T_FULL".into(),
+            subjects: vec!["t.full".into()],
+            max_messages: 10,
+            discard: DiscardPolicy::New,
+            ..Default::default()
+        },
+    );
+    let (s, err) = refused_run(server, "t.full", "T_FULL", dir.path());
+    let reported = s["reported"].as_u64().unwrap();
+    assert_eq!(s["sink"]["acknowledged"], 10, "{s}");
+    // Each event sent at most once: a refusal is not answered by publishing the window again
+    // (after the refusal, the rest of the run's events wait in the spool).
+    let published = s["sink"]["published"].as_u64().unwrap();
+    assert!(published > 10 && published <= reported, "{s} {err}");
+    assert_eq!(s["sink"]["refused"], 1, "{s}");
+    assert_eq!(
+        s["sink"]["spooled"],
+        reported - 10,
+        "not delivered, kept: {s}"
+    );
+    assert_eq!(s["sink"]["rejected"], 0, "{s}");
+    assert_eq!(lines_with(&err, "refuses").len(), 1, "{err}");
+    assert_eq!(stored(server.port, "T_FULL"), 10);
+
+    // A stream (named by --nats-stream) that does not take the subject.
+    create_stream(
+        server.port,
+        Config {
+            name: "T_OTHER".into(),
+            subjects: vec!["other.subject".into()],
+            ..Default::default()
+        },
+    );
+    let (s, err) = refused_run(server, "t.mismatch", "T_OTHER", dir.path());
+    assert_eq!(s["sink"]["published"], 0, "{s}");
+    assert_eq!(s["sink"]["refused"], 1, "asked once, not in a loop: {s}");
+    assert_eq!(s["sink"]["spooled"], s["reported"], "{s}");
+    let refusals = lines_with(&err, "refuses");
+    assert_eq!(refusals.len(), 1, "{err}");
+    assert!(
+        refusals[0].contains("does not take subject t.mismatch"),
+        "{err}"
+    );
+}
+
+#[test]
+fn events_too_large_for_the_stream_are_rejected_once_each_and_counted() {
+    let server = shared();
+    let dir = tempfile::tempdir().unwrap();
+    create_stream(
+        server.port,
+        async_nats::jetstream::stream::Config {
+            name: "T_SMALL".into(),
+            subjects: vec!["t.small".into()],
+            max_message_size: 64,
+            ..Default::default()
+        },
+    );
+    let (s, err) = refused_run(server, "t.small", "T_SMALL", dir.path());
+    let reported = s["reported"].as_u64().unwrap();
+    assert!(reported > 0, "{s}");
+    assert_eq!(s["sink"]["published"], reported, "each sent once: {s}");
+    assert_eq!(s["sink"]["rejected"], reported, "{s}");
+    assert_eq!(s["sink"]["acknowledged"], 0, "{s}");
+    assert_eq!(s["sink"]["spooled"], 0, "{s}");
+    assert_eq!(lines_with(&err, "rejects event").len(), 1, "{err}");
 }
