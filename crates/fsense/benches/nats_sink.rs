@@ -3,7 +3,15 @@
 //! until JetStream acknowledged every event. Also the spool's replay rate: reading a backlog off
 //! disk, and delivering a backlog an earlier run left. Target: >= 100,000 events/s.
 //!
-//! Needs `nats-server` on PATH (scripts/setup.sh); without it the NATS cases are skipped.
+//! The floor: the same payloads from a bare async-nats program, core NATS and JetStream, the
+//! JetStream cases varied one thing at a time to give the server its best chance (a larger
+//! window of acknowledgements, memory storage, no `Nats-Msg-Id`, two streams at once, all of
+//! them together). For each NATS case the server's CPU time (/proc/PID/stat) and this
+//! process's are printed as a share of the timed wall time: 200% is both cores.
+//!
+//! Needs `nats-server` on PATH (scripts/setup.sh); without it the NATS cases are skipped. In
+//! test mode (`cargo test --benches`, no `--bench` argument) each case runs once on 2,000
+//! events.
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -21,10 +29,20 @@ use fsense::sink::spool::{Spool, SpoolConfig};
 use fsense::synth::{self, SynthEvent};
 use fsense_proto::Operation;
 
-const EVENTS: usize = 100_000;
+/// Events per sample (a bench run) or per check (test mode).
+fn events() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        if std::env::args().any(|a| a == "--bench") {
+            100_000
+        } else {
+            2_000
+        }
+    })
+}
 
 fn batches() -> Vec<Vec<u8>> {
-    let events: Vec<_> = (0..EVENTS)
+    let events: Vec<_> = (0..events())
         .map(|i| {
             let op = if i % 3 == 0 {
                 Operation::Create
@@ -121,68 +139,241 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// EVENTS core NATS messages, then a flush (the server has read them all).
+/// CPU time of a process so far (user + system), from /proc/PID/stat.
+fn cpu_time(pid: &str) -> Duration {
+    static TICKS_PER_SECOND: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let hz = *TICKS_PER_SECOND.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100)
+    });
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces): state is the first, utime the
+    // 12th, stime the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 1000 / hz.max(1))
+}
+
+/// CPU used by the server and by this process over the timed parts of a case.
+#[derive(Default)]
+struct CpuTally {
+    server: Duration,
+    own: Duration,
+    wall: Duration,
+}
+
+impl CpuTally {
+    /// Times `f`, adding the CPU time both processes used meanwhile.
+    fn measure(&mut self, server_pid: u32, f: impl FnOnce() -> Duration) -> Duration {
+        let pid = server_pid.to_string();
+        let (server, own) = (cpu_time(&pid), cpu_time("self"));
+        let took = f();
+        self.server += cpu_time(&pid).saturating_sub(server);
+        self.own += cpu_time("self").saturating_sub(own);
+        self.wall += took;
+        took
+    }
+
+    fn report(&mut self, case: &str) {
+        if self.wall.is_zero() {
+            return;
+        }
+        let share = |d: Duration| 100.0 * d.as_secs_f64() / self.wall.as_secs_f64();
+        eprintln!(
+            "{case}: nats-server CPU {:.0}%, bench process CPU {:.0}% of the timed wall time \
+             ({:.2} s; 200% = both cores)",
+            share(self.server),
+            share(self.own),
+            self.wall.as_secs_f64()
+        );
+        *self = Self::default();
+    }
+}
+
+/// `events()` core NATS messages, then a flush (the server has read them all).
 async fn core_publish(port: u16, payload: bytes::Bytes) -> Duration {
     let client = async_nats::connect(format!("127.0.0.1:{port}"))
         .await
         .unwrap();
     let start = Instant::now();
-    for _ in 0..EVENTS {
+    for _ in 0..events() {
         client.publish("bench.core", payload.clone()).await.unwrap();
     }
     client.flush().await.unwrap();
     start.elapsed()
 }
 
-/// EVENTS JetStream messages with message ids, at most WINDOW acknowledgements outstanding,
-/// awaited in order, until the last is acknowledged.
-async fn jetstream_publish(port: u16, payload: bytes::Bytes, run: u64) -> Duration {
+/// A JetStream floor case: how a bare publisher sends the events.
+#[derive(Clone, Copy)]
+struct Floor {
+    name: &'static str,
+    /// Acknowledgements outstanding at most (per stream).
+    window: usize,
+    memory: bool,
+    msg_id: bool,
+    /// Streams published to at once (one connection each), the events split between them.
+    streams: usize,
+}
+
+const SINK_WINDOW: usize = fsense::sink::nats::WINDOW;
+
+const FLOORS: [Floor; 7] = [
+    // The sink's own settings: file storage, message ids, its window.
+    Floor {
+        name: "floor_jetstream_publish",
+        window: SINK_WINDOW,
+        memory: false,
+        msg_id: true,
+        streams: 1,
+    },
+    Floor {
+        name: "floor_jetstream_window_32768",
+        window: 32_768,
+        memory: false,
+        msg_id: true,
+        streams: 1,
+    },
+    Floor {
+        name: "floor_jetstream_window_65536",
+        window: 65_536,
+        memory: false,
+        msg_id: true,
+        streams: 1,
+    },
+    Floor {
+        name: "floor_jetstream_memory_storage",
+        window: SINK_WINDOW,
+        memory: true,
+        msg_id: true,
+        streams: 1,
+    },
+    Floor {
+        name: "floor_jetstream_no_msg_id",
+        window: SINK_WINDOW,
+        memory: false,
+        msg_id: false,
+        streams: 1,
+    },
+    Floor {
+        name: "floor_jetstream_two_streams",
+        window: SINK_WINDOW,
+        memory: false,
+        msg_id: true,
+        streams: 2,
+    },
+    // Everything that helps at once: the best JetStream can do here.
+    Floor {
+        name: "floor_jetstream_best_chance",
+        window: 65_536,
+        memory: true,
+        msg_id: false,
+        streams: 2,
+    },
+];
+
+fn floor_stream(f: &Floor, i: usize) -> (String, String) {
+    let storage = if f.memory { "M" } else { "F" };
+    (
+        format!("FLOOR{storage}{i}"),
+        format!("bench.floor.{storage}.{i}"),
+    )
+}
+
+/// Empties the case's streams (creating them the first time): untimed.
+async fn floor_prepare(port: u16, f: Floor) {
+    use async_nats::jetstream::{self, stream};
+    let client = async_nats::connect(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    for i in 0..f.streams {
+        let (name, subject) = floor_stream(&f, i);
+        let s = js
+            .get_or_create_stream(stream::Config {
+                name,
+                subjects: vec![subject],
+                storage: if f.memory {
+                    stream::StorageType::Memory
+                } else {
+                    stream::StorageType::File
+                },
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        s.purge().await.unwrap();
+    }
+}
+
+/// `count` messages into stream `i` of the case, at most `f.window` acknowledgements
+/// outstanding, awaited in order, until the last is acknowledged.
+async fn floor_publish_one(port: u16, payload: bytes::Bytes, run: u64, f: Floor, i: usize) {
     use async_nats::jetstream;
+    let count = events() / f.streams;
     let client = async_nats::connect(format!("127.0.0.1:{port}"))
         .await
         .unwrap();
     let js = jetstream::ContextBuilder::new()
-        .max_ack_inflight(fsense::sink::nats::WINDOW)
+        .max_ack_inflight(f.window)
         .build(client);
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: "FLOOR".into(),
-        subjects: vec!["bench.floor".into()],
-        storage: jetstream::stream::StorageType::File,
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let start = Instant::now();
-    let mut pending = std::collections::VecDeque::new();
-    for i in 0..EVENTS {
-        if pending.len() == fsense::sink::nats::WINDOW {
+    let (_, subject) = floor_stream(&f, i);
+    let subject = async_nats::Subject::from(subject);
+    let mut pending = std::collections::VecDeque::with_capacity(f.window);
+    for n in 0..count {
+        if pending.len() == f.window {
             let ack: jetstream::context::PublishAckFuture = pending.pop_front().unwrap();
             ack.await.unwrap();
         }
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(
-            async_nats::header::NATS_MESSAGE_ID,
-            format!("floor/{run}/{i}").as_str(),
-        );
-        pending.push_back(
-            js.publish_with_headers("bench.floor", headers, payload.clone())
+        let ack = if f.msg_id {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(
+                async_nats::header::NATS_MESSAGE_ID,
+                format!("floor/{run}/{i}/{n}").as_str(),
+            );
+            js.publish_with_headers(subject.clone(), headers, payload.clone())
                 .await
-                .unwrap(),
-        );
+        } else {
+            js.publish(subject.clone(), payload.clone()).await
+        };
+        pending.push_back(ack.unwrap());
     }
     for ack in pending {
         ack.await.unwrap();
     }
+}
+
+/// The case's events over its streams at once; timed from the first publish to the last ack.
+async fn floor_publish(port: u16, payload: bytes::Bytes, run: u64, f: Floor) -> Duration {
+    let start = Instant::now();
+    futures::future::join_all(
+        (0..f.streams).map(|i| floor_publish_one(port, payload.clone(), run, f, i)),
+    )
+    .await;
     start.elapsed()
 }
 
 const BACKLOG_EVENT: &[u8] = br#"{"activity_id":1,"category_uid":1,"class_uid":1001,"class_name":"File System Activity","severity_id":1,"type_uid":100101,"file":{"name":"report.docx","parent_folder":"C:\\Users\\ann\\Documents\\project-1","path":"C:\\Users\\ann\\Documents\\project-1\\report.docx","type_id":1},"metadata":{"product":{"name":"fsense","vendor_name":"fsense"},"version":"1.1.0"},"time":1700000000000}"#;
 
-/// A spool holding EVENTS unacknowledged OCSF-sized events, as an outage leaves it.
+/// A spool holding `events()` unacknowledged OCSF-sized events, as an outage leaves it.
 fn fill_backlog(dir: &std::path::Path, run: u64) {
     let (mut s, _) = Spool::open(&spool_config(dir)).unwrap();
-    for i in 0..EVENTS {
+    for i in 0..events() {
         s.append(format!("bench/{run}/1/{i}").as_bytes(), BACKLOG_EVENT)
             .unwrap();
     }
@@ -204,7 +395,7 @@ fn run_pipeline(batches: &[Vec<u8>], dir: &std::path::Path, sink: Option<NatsSin
     let took = start.elapsed();
     if with_sink {
         let s = p.stats().sink.unwrap();
-        assert_eq!(s.acknowledged, EVENTS as u64, "{s:?}");
+        assert_eq!(s.acknowledged, events() as u64, "{s:?}");
     }
     took
 }
@@ -213,7 +404,7 @@ fn bench(c: &mut Criterion) {
     let batches = batches();
     let tmp = tempfile::tempdir().unwrap();
     let mut g = c.benchmark_group("sink");
-    g.throughput(Throughput::Elements(EVENTS as u64));
+    g.throughput(Throughput::Elements(events() as u64));
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(20));
     g.bench_function("file_output_only", |b| {
@@ -229,6 +420,8 @@ fn bench(c: &mut Criterion) {
         eprintln!("nats-server not available: NATS benchmarks skipped");
         return;
     };
+    let server_pid = srv.0.id();
+    let mut cpu = CpuTally::default();
     let mut run = 1u64;
     for (name, disk) in [
         ("file_output_and_nats_memory_spool", false),
@@ -242,36 +435,51 @@ fn bench(c: &mut Criterion) {
                     let spool = tempfile::tempdir().unwrap();
                     let sink =
                         NatsSink::start(config(srv.1, disk.then_some(spool.path()), run)).unwrap();
-                    total += run_pipeline(&batches, tmp.path(), Some(sink));
+                    total += cpu.measure(server_pid, || {
+                        run_pipeline(&batches, tmp.path(), Some(sink))
+                    });
                 }
                 total
             })
         });
+        cpu.report(name);
     }
 
     // The floor: the same payloads published by a bare async-nats program (no pipeline, no
-    // spool), first as core NATS messages (no acknowledgement), then into JetStream with the
-    // sink's window of acknowledgements. What the sink gets cannot exceed the second.
+    // spool), first as core NATS messages (no acknowledgement), then into JetStream: with the
+    // sink's settings (what the sink gets cannot exceed it), then with what could make the
+    // server faster.
     let payload = bytes::Bytes::from_static(BACKLOG_EVENT);
     g.bench_function("floor_core_nats_publish", |b| {
         b.iter_custom(|iters| {
             let rt = runtime();
             (0..iters)
-                .map(|_| rt.block_on(core_publish(srv.1, payload.clone())))
+                .map(|_| {
+                    cpu.measure(server_pid, || {
+                        rt.block_on(core_publish(srv.1, payload.clone()))
+                    })
+                })
                 .sum()
         })
     });
-    g.bench_function("floor_jetstream_publish", |b| {
-        b.iter_custom(|iters| {
-            let rt = runtime();
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                run += 1;
-                total += rt.block_on(jetstream_publish(srv.1, payload.clone(), run));
-            }
-            total
-        })
-    });
+    cpu.report("floor_core_nats_publish");
+    for floor in FLOORS {
+        g.bench_function(floor.name, |b| {
+            b.iter_custom(|iters| {
+                let rt = runtime();
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    run += 1;
+                    rt.block_on(floor_prepare(srv.1, floor));
+                    total += cpu.measure(server_pid, || {
+                        rt.block_on(floor_publish(srv.1, payload.clone(), run, floor))
+                    });
+                }
+                total
+            })
+        });
+        cpu.report(floor.name);
+    }
 
     // A backlog on disk: what a restart after an outage replays.
     let backlog = tempfile::tempdir().unwrap();
@@ -281,11 +489,11 @@ fn bench(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let (mut s, rec) = Spool::open(&spool_config(backlog.path())).unwrap();
-                assert_eq!(rec.pending, EVENTS as u64);
+                assert_eq!(rec.pending, events() as u64);
                 let mut out = Vec::with_capacity(8192);
                 let start = Instant::now();
                 let mut n = 0;
-                while n < EVENTS {
+                while n < events() {
                     out.clear();
                     n += s.read_next(8192, &mut out).unwrap();
                 }
@@ -302,15 +510,20 @@ fn bench(c: &mut Criterion) {
                 // Fresh ids each round, or the server would drop them as duplicates.
                 let dir = tempfile::tempdir().unwrap();
                 fill_backlog(dir.path(), run);
-                let start = Instant::now();
-                let mut sink = NatsSink::start(config(srv.1, Some(dir.path()), run)).unwrap();
-                let s = sink.finish().unwrap();
-                total += start.elapsed();
-                assert_eq!(s.acknowledged, EVENTS as u64, "{s:?}");
+                let mut s = None;
+                total += cpu.measure(server_pid, || {
+                    let start = Instant::now();
+                    let mut sink = NatsSink::start(config(srv.1, Some(dir.path()), run)).unwrap();
+                    s = Some(sink.finish().unwrap());
+                    start.elapsed()
+                });
+                let s = s.unwrap();
+                assert_eq!(s.acknowledged, events() as u64, "{s:?}");
             }
             total
         })
     });
+    cpu.report("spool_deliver_backlog");
     g.finish();
 }
 

@@ -76,6 +76,9 @@ fn render(stats: &PipelineStats, queue_high_water: u64, up_secs: u64, rate: f64)
             "  sink acked {} spooled {} spool-dropped {}",
             k.acknowledged, k.spooled, k.spool_dropped
         ));
+        if k.rejected > 0 {
+            line.push_str(&format!("  sink-rejected {}", k.rejected));
+        }
     }
     line
 }

@@ -215,6 +215,39 @@ fn stream_count(port: u16, stream: &str) -> u64 {
     })
 }
 
+/// Messages in `stream` now, asked until the server answers (it may be starting).
+fn stored(port: u16, stream: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = runtime().block_on(async {
+            let client = async_nats::connect(format!("127.0.0.1:{port}"))
+                .await
+                .ok()?;
+            let js = async_nats::jetstream::new(client);
+            let mut s = js.get_stream(stream).await.ok()?;
+            s.info().await.ok().map(|i| i.state.messages)
+        });
+        match answer {
+            Some(n) => return n,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            None => panic!("no answer about {stream}"),
+        }
+    }
+}
+
+/// Creates `config`'s stream on `port` (made by an operator before fsense runs).
+fn create_stream(port: u16, config: async_nats::jetstream::stream::Config) {
+    runtime().block_on(async {
+        let client = async_nats::connect(format!("127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        async_nats::jetstream::new(client)
+            .create_stream(config)
+            .await
+            .unwrap();
+    });
+}
+
 fn assert_one_per_event(ids: &[String], expected: u64) {
     let distinct: HashSet<&String> = ids.iter().collect();
     assert_eq!(distinct.len(), ids.len(), "duplicates in the stream");
@@ -328,6 +361,34 @@ fn spawn(args: &[String]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+type TimedLines = std::sync::mpsc::Receiver<(Instant, String)>;
+
+/// Like [`spawn`], with each stderr line timed as it comes.
+fn spawn_timed(args: &[String]) -> (Child, TimedLines) {
+    let mut child = spawn(args);
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            if tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Like [`finish`]: stderr whole, and its lines with when they came.
+fn finish_timed(mut child: Child, lines: TimedLines) -> (String, Vec<(Instant, String)>) {
+    let status = wait_for(&mut child, Duration::from_secs(90));
+    let timed: Vec<(Instant, String)> = lines.iter().collect();
+    let err: String = timed.iter().map(|(_, l)| format!("{l}\n")).collect();
+    assert!(status.success(), "{err}");
+    (err, timed)
 }
 
 fn finish(mut child: Child) -> String {
@@ -473,6 +534,40 @@ fn the_whole_server_stopped_mid_run_and_restarted() {
     assert_one_per_event(&read_stream(server.port, "T_RESTART"), reported);
 }
 
+/// A replay of 60,000 events into `stream` (three replicas) through `nodes[0]`; `mid_run` is
+/// called once 1,000 are stored. Returns the summary, stderr, and when each stderr line came.
+fn cluster_replay(
+    nodes: &[Server],
+    stream: &str,
+    subject: &str,
+    mid_run: impl FnOnce() -> u64,
+) -> (Value, String, Vec<(Instant, String)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let sum = dir.path().join("sum.json");
+    let mut args = replay_args(&capture(60_000), &nodes[0].url(subject), stream, &sum);
+    args.extend([
+        "--nats-replicas".into(),
+        "3".into(),
+        "--spool-dir".into(),
+        dir.path().join("spool").to_str().unwrap().into(),
+    ]);
+    let (child, lines) = spawn_timed(&args);
+    let port = nodes[0].port;
+    wait_until(Duration::from_secs(60), || {
+        stream_count(port, stream) > 1_000
+    });
+    let at_event = mid_run();
+    let (err, timed) = finish_timed(child, lines);
+    let s = summary(&sum);
+    let reported = s["reported"].as_u64().unwrap();
+    assert!(
+        at_event < reported,
+        "{stream}: mid-run ({at_event} of {reported})"
+    );
+    assert_eq!(s["sink"]["acknowledged"], reported, "{stream}: {s} {err}");
+    (s, err, timed)
+}
+
 #[test]
 fn a_three_node_cluster_loses_its_stream_leader_mid_run() {
     let stores: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -486,51 +581,77 @@ fn a_three_node_cluster_loses_its_stream_leader_mid_run() {
             )
         })
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let sum = dir.path().join("sum.json");
-    let mut args = replay_args(
-        &capture(60_000),
-        &nodes[0].url("t.cluster"),
-        "T_CLUSTER",
-        &sum,
-    );
-    args.extend([
-        "--nats-replicas".into(),
-        "3".into(),
-        "--spool-dir".into(),
-        dir.path().join("spool").to_str().unwrap().into(),
-    ]);
-    let child = spawn(&args);
     let port = nodes[0].port;
-    wait_until(Duration::from_secs(60), || {
-        stream_count(port, "T_CLUSTER") > 1_000
+
+    // The leader killed: fsense is connected to n0, so make the leader another node (the
+    // connection stays up and what was in flight is lost with the leader).
+    let mut victim = None;
+    let (s, err, _) = cluster_replay(&nodes, "T_CLUSTER", "t.cluster", || {
+        let mut leader = stream_leader(port, "T_CLUSTER");
+        while leader == nodes[0].name {
+            step_down(port, "T_CLUSTER");
+            wait_until(Duration::from_secs(20), || {
+                let now = stream_leader(port, "T_CLUSTER");
+                let moved = now != leader;
+                leader = now;
+                moved
+            });
+        }
+        let n = stream_count(port, "T_CLUSTER");
+        let v = nodes.iter().position(|n| n.name == leader).unwrap();
+        victim = Some(v);
+        // SIGKILL through the pid: `nodes` is borrowed here; the Server is reaped below.
+        let pid = nodes[v].child.as_ref().unwrap().id();
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        n
     });
-    let leader = runtime().block_on(async {
+    nodes[victim.unwrap()].kill();
+    assert!(
+        err.contains("retrying"),
+        "the lost leader was noticed: {err}"
+    );
+    let survivor = nodes.iter().find(|n| n.child.is_some()).unwrap();
+    assert_one_per_event(
+        &read_stream(survivor.port, "T_CLUSTER"),
+        s["reported"].as_u64().unwrap(),
+    );
+}
+
+/// The stream's leader, as the server `port` sees it (asked until there is one).
+fn stream_leader(port: u16, stream: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let leader = runtime().block_on(async {
+            let client = async_nats::connect(format!("127.0.0.1:{port}"))
+                .await
+                .ok()?;
+            let js = async_nats::jetstream::new(client);
+            let mut stream = js.get_stream(stream).await.ok()?;
+            let info = stream.info().await.ok()?;
+            assert_eq!(info.config.num_replicas, 3);
+            info.cluster.clone().and_then(|c| c.leader)
+        });
+        match leader {
+            Some(l) => return l,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            None => panic!("the stream has no leader"),
+        }
+    }
+}
+
+/// Asks the stream's leader to hand over to another replica.
+fn step_down(port: u16, stream: &str) {
+    runtime().block_on(async {
         let client = async_nats::connect(format!("127.0.0.1:{port}"))
             .await
             .unwrap();
-        let js = async_nats::jetstream::new(client);
-        let mut stream = js.get_stream("T_CLUSTER").await.unwrap();
-        let info = stream.info().await.unwrap();
-        assert_eq!(info.config.num_replicas, 3);
-        info.cluster
-            .clone()
-            .and_then(|c| c.leader)
-            .expect("the stream has a leader")
+        let _ = client
+            .request(
+                format!("$JS.API.STREAM.LEADER.STEPDOWN.{stream}"),
+                "".into(),
+            )
+            .await;
     });
-    let at_kill = stream_count(port, "T_CLUSTER");
-    let victim = nodes.iter().position(|n| n.name == leader).unwrap();
-    nodes[victim].kill();
-    let err = finish(child);
-    let s = summary(&sum);
-    let reported = s["reported"].as_u64().unwrap();
-    assert!(
-        at_kill < reported,
-        "the leader died mid-run ({at_kill} of {reported})"
-    );
-    assert_eq!(s["sink"]["acknowledged"], reported, "{s} {err}");
-    let survivor = nodes.iter().find(|n| n.child.is_some()).unwrap();
-    assert_one_per_event(&read_stream(survivor.port, "T_CLUSTER"), reported);
 }
 
 /// The ids a spool holds, unacknowledged.
@@ -902,15 +1023,21 @@ fn a_wrong_ca_or_bad_creds_is_one_line_then_spooling() {
     let s = secure();
     let dir = tempfile::tempdir().unwrap();
     let sum = dir.path().join("sum.json");
-    for (what, ca, creds) in [
-        ("wrong CA", &s.other_ca, &s.creds),
-        ("unknown account", &s.ca, &s.stranger_creds),
+    for (what, ca, creds, wording) in [
+        ("wrong CA", &s.other_ca, &s.creds, "TLS handshake refused"),
+        (
+            "unknown account",
+            &s.ca,
+            &s.stranger_creds,
+            "authorization violation",
+        ),
     ] {
         let mut args = secure_args(&s.url("t.refused"), "T_REFUSED", ca, creds, &sum);
         args.extend(["--sink-drain-secs".into(), "1".into()]);
         let o = run_ok(&args);
         let e = stderr(&o);
-        assert_eq!(e.matches("cannot reach NATS").count(), 1, "{what}: {e}");
+        assert_eq!(e.matches(wording).count(), 1, "{what}: {e}");
+        assert!(!e.contains("cannot reach"), "{what}: {e}");
         assert_eq!(
             e.matches("NATS").count(),
             2,
@@ -950,4 +1077,193 @@ fn an_unreadable_or_malformed_creds_or_ca_file_exits_2_with_one_line() {
         assert_eq!(e.lines().count(), 1, "{what}: {e}");
         assert!(e.starts_with("error: "), "{what}: {e}");
     }
+}
+
+/// fsense's stderr lines that contain `what`.
+fn lines_with<'a>(err: &'a str, what: &str) -> Vec<&'a str> {
+    err.lines().filter(|l| l.contains(what)).collect()
+}
+
+fn refused_run(server: &Server, subject: &str, stream: &str, dir: &Path) -> (Value, String) {
+    let sum = dir.join(format!("{stream}.json"));
+    let mut args = replay_args(&capture(2_000), &server.url(subject), stream, &sum);
+    args.extend([
+        "--spool-dir".into(),
+        dir.join(stream).to_str().unwrap().into(),
+        "--sink-drain-secs".into(),
+        "1".into(),
+    ]);
+    let o = run_ok(&args);
+    (summary(&sum), stderr(&o))
+}
+
+#[test]
+fn a_stream_that_refuses_the_events_is_one_line_no_hot_loop_and_they_stay_spooled() {
+    use async_nats::jetstream::stream::{Config, DiscardPolicy};
+    let server = shared();
+    let dir = tempfile::tempdir().unwrap();
+
+    // Full after 10 messages, and it discards new ones: every later publish is refused.
+    create_stream(
+        server.port,
+        Config {
+            name: "T_FULL".into(),
+            subjects: vec!["t.full".into()],
+            max_messages: 10,
+            discard: DiscardPolicy::New,
+            ..Default::default()
+        },
+    );
+    let (s, err) = refused_run(server, "t.full", "T_FULL", dir.path());
+    let reported = s["reported"].as_u64().unwrap();
+    assert_eq!(s["sink"]["acknowledged"], 10, "{s}");
+    // Each event sent at most once: a refusal is not answered by publishing the window again
+    // (after the refusal, the rest of the run's events wait in the spool).
+    let published = s["sink"]["published"].as_u64().unwrap();
+    assert!(published > 10 && published <= reported, "{s} {err}");
+    assert_eq!(s["sink"]["refused"], 1, "{s}");
+    assert_eq!(
+        s["sink"]["spooled"],
+        reported - 10,
+        "not delivered, kept: {s}"
+    );
+    assert_eq!(s["sink"]["rejected"], 0, "{s}");
+    assert_eq!(lines_with(&err, "refuses").len(), 1, "{err}");
+    assert_eq!(stored(server.port, "T_FULL"), 10);
+
+    // A stream (named by --nats-stream) that does not take the subject.
+    create_stream(
+        server.port,
+        Config {
+            name: "T_OTHER".into(),
+            subjects: vec!["other.subject".into()],
+            ..Default::default()
+        },
+    );
+    let (s, err) = refused_run(server, "t.mismatch", "T_OTHER", dir.path());
+    assert_eq!(s["sink"]["published"], 0, "{s}");
+    assert_eq!(s["sink"]["refused"], 1, "asked once, not in a loop: {s}");
+    assert_eq!(s["sink"]["spooled"], s["reported"], "{s}");
+    let refusals = lines_with(&err, "refuses");
+    assert_eq!(refusals.len(), 1, "{err}");
+    assert!(
+        refusals[0].contains("does not take subject t.mismatch"),
+        "{err}"
+    );
+}
+
+#[test]
+fn events_too_large_for_the_stream_are_rejected_once_each_and_counted() {
+    let server = shared();
+    let dir = tempfile::tempdir().unwrap();
+    create_stream(
+        server.port,
+        async_nats::jetstream::stream::Config {
+            name: "T_SMALL".into(),
+            subjects: vec!["t.small".into()],
+            max_message_size: 64,
+            ..Default::default()
+        },
+    );
+    let (s, err) = refused_run(server, "t.small", "T_SMALL", dir.path());
+    let reported = s["reported"].as_u64().unwrap();
+    assert!(reported > 0, "{s}");
+    assert_eq!(s["sink"]["published"], reported, "each sent once: {s}");
+    assert_eq!(s["sink"]["rejected"], reported, "{s}");
+    assert_eq!(s["sink"]["acknowledged"], 0, "{s}");
+    assert_eq!(s["sink"]["spooled"], 0, "{s}");
+    assert_eq!(lines_with(&err, "rejects event").len(), 1, "{err}");
+}
+
+/// A subscriber on `subject` that takes messages and never answers, until dropped.
+struct BlackHole {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BlackHole {
+    fn start(port: u16, subject: &str) -> Self {
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let (stop, stop_rx) = std::sync::mpsc::channel::<()>();
+        let subject = subject.to_string();
+        let thread = std::thread::spawn(move || {
+            runtime().block_on(async move {
+                let client = async_nats::connect(format!("127.0.0.1:{port}"))
+                    .await
+                    .unwrap();
+                let mut sub = client.subscribe(subject).await.unwrap();
+                client.flush().await.unwrap();
+                ready_tx.send(()).unwrap();
+                loop {
+                    let _ = tokio::time::timeout(Duration::from_millis(50), sub.next()).await;
+                    if !matches!(
+                        stop_rx.try_recv(),
+                        Err(std::sync::mpsc::TryRecvError::Empty)
+                    ) {
+                        break;
+                    }
+                }
+            })
+        });
+        ready.recv().unwrap();
+        Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn after_acknowledgements_were_lost_publishing_resumes_at_once() {
+    let server = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let sum = dir.path().join("sum.json");
+    // With the stream deleted mid-run, what is published goes to this subscriber alone: no
+    // acknowledgement comes, with the connection up (as when a stream leader dies).
+    let _hole = BlackHole::start(server.port, "t.lost");
+    let mut args = replay_args(&capture(60_000), &server.url("t.lost"), "T_LOST", &sum);
+    args.extend([
+        "--spool-dir".into(),
+        dir.path().join("spool").to_str().unwrap().into(),
+    ]);
+    let (child, lines) = spawn_timed(&args);
+    wait_until(Duration::from_secs(30), || {
+        stream_count(server.port, "T_LOST") > 1_000
+    });
+    runtime().block_on(async {
+        let client = async_nats::connect(format!("127.0.0.1:{}", server.port))
+            .await
+            .unwrap();
+        async_nats::jetstream::new(client)
+            .delete_stream("T_LOST")
+            .await
+            .unwrap();
+    });
+    let (err, timed) = finish_timed(child, lines);
+    let s = summary(&sum);
+    assert_eq!(s["sink"]["acknowledged"], s["reported"], "{s} {err}");
+    // The acknowledgement timeout (5 s) tells the publisher; it creates the stream again and
+    // publishes from the first unacknowledged event at once, not after the lost
+    // acknowledgements' window slots were given back (another 5 s).
+    let at = |what: &str| {
+        timed
+            .iter()
+            .find(|(_, l)| l.contains(what))
+            .map(|(at, _)| *at)
+            .unwrap_or_else(|| panic!("no '{what}' in {err}"))
+    };
+    let stalled = at("delivering again") - at("retrying");
+    assert!(
+        stalled < Duration::from_secs(2),
+        "{stalled:?} from the failure to delivering again: {err}"
+    );
 }

@@ -13,6 +13,8 @@ use serde::Serialize;
 pub mod frame;
 #[cfg(all(feature = "nats", not(target_env = "msvc")))]
 pub mod nats;
+#[cfg(all(feature = "nats", not(target_env = "msvc")))]
+pub mod nats_failure;
 pub mod options;
 pub mod spool;
 
@@ -40,6 +42,12 @@ pub struct SinkStats {
     pub duplicates: u64,
     /// Unacknowledged events an earlier run left in the spool, published by this one.
     pub recovered: u64,
+    /// Events the server will never store (larger than it accepts): taken out of the spool so
+    /// they do not block the events behind them, counted here, not delivered.
+    pub rejected: u64,
+    /// Answers refusing the stream or a publish for good (the stream does not take the
+    /// subject, it is full, JetStream is off...): the events stay in the spool.
+    pub refused: u64,
 }
 
 /// A destination for events. `send` must not wait on the network: a sink that cannot deliver

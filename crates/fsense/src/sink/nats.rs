@@ -3,9 +3,11 @@
 //! The pipeline's thread appends each event to the [`Spool`]; a publisher thread (its own
 //! single-threaded tokio runtime) reads the spool in order, publishes with at most [`WINDOW`]
 //! acknowledgements outstanding, and moves the spool's acknowledged cursor over each prefix
-//! JetStream acknowledged. Any failure (disconnect, timeout, leader change) rewinds to the first
-//! unacknowledged event and publishes again from there once the server answers; the message ids
-//! make the server drop the copies of events it already stored.
+//! JetStream acknowledged. A transient failure (disconnect, timeout, leader change) rewinds to
+//! the first unacknowledged event and publishes again from there once the server answers; the
+//! message ids make the server drop the copies of events it already stored. A refusal (the server
+//! will not take the events as configured) and an event too large to store are handled as
+//! [`nats_failure`](super::nats_failure) explains: no hot loop, nothing lost silently.
 
 use std::future::{Future, IntoFuture};
 use std::io;
@@ -17,10 +19,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_nats::connection::State;
-use async_nats::jetstream::{self, context::PublishErrorKind, stream};
-use async_nats::{Client, ConnectOptions, HeaderMap};
+use async_nats::jetstream::{self, stream};
+use async_nats::{Client, ConnectOptions, Event, HeaderMap};
 use tokio::sync::Notify;
 
+use super::nats_failure::{self, Failure, REFUSED_PAUSE, Verdict};
 use super::options::SinkConfig;
 use super::spool::{Cursor, Outgoing, Spool};
 use super::{EventKey, EventSink, MessageIds, SinkStats};
@@ -33,6 +36,9 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// The duplicate window of a stream this sink creates.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// The longest wait between two reconnection attempts (async-nats' default goes up to 4 s, and
+/// every second of it is a second of events waiting after the server is back).
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
 type AckFuture = Pin<
     Box<
@@ -52,7 +58,17 @@ struct Shared {
     published: AtomicU64,
     acknowledged: AtomicU64,
     duplicates: AtomicU64,
+    rejected: AtomicU64,
+    refused: AtomicU64,
     recovered: u64,
+}
+
+/// What the client's event callback tells the publisher: the connection was lost (what was in
+/// flight on it will never be acknowledged).
+#[derive(Default)]
+struct Disconnects {
+    count: AtomicU64,
+    wake: Notify,
 }
 
 impl Shared {
@@ -102,7 +118,8 @@ impl NatsSink {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the NATS runtime: {e}"))?;
-        let client = runtime.block_on(connect(&config))?;
+        let disconnects = Arc::new(Disconnects::default());
+        let client = runtime.block_on(connect(&config, &disconnects))?;
         let shared = Arc::new(Shared {
             spool: Mutex::new(spool),
             wake: Notify::new(),
@@ -111,6 +128,8 @@ impl NatsSink {
             published: AtomicU64::new(0),
             acknowledged: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             recovered: recovery.pending,
         });
         let ids = MessageIds::new(&config.host, config.run);
@@ -121,8 +140,11 @@ impl NatsSink {
             .name("fsense-nats".into())
             // The JetStream context spawns a task: it is built inside the runtime.
             .spawn(move || {
-                runtime
-                    .block_on(async move { Publisher::new(for_thread, client, config).run().await })
+                runtime.block_on(async move {
+                    Publisher::new(for_thread, client, disconnects, config)
+                        .run()
+                        .await
+                })
             })
             .map_err(|e| format!("cannot start the NATS publisher: {e}"))?;
         Ok(Self {
@@ -147,6 +169,8 @@ impl NatsSink {
             spool_dropped: spool.dropped(),
             duplicates: self.shared.duplicates.load(Ordering::Relaxed),
             recovered: self.shared.recovered,
+            rejected: self.shared.rejected.load(Ordering::Relaxed),
+            refused: self.shared.refused.load(Ordering::Relaxed),
         }
     }
 }
@@ -231,7 +255,10 @@ impl Drop for NatsSink {
     }
 }
 
-async fn options(config: &SinkConfig) -> Result<ConnectOptions, String> {
+async fn options(
+    config: &SinkConfig,
+    disconnects: &Arc<Disconnects>,
+) -> Result<ConnectOptions, String> {
     let mut o = match &config.creds {
         Some(path) => ConnectOptions::with_credentials_file(path)
             .await
@@ -247,14 +274,28 @@ async fn options(config: &SinkConfig) -> Result<ConnectOptions, String> {
     if let Some(ca) = &config.ca_file {
         o = o.add_root_certificates(ca.clone());
     }
+    let told = disconnects.clone();
     Ok(o.connection_timeout(Duration::from_secs(2))
         .client_capacity(WINDOW * 2)
+        .reconnect_delay_callback(|attempts| {
+            (Duration::from_millis(100) * attempts.min(10) as u32).min(MAX_RECONNECT_DELAY)
+        })
+        .event_callback(move |event| {
+            let told = told.clone();
+            async move {
+                if matches!(event, Event::Disconnected) {
+                    told.count.fetch_add(1, Ordering::SeqCst);
+                    told.wake.notify_one();
+                }
+            }
+        })
         .name("fsense"))
 }
 
-/// Connects; a server that does not answer now is reported and retried in the background.
-async fn connect(config: &SinkConfig) -> Result<Client, String> {
-    match options(config)
+/// Connects; a server that does not answer now, or refuses the TLS handshake or the
+/// credentials, is reported in one line and retried in the background.
+async fn connect(config: &SinkConfig, disconnects: &Arc<Disconnects>) -> Result<Client, String> {
+    match options(config, disconnects)
         .await?
         .connect(config.url.server.as_str())
         .await
@@ -262,11 +303,10 @@ async fn connect(config: &SinkConfig) -> Result<Client, String> {
         Ok(c) => Ok(c),
         Err(e) => {
             eprintln!(
-                "fsense: cannot reach NATS at {}: {}; spooling events until it answers",
-                config.url.server,
-                one_line(&e.to_string())
+                "fsense: {}",
+                nats_failure::describe_connect(config.url.server.as_str(), &e)
             );
-            options(config)
+            options(config, disconnects)
                 .await?
                 .retry_on_initial_connect()
                 .connect(config.url.server.as_str())
@@ -310,71 +350,120 @@ fn subject_matches(pattern: &str, subject: &str) -> bool {
     }
 }
 
+/// An event published and not yet acknowledged: its id (for stderr), where acknowledging it moves
+/// the spool, and the acknowledgement (`None`: rejected before it was sent).
+struct InFlight {
+    id: String,
+    after: Cursor,
+    ack: Option<AckFuture>,
+}
+
+/// A JetStream context with a fresh window of acknowledgement slots.
+fn context(client: &Client) -> jetstream::Context {
+    jetstream::ContextBuilder::new()
+        .timeout(ACK_TIMEOUT)
+        .ack_timeout(ACK_TIMEOUT)
+        .max_ack_inflight(WINDOW)
+        .build(client.clone())
+}
+
 struct Publisher {
     shared: Arc<Shared>,
     client: Client,
     js: jetstream::Context,
     config: SinkConfig,
     subject: async_nats::Subject,
-    inflight: std::collections::VecDeque<(Cursor, Option<AckFuture>)>,
+    disconnects: Arc<Disconnects>,
+    disconnects_seen: u64,
+    inflight: std::collections::VecDeque<InFlight>,
     batch: Vec<Outgoing>,
+    /// Publishes outstanding at most: [`WINDOW`], or 1 (a probe) after a refusal.
+    window: usize,
     stream_ready: bool,
     /// A failure was reported and not yet followed by a success.
     failing: bool,
+    /// The refusal last reported (a new reason is reported again).
+    refusal: Option<String>,
     last_progress: Instant,
     stopping_since: Option<Instant>,
 }
 
 impl Publisher {
-    fn new(shared: Arc<Shared>, client: Client, config: SinkConfig) -> Self {
-        let js = jetstream::ContextBuilder::new()
-            .timeout(ACK_TIMEOUT)
-            .ack_timeout(ACK_TIMEOUT)
-            .max_ack_inflight(WINDOW)
-            .build(client.clone());
+    fn new(
+        shared: Arc<Shared>,
+        client: Client,
+        disconnects: Arc<Disconnects>,
+        config: SinkConfig,
+    ) -> Self {
         let subject = async_nats::Subject::from(config.url.subject.as_str());
+        let disconnects_seen = disconnects.count.load(Ordering::SeqCst);
         Self {
             shared,
+            js: context(&client),
             client,
-            js,
             config,
             subject,
+            disconnects,
+            disconnects_seen,
             inflight: Default::default(),
             batch: Vec::with_capacity(WINDOW),
+            window: WINDOW,
             stream_ready: false,
             failing: false,
+            refusal: None,
             last_progress: Instant::now(),
             stopping_since: None,
         }
     }
 
+    /// Aborted, or stopping with nothing left to deliver or no progress for the drain time.
+    fn should_end(&mut self) -> bool {
+        if self.shared.abort.load(Ordering::SeqCst) {
+            return true;
+        }
+        if !self.shared.stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        let since = *self.stopping_since.get_or_insert_with(Instant::now);
+        let idle_from = self.last_progress.max(since);
+        self.shared.spool().pending() == 0 || idle_from.elapsed() > self.config.drain
+    }
+
+    /// Whether the connection was lost since the last look (a quick reconnect included).
+    fn lost_connection(&mut self) -> bool {
+        let n = self.disconnects.count.load(Ordering::SeqCst);
+        let lost = n != self.disconnects_seen;
+        self.disconnects_seen = n;
+        lost
+    }
+
     async fn run(mut self) {
         loop {
-            if self.shared.abort.load(Ordering::SeqCst) {
+            if self.should_end() {
                 break;
             }
-            if self.shared.stop.load(Ordering::SeqCst) {
-                let since = *self.stopping_since.get_or_insert_with(Instant::now);
-                let idle_from = self.last_progress.max(since);
-                if self.shared.spool().pending() == 0 || idle_from.elapsed() > self.config.drain {
-                    break;
-                }
+            let lost = self.lost_connection();
+            let connected = self.client.connection_state() == State::Connected;
+            if (lost || !connected) && !self.inflight.is_empty() {
+                // What was in flight on the old connection will never be acknowledged: do not
+                // wait for the acknowledgement timeout, publish again once connected.
+                self.failed(Failure::transient("the connection to the server was lost"));
             }
-            if self.client.connection_state() != State::Connected {
-                self.pause().await;
+            if !connected {
+                self.pause(RETRY_PAUSE).await;
                 continue;
             }
             if !self.stream_ready {
-                if let Err(e) = self.ensure_stream().await {
-                    self.failed(&e);
-                    self.pause().await;
+                if let Err(f) = self.ensure_stream().await {
+                    let pause = self.failed(f);
+                    self.pause(pause).await;
                     continue;
                 }
                 self.stream_ready = true;
             }
-            if let Err(e) = self.fill().await {
-                self.failed(&e);
-                self.pause().await;
+            if let Err(f) = self.fill().await {
+                let pause = self.failed(f);
+                self.pause(pause).await;
                 continue;
             }
             if self.inflight.is_empty() {
@@ -385,9 +474,9 @@ impl Publisher {
                 }
                 continue;
             }
-            if let Err(e) = self.collect().await {
-                self.failed(&e);
-                self.pause().await;
+            if let Err(f) = self.collect().await {
+                let pause = self.failed(f);
+                self.pause(pause).await;
             }
         }
         // Nothing to flush: what counts was acknowledged (a flush would wait for a server
@@ -395,65 +484,100 @@ impl Publisher {
         self.inflight.clear();
     }
 
-    async fn pause(&self) {
-        tokio::select! {
-            _ = tokio::time::sleep(RETRY_PAUSE) => {}
-            _ = async {
-                while !self.shared.abort.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            } => {}
+    /// Waits `how_long`, or less when the run ends meanwhile.
+    async fn pause(&mut self, how_long: Duration) {
+        let until = Instant::now() + how_long;
+        while !self.should_end() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            tokio::time::sleep(left.min(Duration::from_millis(20))).await;
         }
     }
 
-    /// Something went wrong: say so once per outage, then publish again from the first
-    /// unacknowledged event.
-    fn failed(&mut self, why: &str) {
-        if !self.failing {
-            eprintln!("fsense: NATS: {}; spooling and retrying", one_line(why));
-            self.failing = true;
-        }
+    /// Something went wrong: say so (once per outage, once per refusal reason), publish again
+    /// from the first unacknowledged event, and return how long to wait before that.
+    fn failed(&mut self, failure: Failure) -> Duration {
         self.inflight.clear();
         self.stream_ready = false;
         self.shared.spool().rewind();
+        // The acknowledgements just dropped keep their slots in the context's window until
+        // async-nats' own ack timeout (5 s) runs out: a fresh context publishes at full speed
+        // as soon as the server answers.
+        self.js = context(&self.client);
+        match failure.verdict {
+            Verdict::Refused => {
+                self.shared.refused.fetch_add(1, Ordering::Relaxed);
+                if self.refusal.as_deref() != Some(failure.reason.as_str()) {
+                    eprintln!(
+                        "fsense: NATS refuses the events: {}; they stay in the spool (asking again every {} s)",
+                        one_line(&failure.reason),
+                        REFUSED_PAUSE.as_secs()
+                    );
+                    self.refusal = Some(failure.reason);
+                }
+                self.failing = true;
+                // Ask again with one message, not a window of them.
+                self.window = 1;
+                REFUSED_PAUSE
+            }
+            Verdict::Transient | Verdict::RejectEvent => {
+                if !self.failing {
+                    eprintln!(
+                        "fsense: NATS: {}; spooling and retrying",
+                        one_line(&failure.reason)
+                    );
+                    self.failing = true;
+                }
+                RETRY_PAUSE
+            }
+        }
     }
 
-    async fn ensure_stream(&self) -> Result<(), String> {
+    /// An event the server will never store leaves the spool, counted (see `nats_failure`).
+    fn reject(&self, id: &str, why: &str) {
+        let before = self.shared.rejected.fetch_add(1, Ordering::Relaxed);
+        if before == 0 {
+            eprintln!(
+                "fsense: NATS rejects event {id}: {}; not delivered, counted as rejected (later ones too)",
+                one_line(why)
+            );
+        }
+    }
+
+    async fn ensure_stream(&self) -> Result<(), Failure> {
+        let name = &self.config.stream;
         let config = stream::Config {
-            name: self.config.stream.clone(),
+            name: name.clone(),
             subjects: vec![self.config.url.subject.clone()],
             storage: stream::StorageType::File,
             duplicate_window: DUPLICATE_WINDOW,
             num_replicas: self.config.replicas,
             ..Default::default()
         };
-        let mut stream = self
+        let stream = self
             .js
             .get_or_create_stream(config)
             .await
-            .map_err(|e| format!("stream {}: {e}", self.config.stream))?;
-        let info = stream
-            .info()
-            .await
-            .map_err(|e| format!("stream {}: {e}", self.config.stream))?;
-        let subjects = &info.config.subjects;
+            .map_err(|e| nats_failure::of_stream(name, &e))?;
+        let subjects = &stream.cached_info().config.subjects;
         if !subjects
             .iter()
             .any(|p| subject_matches(p, &self.config.url.subject))
         {
-            return Err(format!(
-                "stream {} does not take subject {} (its subjects: {})",
-                self.config.stream,
+            return Err(Failure::refused(format!(
+                "stream {name} does not take subject {} (its subjects: {})",
                 self.config.url.subject,
                 subjects.join(", ")
-            ));
+            )));
         }
         Ok(())
     }
 
     /// Publishes spooled events until the window is full or the spool is read.
-    async fn fill(&mut self) -> Result<(), String> {
-        let room = WINDOW.saturating_sub(self.inflight.len());
+    async fn fill(&mut self) -> Result<(), Failure> {
+        let room = self.window.saturating_sub(self.inflight.len());
         if room == 0 {
             return Ok(());
         }
@@ -472,33 +596,48 @@ impl Publisher {
             match sent {
                 Ok(ack) => {
                     self.shared.published.fetch_add(1, Ordering::Relaxed);
-                    self.inflight
-                        .push_back((out.after, Some(Box::pin(ack.into_future()))));
+                    self.inflight.push_back(InFlight {
+                        id: out.id,
+                        after: out.after,
+                        ack: Some(Box::pin(ack.into_future())),
+                    });
                 }
-                Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                    // Can never be delivered: say so and count it as dropped, do not block.
-                    eprintln!(
-                        "fsense: NATS: event {} is larger than the server accepts; dropped",
-                        out.id
+                Err(e) => {
+                    let f = nats_failure::of_publish(&e);
+                    if f.verdict != Verdict::RejectEvent {
+                        return Err(f);
+                    }
+                    // Never sent: it leaves the spool in order, with the acknowledgements.
+                    self.inflight.push_back(InFlight {
+                        id: out.id,
+                        after: out.after,
+                        ack: None,
+                    });
+                    self.reject(
+                        self.inflight.back().map_or("", |i| i.id.as_str()),
+                        &f.reason,
                     );
-                    self.inflight.push_back((out.after, None));
                 }
-                Err(e) => return Err(e.to_string()),
             }
         }
         Ok(())
     }
 
-    /// Waits for the oldest acknowledgement, takes every one already there, and moves the
-    /// spool's acknowledged cursor.
-    async fn collect(&mut self) -> Result<(), String> {
+    /// Waits for the oldest acknowledgement (or a lost connection), takes every one already
+    /// there, and moves the spool's acknowledged cursor.
+    async fn collect(&mut self) -> Result<(), Failure> {
         let mut acked: Option<Cursor> = None;
         let mut first = true;
-        while let Some((after, fut)) = self.inflight.front_mut() {
-            let after = *after;
-            let result = match fut {
+        let mut failure = None;
+        while let Some(front) = self.inflight.front_mut() {
+            let result = match &mut front.ack {
                 None => None,
-                Some(f) if first => Some(f.as_mut().await),
+                Some(f) if first => {
+                    tokio::select! {
+                        r = f.as_mut() => Some(r),
+                        _ = self.disconnects.wake.notified() => break,
+                    }
+                }
                 Some(f) => {
                     match std::future::poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx))).await {
                         Poll::Ready(r) => Some(r),
@@ -507,12 +646,12 @@ impl Publisher {
                 }
             };
             first = false;
-            self.inflight.pop_front();
+            let Some(done) = self.inflight.pop_front() else {
+                break;
+            };
             match result {
-                None => {
-                    let mut spool = self.shared.spool();
-                    spool.count_dropped(1);
-                }
+                // Rejected before it was sent (counted then).
+                None => {}
                 Some(Ok(ack)) => {
                     self.shared.acknowledged.fetch_add(1, Ordering::Relaxed);
                     if ack.duplicate {
@@ -520,26 +659,29 @@ impl Publisher {
                     }
                 }
                 Some(Err(e)) => {
-                    if let Some(a) = acked {
-                        let _ = self.shared.spool().ack(a);
+                    let f = nats_failure::of_publish(&e);
+                    if f.verdict != Verdict::RejectEvent {
+                        failure = Some(f);
+                        break;
                     }
-                    return Err(e.to_string());
+                    self.reject(&done.id, &f.reason);
                 }
             }
-            acked = Some(after);
+            acked = Some(done.after);
         }
         if let Some(a) = acked {
             self.last_progress = Instant::now();
-            if self.failing {
+            if failure.is_none() && self.failing {
                 eprintln!("fsense: NATS: delivering again");
                 self.failing = false;
+                self.refusal = None;
+                self.window = WINDOW;
             }
-            self.shared
-                .spool()
-                .ack(a)
-                .map_err(|e| format!("spool: {e}"))?;
+            if let Err(e) = self.shared.spool().ack(a) {
+                return Err(Failure::transient(format!("spool: {e}")));
+            }
         }
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
 }
 
