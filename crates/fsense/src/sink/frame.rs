@@ -147,12 +147,18 @@ pub struct Scan {
 
 /// Walks the frames of `buf` from the start, calling `each` for every intact one, up to the first
 /// incomplete or damaged frame.
-pub fn scan(buf: &[u8], mut each: impl FnMut(Frame<'_>)) -> Scan {
+pub fn scan(buf: &[u8], each: impl FnMut(Frame<'_>)) -> Scan {
+    scan_at_most(buf, u64::MAX, each)
+}
+
+/// [`scan`], stopping after `max_frames` frames: a reader that wants a few events from a large
+/// read-ahead buffer checks only those (each frame's checksum is most of the cost).
+pub fn scan_at_most(buf: &[u8], max_frames: u64, mut each: impl FnMut(Frame<'_>)) -> Scan {
     let mut at = 0usize;
     let mut frames = 0u64;
     loop {
         let rest = &buf[at..];
-        if rest.is_empty() {
+        if rest.is_empty() || frames >= max_frames {
             return Scan {
                 frames,
                 good_len: at,
@@ -250,6 +256,19 @@ mod tests {
             scan(&bytes, |f| got.push((f.id.to_vec(), f.payload.to_vec())));
             prop_assert!(got.len() <= fs.len());
             prop_assert_eq!(&got[..], &fs[..got.len()]);
+        }
+
+        /// Stopping after k frames gives the first k frames of the whole walk, and where they end.
+        #[test]
+        fn a_limited_walk_is_a_prefix_of_the_whole(fs in frames(), k in 0u64..14) {
+            let bytes = encode_all(&fs);
+            let mut got = Vec::new();
+            let s = scan_at_most(&bytes, k, |f| got.push((f.id.to_vec(), f.payload.to_vec())));
+            let take = fs.len().min(k as usize);
+            prop_assert_eq!(s.frames, take as u64);
+            prop_assert_eq!(s.error, None);
+            prop_assert_eq!(s.good_len, fs[..take].iter().map(|(id, p)| encoded_len(id, p)).sum::<usize>());
+            prop_assert_eq!(&got[..], &fs[..take]);
         }
 
         #[test]

@@ -110,7 +110,11 @@ pub struct Spool {
     last_ack_save: Instant,
     last_sync: Instant,
     dropped: u64,
+    /// Read-ahead: bytes of the log from `read_buf_at` on, loaded by one read. The log is
+    /// append-only, so they stay valid; a publisher taking a few events at a time (as many as
+    /// were just acknowledged) reads and checks each frame once instead of a whole chunk per call.
     read_buf: Vec<u8>,
+    read_buf_at: u64,
 }
 
 impl Spool {
@@ -134,6 +138,7 @@ impl Spool {
             last_sync: Instant::now(),
             dropped: 0,
             read_buf: Vec::new(),
+            read_buf_at: 0,
         };
         let mut recovery = Recovery::default();
         if let Some(dir) = config.dir.clone() {
@@ -407,20 +412,29 @@ impl Spool {
                 break;
             }
             let mut want = available.min(READ_CHUNK);
+            // Start from the read-ahead when it holds the read position.
+            let mut reuse = self.read_buf_at <= self.read.pos
+                && self.read.pos < self.read_buf_at + self.read_buf.len() as u64;
             loop {
-                load(
-                    &seg.store,
-                    seg.start,
-                    self.read.pos,
-                    want,
-                    &mut self.read_buf,
-                )?;
+                if !reuse {
+                    load(
+                        &seg.store,
+                        seg.start,
+                        self.read.pos,
+                        want,
+                        &mut self.read_buf,
+                    )?;
+                    self.read_buf_at = self.read.pos;
+                }
+                // Only bytes of this segment that are written (a damaged segment is cut short).
+                let from = (self.read.pos - self.read_buf_at) as usize;
+                let to = self
+                    .read_buf
+                    .len()
+                    .min((readable_end - self.read_buf_at) as usize);
                 let mut at = self.read;
                 let mut got = 0;
-                let scan = frame::scan(&self.read_buf, |f| {
-                    if n + got >= max {
-                        return;
-                    }
+                let scan = frame::scan_at_most(&self.read_buf[from..to], (max - n) as u64, |f| {
                     at.pos += (FRAME_HEADER_LEN + f.id.len() + f.payload.len()) as u64;
                     at.event += 1;
                     out.push(Outgoing {
@@ -430,6 +444,11 @@ impl Spool {
                     });
                     got += 1;
                 });
+                if got == 0 && scan.error.is_none() && reuse {
+                    // The read-ahead ends inside a frame: load from here.
+                    reuse = false;
+                    continue;
+                }
                 if got == 0 && scan.error.is_none() && want < available {
                     // One frame larger than a read chunk.
                     want = available.min(FRAME_HEADER_LEN + MAX_ID + MAX_PAYLOAD);

@@ -227,3 +227,94 @@ fn a_damaged_frame_in_an_older_segment_is_reported() {
     assert_eq!(seq(got.last().unwrap()), 599);
     assert!(got.len() < 600);
 }
+
+/// What the publisher does: appends, reads of a few events at a time (as many as were just
+/// acknowledged), acknowledgements and rewinds after a failure, in any order. Every read returns
+/// the next events in order, whole, once each (until a rewind), from memory and from segment
+/// files (small segments, so reads cross them), whatever the read-ahead holds.
+mod read_in_steps {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append { count: u64, size: usize },
+        Read { max: usize },
+        AckRead,
+        Rewind,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1u64..40, 1usize..20_000).prop_map(|(count, size)| Op::Append { count, size }),
+            (1usize..50).prop_map(|max| Op::Read { max }),
+            Just(Op::AckRead),
+            Just(Op::Rewind),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        #[cfg_attr(miri, ignore = "file-backed segments")]
+        fn reads_return_every_event_in_order(on_disk in any::<bool>(), ops in proptest::collection::vec(op(), 1..60)) {
+            let dir = tempfile::tempdir().unwrap();
+            // Segments of 1 MiB (1/8 of the spool), so reads cross them; at most 6 MiB appended, so
+            // the spool never fills (dropping is tested on its own).
+            let config = SpoolConfig { dir: on_disk.then(|| dir.path().to_path_buf()), max_bytes: 8 << 20 };
+            let mut bytes = 0usize;
+            let (mut s, _) = Spool::open(&config).unwrap();
+            let mut appended = 0u64;
+            let mut next = 0u64; // the next event a read must return
+            let mut acked = 0u64;
+            let mut last_read: Option<Cursor> = None;
+            let mut sizes = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Append { count, size } => {
+                        if bytes + count as usize * size > 6 << 20 {
+                            continue;
+                        }
+                        bytes += count as usize * size;
+                        fill(&mut s, appended, appended + count, size);
+                        sizes.extend(std::iter::repeat_n(size, count as usize));
+                        appended += count;
+                        s.flush().unwrap();
+                    }
+                    Op::Read { max } => {
+                        let mut out = Vec::new();
+                        let n = s.read_next(max, &mut out).unwrap();
+                        prop_assert_eq!(n, out.len());
+                        prop_assert!(n <= max);
+                        for o in &out {
+                            prop_assert_eq!(seq(o), next);
+                            prop_assert_eq!(o.payload.len(), sizes[next as usize]);
+                            prop_assert_eq!(o.payload[0], b'a' + (next % 26) as u8);
+                            next += 1;
+                        }
+                        // Events are there to read: a read returns at least one.
+                        if next < appended {
+                            prop_assert!(n > 0);
+                        }
+                        if let Some(o) = out.last() {
+                            last_read = Some(o.after);
+                        }
+                    }
+                    Op::AckRead => {
+                        if let Some(c) = last_read {
+                            s.ack(c).unwrap();
+                            acked = next;
+                        }
+                    }
+                    Op::Rewind => {
+                        s.rewind();
+                        next = acked;
+                        last_read = None;
+                    }
+                }
+                prop_assert_eq!(s.pending(), appended - acked);
+            }
+        }
+    }
+}
