@@ -151,6 +151,11 @@ pub struct SimReport {
     pub unload_ms: u64,
     /// The driver's last health snapshot, as it reported it.
     pub health: Option<Health>,
+    /// Per load, the sequence numbers above the highest one the real (external) client could
+    /// learn of (from a batch or a health message it took): generated, never delivered, and
+    /// invisible to it, as when the unload's final health found no posted receive. Always 0
+    /// for the simulator's own consumer, which is told each load's final count.
+    pub unseen_tail_per_load: Vec<u64>,
     /// Batch messages `FltSendMessage` failed on purpose ([`Tuning::fail_every_nth_batch`]).
     pub injected_send_failures: u64,
 }
@@ -495,17 +500,19 @@ fn run_with(config: &SimConfig, tuning: &Tuning, consumer: Consumer<'_>, loads: 
     let mut simulated_tracker = Some(outcome.tracker);
     report.unload_clean = failed_entry_clean.unwrap_or(true);
     for (index, load) in finished.iter().enumerate() {
-        let tracker = if external {
-            win32::take_delivered(index as u64 + 1)
+        let (tracker, learned) = if external {
+            let load = index as u64 + 1;
+            (win32::take_delivered(load), Some(win32::take_learned(load)))
         } else {
             // The simulated consumer serves one load.
-            simulated_tracker.take().unwrap_or_default()
+            (simulated_tracker.take().unwrap_or_default(), None)
         };
         account_load(
             &mut report,
             &mut violations,
             load,
             tracker,
+            learned,
             config,
             outcome.bad_replies,
         );
@@ -644,6 +651,7 @@ fn account_load(
     violations: &mut Vec<String>,
     load: &Load,
     mut tracker: fsense_proto::SeqTracker,
+    learned: Option<u64>,
     config: &SimConfig,
     bad_replies: u64,
 ) {
@@ -696,6 +704,10 @@ fn account_load(
             tracker.out_of_order()
         ));
     }
+    let generated = health.as_ref().map_or(0, |h| h.events_generated);
+    report
+        .unseen_tail_per_load
+        .push(learned.map_or(0, |known| generated.saturating_sub(known)));
     report.delivered += tracker.delivered();
     report.seq_gaps += tracker.lost();
     report.leaked_allocations += (world.allocations.len() + world.contexts.len()) as u64;

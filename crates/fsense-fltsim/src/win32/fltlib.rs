@@ -104,12 +104,17 @@ pub struct Connection {
 /// Every batch record sequence number the simulated Filter Manager put into a client's buffer
 /// (what "delivered" means when the consumer is real code), per driver load of the run.
 static DELIVERED: Mutex<BTreeMap<u64, SeqTracker>> = Mutex::new(BTreeMap::new());
+/// Per driver load, the highest sequence number a client could learn of from what it took: a
+/// batch record's number or a health message's generated count. Numbers above it left no trace
+/// the client received.
+static LEARNED: Mutex<BTreeMap<u64, u64>> = Mutex::new(BTreeMap::new());
 /// The driver load in progress (numbered from 1 in a run); a connection belongs to the load it
 /// was made to, and is dead once another load serves the port.
 static LOAD: AtomicU64 = AtomicU64::new(0);
 
 pub fn reset_delivered() {
     lock(&DELIVERED).clear();
+    lock(&LEARNED).clear();
     LOAD.store(0, Ordering::Release);
 }
 
@@ -121,6 +126,11 @@ pub fn begin_load() -> u64 {
 /// The sequence numbers delivered to clients of driver load `load`.
 pub fn take_delivered(load: u64) -> SeqTracker {
     lock(&DELIVERED).remove(&load).unwrap_or_default()
+}
+
+/// The highest sequence number clients of driver load `load` could learn of (0: none).
+pub fn take_learned(load: u64) -> u64 {
+    lock(&LEARNED).remove(&load).unwrap_or(0)
 }
 
 impl Connection {
@@ -272,13 +282,23 @@ impl Connection {
 }
 
 fn observe_delivery(load: u64, bytes: &[u8]) {
-    if let Ok(Message::Batch(batch)) = Message::decode(bytes) {
-        let mut guard = lock(&DELIVERED);
-        let tracker = guard.entry(load).or_default();
-        for record in batch.records() {
-            tracker.observe(record.sequence);
+    let learned = match Message::decode(bytes) {
+        Ok(Message::Batch(batch)) => {
+            let mut guard = lock(&DELIVERED);
+            let tracker = guard.entry(load).or_default();
+            let mut highest = 0;
+            for record in batch.records() {
+                tracker.observe(record.sequence);
+                highest = highest.max(record.sequence);
+            }
+            highest
         }
-    }
+        Ok(Message::Health(health)) => health.events_generated,
+        _ => 0,
+    };
+    let mut guard = lock(&LEARNED);
+    let known = guard.entry(load).or_default();
+    *known = (*known).max(learned);
 }
 
 /// Completes a receive as the I/O manager does: status and byte count into its `OVERLAPPED`,

@@ -38,7 +38,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 pub use fltlib::{FilterConnectCommunicationPort, FilterGetMessage, FilterReplyMessage};
-pub(crate) use fltlib::{begin_load, take_delivered};
+pub(crate) use fltlib::{begin_load, take_delivered, take_learned};
 pub use io::{
     CancelIoEx, CloseHandle, CreateEventW, CreateIoCompletionPort, GetLastError,
     GetOverlappedResult, GetQueuedCompletionStatus, ResetEvent, SetEvent, WaitForSingleObject,
