@@ -16,6 +16,7 @@ pub mod nats;
 #[cfg(all(feature = "nats", not(target_env = "msvc")))]
 pub mod nats_failure;
 pub mod options;
+pub mod puback;
 pub mod spool;
 
 /// What identifies one event across runs: a replay of the same events yields the same keys.
