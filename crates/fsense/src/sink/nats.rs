@@ -3,28 +3,31 @@
 //! The pipeline's thread appends each event to the [`Spool`]; a publisher thread (its own
 //! single-threaded tokio runtime) reads the spool in order, publishes with at most [`WINDOW`]
 //! acknowledgements outstanding, and moves the spool's acknowledged cursor over each prefix
-//! JetStream acknowledged. A transient failure (disconnect, timeout, leader change) rewinds to
+//! JetStream acknowledged. Each publish carries a reply subject of the sink's own,
+//! `<inbox>.<token>`, answered on one subscription ([`puback`](super::puback) says why and
+//! reads the answers). A transient failure (disconnect, timeout, leader change) rewinds to
 //! the first unacknowledged event and publishes again from there once the server answers; the
 //! message ids make the server drop the copies of events it already stored. A refusal (the server
 //! will not take the events as configured) and an event too large to store are handled as
 //! [`nats_failure`](super::nats_failure) explains: no hot loop, nothing lost silently.
 
-use std::future::{Future, IntoFuture};
+use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_nats::connection::State;
 use async_nats::jetstream::{self, stream};
-use async_nats::{Client, ConnectOptions, Event, HeaderMap};
+use async_nats::{Client, ConnectOptions, Event, HeaderMap, Message, StatusCode, Subscriber};
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Notify;
 
 use super::nats_failure::{self, Failure, REFUSED_PAUSE, Verdict};
 use super::options::SinkConfig;
+use super::puback::{self, PubAck};
 use super::spool::{Cursor, Outgoing, Spool};
 use super::{EventKey, EventSink, MessageIds, SinkStats};
 
@@ -39,14 +42,6 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// The longest wait between two reconnection attempts (async-nats' default goes up to 4 s, and
 /// every second of it is a second of events waiting after the server is back).
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
-
-type AckFuture = Pin<
-    Box<
-        dyn Future<
-                Output = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
-            > + Send,
-    >,
->;
 
 struct Shared {
     spool: Mutex<Spool>,
@@ -277,9 +272,7 @@ async fn options(
     let told = disconnects.clone();
     Ok(o.connection_timeout(Duration::from_secs(2))
         .client_capacity(WINDOW * 2)
-        .reconnect_delay_callback(|attempts| {
-            (Duration::from_millis(100) * attempts.min(10) as u32).min(MAX_RECONNECT_DELAY)
-        })
+        .reconnect_delay_callback(reconnect_delay)
         .event_callback(move |event| {
             let told = told.clone();
             async move {
@@ -290,6 +283,14 @@ async fn options(
             }
         })
         .name("fsense"))
+}
+
+/// The wait before connection attempt `attempt` (1 for the first). async-nats waits this long
+/// before every attempt, the first connection's included: the first is immediate, then 100 ms
+/// more per failed attempt up to [`MAX_RECONNECT_DELAY`].
+fn reconnect_delay(attempt: usize) -> Duration {
+    let failed = u32::try_from(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+    (Duration::from_millis(100) * failed.min(10)).min(MAX_RECONNECT_DELAY)
 }
 
 /// Connects; a server that does not answer now, or refuses the TLS handshake or the
@@ -350,20 +351,64 @@ fn subject_matches(pattern: &str, subject: &str) -> bool {
     }
 }
 
-/// An event published and not yet acknowledged: its id (for stderr), where acknowledging it moves
-/// the spool, and the acknowledgement (`None`: rejected before it was sent).
-struct InFlight {
-    id: String,
-    after: Cursor,
-    ack: Option<AckFuture>,
+/// What became of one publish.
+enum Outcome {
+    Stored { duplicate: bool },
+    Failed(Failure),
 }
 
-/// A JetStream context with a fresh window of acknowledgement slots.
+/// An event published and not yet acknowledged: the token of its reply subject, its id (for
+/// stderr), where acknowledging it moves the spool, when it was sent, and the answer once here.
+struct InFlight {
+    token: u64,
+    id: String,
+    after: Cursor,
+    sent: Instant,
+    outcome: Option<Outcome>,
+}
+
+/// The in-flight publishes, oldest first; their tokens are consecutive.
+#[derive(Default)]
+struct Window {
+    entries: VecDeque<InFlight>,
+}
+
+impl Window {
+    /// Files the answer a reply brings. A reply for a publish no longer in the window (answered
+    /// after a timeout made the sink publish it again) is ignored: the message id makes the
+    /// server drop the second copy, and its answer says `duplicate`.
+    fn answer(&mut self, reply: Message, prefix: &str) {
+        let Some(token) = puback::reply_token(reply.subject.as_str(), prefix) else {
+            return;
+        };
+        let Some(front) = self.entries.front().map(|f| f.token) else {
+            return;
+        };
+        let Some(entry) = token
+            .checked_sub(front)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.entries.get_mut(i))
+            .filter(|e| e.token == token && e.outcome.is_none())
+        else {
+            return;
+        };
+        entry.outcome = Some(match reply.status {
+            Some(StatusCode::NO_RESPONDERS) => Outcome::Failed(nats_failure::no_stream()),
+            Some(status) if !status.is_success() => Outcome::Failed(Failure::transient(format!(
+                "the server answered status {status}"
+            ))),
+            _ => match puback::parse(&reply.payload) {
+                PubAck::Stored { duplicate, .. } => Outcome::Stored { duplicate },
+                other => Outcome::Failed(nats_failure::of_answer(&other)),
+            },
+        });
+    }
+}
+
+/// A JetStream context for the stream API (creating and looking up the stream).
 fn context(client: &Client) -> jetstream::Context {
     jetstream::ContextBuilder::new()
         .timeout(ACK_TIMEOUT)
-        .ack_timeout(ACK_TIMEOUT)
-        .max_ack_inflight(WINDOW)
         .build(client.clone())
 }
 
@@ -375,7 +420,13 @@ struct Publisher {
     subject: async_nats::Subject,
     disconnects: Arc<Disconnects>,
     disconnects_seen: u64,
-    inflight: std::collections::VecDeque<InFlight>,
+    /// The subscription the answers arrive on (`<inbox>.*`), made once connected.
+    answers: Option<Subscriber>,
+    /// `<inbox>.`: a reply subject is this and a token.
+    reply_prefix: String,
+    reply: String,
+    next_token: u64,
+    inflight: Window,
     batch: Vec<Outgoing>,
     /// Publishes outstanding at most: [`WINDOW`], or 1 (a probe) after a refusal.
     window: usize,
@@ -397,6 +448,9 @@ impl Publisher {
     ) -> Self {
         let subject = async_nats::Subject::from(config.url.subject.as_str());
         let disconnects_seen = disconnects.count.load(Ordering::SeqCst);
+        let reply_prefix = format!("{}.", client.new_inbox());
+        // A server not reached at start was said in one line by `connect`.
+        let failing = client.connection_state() != State::Connected;
         Self {
             shared,
             js: context(&client),
@@ -405,11 +459,15 @@ impl Publisher {
             subject,
             disconnects,
             disconnects_seen,
-            inflight: Default::default(),
+            answers: None,
+            reply_prefix,
+            reply: String::with_capacity(64),
+            next_token: 0,
+            inflight: Window::default(),
             batch: Vec::with_capacity(WINDOW),
             window: WINDOW,
             stream_ready: false,
-            failing: false,
+            failing,
             refusal: None,
             last_progress: Instant::now(),
             stopping_since: None,
@@ -444,29 +502,27 @@ impl Publisher {
             }
             let lost = self.lost_connection();
             let connected = self.client.connection_state() == State::Connected;
-            if (lost || !connected) && !self.inflight.is_empty() {
+            if (lost || !connected) && (!self.inflight.entries.is_empty() || !self.failing) {
                 // What was in flight on the old connection will never be acknowledged: do not
-                // wait for the acknowledgement timeout, publish again once connected.
+                // wait for the acknowledgement timeout, publish again once connected. With
+                // nothing in flight the outage is still said (once), as events now wait.
                 self.failed(Failure::transient("the connection to the server was lost"));
             }
             if !connected {
                 self.pause(RETRY_PAUSE).await;
                 continue;
             }
-            if !self.stream_ready {
-                if let Err(f) = self.ensure_stream().await {
-                    let pause = self.failed(f);
-                    self.pause(pause).await;
-                    continue;
-                }
-                self.stream_ready = true;
+            if let Err(f) = self.prepare().await {
+                let pause = self.failed(f);
+                self.pause(pause).await;
+                continue;
             }
             if let Err(f) = self.fill().await {
                 let pause = self.failed(f);
                 self.pause(pause).await;
                 continue;
             }
-            if self.inflight.is_empty() {
+            if self.inflight.entries.is_empty() {
                 let _ = self.shared.spool().sync_acked();
                 tokio::select! {
                     _ = self.shared.wake.notified() => {}
@@ -481,7 +537,25 @@ impl Publisher {
         }
         // Nothing to flush: what counts was acknowledged (a flush would wait for a server
         // that may be gone).
-        self.inflight.clear();
+        self.inflight.entries.clear();
+    }
+
+    /// The answers' subscription and the stream, before the first publish and after a failure.
+    async fn prepare(&mut self) -> Result<(), Failure> {
+        if self.answers.is_none() {
+            // The client subscribes again by itself after a reconnect.
+            let answers = self
+                .client
+                .subscribe(format!("{}*", self.reply_prefix))
+                .await
+                .map_err(|e| Failure::transient(format!("cannot subscribe for answers: {e}")))?;
+            self.answers = Some(answers);
+        }
+        if !self.stream_ready {
+            self.ensure_stream().await?;
+            self.stream_ready = true;
+        }
+        Ok(())
     }
 
     /// Waits `how_long`, or less when the run ends meanwhile.
@@ -499,13 +573,10 @@ impl Publisher {
     /// Something went wrong: say so (once per outage, once per refusal reason), publish again
     /// from the first unacknowledged event, and return how long to wait before that.
     fn failed(&mut self, failure: Failure) -> Duration {
-        self.inflight.clear();
+        // Answers still on their way are for tokens no longer in flight: ignored on arrival.
+        self.inflight.entries.clear();
         self.stream_ready = false;
         self.shared.spool().rewind();
-        // The acknowledgements just dropped keep their slots in the context's window until
-        // async-nats' own ack timeout (5 s) runs out: a fresh context publishes at full speed
-        // as soon as the server answers.
-        self.js = context(&self.client);
         match failure.verdict {
             Verdict::Refused => {
                 self.shared.refused.fetch_add(1, Ordering::Relaxed);
@@ -577,7 +648,7 @@ impl Publisher {
 
     /// Publishes spooled events until the window is full or the spool is read.
     async fn fill(&mut self) -> Result<(), Failure> {
-        let room = self.window.saturating_sub(self.inflight.len());
+        let room = self.window.saturating_sub(self.inflight.entries.len());
         if room == 0 {
             return Ok(());
         }
@@ -587,85 +658,95 @@ impl Publisher {
             eprintln!("fsense: spool: {}", one_line(&e.to_string()));
         }
         for out in std::mem::take(&mut self.batch) {
+            let token = self.next_token;
+            self.next_token += 1;
+            self.reply.clear();
+            let _ = write!(self.reply, "{}{token}", self.reply_prefix);
             let mut headers = HeaderMap::new();
             headers.insert(async_nats::header::NATS_MESSAGE_ID, out.id.as_str());
             let sent = self
-                .js
-                .publish_with_headers(self.subject.clone(), headers, out.payload.into())
+                .client
+                .publish_with_reply_and_headers(
+                    self.subject.clone(),
+                    async_nats::Subject::from(self.reply.as_str()),
+                    headers,
+                    out.payload.into(),
+                )
                 .await;
-            match sent {
-                Ok(ack) => {
+            let outcome = match sent {
+                Ok(()) => {
                     self.shared.published.fetch_add(1, Ordering::Relaxed);
-                    self.inflight.push_back(InFlight {
-                        id: out.id,
-                        after: out.after,
-                        ack: Some(Box::pin(ack.into_future())),
-                    });
+                    None
                 }
                 Err(e) => {
-                    let f = nats_failure::of_publish(&e);
+                    let f = nats_failure::of_send(&e);
                     if f.verdict != Verdict::RejectEvent {
                         return Err(f);
                     }
                     // Never sent: it leaves the spool in order, with the acknowledgements.
-                    self.inflight.push_back(InFlight {
-                        id: out.id,
-                        after: out.after,
-                        ack: None,
-                    });
-                    self.reject(
-                        self.inflight.back().map_or("", |i| i.id.as_str()),
-                        &f.reason,
-                    );
+                    Some(Outcome::Failed(f))
                 }
-            }
+            };
+            self.inflight.entries.push_back(InFlight {
+                token,
+                id: out.id,
+                after: out.after,
+                sent: Instant::now(),
+                outcome,
+            });
         }
         Ok(())
     }
 
-    /// Waits for the oldest acknowledgement (or a lost connection), takes every one already
-    /// there, and moves the spool's acknowledged cursor.
+    /// Waits for an answer (or a lost connection, or the oldest publish's deadline), takes
+    /// every answer already there, and moves the spool's acknowledged cursor over the answered
+    /// prefix.
     async fn collect(&mut self) -> Result<(), Failure> {
+        let Some(answers) = self.answers.as_mut() else {
+            return Ok(());
+        };
+        let waiting = self
+            .inflight
+            .entries
+            .front()
+            .filter(|f| f.outcome.is_none())
+            .map(|f| f.sent + ACK_TIMEOUT);
+        if let Some(deadline) = waiting {
+            tokio::select! {
+                reply = answers.next() => match reply {
+                    Some(r) => self.inflight.answer(r, &self.reply_prefix),
+                    None => {
+                        self.answers = None;
+                        return Err(Failure::transient("the answers' subscription ended"));
+                    }
+                },
+                _ = self.disconnects.wake.notified() => return Ok(()),
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    return Err(nats_failure::timed_out(ACK_TIMEOUT));
+                }
+            }
+        }
+        while let Some(Some(reply)) = answers.next().now_or_never() {
+            self.inflight.answer(reply, &self.reply_prefix);
+        }
         let mut acked: Option<Cursor> = None;
-        let mut first = true;
         let mut failure = None;
-        while let Some(front) = self.inflight.front_mut() {
-            let result = match &mut front.ack {
-                None => None,
-                Some(f) if first => {
-                    tokio::select! {
-                        r = f.as_mut() => Some(r),
-                        _ = self.disconnects.wake.notified() => break,
-                    }
-                }
-                Some(f) => {
-                    match std::future::poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx))).await {
-                        Poll::Ready(r) => Some(r),
-                        Poll::Pending => break,
-                    }
-                }
-            };
-            first = false;
-            let Some(done) = self.inflight.pop_front() else {
-                break;
-            };
-            match result {
-                // Rejected before it was sent (counted then).
-                None => {}
-                Some(Ok(ack)) => {
+        while let Some(done) = self.inflight.entries.pop_front_if(|e| e.outcome.is_some()) {
+            match done.outcome {
+                Some(Outcome::Stored { duplicate }) => {
                     self.shared.acknowledged.fetch_add(1, Ordering::Relaxed);
-                    if ack.duplicate {
+                    if duplicate {
                         self.shared.duplicates.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Some(Err(e)) => {
-                    let f = nats_failure::of_publish(&e);
-                    if f.verdict != Verdict::RejectEvent {
-                        failure = Some(f);
-                        break;
-                    }
+                Some(Outcome::Failed(f)) if f.verdict == Verdict::RejectEvent => {
                     self.reject(&done.id, &f.reason);
                 }
+                Some(Outcome::Failed(f)) => {
+                    failure = Some(f);
+                    break;
+                }
+                None => {}
             }
             acked = Some(done.after);
         }
@@ -687,7 +768,19 @@ impl Publisher {
 
 #[cfg(test)]
 mod tests {
-    use super::subject_matches;
+    use super::{MAX_RECONNECT_DELAY, reconnect_delay, subject_matches};
+    use std::time::Duration;
+
+    #[test]
+    fn the_first_connection_attempt_does_not_wait() {
+        // async-nats counts the first attempt as 1 and sleeps this long before it: a wait here
+        // delayed every start (and every first reconnect) by 100 ms.
+        assert_eq!(reconnect_delay(0), Duration::ZERO);
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        assert_eq!(reconnect_delay(2), Duration::from_millis(100));
+        assert_eq!(reconnect_delay(5), Duration::from_millis(400));
+        assert_eq!(reconnect_delay(usize::MAX), MAX_RECONNECT_DELAY);
+    }
 
     #[test]
     fn stream_subjects_match_like_nats() {

@@ -20,9 +20,9 @@
 use std::time::Duration;
 
 use async_nats::jetstream::ErrorCode;
-use async_nats::jetstream::context::{
-    CreateStreamError, CreateStreamErrorKind, PublishError, PublishErrorKind,
-};
+use async_nats::jetstream::context::{CreateStreamError, CreateStreamErrorKind};
+
+use super::puback::PubAck;
 
 /// Between two attempts while the server refuses (each a single probe message).
 pub const REFUSED_PAUSE: Duration = Duration::from_secs(10);
@@ -80,34 +80,52 @@ fn of_api_code(code: ErrorCode) -> Verdict {
     }
 }
 
-/// The JetStream API error a client error carries, if the server answered with one.
-fn api_error<'a>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a async_nats::jetstream::Error> {
-    e.source()?.downcast_ref::<async_nats::jetstream::Error>()
-}
-
-/// A publish, or its acknowledgement, failed.
-pub fn of_publish(e: &PublishError) -> Failure {
+/// A publish the client could not send.
+pub fn of_send(e: &async_nats::PublishError) -> Failure {
+    use async_nats::client::PublishErrorKind;
     let verdict = match e.kind() {
         PublishErrorKind::MaxPayloadExceeded => Verdict::RejectEvent,
-        PublishErrorKind::TimedOut
-        | PublishErrorKind::BrokenPipe
-        | PublishErrorKind::StreamNotFound
-        | PublishErrorKind::MaxAckPending => Verdict::Transient,
-        // The sink never sets the expectations these answer.
-        PublishErrorKind::WrongLastMessageId | PublishErrorKind::WrongLastSequence => {
-            Verdict::Refused
-        }
-        // No API error: an ack that did not parse, a send that failed: try again.
-        PublishErrorKind::Other => {
-            api_error(e).map_or(Verdict::Transient, |a| of_api_code(a.error_code()))
-        }
+        // The subject was checked when the URL was read and the reply subject is the sink's
+        // own: a subject the client refuses stays refused.
+        PublishErrorKind::InvalidSubject => Verdict::Refused,
+        // The connection's queue is closed: the client is going away or reconnecting.
+        PublishErrorKind::Send => Verdict::Transient,
     };
     Failure {
         verdict,
         reason: describe(e),
     }
+}
+
+/// An answer to a publish that is not "stored" (see [`PubAck`]).
+pub fn of_answer(answer: &PubAck) -> Failure {
+    match answer {
+        PubAck::Stored { .. } => Failure::transient("stored"),
+        PubAck::ApiError {
+            code,
+            err_code,
+            description,
+        } => Failure {
+            verdict: of_api_code(ErrorCode(*err_code)),
+            reason: format!("{description} (status code {code}, error code {err_code})"),
+        },
+        // An answer that did not parse: try again.
+        PubAck::Unreadable(why) => Failure::transient(why.clone()),
+    }
+}
+
+/// The server found no stream behind the subject (a 503 status instead of an answer): it was
+/// deleted, or the cluster has no leader for it yet. The publisher creates it again.
+pub fn no_stream() -> Failure {
+    Failure::transient("no stream found for the subject (no responders)")
+}
+
+/// No answer within `after`.
+pub fn timed_out(after: Duration) -> Failure {
+    Failure::transient(format!(
+        "timed out: no acknowledgement within {} s",
+        after.as_secs()
+    ))
 }
 
 /// Creating or looking up the stream failed.
@@ -201,29 +219,34 @@ mod tests {
         .unwrap()
     }
 
-    fn publish_with(code: u64) -> Failure {
-        of_publish(&PublishError::with_source(
-            PublishErrorKind::Other,
-            api(code),
-        ))
+    fn answer_with(code: u64) -> Failure {
+        of_answer(&PubAck::ApiError {
+            code: 400,
+            err_code: code,
+            description: "test".into(),
+        })
     }
 
     #[test]
     fn a_server_that_is_away_or_electing_is_transient() {
-        for kind in [
-            PublishErrorKind::TimedOut,
-            PublishErrorKind::BrokenPipe,
-            PublishErrorKind::StreamNotFound,
-        ] {
-            assert_eq!(
-                of_publish(&PublishError::new(kind)).verdict,
-                Verdict::Transient
-            );
+        // Not the leader, cluster not available, stream not found.
+        for code in [10008, 10009, 10059] {
+            assert_eq!(answer_with(code).verdict, Verdict::Transient, "{code}");
         }
-        assert_eq!(publish_with(10008).verdict, Verdict::Transient);
-        assert_eq!(publish_with(10009).verdict, Verdict::Transient);
+        assert_eq!(no_stream().verdict, Verdict::Transient);
         assert_eq!(
-            of_publish(&PublishError::new(PublishErrorKind::Other)).verdict,
+            timed_out(Duration::from_secs(5)).verdict,
+            Verdict::Transient
+        );
+        assert_eq!(
+            of_answer(&PubAck::Unreadable("x".into())).verdict,
+            Verdict::Transient
+        );
+        assert_eq!(
+            of_send(&async_nats::PublishError::new(
+                async_nats::client::PublishErrorKind::Send
+            ))
+            .verdict,
             Verdict::Transient
         );
     }
@@ -233,9 +256,10 @@ mod tests {
         // Stream full with discard new ("maximum messages exceeded"), storage exceeded, and a
         // code this table does not know.
         for code in [10077, 10047, 10999] {
-            let f = publish_with(code);
+            let f = answer_with(code);
             assert_eq!(f.verdict, Verdict::Refused, "{code}");
             assert!(f.reason.contains("test"), "{f:?}");
+            assert!(f.reason.contains(&code.to_string()), "{f:?}");
         }
         let overlap = CreateStreamError::new(CreateStreamErrorKind::JetStream(api(10065)));
         assert_eq!(of_stream("S", &overlap).verdict, Verdict::Refused);
@@ -247,9 +271,12 @@ mod tests {
 
     #[test]
     fn an_event_too_large_is_rejected_alone() {
-        assert_eq!(publish_with(10054).verdict, Verdict::RejectEvent);
+        assert_eq!(answer_with(10054).verdict, Verdict::RejectEvent);
         assert_eq!(
-            of_publish(&PublishError::new(PublishErrorKind::MaxPayloadExceeded)).verdict,
+            of_send(&async_nats::PublishError::new(
+                async_nats::client::PublishErrorKind::MaxPayloadExceeded
+            ))
+            .verdict,
             Verdict::RejectEvent
         );
     }
