@@ -43,11 +43,22 @@ struct Server {
     port: u16,
     name: String,
     _store: Option<tempfile::TempDir>,
+    /// For a server kept in a `static` (never dropped): the write end of its guard's stdin. The
+    /// guard kills the server when this closes, i.e. when the test process exits.
+    guard: Option<std::process::ChildStdin>,
 }
 
 impl Server {
-    /// A server on fresh ports; `cluster`: (this node's route port, every node's route port).
+    /// A server on fresh ports, started; `cluster`: (this node's route port, every node's route
+    /// port).
     fn start(name: &str, store: &Path, cluster: Option<(u16, &[u16])>) -> Self {
+        let mut s = Self::new(name, store, cluster);
+        s.run();
+        s
+    }
+
+    /// The same, not started yet.
+    fn new(name: &str, store: &Path, cluster: Option<(u16, &[u16])>) -> Self {
         let port = free_port();
         let mon = free_port();
         let mut args: Vec<String> = [
@@ -80,15 +91,43 @@ impl Server {
                 routes.join(","),
             ]);
         }
-        let mut s = Self {
+        Self {
             child: None,
             args,
             port,
             name: name.into(),
             _store: None,
-        };
-        s.run();
-        s
+            guard: None,
+        }
+    }
+
+    /// Starts a server that the test process outlives no longer than it must: statics are not
+    /// dropped, so a plain child would keep running after the tests.
+    fn start_guarded(mut self) -> Self {
+        let mut child = Command::new("sh")
+            .args([
+                "-c",
+                r#"nats-server "$@" & s=$!; read line; kill -9 $s; wait $s"#,
+                "sh",
+            ])
+            .args(&self.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sh and nats-server are installed (scripts/setup.sh)");
+        self.guard = child.stdin.take();
+        self.child = Some(child);
+        self.wait_listening();
+        self
+    }
+
+    fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn run(&mut self) {
@@ -99,11 +138,7 @@ impl Server {
             .spawn()
             .expect("nats-server is installed (scripts/setup.sh)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_listening();
     }
 
     fn kill(&mut self) {
@@ -124,14 +159,14 @@ impl Drop for Server {
     }
 }
 
-/// The server the tests share (never stopped; dropped with the process).
+/// The server the tests share (never stopped; it ends with the test process).
 fn shared() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
         let store = tempfile::tempdir().unwrap();
-        let mut s = Server::start("shared", store.path(), None);
+        let mut s = Server::new("shared", store.path(), None);
         s._store = Some(store);
-        s
+        s.start_guarded()
     })
 }
 
@@ -583,20 +618,40 @@ fn a_three_node_cluster_loses_its_stream_leader_mid_run() {
         .collect();
     let port = nodes[0].port;
 
-    // The leader killed: fsense is connected to n0, so make the leader another node (the
-    // connection stays up and what was in flight is lost with the leader).
+    // The leader killed: fsense is connected to n0, so the leader is made another node before
+    // the run (the connection stays up and what was in flight is lost with the leader). Moved
+    // first, not mid-run: a hand-over takes longer than the whole run may.
+    // A cluster that just started answers "timed out" until it has elected its meta leader.
+    wait_until(Duration::from_secs(30), || {
+        runtime().block_on(async {
+            let Ok(client) = async_nats::connect(format!("127.0.0.1:{port}")).await else {
+                return false;
+            };
+            async_nats::jetstream::new(client)
+                .get_or_create_stream(async_nats::jetstream::stream::Config {
+                    name: "T_CLUSTER".into(),
+                    subjects: vec!["t.cluster".into()],
+                    storage: async_nats::jetstream::stream::StorageType::File,
+                    duplicate_window: Duration::from_secs(120),
+                    num_replicas: 3,
+                    ..Default::default()
+                })
+                .await
+                .is_ok()
+        })
+    });
+    let mut leader = stream_leader(port, "T_CLUSTER");
+    while leader == nodes[0].name {
+        step_down(port, "T_CLUSTER");
+        wait_until(Duration::from_secs(20), || {
+            let now = stream_leader(port, "T_CLUSTER");
+            let moved = now != leader;
+            leader = now;
+            moved
+        });
+    }
     let mut victim = None;
     let (s, err, _) = cluster_replay(&nodes, "T_CLUSTER", "t.cluster", || {
-        let mut leader = stream_leader(port, "T_CLUSTER");
-        while leader == nodes[0].name {
-            step_down(port, "T_CLUSTER");
-            wait_until(Duration::from_secs(20), || {
-                let now = stream_leader(port, "T_CLUSTER");
-                let moved = now != leader;
-                leader = now;
-                moved
-            });
-        }
         let n = stream_count(port, "T_CLUSTER");
         let v = nodes.iter().position(|n| n.name == leader).unwrap();
         victim = Some(v);
@@ -948,14 +1003,15 @@ fn secure() -> &'static Secure {
             String::from_utf8_lossy(&check.stdout),
             stderr(&check)
         );
-        let mut server = Server {
+        let server = Server {
             child: None,
             args: vec!["-c".into(), conf.to_str().unwrap().into()],
             port,
             name: "secure".into(),
             _store: None,
-        };
-        server.run();
+            guard: None,
+        }
+        .start_guarded();
         Secure {
             server,
             ca: d.join("ca.pem"),
