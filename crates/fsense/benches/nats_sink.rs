@@ -1,13 +1,15 @@
 //! Events into NATS JetStream, sustained: the pipeline with its file output alone, then with
 //! `--sink` (memory spool, disk spool) publishing to a local single-node stream, each run timed
-//! until JetStream acknowledged every event. Also the spool's replay rate: reading a backlog off
-//! disk, and delivering a backlog an earlier run left. Target: >= 100,000 events/s.
+//! until JetStream acknowledged every event; the sink alone given the same events; and the
+//! spool's replay rate: reading a backlog off disk, and delivering a backlog an earlier run left.
+//! Target: >= 100,000 events/s.
 //!
 //! The floor: the same payloads from a bare async-nats program, core NATS and JetStream, the
 //! JetStream cases varied one thing at a time to give the server its best chance (a larger
 //! window of acknowledgements, memory storage, no `Nats-Msg-Id`, two streams at once, all of
-//! them together). For each NATS case the server's CPU time (/proc/PID/stat) and this
-//! process's are printed as a share of the timed wall time: 200% is both cores.
+//! them together), and published the sink's way (reply subjects of its own). Every sample
+//! starts on a new, empty stream. For each NATS case the server's CPU time (/proc/PID/stat) and
+//! this process's are printed as a share of the timed wall time: 200% is both cores.
 //!
 //! Needs `nats-server` on PATH (scripts/setup.sh); without it the NATS cases are skipped. In
 //! test mode (`cargo test --benches`, no `--bench` argument) each case runs once on 2,000
@@ -294,7 +296,24 @@ fn floor_stream(f: &Floor, i: usize) -> (String, String) {
     )
 }
 
-/// Empties the case's streams (creating them the first time): untimed.
+/// Deletes a stream if it is there: each sample starts from an empty store and an empty
+/// duplicate window (the server's table of message ids, which a purge may keep), so later cases
+/// do not pay for the ids earlier ones left. Untimed.
+async fn delete_stream(js: &async_nats::jetstream::Context, name: &str) {
+    let _ = js.delete_stream(name).await;
+}
+
+/// The sink's stream, deleted before a sample (the sink creates it again).
+fn reset_sink_stream(rt: &tokio::runtime::Runtime, port: u16) {
+    rt.block_on(async {
+        let client = async_nats::connect(format!("127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        delete_stream(&async_nats::jetstream::new(client), "BENCH").await;
+    });
+}
+
+/// The case's streams, new and empty: untimed.
 async fn floor_prepare(port: u16, f: Floor) {
     use async_nats::jetstream::{self, stream};
     let client = async_nats::connect(format!("127.0.0.1:{port}"))
@@ -303,21 +322,20 @@ async fn floor_prepare(port: u16, f: Floor) {
     let js = jetstream::new(client);
     for i in 0..f.streams {
         let (name, subject) = floor_stream(&f, i);
-        let s = js
-            .get_or_create_stream(stream::Config {
-                name,
-                subjects: vec![subject],
-                storage: if f.memory {
-                    stream::StorageType::Memory
-                } else {
-                    stream::StorageType::File
-                },
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        s.purge().await.unwrap();
+        delete_stream(&js, &name).await;
+        js.create_stream(stream::Config {
+            name,
+            subjects: vec![subject],
+            storage: if f.memory {
+                stream::StorageType::Memory
+            } else {
+                stream::StorageType::File
+            },
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     }
 }
 
@@ -368,6 +386,56 @@ async fn floor_publish(port: u16, payload: bytes::Bytes, run: u64, f: Floor) -> 
     start.elapsed()
 }
 
+/// The sink's settings, published the sink's way: a reply subject of its own per message (one
+/// wildcard subscription, a counter for the token) instead of async-nats' JetStream publish (a
+/// request each: a random token, a oneshot channel, a timer, a semaphore permit). Answers are
+/// only counted here.
+async fn floor_own_replies(port: u16, payload: bytes::Bytes, run: u64) -> Duration {
+    use futures::StreamExt;
+    let f = FLOORS[0];
+    let client = async_nats::connect(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let (_, subject) = floor_stream(&f, 0);
+    let subject = async_nats::Subject::from(subject);
+    let inbox = client.new_inbox();
+    let mut acks = client.subscribe(format!("{inbox}.*")).await.unwrap();
+    let start = Instant::now();
+    let mut outstanding = 0usize;
+    let mut acked = 0usize;
+    let count = events();
+    let mut id = String::new();
+    for n in 0..count {
+        if outstanding == f.window {
+            let m = acks.next().await.unwrap();
+            assert!(m.payload.starts_with(b"{\"stream\""), "{m:?}");
+            outstanding -= 1;
+            acked += 1;
+        }
+        use std::fmt::Write;
+        id.clear();
+        write!(id, "own/{run}/{n}").unwrap();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+        client
+            .publish_with_reply_and_headers(
+                subject.clone(),
+                format!("{inbox}.{n}"),
+                headers,
+                payload.clone(),
+            )
+            .await
+            .unwrap();
+        outstanding += 1;
+    }
+    while acked < count {
+        let m = acks.next().await.unwrap();
+        assert!(m.payload.starts_with(b"{\"stream\""), "{m:?}");
+        acked += 1;
+    }
+    start.elapsed()
+}
+
 const BACKLOG_EVENT: &[u8] = br#"{"activity_id":1,"category_uid":1,"class_uid":1001,"class_name":"File System Activity","severity_id":1,"type_uid":100101,"file":{"name":"report.docx","parent_folder":"C:\\Users\\ann\\Documents\\project-1","path":"C:\\Users\\ann\\Documents\\project-1\\report.docx","type_id":1},"metadata":{"product":{"name":"fsense","vendor_name":"fsense"},"version":"1.1.0"},"time":1700000000000}"#;
 
 /// A spool holding `events()` unacknowledged OCSF-sized events, as an outage leaves it.
@@ -378,6 +446,26 @@ fn fill_backlog(dir: &std::path::Path, run: u64) {
             .unwrap();
     }
     s.sync().unwrap();
+}
+
+/// `events()` OCSF-sized events into the sink, flushed every 256 as the pipeline does after a
+/// batch, until JetStream acknowledged the last.
+fn publish_events(sink: &mut NatsSink) -> Duration {
+    let start = Instant::now();
+    for i in 0..events() {
+        let key = fsense::sink::EventKey {
+            session: 1,
+            sequence: i as u64,
+        };
+        sink.send(key, BACKLOG_EVENT).unwrap();
+        if i % 256 == 255 {
+            sink.flush().unwrap();
+        }
+    }
+    let s = sink.finish().unwrap();
+    let took = start.elapsed();
+    assert_eq!(s.acknowledged, events() as u64, "{s:?}");
+    took
 }
 
 fn run_pipeline(batches: &[Vec<u8>], dir: &std::path::Path, sink: Option<NatsSink>) -> Duration {
@@ -421,6 +509,7 @@ fn bench(c: &mut Criterion) {
         return;
     };
     let server_pid = srv.0.id();
+    let rt = runtime();
     let mut cpu = CpuTally::default();
     let mut run = 1u64;
     for (name, disk) in [
@@ -432,12 +521,36 @@ fn bench(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     run += 1;
+                    reset_sink_stream(&rt, srv.1);
                     let spool = tempfile::tempdir().unwrap();
                     let sink =
                         NatsSink::start(config(srv.1, disk.then_some(spool.path()), run)).unwrap();
                     total += cpu.measure(server_pid, || {
                         run_pipeline(&batches, tmp.path(), Some(sink))
                     });
+                }
+                total
+            })
+        });
+        cpu.report(name);
+    }
+    // The sink alone, given the events as the pipeline gives them (no decoding, no OCSF, no
+    // file output on the same cores): what it publishes sustained.
+    for (name, disk) in [
+        ("nats_publish_memory_spool", false),
+        ("nats_publish_disk_spool", true),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    run += 1;
+                    reset_sink_stream(&rt, srv.1);
+                    let spool = tempfile::tempdir().unwrap();
+                    let mut sink =
+                        NatsSink::start(config(srv.1, disk.then_some(spool.path()), run)).unwrap();
+                    let s = cpu.measure(server_pid, || publish_events(&mut sink));
+                    total += s;
                 }
                 total
             })
@@ -481,6 +594,21 @@ fn bench(c: &mut Criterion) {
         cpu.report(floor.name);
     }
 
+    g.bench_function("floor_jetstream_own_replies", |b| {
+        b.iter_custom(|iters| {
+            let rt = runtime();
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                run += 1;
+                rt.block_on(floor_prepare(srv.1, FLOORS[0]));
+                total += cpu.measure(server_pid, || {
+                    rt.block_on(floor_own_replies(srv.1, payload.clone(), run))
+                });
+            }
+            total
+        })
+    });
+    cpu.report("floor_jetstream_own_replies");
     // A backlog on disk: what a restart after an outage replays.
     let backlog = tempfile::tempdir().unwrap();
     fill_backlog(backlog.path(), 1);
@@ -508,6 +636,7 @@ fn bench(c: &mut Criterion) {
             for _ in 0..iters {
                 run += 1;
                 // Fresh ids each round, or the server would drop them as duplicates.
+                reset_sink_stream(&rt, srv.1);
                 let dir = tempfile::tempdir().unwrap();
                 fill_backlog(dir.path(), run);
                 let mut s = None;
