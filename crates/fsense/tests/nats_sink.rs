@@ -178,9 +178,10 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Every message of `stream`: its `Nats-Msg-Id`s, in stream order; payloads checked to be JSON.
-/// Retried for a while: after a node was killed, the cluster may still be electing leaders.
+/// Retried for a while: after a node was killed, the cluster may still be electing leaders (on
+/// a fresh CI machine with Miri running beside the tests, 30 s were once not enough).
 fn read_stream(port: u16, stream: &str) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         match runtime().block_on(try_read_stream(port, stream)) {
             Ok(ids) => return ids,
