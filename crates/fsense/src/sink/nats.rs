@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 
 use super::nats_failure::{self, Failure, REFUSED_PAUSE, Verdict};
 use super::options::SinkConfig;
-use super::puback::{self, PubAck};
+use super::puback;
 use super::spool::{Cursor, Outgoing, Spool};
 use super::{EventKey, EventSink, MessageIds, SinkStats};
 
@@ -397,9 +397,9 @@ impl Window {
             Some(status) if !status.is_success() => Outcome::Failed(Failure::transient(format!(
                 "the server answered status {status}"
             ))),
-            _ => match puback::parse(&reply.payload) {
-                PubAck::Stored { duplicate, .. } => Outcome::Stored { duplicate },
-                other => Outcome::Failed(nats_failure::of_answer(&other)),
+            _ => match nats_failure::of_answer(&puback::parse(&reply.payload)) {
+                Ok(duplicate) => Outcome::Stored { duplicate },
+                Err(f) => Outcome::Failed(f),
             },
         });
     }

@@ -97,20 +97,21 @@ pub fn of_send(e: &async_nats::PublishError) -> Failure {
     }
 }
 
-/// An answer to a publish that is not "stored" (see [`PubAck`]).
-pub fn of_answer(answer: &PubAck) -> Failure {
+/// What an answer to a publish means: stored (`Ok`, with whether it was a duplicate) or a
+/// failure (see [`PubAck`]).
+pub fn of_answer(answer: &PubAck) -> Result<bool, Failure> {
     match answer {
-        PubAck::Stored { .. } => Failure::transient("stored"),
+        PubAck::Stored { duplicate, .. } => Ok(*duplicate),
         PubAck::ApiError {
             code,
             err_code,
             description,
-        } => Failure {
+        } => Err(Failure {
             verdict: of_api_code(ErrorCode(*err_code)),
             reason: format!("{description} (status code {code}, error code {err_code})"),
-        },
+        }),
         // An answer that did not parse: try again.
-        PubAck::Unreadable(why) => Failure::transient(why.clone()),
+        PubAck::Unreadable(why) => Err(Failure::transient(why.clone())),
     }
 }
 
@@ -225,6 +226,7 @@ mod tests {
             err_code: code,
             description: "test".into(),
         })
+        .unwrap_err()
     }
 
     #[test]
@@ -239,7 +241,9 @@ mod tests {
             Verdict::Transient
         );
         assert_eq!(
-            of_answer(&PubAck::Unreadable("x".into())).verdict,
+            of_answer(&PubAck::Unreadable("x".into()))
+                .unwrap_err()
+                .verdict,
             Verdict::Transient
         );
         assert_eq!(
