@@ -347,8 +347,8 @@ fn run_sim(args: &[String]) -> Output {
 /// A capture of `events` synthetic events, sequence numbers 1..=events (made once per size and
 /// test binary).
 fn capture(events: u64) -> PathBuf {
-    use fsense::capture::{CaptureWriter, SourceKind};
-    use fsense::synth::{self, SynthEvent};
+    use fsense::source::capture::{CaptureWriter, SourceKind};
+    use fsense::source::synth::{self, SynthEvent};
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     static MADE: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
     let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
@@ -712,7 +712,7 @@ fn step_down(port: u16, stream: &str) {
 
 /// The ids a spool holds, unacknowledged.
 fn spooled_ids(dir: &Path) -> Vec<String> {
-    use fsense::sink::spool::{Spool, SpoolConfig};
+    use fsense::output::sink::spool::{Spool, SpoolConfig};
     let (mut spool, _) = Spool::open(&SpoolConfig {
         dir: Some(dir.to_path_buf()),
         max_bytes: 1 << 30,
@@ -731,7 +731,7 @@ fn spooled_ids(dir: &Path) -> Vec<String> {
 
 /// The sequence numbers of the events in a capture, in order.
 fn capture_sequences(path: &Path) -> Vec<u64> {
-    use fsense::capture::CaptureReader;
+    use fsense::source::capture::CaptureReader;
     use fsense_proto::Message;
     let f = std::io::BufReader::new(std::fs::File::open(path).unwrap());
     let mut reader = CaptureReader::new(f).unwrap();
