@@ -34,6 +34,12 @@
 pub mod parse;
 
 #[cfg(target_os = "linux")]
+mod dir_names;
+#[cfg(target_os = "linux")]
+mod moved_away;
+#[cfg(target_os = "linux")]
+mod moved_in;
+#[cfg(target_os = "linux")]
 mod source;
 #[cfg(target_os = "linux")]
 mod write_sessions;

@@ -1,0 +1,231 @@
+//! Naming a directory whose path is too long for the kernel to name (`ENAMETOOLONG` from
+//! `/proc/self/fd`): walk up (`openat(dir, "..")`) to a watched root, finding each level's name in
+//! its parent.
+//!
+//! Finding a name means listing the parent, and anyone who can create files under a watched root
+//! can make a level hold thousands of entries: listing every level for every event made each event
+//! cost milliseconds of CPU (review N4). So the work is bounded:
+//! - every directory met while listing a parent is remembered by (device, inode) with its parent's
+//!   inode and its name, across reads, so a level is listed once, not once per event (a cached
+//!   name is used only after checking that the parent still holds that inode under it);
+//! - at most [`MAX_SCANNED_PER_READ`] entries are listed per read: a walk that would need more is
+//!   abandoned, and its event counts as unresolved, i.e. dropped, never silently lost;
+//! - the cache holds at most [`MAX_CACHED`] names and starts over when full.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirEntryExt, MetadataExt};
+
+use crate::ffi::linux as sys;
+
+/// Most levels walked up from a directory.
+const MAX_WALK_DEPTH: usize = 4096;
+/// Most directory entries listed per read, over all walks of that read.
+pub const MAX_SCANNED_PER_READ: usize = 65_536;
+/// Most directory names remembered.
+pub const MAX_CACHED: usize = 16_384;
+
+/// Why a walk gave no path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalkEnd {
+    /// No watched root above the directory, or it changed under the walk.
+    NotFound,
+    /// The read's listing budget ran out.
+    Abandoned,
+}
+
+/// Names of directories learned by listing their parents.
+#[derive(Default)]
+pub struct DirNames {
+    /// (device, inode) of a directory -> (its parent's inode, its name there).
+    names: HashMap<(u64, u64), (u64, Box<[u8]>)>,
+    scanned_this_read: usize,
+}
+
+impl DirNames {
+    /// A new read: its listing budget starts over (the names stay).
+    pub fn new_read(&mut self) {
+        self.scanned_this_read = 0;
+    }
+
+    /// Entries listed in this read so far.
+    #[cfg(test)]
+    pub fn scanned(&self) -> usize {
+        self.scanned_this_read
+    }
+
+    /// The path of `dir` below the watched root it lies under.
+    pub fn walk_up_to_root(
+        &mut self,
+        dir: OwnedFd,
+        roots: &[Vec<u8>],
+        root_ids: &[(u64, u64)],
+    ) -> Result<Vec<u8>, WalkEnd> {
+        let mut names: Vec<Box<[u8]>> = Vec::new();
+        let mut current = File::from(dir);
+        let meta = current.metadata().map_err(|_| WalkEnd::NotFound)?;
+        let mut id = (meta.dev(), meta.ino());
+        for _ in 0..MAX_WALK_DEPTH {
+            if let Some(i) = root_ids.iter().position(|r| *r == id) {
+                let mut path = roots.get(i).ok_or(WalkEnd::NotFound)?.clone();
+                for name in names.iter().rev() {
+                    if !path.ends_with(b"/") {
+                        path.push(b'/');
+                    }
+                    path.extend_from_slice(name);
+                }
+                return Ok(path);
+            }
+            let parent =
+                File::from(sys::open_parent(current.as_fd()).map_err(|_| WalkEnd::NotFound)?);
+            let parent_meta = parent.metadata().map_err(|_| WalkEnd::NotFound)?;
+            let parent_id = (parent_meta.dev(), parent_meta.ino());
+            if parent_id == id {
+                return Err(WalkEnd::NotFound); // the top of the file system: no watched root above
+            }
+            names.push(self.name_in(&parent, parent_meta.ino(), id)?);
+            current = parent;
+            id = parent_id;
+        }
+        Err(WalkEnd::NotFound)
+    }
+
+    /// The name under which `parent` (inode `parent_ino`) holds directory `id`.
+    fn name_in(
+        &mut self,
+        parent: &File,
+        parent_ino: u64,
+        id: (u64, u64),
+    ) -> Result<Box<[u8]>, WalkEnd> {
+        let parent_dir = format!("/proc/self/fd/{}", parent.as_raw_fd());
+        if let Some((cached_parent, name)) = self.names.get(&id)
+            && *cached_parent == parent_ino
+        {
+            // Still there under that name (a rename within the parent would have changed it)?
+            let entry = std::path::Path::new(&parent_dir).join(std::ffi::OsStr::from_bytes(name));
+            if fs::symlink_metadata(entry).is_ok_and(|m| m.ino() == id.1 && m.dev() == id.0) {
+                return Ok(name.clone());
+            }
+        }
+        let listing = fs::read_dir(&parent_dir).map_err(|_| WalkEnd::NotFound)?;
+        let mut found = None;
+        for entry in listing {
+            let Ok(entry) = entry else { continue };
+            self.scanned_this_read += 1;
+            if self.scanned_this_read > MAX_SCANNED_PER_READ {
+                return found.ok_or(WalkEnd::Abandoned);
+            }
+            // Remember every subdirectory met (from the listing's type, no extra call): its
+            // siblings' events need the same listing.
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if !is_dir {
+                continue;
+            }
+            let name = entry.file_name().into_vec().into_boxed_slice();
+            if entry.ino() == id.1 {
+                found = Some(name.clone());
+            }
+            if self.names.len() >= MAX_CACHED {
+                self.names.clear();
+            }
+            self.names.insert((id.0, entry.ino()), (parent_ino, name));
+        }
+        found.ok_or(WalkEnd::NotFound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn id(p: &std::path::Path) -> (u64, u64) {
+        let m = fs::metadata(p).unwrap();
+        (m.dev(), m.ino())
+    }
+
+    fn open(p: &std::path::Path) -> OwnedFd {
+        File::open(p).unwrap().into()
+    }
+
+    #[test]
+    fn a_level_is_listed_once_for_all_its_subdirectories() {
+        let root = tempfile::tempdir().unwrap();
+        let crowded = root.path().join("crowded");
+        fs::create_dir(&crowded).unwrap();
+        for i in 0..200 {
+            fs::write(crowded.join(format!("f{i}")), b"").unwrap();
+        }
+        for i in 0..50 {
+            fs::create_dir(crowded.join(format!("leaf{i}"))).unwrap();
+        }
+        let roots = vec![root.path().as_os_str().as_bytes().to_vec()];
+        let root_ids = vec![id(root.path())];
+        let mut names = DirNames::default();
+        names.new_read();
+        for i in 0..50 {
+            let leaf = crowded.join(format!("leaf{i}"));
+            let path = names
+                .walk_up_to_root(open(&leaf), &roots, &root_ids)
+                .unwrap();
+            assert_eq!(path, leaf.as_os_str().as_bytes());
+        }
+        // One listing of `crowded` (250 entries) and one of the root (1), not 50 of each.
+        assert!(names.scanned() <= 251 + 1, "{}", names.scanned());
+    }
+
+    #[test]
+    fn a_renamed_directory_is_not_named_from_a_stale_cache() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("a")).unwrap();
+        let roots = vec![root.path().as_os_str().as_bytes().to_vec()];
+        let root_ids = vec![id(root.path())];
+        let mut names = DirNames::default();
+        let a = root.path().join("a");
+        names.walk_up_to_root(open(&a), &roots, &root_ids).unwrap();
+        fs::rename(&a, root.path().join("b")).unwrap();
+        let path = names
+            .walk_up_to_root(open(&root.path().join("b")), &roots, &root_ids)
+            .unwrap();
+        assert_eq!(path, root.path().join("b").as_os_str().as_bytes());
+    }
+
+    #[test]
+    fn a_walk_over_the_budget_is_abandoned_not_finished() {
+        let root = tempfile::tempdir().unwrap();
+        let crowded = root.path().join("crowded");
+        fs::create_dir(&crowded).unwrap();
+        fs::create_dir(crowded.join("leaf")).unwrap();
+        let roots = vec![root.path().as_os_str().as_bytes().to_vec()];
+        let root_ids = vec![id(root.path())];
+        let mut names = DirNames {
+            scanned_this_read: MAX_SCANNED_PER_READ,
+            ..DirNames::default()
+        };
+        let end = names
+            .walk_up_to_root(open(&crowded.join("leaf")), &roots, &root_ids)
+            .unwrap_err();
+        assert_eq!(end, WalkEnd::Abandoned);
+        names.new_read();
+        assert!(
+            names
+                .walk_up_to_root(open(&crowded.join("leaf")), &roots, &root_ids)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn no_watched_root_above_is_not_found() {
+        let root = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let roots = vec![root.path().as_os_str().as_bytes().to_vec()];
+        let root_ids = vec![id(root.path())];
+        let mut names = DirNames::default();
+        assert_eq!(
+            names.walk_up_to_root(open(other.path()), &roots, &root_ids),
+            Err(WalkEnd::NotFound)
+        );
+    }
+}
