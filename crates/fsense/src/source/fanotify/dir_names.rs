@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirEntryExt, MetadataExt};
+use std::os::unix::fs::{DirEntryExt, MetadataExt, OpenOptionsExt};
 
 use crate::ffi::linux as sys;
 
@@ -67,6 +67,9 @@ impl DirNames {
         let mut current = File::from(dir);
         let meta = current.metadata().map_err(|_| WalkEnd::NotFound)?;
         let mut id = (meta.dev(), meta.ino());
+        if let Some(path) = self.from_cache(id, roots, root_ids) {
+            return Ok(path);
+        }
         for _ in 0..MAX_WALK_DEPTH {
             if let Some(i) = root_ids.iter().position(|r| *r == id) {
                 let mut path = roots.get(i).ok_or(WalkEnd::NotFound)?.clone();
@@ -90,6 +93,48 @@ impl DirNames {
             id = parent_id;
         }
         Err(WalkEnd::NotFound)
+    }
+
+    /// The path of directory `id` from the cached names alone, checked by opening it down from
+    /// its root one component at a time (no link followed) and comparing the inode: one call per
+    /// level instead of the walk's four. `None` when the cache does not reach a root or the way
+    /// changed (then the walk runs and refreshes the cache).
+    fn from_cache(
+        &self,
+        id: (u64, u64),
+        roots: &[Vec<u8>],
+        root_ids: &[(u64, u64)],
+    ) -> Option<Vec<u8>> {
+        let mut chain: Vec<&[u8]> = Vec::new();
+        let mut at = id;
+        let root = loop {
+            if let Some(i) = root_ids.iter().position(|r| *r == at) {
+                break i;
+            }
+            if chain.len() >= MAX_WALK_DEPTH {
+                return None;
+            }
+            let (parent_ino, name) = self.names.get(&at)?;
+            chain.push(name);
+            at = (at.0, *parent_ino);
+        };
+        let root_path = roots.get(root)?;
+        let mut fd: OwnedFd = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(std::ffi::OsStr::from_bytes(root_path))
+            .ok()?
+            .into();
+        let mut path = root_path.clone();
+        for name in chain.iter().rev() {
+            fd = sys::open_subdir(fd.as_fd(), name).ok()?;
+            if !path.ends_with(b"/") {
+                path.push(b'/');
+            }
+            path.extend_from_slice(name);
+        }
+        let meta = File::from(fd).metadata().ok()?;
+        ((meta.dev(), meta.ino()) == id).then_some(path)
     }
 
     /// The name under which `parent` (inode `parent_ino`) holds directory `id`.
@@ -174,6 +219,14 @@ mod tests {
         }
         // One listing of `crowded` (250 entries) and one of the root (1), not 50 of each.
         assert!(names.scanned() <= 251 + 1, "{}", names.scanned());
+        // Later walks take the cached names, checked from the root down: nothing listed.
+        names.new_read();
+        let leaf = crowded.join("leaf7");
+        let path = names
+            .walk_up_to_root(open(&leaf), &roots, &root_ids)
+            .unwrap();
+        assert_eq!(path, leaf.as_os_str().as_bytes());
+        assert_eq!(names.scanned(), 0);
     }
 
     #[test]
@@ -190,6 +243,19 @@ mod tests {
             .walk_up_to_root(open(&root.path().join("b")), &roots, &root_ids)
             .unwrap();
         assert_eq!(path, root.path().join("b").as_os_str().as_bytes());
+        // A directory swapped for a link to it is not taken from the cache through the link.
+        fs::create_dir(root.path().join("b").join("c")).unwrap();
+        let c = root.path().join("b").join("c");
+        names.walk_up_to_root(open(&c), &roots, &root_ids).unwrap();
+        let real = tempfile::tempdir().unwrap();
+        fs::rename(root.path().join("b"), real.path().join("b")).unwrap();
+        std::os::unix::fs::symlink(real.path().join("b"), root.path().join("b")).unwrap();
+        let moved = real.path().join("b").join("c");
+        assert!(
+            names
+                .walk_up_to_root(open(&moved), &roots, &root_ids)
+                .is_err()
+        );
     }
 
     #[test]

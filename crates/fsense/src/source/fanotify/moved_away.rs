@@ -25,6 +25,8 @@ use super::is_under;
 pub const MAX_HELD: usize = 1024;
 /// Most directory renames remembered while anything is held.
 pub const MAX_RENAMES: usize = 1024;
+/// Most bytes of rename paths remembered (a path walked up past `PATH_MAX` can be long).
+pub const MAX_RENAME_BYTES: usize = 16 << 20;
 
 /// What a judgement found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +46,8 @@ pub struct OutsideWindow {
     held: HashMap<(u64, Vec<u8>), u64>,
     /// (kernel events read before the rename's read, old path, new path), in read order.
     renames: Vec<(u64, Vec<u8>, Vec<u8>)>,
+    /// Bytes of paths in `renames`.
+    rename_bytes: usize,
 }
 
 impl OutsideWindow {
@@ -52,6 +56,7 @@ impl OutsideWindow {
             capacity: capacity.max(1),
             held: HashMap::new(),
             renames: Vec::new(),
+            rename_bytes: 0,
         }
     }
 
@@ -82,13 +87,15 @@ impl OutsideWindow {
             return Judged::default();
         }
         let mut early = Judged::default();
-        if self.renames.len() >= MAX_RENAMES {
+        let bytes = old.len() + new.len();
+        if self.renames.len() >= MAX_RENAMES || self.rename_bytes + bytes > MAX_RENAME_BYTES {
             // Judged now with the renames so far: what still looks outside may not be.
             let (judged, stayed_outside) = self.judge(u64::MAX, inside);
             early = judged;
             early.unchecked = stayed_outside;
         }
         self.renames.push((read_at, old.to_vec(), new.to_vec()));
+        self.rename_bytes += bytes;
         early
     }
 
@@ -141,6 +148,7 @@ impl OutsideWindow {
             Some(oldest) => self.renames.retain(|(at, _, _)| *at > oldest),
             None => self.renames.clear(),
         }
+        self.rename_bytes = self.renames.iter().map(|(_, o, n)| o.len() + n.len()).sum();
         (judged, stayed_outside)
     }
 
@@ -198,6 +206,26 @@ mod tests {
         assert_eq!(w.end_read(0, 500, false, &inside), Judged::default());
         assert!(!w.is_empty());
         w.end_read(500, 600, false, &inside);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn a_full_rename_list_judges_early_and_counts_what_stayed_outside() {
+        let mut w = OutsideWindow::new(16_384);
+        w.hold(0, b"/o/elsewhere");
+        w.hold(0, b"/o/moved");
+        for i in 0..MAX_RENAMES {
+            w.dir_renamed(1, format!("/o/a{i}").as_bytes(), b"/o/b", &inside);
+        }
+        // The list is full: judged now; the move below comes too late for them.
+        let early = w.dir_renamed(2, b"/w/moved", b"/o/moved", &inside);
+        assert_eq!(
+            early,
+            Judged {
+                moved_away: 0,
+                unchecked: 2
+            }
+        );
         assert!(w.is_empty());
     }
 
