@@ -51,6 +51,10 @@ fn a_queue_overflow_is_reported_as_a_lower_bound() {
         assert!(status.success(), "{stderr}");
         let s: Value = serde_json::from_str(&fs::read_to_string(&run.summary).unwrap()).unwrap();
         let overflows = s["source"]["overflows"].as_u64().unwrap();
+        eprintln!(
+            "N12: 20000 creates; {} reported, dropped {} (lower bound: {}), overflows {overflows}",
+            s["reported"], s["dropped"], s["dropped_is_lower_bound"]
+        );
         assert!(overflows >= 1, "{s}");
         assert_eq!(s["dropped_is_lower_bound"], true, "{s}");
         let line = stderr
@@ -96,6 +100,10 @@ fn a_file_in_a_directory_moved_out_while_the_sensor_lags_is_not_only_outside() {
                 .collect();
             let want = bytes(&w.join("stage").join("evil.docm"));
             let reported = lines.iter().any(|l| exact_path(l) == want);
+            eprintln!(
+                "N5: evil.docm reported: {reported}; moved_away {}, outside {}, dropped {}",
+                s["source"]["moved_away"], s["source"]["outside"], s["dropped"]
+            );
             assert_eq!(s["source"]["overflows"], 0, "{s}");
             assert!(
                 reported || s["source"]["moved_away"].as_u64().unwrap() >= 1,
