@@ -36,11 +36,14 @@ pub enum WalkEnd {
     Abandoned,
 }
 
+/// (device, inode) of a directory.
+type DirId = (u64, u64);
+
 /// Names of directories learned by listing their parents.
 #[derive(Default)]
 pub struct DirNames {
     /// (device, inode) of a directory -> (its parent's inode, its name there).
-    names: HashMap<(u64, u64), (u64, Box<[u8]>)>,
+    names: HashMap<DirId, (u64, Box<[u8]>)>,
     scanned_this_read: usize,
 }
 
@@ -67,7 +70,7 @@ impl DirNames {
         let mut current = File::from(dir);
         let meta = current.metadata().map_err(|_| WalkEnd::NotFound)?;
         let mut id = (meta.dev(), meta.ino());
-        if let Some(path) = self.from_cache(id, roots, root_ids) {
+        if let Some(path) = self.cached_path(id, roots, root_ids) {
             return Ok(path);
         }
         for _ in 0..MAX_WALK_DEPTH {
@@ -99,7 +102,7 @@ impl DirNames {
     /// its root one component at a time (no link followed) and comparing the inode: one call per
     /// level instead of the walk's four. `None` when the cache does not reach a root or the way
     /// changed (then the walk runs and refreshes the cache).
-    fn from_cache(
+    fn cached_path(
         &self,
         id: (u64, u64),
         roots: &[Vec<u8>],
