@@ -11,12 +11,15 @@ use crate::output::report::write_json_file;
 use crate::pipeline::PipelineStats;
 
 pub fn run(args: WatchArgs) -> Result<ExitCode, Failure> {
+    // Before anything is created: a summary written only at the end is refused now.
+    setup::check_output_dirs(&args.out)?;
     platform::run(args, setup::stop_flag()?)
 }
 
 /// Watches until `stop` is set (the service's stop handshake), not until a signal.
 #[cfg_attr(not(windows), allow(dead_code))]
 pub fn run_until(args: WatchArgs, stop: Arc<AtomicBool>) -> Result<ExitCode, Failure> {
+    setup::check_output_dirs(&args.out)?;
     platform::run(args, stop)
 }
 
