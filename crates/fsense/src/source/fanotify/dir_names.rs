@@ -8,7 +8,9 @@
 //! - every directory met while listing a parent is remembered by (device, inode) with its parent's
 //!   inode and its name, across reads, so a level is listed once, not once per event (a cached
 //!   name is used only after checking that the parent still holds that inode under it);
-//! - at most [`MAX_SCANNED_PER_READ`] entries are listed per read: a walk that would need more is
+//! - at most [`MAX_SCANNED_PER_READ`] entries are listed per read, and no more than that per second
+//!   over time (a token bucket: a new directory in a crowded parent makes the parent be listed
+//!   again, and that must not be repeatable without limit): a walk that would need more is
 //!   abandoned, and its event counts as unresolved, i.e. dropped, never silently lost;
 //! - the cache holds at most [`MAX_CACHED`] names and starts over when full.
 
@@ -17,12 +19,13 @@ use std::fs::{self, File};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirEntryExt, MetadataExt, OpenOptionsExt};
+use std::time::Instant;
 
 use crate::ffi::linux as sys;
 
 /// Most levels walked up from a directory.
 const MAX_WALK_DEPTH: usize = 4096;
-/// Most directory entries listed per read, over all walks of that read.
+/// Most directory entries listed per read, over all walks of that read, and per second.
 pub const MAX_SCANNED_PER_READ: usize = 65_536;
 /// Most directory names remembered.
 pub const MAX_CACHED: usize = 16_384;
@@ -40,17 +43,37 @@ pub enum WalkEnd {
 type DirId = (u64, u64);
 
 /// Names of directories learned by listing their parents.
-#[derive(Default)]
 pub struct DirNames {
     /// (device, inode) of a directory -> (its parent's inode, its name there).
     names: HashMap<DirId, (u64, Box<[u8]>)>,
     scanned_this_read: usize,
+    /// Entries that may still be listed: refilled at [`MAX_SCANNED_PER_READ`] per second up to
+    /// that many, and never more than that per read.
+    tokens: usize,
+    refilled: Instant,
+}
+
+impl Default for DirNames {
+    fn default() -> Self {
+        Self {
+            names: HashMap::new(),
+            scanned_this_read: 0,
+            tokens: MAX_SCANNED_PER_READ,
+            refilled: Instant::now(),
+        }
+    }
 }
 
 impl DirNames {
-    /// A new read: its listing budget starts over (the names stay).
+    /// A new read: its listing budget is refilled for the time since the last refill (the
+    /// names stay).
     pub fn new_read(&mut self) {
         self.scanned_this_read = 0;
+        let earned = self.refilled.elapsed().as_secs_f64() * MAX_SCANNED_PER_READ as f64;
+        if earned >= 1.0 {
+            self.tokens = MAX_SCANNED_PER_READ.min(self.tokens.saturating_add(earned as usize));
+            self.refilled = Instant::now();
+        }
     }
 
     /// Entries listed in this read so far.
@@ -161,10 +184,11 @@ impl DirNames {
         let mut found = None;
         for entry in listing {
             let Ok(entry) = entry else { continue };
-            self.scanned_this_read += 1;
-            if self.scanned_this_read > MAX_SCANNED_PER_READ {
+            if self.tokens == 0 || self.scanned_this_read >= MAX_SCANNED_PER_READ {
                 return found.ok_or(WalkEnd::Abandoned);
             }
+            self.scanned_this_read += 1;
+            self.tokens -= 1;
             // Remember every subdirectory met (from the listing's type, no extra call): its
             // siblings' events need the same listing.
             let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
@@ -270,14 +294,25 @@ mod tests {
         let roots = vec![root.path().as_os_str().as_bytes().to_vec()];
         let root_ids = vec![id(root.path())];
         let mut names = DirNames {
-            scanned_this_read: MAX_SCANNED_PER_READ,
+            tokens: 0,
             ..DirNames::default()
         };
         let end = names
             .walk_up_to_root(open(&crowded.join("leaf")), &roots, &root_ids)
             .unwrap_err();
         assert_eq!(end, WalkEnd::Abandoned);
+        // A new read right away earns (almost) nothing: still abandoned.
         names.new_read();
+        assert!(names.tokens < 1000, "{}", names.tokens);
+        names.tokens = 0;
+        assert_eq!(
+            names.walk_up_to_root(open(&crowded.join("leaf")), &roots, &root_ids),
+            Err(WalkEnd::Abandoned)
+        );
+        // Time earns the budget back.
+        names.refilled = Instant::now() - std::time::Duration::from_secs(2);
+        names.new_read();
+        assert_eq!(names.tokens, MAX_SCANNED_PER_READ);
         assert!(
             names
                 .walk_up_to_root(open(&crowded.join("leaf")), &roots, &root_ids)

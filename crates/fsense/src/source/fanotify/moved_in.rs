@@ -6,15 +6,15 @@
 //! they are when the event is read, and each entry is reported as moved in with it: a rename from
 //! its old place to its new one, which is what happened to it and what create rules match.
 //!
-//! The listing is bounded: at most [`MAX_LISTED_PER_READ`] entries per read and
-//! [`MAX_LIST_DEPTH`] levels, symbolic links are not followed, and a directory that could not be
+//! The listing is bounded: at most [`MAX_LISTED_PER_READ`] entries per read and per second (the
+//! source's token bucket) and [`MAX_LIST_DEPTH`] levels, symbolic links are not followed, and a directory that could not be
 //! listed in full (bound hit, unreadable, path too long) is counted in `moved_in_not_listed`.
 
 use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
-/// Most entries listed per read, over all directories moved in during it.
+/// Most entries listed per read, over all directories moved in during it, and per second.
 pub const MAX_LISTED_PER_READ: usize = 4096;
 /// Most levels listed below a directory moved in.
 pub const MAX_LIST_DEPTH: usize = 32;

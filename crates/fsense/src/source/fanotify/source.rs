@@ -138,6 +138,11 @@ pub struct FanotifySource {
     window: OutsideWindow,
     /// Entries of directories moved in, listed for the event being encoded.
     listed: Vec<MovedIn>,
+    /// How many more entries of directories moved in may be listed: refilled at
+    /// `MAX_LISTED_PER_READ` per second up to that many (moving one crowded directory in and out
+    /// again must not make the sensor list it without limit).
+    list_tokens: usize,
+    list_refilled: std::time::Instant,
 }
 
 /// Most directory renames per read whose earlier events get their paths taken back.
@@ -252,6 +257,8 @@ impl FanotifySource {
             dir_names: DirNames::default(),
             window: OutsideWindow::new(queue_capacity()),
             listed: Vec::new(),
+            list_tokens: moved_in::MAX_LISTED_PER_READ,
+            list_refilled: std::time::Instant::now(),
         })
     }
 
@@ -493,12 +500,20 @@ impl FanotifySource {
             arena,
             window,
             listed,
+            list_tokens,
+            list_refilled,
             ..
         } = self;
         let mut batch = BatchWriter::new(batch_buf).map_err(io::Error::other)?;
         let mut utf16 = Vec::new();
         let mut old_utf16 = Vec::new();
-        let mut list_budget = moved_in::MAX_LISTED_PER_READ;
+        let earned = list_refilled.elapsed().as_secs_f64() * moved_in::MAX_LISTED_PER_READ as f64;
+        if earned >= 1.0 {
+            *list_tokens =
+                moved_in::MAX_LISTED_PER_READ.min(list_tokens.saturating_add(earned as usize));
+            *list_refilled = std::time::Instant::now();
+        }
+        let list_budget = list_tokens;
         let inside = |path: &[u8]| roots.iter().any(|r| is_under(path, r));
         for p in pending.iter() {
             if p.mask & FAN_Q_OVERFLOW != 0 {
@@ -548,8 +563,7 @@ impl FanotifySource {
             // A directory moved in from outside brings its contents without events of their own.
             listed.clear();
             if renamed && is_dir && inside(path) && !old_path.is_some_and(inside) {
-                let not_listed =
-                    moved_in::list(path, old_path.unwrap_or(b""), &mut list_budget, listed);
+                let not_listed = moved_in::list(path, old_path.unwrap_or(b""), list_budget, listed);
                 stats.moved_in_listed += listed.len() as u64;
                 stats.moved_in_not_listed += not_listed;
             }
