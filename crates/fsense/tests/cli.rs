@@ -299,3 +299,35 @@ fn matching_events_carry_rule_ids_and_severity() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
 }
+
+/// N10: `watch` refuses an output directory others can write to before it creates anything
+/// (the summary is written only at the end, so it is checked at start).
+#[cfg(unix)]
+#[test]
+fn watch_refuses_an_output_directory_others_can_write_before_starting() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let capture = dir.path().join("run.cap");
+    let o = fsense(&[
+        "watch",
+        dir.path().to_str().unwrap(),
+        "--capture",
+        capture.to_str().unwrap(),
+        "--summary-json",
+        open.join("summary.json").to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: refusing ") && err.contains(open.to_str().unwrap()),
+        "{err}"
+    );
+    assert!(
+        !capture.exists(),
+        "the capture was created before the refusal"
+    );
+}

@@ -97,6 +97,7 @@ pub fn pipeline_with_roots(
     locality: Locality,
     roots: Vec<String>,
 ) -> Result<Pipeline, Failure> {
+    check_output_dirs(out)?;
     let (rules, live) = load_rules(&out.rules)?;
     let (self_pid, lookup, devices) = match locality {
         Locality::Live => (
@@ -128,6 +129,19 @@ pub fn pipeline_with_roots(
         capture,
     )
     .with_live_rules(live))
+}
+
+/// Refuses, at start, an output whose directory (or a directory on the way to it) another user
+/// could use to redirect it (`--output`, `--summary-json`; `--capture` is checked when it is
+/// opened, which is at start too).
+pub fn check_output_dirs(out: &OutputArgs) -> Result<(), Failure> {
+    for path in [out.output.as_deref(), out.summary_json.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        crate::output::outfile::check_dir_of(path)?;
+    }
+    Ok(())
 }
 
 /// A flag set by SIGINT / SIGTERM (Ctrl+C / Ctrl+Break / console close on Windows).

@@ -17,8 +17,11 @@ use serde_json::Value;
 
 const INNER: &str = "FSENSE_FANOTIFY_TEST_INNER";
 
+#[path = "../support/mod.rs"]
 mod support;
 use support::{Tmpfs, is_root};
+
+mod lag;
 
 fn in_private_namespace(test_name: &str, test: impl FnOnce()) {
     support::in_private_namespace(INNER, test_name, test);
