@@ -347,7 +347,7 @@ fn execute(cmd: ContentCommand) -> Result<String, ContentError> {
                     format!("{json}\n").as_bytes(),
                     fsense_safefs::Visibility::Private,
                 )
-                .map_err(crate::state::safefs_error)?;
+                .map_err(crate::fsio::safefs_error)?;
             }
             Ok(json)
         }

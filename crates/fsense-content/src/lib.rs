@@ -20,6 +20,8 @@ pub mod cli;
 pub mod engine;
 mod error;
 #[cfg(feature = "distribution")]
+mod fsio;
+#[cfg(feature = "distribution")]
 pub mod http;
 #[cfg(feature = "distribution")]
 pub mod reload;

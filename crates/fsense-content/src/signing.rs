@@ -25,8 +25,8 @@ use tough::schema::{
 };
 use tough::{ExpirationEnforcement, Repository, TargetName};
 
+use crate::fsio::{read_regular, safefs_error, sha256_hex};
 use crate::rules::compile;
-use crate::state::{read_regular, safefs_error, sha256_hex};
 use crate::tuf::{
     self, Lifetimes, MetadataVersions, Published, ROLES, ROOT_DAYS, ROOT_FILE, VERSION_KEY,
     block_on, days_from_now, key_file, metadata_dir, releases, targets_dir, tuf_failed,
@@ -252,7 +252,7 @@ pub fn stage(
         std::fs::rename(staging.path(), &staged)
             .map_err(|e| ContentError::io("cannot move into place", &staged, e))?;
         let _ = staging.keep();
-        crate::state::fsync_dir(repo)?;
+        crate::fsio::fsync_dir(repo)?;
         Ok(Staged {
             rules_version: rules.version(),
             signatures: count_signatures(&current.root.signed, &unsigned)?,

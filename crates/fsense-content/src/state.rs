@@ -20,12 +20,13 @@
 //! a symbolic link, and loading re-checks the rules against the sha256 recorded at install.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use fsense_safefs::{SafeFsError, Visibility};
+use fsense_safefs::Visibility;
 use serde::{Deserialize, Serialize};
 
+use crate::fsio::{fsync_dir, fsync_file, is_not_found, read_regular, safefs_error, sha256_hex};
 use crate::rules::{MAX_RULES_FILE_BYTES, RuleSet, compile};
 use crate::tuf::{self, MetadataVersions, RepoLocation};
 use crate::{ContentError, ErrorKind};
@@ -108,39 +109,6 @@ pub fn is_generation_name(name: &str) -> bool {
             && (n == "0" || !n.starts_with('0'))
             && n.parse::<u64>().is_ok()
     })
-}
-
-/// A refusal from `fsense-safefs` (a file or directory we must not trust or touch), or its I/O
-/// failure, as this crate's error.
-pub(crate) fn safefs_error(err: SafeFsError) -> ContentError {
-    let refused = !matches!(err, SafeFsError::Io { .. });
-    let err = ContentError::failed(err.to_string());
-    if refused {
-        err.with_kind(ErrorKind::Refused)
-    } else {
-        err
-    }
-}
-
-/// Reads a file that must be a regular file (no symbolic link, FIFO or device) of at most `limit`
-/// bytes.
-pub(crate) fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ContentError> {
-    let file = fsense_safefs::open_regular(path).map_err(safefs_error)?;
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ContentError::io("cannot read", path, e))?;
-    if bytes.len() as u64 > limit {
-        return Err(ContentError::refused(format!(
-            "{} is over {limit} bytes",
-            path.display()
-        )));
-    }
-    Ok(bytes)
-}
-
-fn is_not_found(err: &SafeFsError) -> bool {
-    matches!(err, SafeFsError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// A state directory.
@@ -684,34 +652,6 @@ fn copy_dir_files(from: &Path, to: &Path) -> Result<(), ContentError> {
             .map_err(|e| ContentError::io("cannot write", &dest, e))?;
     }
     Ok(())
-}
-
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub(crate) fn fsync_file(path: &Path) -> Result<(), ContentError> {
-    std::fs::File::open(path)
-        .and_then(|file| file.sync_all())
-        .map_err(|e| ContentError::io("cannot sync", path, e))
-}
-
-/// Syncs a directory so that renames in it are durable (a no-op where directories cannot be
-/// opened, e.g. Windows, whose rename is journaled by NTFS).
-pub(crate) fn fsync_dir(path: &Path) -> Result<(), ContentError> {
-    match std::fs::File::open(path) {
-        Ok(dir) => match dir.sync_all() {
-            Ok(()) => Ok(()),
-            Err(e) if cfg!(windows) => {
-                let _ = e;
-                Ok(())
-            }
-            Err(e) => Err(ContentError::io("cannot sync", path, e)),
-        },
-        Err(_) if cfg!(windows) => Ok(()),
-        Err(e) => Err(ContentError::io("cannot open", path, e)),
-    }
 }
 
 #[cfg(test)]
