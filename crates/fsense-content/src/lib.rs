@@ -26,6 +26,8 @@ pub mod http;
 #[cfg(feature = "distribution")]
 pub mod reload;
 #[cfg(feature = "distribution")]
+mod review;
+#[cfg(feature = "distribution")]
 pub mod rollout;
 pub mod rules;
 #[cfg(feature = "distribution")]
