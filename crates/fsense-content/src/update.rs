@@ -250,7 +250,13 @@ impl StateDir {
         }
         observer(Step::ContentStaged);
 
-        let generation = format!("gen-{}", self.highest_generation()? + 1);
+        let next = self.highest_generation()?.checked_add(1).ok_or_else(|| {
+            ContentError::failed(format!(
+                "{} has no generation number left",
+                self.path.display()
+            ))
+        })?;
+        let generation = format!("gen-{next}");
         let target = self.path.join(&generation);
         let staging = staging.keep();
         if let Err(e) = std::fs::rename(&staging, &target) {
