@@ -78,14 +78,16 @@ pub struct UpdateCounters {
     pub failures: AtomicU64,
 }
 
-/// Where live content comes from (`--content-repo`, `--content-root`, `--state-dir`,
-/// `--update-interval-s`).
+/// Where live content comes from (`--content-repo`, `--content-root`, `--content-ca-file`,
+/// `--state-dir`, `--update-interval-s`).
 #[derive(Debug, Clone)]
 pub struct LiveContentConfig {
     /// A repository directory, or an `http://` / `https://` URL.
     pub repo: String,
     /// The trusted root metadata.
     pub root: PathBuf,
+    /// PEM certificates of a private CA for an `https://` repository.
+    pub ca_file: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub interval: Duration,
 }
@@ -98,18 +100,22 @@ pub struct LiveRules {
     _checker: Checker,
 }
 
-/// The background checker; dropping it stops the thread and waits for a check in progress.
+/// The background checker; dropping it stops the thread, ending a check in progress at once
+/// (a slow repository no longer holds `watch` up when it stops).
 #[cfg_attr(
     not(all(feature = "content", not(target_env = "msvc"))),
     allow(dead_code)
 )]
 struct Checker {
     stop: Option<std::sync::mpsc::Sender<()>>,
+    /// Ends the content crate's fetch in progress.
+    cancel: Box<dyn Fn() + Send>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Checker {
     fn drop(&mut self) {
+        (self.cancel)();
         // Dropping the sender wakes the thread's wait with `Disconnected`.
         self.stop.take();
         if let Some(thread) = self.thread.take() {
@@ -132,47 +138,48 @@ mod checker {
     use std::sync::atomic::Ordering;
     use std::sync::mpsc::{self, RecvTimeoutError};
 
-    use fsense_content::state::{StateDir, UpdateOutcome};
+    use fsense_content::http::HttpSettings;
+    use fsense_content::reload::{Follower, Reload};
 
     use super::{Checker, Handoff, LiveContentConfig, LiveRules, UpdateCounters};
     use crate::pipeline::content::Rules;
 
     /// Installs the newest release once (so the sensor starts with it), loads the active
     /// content, and starts the checker. Returns the rules to start with (`None`: nothing is
-    /// installed yet; the first release that installs is picked up live).
+    /// installed yet; the first release that installs is picked up live). Everything about the
+    /// repository and the state directory is the content crate's [`Follower`].
     pub fn start(config: LiveContentConfig) -> Result<(Option<Rules>, LiveRules), String> {
-        let state = StateDir::open(&config.state_dir)
-            .map_err(|e| format!("state directory {}: {e}", config.state_dir.display()))?;
+        let http = HttpSettings {
+            ca_file: config.ca_file.clone(),
+            ..HttpSettings::default()
+        };
+        let follower = Follower::new(&config.state_dir, config.repo.as_ref(), &config.root, &http);
         let counters = Arc::new(UpdateCounters::default());
         let mut last_failure = None;
-        if let Err(e) = install_newest(&state, &config) {
+        let started = follower
+            .start()
+            .map_err(|e| format!("content in {}: {e}", config.state_dir.display()))?;
+        let rules = started.rules.map(Rules::from_set);
+        let mut running = rules.as_ref().map(Rules::version);
+        if let Some(e) = started.failure {
             counters.failures.fetch_add(1, Ordering::Relaxed);
-            let active = state.active_version().ok().flatten();
-            report_failure(&mut last_failure, &e, active);
+            report_failure(&mut last_failure, &e.to_string(), running);
         }
-        let rules = match state.active_version() {
-            Ok(Some(_)) => {
-                let rules = Rules::from_state_dir(&config.state_dir)?;
-                eprintln!(
-                    "fsense: content version {} active; following {} every {} s",
-                    rules.version(),
-                    config.repo,
-                    config.interval.as_secs()
-                );
-                Some(rules)
-            }
-            Ok(None) => {
-                eprintln!(
-                    "fsense: no content installed in {} yet; running without rules until a release installs",
-                    config.state_dir.display()
-                );
-                None
-            }
-            Err(e) => return Err(format!("content in {}: {e}", config.state_dir.display())),
-        };
+        match &rules {
+            Some(rules) => eprintln!(
+                "fsense: content version {} active; following {} every {} s",
+                rules.version(),
+                follower.repo(),
+                config.interval.as_secs()
+            ),
+            None => eprintln!(
+                "fsense: no content installed in {} yet; running without rules until a release installs",
+                config.state_dir.display()
+            ),
+        }
         let handoff = Handoff::new();
         let (stop, stopped) = mpsc::channel::<()>();
-        let mut running = rules.as_ref().map(Rules::version);
+        let cancel = follower.stopper();
         let thread = {
             let (handoff, counters) = (handoff.clone(), counters.clone());
             std::thread::Builder::new()
@@ -180,14 +187,25 @@ mod checker {
                 .spawn(move || {
                     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(config.interval)
                     {
-                        check(
-                            &state,
-                            &config,
-                            &handoff,
-                            &counters,
-                            &mut running,
-                            &mut last_failure,
-                        );
+                        match follower.check() {
+                            Reload::New(set) => {
+                                let rules = Rules::from_set(set);
+                                eprintln!(
+                                    "fsense: content version {} active (was {})",
+                                    rules.version(),
+                                    version_text(running)
+                                );
+                                running = Some(rules.version());
+                                last_failure = None;
+                                handoff.publish(rules);
+                                counters.installed.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Reload::Unchanged | Reload::NotDue => {}
+                            Reload::Failed(e) => {
+                                counters.failures.fetch_add(1, Ordering::Relaxed);
+                                report_failure(&mut last_failure, &e.to_string(), running);
+                            }
+                        }
                     }
                 })
                 .map_err(|e| format!("cannot start the content checker: {e}"))?
@@ -199,69 +217,11 @@ mod checker {
                 counters,
                 _checker: Checker {
                     stop: Some(stop),
+                    cancel: Box::new(move || cancel.stop()),
                     thread: Some(thread),
                 },
             },
         ))
-    }
-
-    /// One check: install a newer release if there is one, load it, hand it over.
-    fn check(
-        state: &StateDir,
-        config: &LiveContentConfig,
-        handoff: &Handoff<Rules>,
-        counters: &UpdateCounters,
-        running: &mut Option<u64>,
-        last_failure: &mut Option<String>,
-    ) {
-        let installed = match install_newest(state, config) {
-            Ok(UpdateOutcome::Installed { to, .. }) => to,
-            Ok(_) => return,
-            Err(e) => {
-                counters.failures.fetch_add(1, Ordering::Relaxed);
-                report_failure(last_failure, &e, *running);
-                return;
-            }
-        };
-        match Rules::from_state_dir(&config.state_dir) {
-            Ok(rules) => {
-                eprintln!(
-                    "fsense: content version {} active (was {})",
-                    rules.version(),
-                    version_text(*running)
-                );
-                *running = Some(rules.version());
-                *last_failure = None;
-                handoff.publish(rules);
-                counters.installed.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                // Installed but not loadable: put the state directory back on what runs, so a
-                // restart does not start with content this process refused.
-                let _ = state.rollback();
-                counters.failures.fetch_add(1, Ordering::Relaxed);
-                report_failure(
-                    last_failure,
-                    &format!("release {installed} does not load: {e}"),
-                    *running,
-                );
-            }
-        }
-    }
-
-    /// The one place that knows how a repository location is fetched from.
-    fn install_newest(
-        state: &StateDir,
-        config: &LiveContentConfig,
-    ) -> Result<UpdateOutcome, String> {
-        // A directory or an http(s):// URL, with the content crate's bounded timeouts and retries.
-        let repo = fsense_content::tuf::RepoLocation::parse(
-            std::ffi::OsStr::new(&config.repo),
-            &fsense_content::http::HttpSettings::default(),
-        );
-        state
-            .update_from(&repo, &config.root)
-            .map_err(|e| e.to_string())
     }
 
     fn report_failure(last: &mut Option<String>, message: &str, running: Option<u64>) {
@@ -300,6 +260,49 @@ pub fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 24, N9: `watch` took 87 s to stop while a check waited on a slow repository (the
+    /// checker thread was joined mid-fetch). Here the repository accepts connections and never
+    /// answers; dropping the live content must return at once.
+    #[cfg(all(feature = "content", not(target_env = "msvc")))]
+    #[test]
+    fn stopping_does_not_wait_for_a_check_against_a_slow_repository() {
+        use std::sync::atomic::AtomicBool;
+        use std::time::Instant;
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hang = Arc::new(AtomicBool::new(false));
+        {
+            let hang = hang.clone();
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                for stream in listener.incoming().flatten() {
+                    if hang.load(Ordering::Relaxed) {
+                        held.push(stream); // never answered
+                    } // else dropped: the first check fails at once
+                }
+            });
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = fsense_content::tuf::keygen(&dir.path().join("keys")).unwrap();
+        let (rules, live) = start(LiveContentConfig {
+            repo: format!("http://127.0.0.1:{port}/"),
+            root,
+            ca_file: None,
+            state_dir: dir.path().join("state"),
+            interval: Duration::from_millis(100),
+        })
+        .unwrap();
+        assert!(rules.is_none());
+        hang.store(true, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(1000));
+        let stopping = Instant::now();
+        drop(live);
+        let took = stopping.elapsed();
+        eprintln!("N9: live content stopped {took:?} after the stop");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+    }
 
     #[test]
     fn the_reader_sees_each_publication_once_and_only_the_newest() {
