@@ -45,8 +45,10 @@ fn capture_of(paths: &[&str], dir: &Path) -> PathBuf {
     path
 }
 
-/// A scratch directory with a directory `udir` that another user (nobody) owns when we are root,
-/// as in the review's reproduction, and a root-owned 0600 victim file outside it.
+/// A scratch directory with a directory `udir` where another user (nobody) can plant links: a
+/// sticky directory everyone may write, like `/tmp` (a directory nobody *owns* is refused as a
+/// whole since issue 24's N10: `fsense-safefs` `parent_tests.rs`), and a root-owned 0600 victim
+/// file outside it.
 struct Scene {
     dir: tempfile::TempDir,
 }
@@ -55,9 +57,7 @@ impl Scene {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("udir")).unwrap();
-        if is_root() {
-            std::os::unix::fs::chown(dir.path().join("udir"), Some(NOBODY), Some(NOBODY)).unwrap();
-        }
+        fs::set_permissions(dir.path().join("udir"), fs::Permissions::from_mode(0o1777)).unwrap();
         Self { dir }
     }
     fn path(&self, name: &str) -> PathBuf {
@@ -296,4 +296,57 @@ fn writes_a_full_write_burst_table_could_not_track_are_in_the_summary() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let s: serde_json::Value = serde_json::from_slice(&fs::read(&summary).unwrap()).unwrap();
     assert_eq!(s["untracked_writes"], 7, "{s}");
+}
+
+/// Issue 24, N10 (the review's reproduction): `nobody` owns `udir` and links `udir/logs` to a
+/// root-only directory; `--output`/`--summary-json` under `udir/logs/` are refused in one line
+/// naming the directory, and the root-only files are untouched.
+#[test]
+fn outputs_under_another_users_directory_or_link_are_refused() {
+    if !is_root() {
+        eprintln!("skipped: needs root to plant as another user");
+        return;
+    }
+    let scene = Scene::new();
+    let cap = capture_of(&["/w/a"], scene.dir.path());
+    let foreign = scene.path("foreign");
+    fs::create_dir(&foreign).unwrap();
+    std::os::unix::fs::chown(&foreign, Some(NOBODY), Some(NOBODY)).unwrap();
+    let root_only = scene.path("rootonly");
+    fs::create_dir(&root_only).unwrap();
+    fs::set_permissions(&root_only, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(root_only.join("events.json"), b"root's secret\n").unwrap();
+    fs::set_permissions(
+        root_only.join("events.json"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    for planted in [foreign.join("logs"), scene.udir("logs")] {
+        std::os::unix::fs::symlink(&root_only, &planted).unwrap();
+        std::os::unix::fs::lchown(&planted, Some(NOBODY), Some(NOBODY)).unwrap();
+        for flag in ["--output", "--summary-json"] {
+            let target = planted.join(if flag == "--output" {
+                "events.json"
+            } else {
+                "summary.json"
+            });
+            let o = fsense(&[
+                "replay",
+                cap.to_str().unwrap(),
+                flag,
+                target.to_str().unwrap(),
+            ]);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(
+                o.status.code(),
+                Some(2),
+                "{flag} {}: {err}",
+                planted.display()
+            );
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(err.contains("another user (uid 65534)"), "{err}");
+        }
+    }
+    assert_intact(&root_only.join("events.json"));
+    assert!(!root_only.join("summary.json").exists());
 }
