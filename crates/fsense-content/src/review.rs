@@ -171,3 +171,91 @@ pub(crate) fn check_staged(
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::num::NonZeroU64;
+
+    use proptest::prelude::*;
+    use tough::schema::{Hashes, Target};
+
+    use super::*;
+
+    fn text(version: u64) -> String {
+        format!(
+            "version = {version}\n[[rule]]\nid = \"r\"\ntemplate = \"path_match\"\nseverity = \"high\"\n[rule.fields]\noperation = \"create\"\nglob = \"**/*.docm\"\n"
+        )
+    }
+
+    fn target(version: u64) -> (TargetName, Target) {
+        let bytes = text(version).into_bytes();
+        let sha256 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
+        let mut custom = HashMap::new();
+        custom.insert(VERSION_KEY.to_owned(), serde_json::Value::from(version));
+        (
+            TargetName::new(tuf::target_name(version)).unwrap(),
+            Target {
+                length: bytes.len() as u64,
+                hashes: Hashes {
+                    sha256: sha256.as_ref().to_vec().into(),
+                    _extra: HashMap::new(),
+                },
+                custom,
+                _extra: HashMap::new(),
+            },
+        )
+    }
+
+    fn targets(versions: impl IntoIterator<Item = u64>, version: u64) -> Targets {
+        let mut t = Targets::new(
+            "1.0.0".to_owned(),
+            NonZeroU64::new(version).unwrap(),
+            jiff::Timestamp::now(),
+        );
+        t.targets = versions.into_iter().map(target).collect();
+        t
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Signed exactly when the staged metadata is the published one plus one newer release
+        /// whose staged file holds its bytes: any other addition, change or removal is refused.
+        #[test]
+        fn only_the_published_entries_plus_one_newer_release_are_signed(
+            published in proptest::collection::btree_set(1u64..40, 0..5),
+            added in proptest::collection::btree_set(1u64..50, 0..3),
+            changed in any::<bool>(),
+            dropped in any::<bool>(),
+            file_ok in any::<bool>(),
+        ) {
+            let added: BTreeSet<u64> = added.difference(&published).copied().collect();
+            let dir = tempfile::tempdir().unwrap();
+            for version in &added {
+                let bytes = if file_ok { text(*version) } else { text(*version).replace("docm", "xlsm") };
+                std::fs::write(dir.path().join(tuf::target_name(*version)), bytes).unwrap();
+            }
+            let old = (!published.is_empty()).then(|| targets(published.iter().copied(), 3));
+            let mut staged = targets(published.iter().chain(&added).copied(), 4);
+            let changed = changed && !published.is_empty();
+            let dropped = dropped && published.len() > 1;
+            if changed && let Some((_, t)) = staged.targets.iter_mut().find(|(n, _)| {
+                published.iter().any(|v| n.raw() == tuf::target_name(*v))
+            }) {
+                t.length += 1;
+            }
+            if dropped {
+                let first = tuf::target_name(*published.iter().next().unwrap());
+                staged.targets.retain(|n, _| n.raw() != first);
+            }
+            let newer = added.iter().next().is_some_and(|v| published.iter().all(|p| v > p));
+            let expected = added.len() == 1 && !changed && !dropped && file_ok && newer;
+            let result = check_staged(&staged, old.as_ref(), dir.path());
+            prop_assert_eq!(result.is_ok(), expected, "{:?}", result.err());
+            if let Ok((release, bytes)) = result {
+                prop_assert_eq!(Some(&release.version), added.iter().next());
+                prop_assert_eq!(bytes, text(release.version).into_bytes());
+            }
+        }
+    }
+}
