@@ -82,6 +82,20 @@ impl Follower {
         self.stop.clone()
     }
 
+    /// The content active in the state directory now, without looking at the repository
+    /// (`None`: nothing installed, or no state directory yet).
+    pub fn active(&self) -> Result<Option<RuleSet>, ContentError> {
+        if std::fs::symlink_metadata(self.state.path())
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        {
+            return Ok(None);
+        }
+        match self.state.active_version()? {
+            Some(_) => Ok(Some(self.state.load_active()?)),
+            None => Ok(None),
+        }
+    }
+
     /// Installs the newest release if there is one, then loads the active content. An error
     /// only when active content exists but does not load.
     pub fn start(&self) -> Result<Started, ContentError> {
