@@ -295,9 +295,12 @@ fn publish_supervised(
             },
         };
         // The JetStream context spawns a task: it is built inside the runtime.
-        runtime.block_on(
-            Publisher::new(shared.clone(), client, disconnects, config.clone(), panics).run(),
-        )
+        let (shared, config) = (shared.clone(), config.clone());
+        runtime.block_on(async move {
+            Publisher::new(shared, client, disconnects, config, panics)
+                .run()
+                .await
+        })
     });
 }
 
@@ -441,7 +444,8 @@ impl Publisher {
             window: WINDOW,
             stream_ready: false,
             failing,
-            refusal: None,
+            // `connect` said a TLS refusal already: not again for the same outage.
+            refusal: (tls_demanded_seen > 0).then(|| "tls".to_string()),
             last_progress: Instant::now(),
             stopping_since: None,
             panics_before,
