@@ -85,7 +85,7 @@ impl NatsSink {
     /// and starts the publisher.
     pub fn start(config: SinkConfig) -> Result<Self, String> {
         super::install_crypto_provider();
-        nats_guard::install_panic_hook();
+        nats_guard::install_panic_hook(false);
         if let Some(ca) = &config.ca_file {
             check_ca_file(ca)?;
         }

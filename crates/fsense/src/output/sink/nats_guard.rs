@@ -33,15 +33,22 @@ pub fn panics() -> u64 {
     PANICS.load(Ordering::SeqCst)
 }
 
-/// Installs (once) a panic hook that counts the publisher thread's panics and keeps their text
-/// for the supervisor's one line; every other thread's panic goes to the hook that was there.
-pub fn install_panic_hook() {
+/// Installs (once: the first call decides) a panic hook that counts the publisher thread's panics
+/// and keeps their text for the supervisor's one line. Every other thread's panic goes to the hook
+/// that was there, then, with `abort_others` (the `fsense` binary), aborts the process as the
+/// `panic = "abort"` build did: a part that is not restarted must not die alone and leave the rest
+/// waiting for it.
+pub fn install_panic_hook(abort_others: bool) {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             if std::thread::current().name() != Some(THREAD_NAME) {
-                return previous(info);
+                previous(info);
+                if abort_others {
+                    std::process::abort();
+                }
+                return;
             }
             let what = info
                 .payload()
@@ -193,7 +200,7 @@ mod tests {
 
     #[test]
     fn a_panicking_run_is_started_again_and_counted() {
-        install_panic_hook();
+        install_panic_hook(false);
         let before = panics();
         let restarts = AtomicU64::new(0);
         let mut runs = 0;
