@@ -615,7 +615,13 @@ fn a_full_disk_under_the_spool_does_not_stop_the_run() {
                     e.contains(&format!("cannot write the spool {}", spool.display())),
                     "run {run}: {e}"
                 );
-                assert!(e.lines().filter(|l| l.contains("cannot write the spool")).count() <= 2, "{e}");
+                assert!(
+                    e.lines()
+                        .filter(|l| l.contains("cannot write the spool"))
+                        .count()
+                        <= 2,
+                    "{e}"
+                );
             }
         },
     );
@@ -638,5 +644,8 @@ fn a_spool_directory_others_can_write_is_refused_in_one_line() {
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert_eq!(e.lines().count(), 1, "{e}");
-    assert!(e.contains(&spool.display().to_string()) && e.contains("writable by other users"), "{e}");
+    assert!(
+        e.contains(&spool.display().to_string()) && e.contains("writable by other users"),
+        "{e}"
+    );
 }

@@ -422,7 +422,10 @@ fn a_client_panic_on_hostile_input_restarts_the_publisher_not_the_sensor() {
     no_panic(&e);
     assert_eq!(e.matches("publisher failed").count(), 1, "{e}");
     let r = summary(&sum);
-    assert!(r["sink"]["publisher_restarts"].as_u64().unwrap() >= 1, "{r}");
+    assert!(
+        r["sink"]["publisher_restarts"].as_u64().unwrap() >= 1,
+        "{r}"
+    );
     assert_eq!(r["sink"]["spooled"], r["reported"], "{r}");
     assert!(f.connections.load(std::sync::atomic::Ordering::SeqCst) >= 2);
 }
@@ -432,11 +435,17 @@ fn a_client_panic_on_hostile_input_restarts_the_publisher_not_the_sensor() {
 fn passwords_are_never_printed_and_an_open_creds_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let sum = dir.path().join("sum.json");
-    let url = format!("nats://fsense:S3cretPassw0rd@127.0.0.1:{}/t.pw", free_port());
+    let url = format!(
+        "nats://fsense:S3cretPassw0rd@127.0.0.1:{}/t.pw",
+        free_port()
+    );
     let mut args = replay_args(&capture(2_000), &url, "T_PW", &sum);
     args.extend(["--sink-drain-secs".into(), "1".into()]);
     let e = stderr(&run_ok(&args));
-    assert!(!e.contains("S3cret") && e.contains("fsense:***@127.0.0.1"), "{e}");
+    assert!(
+        !e.contains("S3cret") && e.contains("fsense:***@127.0.0.1"),
+        "{e}"
+    );
     let bad = "nats://fsense:S3cretPassw0rd@127.0.0.1:1/bad subject";
     let o = fsense(&["replay", capture(2_000).to_str().unwrap(), "--sink", bad]);
     assert_eq!(o.status.code(), Some(2));
@@ -452,5 +461,39 @@ fn passwords_are_never_printed_and_an_open_creds_file_is_refused() {
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert_eq!(e.lines().count(), 1, "{e}");
-    assert!(e.contains("refusing --nats-creds") && e.contains("0644"), "{e}");
+    assert!(
+        e.contains("refusing --nats-creds") && e.contains("0644"),
+        "{e}"
+    );
+}
+
+/// The highest resident set size of process `pid` so far, in KiB.
+fn peak_rss_kb(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// N8: a server answering with `MSG ... 1610612736` and that many bytes made the sensor hold
+/// them all (maxrss 1.58 GB). Now the connection is dropped past a bound, said in one line.
+#[test]
+fn a_huge_message_from_the_server_is_cut_at_a_bound() {
+    let f = fake::Fake::start(fake::Mode::HugeMsg);
+    let dir = tempfile::tempdir().unwrap();
+    let sum = dir.path().join("sum.json");
+    let mut args = replay_args(&capture(2_000), &f.url("t.big"), "T_BIG", &sum);
+    args.extend(["--sink-drain-secs".into(), "3".into()]);
+    let mut child = spawn(&args);
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        peak = peak.max(peak_rss_kb(child.id()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let e = finish(child);
+    no_panic(&e);
+    eprintln!("peak RSS {peak} kB");
+    assert!(e.contains("without completing a message"), "{e}");
+    assert!(peak < 300_000, "peak RSS {peak} kB: {e}");
 }

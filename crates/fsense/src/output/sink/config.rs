@@ -88,11 +88,7 @@ pub fn redact_url(text: &str) -> String {
         Some((user, _)) => format!("{user}:***"),
         None => "***".to_string(),
     };
-    format!(
-        "{}{shown_user}{}",
-        &text[..scheme_end + 3],
-        &rest[at..]
-    )
+    format!("{}{shown_user}{}", &text[..scheme_end + 3], &rest[at..])
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -164,7 +160,10 @@ mod tests {
         assert!(!e.contains("S3cret"), "{e}");
         assert!(e.contains("fsense:***@127.0.0.1"), "{e}");
         let u = parse_url("nats://tok@h/x").unwrap();
-        assert_eq!((u.server.as_str(), u.shown.as_str()), ("nats://tok@h:4222", "nats://***@h:4222"));
+        assert_eq!(
+            (u.server.as_str(), u.shown.as_str()),
+            ("nats://tok@h:4222", "nats://***@h:4222")
+        );
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub trait EventSink: Send {
 
 /// A message for stderr from text a peer chose (a NATS server's error, a stream's subjects): on
 /// one line, with control, C1 and bidi characters escaped (the same rule as `cli::one_line`).
-pub(crate) fn one_line(s: &str) -> String {
+pub fn one_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c.is_control() || crate::output::json::is_escaped_char(c) {
@@ -182,7 +182,10 @@ mod tests {
         // N7: a server's error or a stream's subjects carried ESC/BEL/CSI sequences to stderr.
         let hostile = "x\x1b]0;PWNED\x07\x1b[2K\u{9b}1m\r\n\u{202e}y";
         let line = one_line(hostile);
-        assert!(!line.chars().any(|c| c.is_control() || c == '\u{202e}'), "{line}");
+        assert!(
+            !line.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{line}"
+        );
         assert_eq!(
             line,
             "x\\u{1b}]0;PWNED\\u{7}\\u{1b}[2K\\u{9b}1m\\u{d}\\u{a}\\u{202e}y"

@@ -282,26 +282,37 @@ fn publish_supervised(
 ) {
     let mut first = Some(first);
     let ending = || shared.abort.load(Ordering::SeqCst) || shared.stop.load(Ordering::SeqCst);
-    nats_guard::supervise(&shared.publisher_restarts, Duration::from_secs(1), ending, || {
-        let panics = nats_guard::panics();
-        let (runtime, client, disconnects) = match first.take() {
-            Some(f) => f,
-            None => match reconnect(&config) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("fsense: NATS: {}", one_line(&e));
-                    return Ended::Failed;
-                }
-            },
-        };
-        // The JetStream context spawns a task: it is built inside the runtime.
-        let (shared, config) = (shared.clone(), config.clone());
-        runtime.block_on(async move {
-            Publisher::new(shared, client, disconnects, config, panics)
-                .run()
-                .await
-        })
-    });
+    nats_guard::supervise(
+        &shared.publisher_restarts,
+        Duration::from_secs(1),
+        ending,
+        || {
+            let panics = nats_guard::panics();
+            let (runtime, client, disconnects) = match first.take() {
+                Some(f) => f,
+                None => match reconnect(&config) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("fsense: NATS: {}", one_line(&e));
+                        return Ended::Failed;
+                    }
+                },
+            };
+            // The JetStream context spawns a task: it is built inside the runtime.
+            let (shared, config) = (shared.clone(), config.clone());
+            runtime.block_on(async move {
+                let watchdog = tokio::spawn(nats_guard::bound_inbound(
+                    client.clone(),
+                    config.url.shown.clone(),
+                ));
+                let ended = Publisher::new(shared, client, disconnects, config, panics)
+                    .run()
+                    .await;
+                watchdog.abort();
+                ended
+            })
+        },
+    );
 }
 
 /// Whether a stream subject (with `*` and `>` wildcards) takes `subject`.

@@ -76,7 +76,10 @@ fn reconnect_delay(attempt: usize) -> Duration {
 
 /// Connects; a server that does not answer now, or refuses the TLS handshake or the
 /// credentials, is reported in one line and retried in the background.
-pub async fn connect(config: &SinkConfig, disconnects: &Arc<Disconnects>) -> Result<Client, String> {
+pub async fn connect(
+    config: &SinkConfig,
+    disconnects: &Arc<Disconnects>,
+) -> Result<Client, String> {
     match options(config, disconnects)
         .await?
         .connect(config.url.server.as_str())
@@ -85,7 +88,10 @@ pub async fn connect(config: &SinkConfig, disconnects: &Arc<Disconnects>) -> Res
         Ok(c) => Ok(c),
         Err(e) => {
             if disconnects.tls_demanded.load(Ordering::SeqCst) > 0 {
-                eprintln!("fsense: {}", nats_guard::tls_demanded_line(&config.url.shown));
+                eprintln!(
+                    "fsense: {}",
+                    nats_guard::tls_demanded_line(&config.url.shown)
+                );
             } else {
                 eprintln!(
                     "fsense: {}",

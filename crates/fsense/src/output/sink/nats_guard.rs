@@ -9,6 +9,10 @@
 //!   workspace profiles leave `panic = "abort"` to the driver image); the hook counts panics of
 //!   that thread and keeps their raw text off stderr, and the supervisor starts the publisher
 //!   again, counted as `publisher_restarts`, while the pipeline goes on spooling.
+//! - [`bound_inbound`]: async-nats buffers a whole inbound message of whatever size its header
+//!   declares, with no option to limit it (review N8: 1.5 GiB from one message). A watchdog on
+//!   the client's byte and message counters drops the connection when more than
+//!   [`MAX_INBOUND`] bytes arrive without completing a message.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
@@ -19,6 +23,50 @@ use async_nats::rustls::{
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     pki_types::{CertificateDer, ServerName, UnixTime},
 };
+
+/// The most the server may send without completing a message (an acknowledgement is ~100 bytes,
+/// a stream's description a few KiB; the server's own `max_payload` is 1 MiB by default).
+pub const MAX_INBOUND: u64 = 8 << 20;
+/// How often the watchdog looks.
+const INBOUND_CHECK: Duration = Duration::from_millis(10);
+
+/// Runs (as a task on the publisher's runtime) until dropped: whenever more than
+/// [`MAX_INBOUND`] bytes came in since the last whole message, forces a reconnection, which
+/// frees what the client buffered, and says so (one line, then at most one a minute). The bound
+/// is approximate: what arrives within one check (and the buffer's doubling) comes on top.
+/// An INFO line is not covered during a (re)connection: that is bounded by the connection
+/// timeout (2 s) only.
+pub async fn bound_inbound(client: async_nats::Client, shown: String) {
+    let stats = client.statistics();
+    let counters = || {
+        (
+            stats.in_bytes.load(Ordering::Relaxed),
+            stats.in_messages.load(Ordering::Relaxed),
+        )
+    };
+    let mut mark = counters();
+    let mut told_at: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(INBOUND_CHECK).await;
+        let now = counters();
+        if now.1 != mark.1 {
+            mark = now;
+            continue;
+        }
+        if now.0.saturating_sub(mark.0) > MAX_INBOUND {
+            if told_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                eprintln!(
+                    "fsense: NATS at {shown} sent over {} MiB without completing a message: connection dropped \
+                     (a hostile or broken server, or someone on the path of a nats:// connection; use tls://)",
+                    MAX_INBOUND >> 20
+                );
+                told_at = Some(Instant::now());
+            }
+            let _ = client.force_reconnect().await;
+            mark = counters();
+        }
+    }
+}
 
 /// The publisher thread's name: the panic hook recognises it by this.
 pub const THREAD_NAME: &str = "fsense-nats";
@@ -222,7 +270,9 @@ mod tests {
                 (runs, restarts.load(Ordering::SeqCst))
             })
             .unwrap();
-        let (runs, restarts) = handle.join().expect("the panic did not escape the supervisor");
+        let (runs, restarts) = handle
+            .join()
+            .expect("the panic did not escape the supervisor");
         assert_eq!((runs, restarts), (3, 2));
         assert!(panics() >= before + 2);
         let text = last_panic();
@@ -233,10 +283,15 @@ mod tests {
     fn a_failure_while_ending_stops_after_a_few_tries() {
         let restarts = AtomicU64::new(0);
         let mut runs = 0;
-        supervise(&restarts, Duration::ZERO, || true, || {
-            runs += 1;
-            Ended::Failed
-        });
+        supervise(
+            &restarts,
+            Duration::ZERO,
+            || true,
+            || {
+                runs += 1;
+                Ended::Failed
+            },
+        );
         assert_eq!(runs, 4);
         assert_eq!(restarts.load(Ordering::SeqCst), 4);
     }

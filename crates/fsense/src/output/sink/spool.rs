@@ -165,9 +165,9 @@ impl Spool {
         if let Err(e) = spool.start_segment() {
             // A full disk must not keep the sensor from starting: appends try again, and what
             // they cannot keep is counted.
-            recovery
-                .damage
-                .push(format!("cannot start a new segment ({e}); trying again at the next event"));
+            recovery.damage.push(format!(
+                "cannot start a new segment ({e}); trying again at the next event"
+            ));
         }
         recovery.pending = spool.pending();
         Ok((spool, recovery))
@@ -219,7 +219,11 @@ impl Spool {
                     recovery.damage.push(format!(
                         "{}: {}{cut} bytes after byte {} unreadable ({}): {}",
                         path.display(),
-                        if longer { "longer than a segment can be; " } else { "" },
+                        if longer {
+                            "longer than a segment can be; "
+                        } else {
+                            ""
+                        },
                         SEGMENT_HEADER_LEN + good,
                         scan.error
                             .map_or_else(|| "torn frame".to_string(), |e| e.to_string()),

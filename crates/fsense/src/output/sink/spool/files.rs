@@ -100,7 +100,10 @@ pub fn open_own(path: &Path, create: bool) -> io::Result<File> {
             ));
         }
         if meta.nlink() > 1 {
-            return Err(refused(path, &format!("it has {} hard links", meta.nlink())));
+            return Err(refused(
+                path,
+                &format!("it has {} hard links", meta.nlink()),
+            ));
         }
     }
     Ok(file)

@@ -101,7 +101,11 @@ fn a_torn_last_frame_is_cut_off_and_the_spool_goes_on() {
     assert_eq!(rec.torn_bytes, (torn.len() / 2) as u64);
     // Said and counted (N12): the torn frame was an event.
     assert_eq!(rec.damage.len(), 1, "{:?}", rec.damage);
-    assert!(rec.damage[0].contains("torn last frame"), "{:?}", rec.damage);
+    assert!(
+        rec.damage[0].contains("torn last frame"),
+        "{:?}",
+        rec.damage
+    );
     assert_eq!((rec.lost, s.dropped()), (1, 1));
     assert_eq!(rec.pending, 10);
     fill(&mut s, 10, 12, 100);

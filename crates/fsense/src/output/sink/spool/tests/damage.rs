@@ -79,7 +79,11 @@ fn a_torn_last_segment_is_said_and_counted() {
         .unwrap();
     let (mut s, rec) = Spool::open(&disk(dir.path(), 1 << 20)).unwrap();
     assert_eq!(rec.damage.len(), 1, "{:?}", rec.damage);
-    assert!(rec.damage[0].contains("torn last frame"), "{:?}", rec.damage);
+    assert!(
+        rec.damage[0].contains("torn last frame"),
+        "{:?}",
+        rec.damage
+    );
     assert_eq!(rec.lost, 1);
     assert_eq!(s.dropped(), 1);
     assert_eq!(read_ids(&mut s, 100).len(), 39);
@@ -122,7 +126,10 @@ fn a_fifo_in_the_spool_is_refused_at_once() {
     let started = Instant::now();
     let err = Spool::open(&disk(dir.path(), 1 << 20)).err().unwrap();
     assert!(started.elapsed() < Duration::from_secs(2));
-    assert!(err.to_string().contains(&fifo.display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&fifo.display().to_string()),
+        "{err}"
+    );
     assert!(err.to_string().contains("not a regular file"), "{err}");
 }
 
@@ -138,7 +145,10 @@ fn a_spool_directory_others_can_write_is_refused() {
     fs::set_permissions(&spool_dir, fs::Permissions::from_mode(0o777)).unwrap();
     let err = Spool::open(&disk(&spool_dir, 1 << 20)).err().unwrap();
     assert!(err.to_string().contains("writable by other users"), "{err}");
-    assert!(err.to_string().contains(&spool_dir.display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&spool_dir.display().to_string()),
+        "{err}"
+    );
     // A symbolic link as the spool directory, to a private one.
     let real = dir.path().join("real");
     fs::create_dir(&real).unwrap();
@@ -205,5 +215,8 @@ fn a_failed_write_counts_what_it_lost_and_the_spool_goes_on() {
     drop(s);
     let (mut s, rec) = Spool::open(&disk(dir.path(), 1 << 20)).unwrap();
     assert!(rec.damage.is_empty(), "{:?}", rec.damage);
-    assert_eq!(read_ids(&mut s, 20).iter().map(seq).collect::<Vec<_>>(), got);
+    assert_eq!(
+        read_ids(&mut s, 20).iter().map(seq).collect::<Vec<_>>(),
+        got
+    );
 }
