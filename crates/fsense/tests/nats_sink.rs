@@ -611,6 +611,10 @@ fn a_full_disk_under_the_spool_does_not_stop_the_run() {
                 assert_eq!(lines, reported, "run {run}: --output is complete");
                 let dropped = s["sink"]["spool_dropped"].as_u64().unwrap();
                 assert!(dropped > 0, "run {run}: {s}");
+                // Every event is either still spooled or counted as dropped, once.
+                let recovered = s["sink"]["recovered"].as_u64().unwrap();
+                let spooled = s["sink"]["spooled"].as_u64().unwrap();
+                assert_eq!(reported + recovered, spooled + dropped, "run {run}: {s}");
                 assert!(
                     e.contains(&format!("cannot write the spool {}", spool.display())),
                     "run {run}: {e}"

@@ -81,6 +81,14 @@ struct Segment {
     store: Store,
 }
 
+/// Why an append failed, and whether the event is counted as dropped already.
+enum Failed {
+    /// Before the event was appended: it is not counted yet.
+    Before(io::Error),
+    /// Writing it (and the frames before it) out: counted with them.
+    Counted(io::Error),
+}
+
 /// Where the spool lives and how big it may grow.
 #[derive(Debug, Clone)]
 pub struct SpoolConfig {
@@ -305,24 +313,27 @@ impl Spool {
     /// error the events that could not be kept (this one included) are counted in `dropped`
     /// and the spool stays usable.
     pub fn append(&mut self, id: &[u8], payload: &[u8]) -> io::Result<()> {
-        let before = self.end.event;
-        let result = self.try_append(id, payload);
-        if result.is_err() && self.end.event == before {
+        match self.try_append(id, payload) {
+            Ok(()) => Ok(()),
             // Not appended at all (a new segment could not be made): it is lost here.
-            self.dropped += 1;
+            Err(Failed::Before(e)) => {
+                self.dropped += 1;
+                Err(e)
+            }
+            // Appended, then lost with the unwritten frames (counted by `write_out`).
+            Err(Failed::Counted(e)) => Err(e),
         }
-        result
     }
 
-    fn try_append(&mut self, id: &[u8], payload: &[u8]) -> io::Result<()> {
+    fn try_append(&mut self, id: &[u8], payload: &[u8]) -> Result<(), Failed> {
         if payload.len() > MAX_PAYLOAD || id.is_empty() || id.len() > MAX_ID {
-            return Err(io::Error::new(
+            return Err(Failed::Before(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "event too large for the spool",
-            ));
+            )));
         }
         if !self.writable {
-            self.start_segment()?;
+            self.start_segment().map_err(Failed::Before)?;
         }
         let need = frame::encoded_len(id, payload) as u64;
         if need > self.max_bytes {
@@ -331,22 +342,24 @@ impl Spool {
         }
         while self.total_bytes() + need > self.max_bytes {
             if self.segments.len() == 1 {
-                self.start_segment()?;
+                self.start_segment().map_err(Failed::Before)?;
             }
-            self.drop_oldest()?;
+            self.drop_oldest().map_err(Failed::Before)?;
         }
         if self.current_len() >= self.segment_bytes {
-            self.start_segment()?;
+            self.start_segment().map_err(Failed::Before)?;
         }
         let Some(last) = self.segments.back_mut() else {
-            return Err(io::Error::other("spool has no open segment"));
+            return Err(Failed::Before(io::Error::other(
+                "spool has no open segment",
+            )));
         };
         let target = match &mut last.store {
             Store::Memory(v) => v,
             Store::File { .. } => &mut self.unwritten,
         };
         frame::encode(target, id, payload)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            .map_err(|e| Failed::Before(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
         last.end += need;
         last.events += 1;
         self.end = Cursor {
@@ -356,7 +369,7 @@ impl Spool {
         if matches!(last.store, Store::Memory(_)) {
             self.written = self.end;
         } else if self.unwritten.len() >= WRITE_CHUNK {
-            self.write_out()?;
+            self.write_out().map_err(Failed::Counted)?;
         }
         Ok(())
     }
