@@ -139,6 +139,35 @@ mod tests {
         assert!(u.tls);
     }
 
+    proptest::proptest! {
+        /// Whatever the user, password and host, the password is not in what is shown, and any
+        /// text is handled without a panic.
+        #[test]
+        fn a_password_is_never_shown(
+            user in "[a-z]{1,8}",
+            password in "PW[A-Za-z0-9._~!$&'()*+,;=-]{6,12}",
+            host in "[a-z]{1,8}",
+            rest in "[a-z/.]{0,10}",
+        ) {
+            let url = format!("nats://{user}:{password}@{host}:4222/{rest}");
+            let shown = redact_url(&url);
+            proptest::prop_assert!(!shown.contains(&password), "{}", shown);
+            proptest::prop_assert!(shown.starts_with(&format!("nats://{user}:***@{host}")), "{}", shown);
+            if let Ok(u) = parse_url(&url) {
+                proptest::prop_assert!(!u.shown.contains(&password), "{}", u.shown);
+            }
+            if let Err(e) = parse_url(&url) {
+                proptest::prop_assert!(!e.contains(&password), "{}", e);
+            }
+        }
+
+        #[test]
+        fn any_text_is_redacted_without_a_panic(text in ".{0,80}") {
+            let _ = redact_url(&text);
+            let _ = parse_url(&text);
+        }
+    }
+
     #[test]
     fn passwords_and_tokens_never_appear_in_what_is_shown() {
         // N11: `cannot reach NATS at nats://fsense:S3cretPassw0rd@...` and the parse error
