@@ -53,8 +53,9 @@ set +m
 trap 'kill -- -"$miri_pid" 2>/dev/null || true' EXIT
 echo "Miri runs in the background (log: $miri_log)"
 
-stage "cargo fmt --check"
+stage "cargo fmt --check; layout (no file over 800 lines, no import circle)"
 cargo fmt --all -- --check
+python3 scripts/check-layout.py
 
 stage "cargo clippy (host, all targets)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -72,7 +73,7 @@ cargo test --workspace --locked --benches
 stage "fsense simulate in every consumer mode (exit 0 only if every invariant and check holds)"
 for mode in absent normal slow stalled crash malicious; do
     summary="${CARGO_TARGET_DIR:-$root/target}/simulate-$mode.json"
-    cargo run --quiet --locked -p fsense -- simulate --events 20000 --threads 4 \
+    cargo run --quiet --locked -p fsense -- simulate --operations 20000 --rate 0 --threads 4 \
         --queue-capacity 4096 --consumer "$mode" --seed 7 --quiet --summary-json "$summary"
 done
 

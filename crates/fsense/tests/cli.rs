@@ -180,6 +180,8 @@ fn simulate_writes_the_summary_fields() {
     let summary = dir.path().join("sim.json");
     let o = fsense(&[
         "simulate",
+        "--rate",
+        "0",
         "--events",
         "200",
         "--threads",
@@ -227,6 +229,38 @@ fn simulate_writes_the_summary_fields() {
     // What the consumer saw agrees with what the simulator says it delivered.
     assert_eq!(s["pipeline"]["events"], s["delivered"]);
     assert_eq!(s["pipeline"]["dropped"], s["seq_gaps"]);
+}
+
+#[test]
+fn simulate_counts_operations_and_paces_them_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("sim.json");
+    let sum = summary.to_str().unwrap();
+    // The flag says what it counts; its old name still works.
+    for flag in ["--operations", "--events"] {
+        let o = fsense(&["simulate", flag, "300", "--quiet", "--summary-json", sum]);
+        let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+        assert_eq!(s["operations"], 300, "{flag}");
+        // A first run is paced at the default rate; generated counts the reported events.
+        assert_eq!(s["rate"], 2000, "{flag}");
+        let generated = s["generated"].as_u64().unwrap();
+        assert!(generated > 0 && generated <= 300, "{flag}: {generated}");
+        let err = stderr(&o);
+        assert!(err.contains("300 file operations"), "{flag}: {err}");
+    }
+    let o = fsense(&[
+        "simulate",
+        "--operations",
+        "300",
+        "--rate",
+        "0",
+        "--quiet",
+        "--summary-json",
+        sum,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(s["rate"], 0);
 }
 
 #[test]

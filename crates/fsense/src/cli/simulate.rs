@@ -22,6 +22,15 @@ use crate::source::capture::SourceKind;
 use crate::source::winport::{self, AfterMessage, PortStats};
 use crate::time::now_ticks;
 
+/// The default `--rate`, file operations per second over all I/O threads. The driver's delivery
+/// worker sends what its queue holds as one batch and gives the consumer 100 ms to take it; the
+/// simulator's consumer takes the next batch only when the pipeline has written the last one.
+/// At 2,000 operations per second a batch is a few hundred records, which a debug build of the
+/// pipeline writes well within that time even on a loaded 2-core machine, so nothing is dropped;
+/// at 5,000-20,000 per second on such a machine some batches took longer and were dropped
+/// (numbers in BENCHMARKS.md, "fsense simulate's default rate"). `--rate 0` takes the pacing off.
+pub const DEFAULT_RATE: u64 = 2_000;
+
 /// Which consumer takes the driver's messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientKind {
@@ -256,8 +265,8 @@ fn conclude(
     }
     if failures.is_empty() {
         eprintln!(
-            "simulate: passed ({} generated, {} delivered, {} dropped, {} events output)",
-            report.generated, report.delivered, report.dropped, stats.reported
+            "simulate: passed ({} file operations, {} events generated, {} delivered, {} dropped, {} events output)",
+            args.events, report.generated, report.delivered, report.dropped, stats.reported
         );
         Ok(ExitCode::SUCCESS)
     } else {
@@ -286,6 +295,8 @@ fn summary_json(
         "health": report.health.as_ref().map(health_json),
         "consumer": args.consumer.as_str(),
         "events": args.events,
+        "operations": args.events,
+        "rate": args.rate,
         "threads": args.threads,
         "queue_capacity": args.queue_capacity,
         "seed": args.seed,

@@ -315,6 +315,8 @@ pub fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) {
 pub fn simulate_args(url: &str, stream: &str, events: u64, summary: &Path) -> Vec<String> {
     [
         "simulate",
+        "--rate",
+        "0",
         "--events",
         &events.to_string(),
         "--quiet",
