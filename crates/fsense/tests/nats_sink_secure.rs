@@ -378,11 +378,10 @@ fn a_server_that_asks_for_tls_after_a_reconnect_does_not_stop_the_sensor() {
     let sum = dir.path().join("sum.json");
     let url = format!("nats://127.0.0.1:{}/t.flip", flip.port);
     let mut args = simulate_args(&url, "T_FLIP", 1_500, &sum);
-    args.extend(
-        ["--rate", "500", "--sink-drain-secs", "1"]
-            .iter()
-            .map(|s| s.to_string()),
-    );
+    // Paced, so the run outlasts the first connection: 3 s.
+    let rate = args.iter().position(|a| a == "--rate").unwrap() + 1;
+    args[rate] = "500".into();
+    args.extend(["--sink-drain-secs".into(), "1".into()]);
     let o = run_sim(&args);
     let e = stderr(&o);
     no_panic(&e);
