@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 
 use super::config::SinkConfig;
 use super::nats_connect::{Disconnects, check_ca_file, connect, reconnect};
-use super::nats_failure::{self, Failure, REFUSED_PAUSE, Verdict};
+use super::nats_failure::{self, Failure, REFUSED_PAUSE, Verdict, subject_matches};
 use super::nats_guard::{self, Ended};
 use super::spool::{Cursor, Outgoing, Spool};
 use super::{EventKey, EventSink, MessageIds, SinkStats, one_line, puback};
@@ -313,21 +313,6 @@ fn publish_supervised(
             })
         },
     );
-}
-
-/// Whether a stream subject (with `*` and `>` wildcards) takes `subject`.
-fn subject_matches(pattern: &str, subject: &str) -> bool {
-    let mut p = pattern.split('.');
-    let mut s = subject.split('.');
-    loop {
-        match (p.next(), s.next()) {
-            (Some(">"), Some(_)) => return true,
-            (Some("*"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
 }
 
 /// What became of one publish.
@@ -784,20 +769,5 @@ impl Publisher {
             }
         }
         failure.map_or(Ok(()), Err)
-    }
-}
-#[cfg(test)]
-mod tests {
-    use super::subject_matches;
-
-    #[test]
-    fn stream_subjects_match_like_nats() {
-        assert!(subject_matches("fsense.events", "fsense.events"));
-        assert!(subject_matches("fsense.*", "fsense.events"));
-        assert!(subject_matches("fsense.>", "fsense.a.b"));
-        assert!(subject_matches(">", "x"));
-        assert!(!subject_matches("fsense.*", "fsense.a.b"));
-        assert!(!subject_matches("fsense.>", "fsense"));
-        assert!(!subject_matches("fsense", "fsense.events"));
     }
 }
