@@ -3,7 +3,8 @@
 //! Every deviation is reported (not just the first), so one run tells the whole story.
 //!
 //! Files: `violation` (what can be reported), `headers` (headers, entry, sections, checksum, debug
-//! directory), `import_table` (imports against the floor table), `signature` (certificate table).
+//! directory), `import_table` (imports against the floor table), `signature` (certificate table);
+//! the machine-code checks (data imports, stack) live in `crate::code`.
 
 mod headers;
 mod import_table;
@@ -14,6 +15,7 @@ mod violation;
 
 use object::read::pe::PeFile64;
 
+use crate::code::{self, CodeError};
 use crate::imports::WindowsRelease;
 pub use signature::has_signature;
 pub use violation::{
@@ -47,5 +49,11 @@ pub fn check(data: &[u8], rules: ImageRules) -> Result<Vec<Violation>, ImageErro
     headers::check_checksum(data, &mut violations)?;
     headers::check_debug_directory(&file, data, &mut violations)?;
     signature::check_signature(&file, data, rules.require_signature, &mut violations);
+    match code::analyze(data) {
+        Ok(analysis) => violations.extend(analysis.findings.into_iter().map(Violation::Code)),
+        Err(CodeError::Malformed { table, reason }) => {
+            return Err(ImageError::Malformed { table, reason });
+        }
+    }
     Ok(violations)
 }

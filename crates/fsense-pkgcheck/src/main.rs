@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use fsense_pkgcheck::{checksum, floor, image, inf, package, scripts};
+use fsense_pkgcheck::{checksum, code, floor, image, inf, package, scripts};
 
 #[derive(Parser)]
 #[command(
@@ -19,13 +19,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check a driver image (PE32+, AMD64, NATIVE, entry, imports, checksum, flags, signature).
+    /// Check a driver image (PE32+, AMD64, NATIVE, entry, imports, checksum, flags, signature,
+    /// data imports as their C types give, stack per entry point).
     Image {
         file: PathBuf,
         /// The image must carry an Authenticode signature.
         #[arg(long)]
         require_signature: bool,
     },
+    /// Print what the code checks read in a driver image: data imports, stack per entry point,
+    /// largest frame (exit 1 when they find something).
+    Report { file: PathBuf },
     /// Write the correct PE checksum into an unsigned image (signing rewrites it anyway).
     FixChecksum { file: PathBuf },
     /// Lint an INF against the minifilter rules (and the declared minimum Windows).
@@ -74,6 +78,13 @@ fn run(cli: Cli) -> Result<bool, String> {
             let findings = image::check(&data, rules)
                 .map_err(|error| format!("{}: {error}", file.display()))?;
             Ok(report(&file, &findings))
+        }
+        Command::Report { file } => {
+            let data = read(&file)?;
+            let analysis =
+                code::analyze(&data).map_err(|error| format!("{}: {error}", file.display()))?;
+            print!("{analysis}");
+            Ok(analysis.findings.is_empty())
         }
         Command::FixChecksum { file } => {
             let mut data = read(&file)?;

@@ -4,6 +4,7 @@ use std::fmt;
 
 use thiserror::Error;
 
+use crate::code::CodeFinding;
 use crate::imports::WindowsRelease;
 
 /// The only modules a driver may import from: anything else (ntdll.dll, a user-mode DLL) cannot be
@@ -57,6 +58,8 @@ pub enum Violation {
     NotCetCompatible,
     /// The CodeView entry names a PDB by a path, which leaks the build machine's directories.
     BuildPathInDebugDirectory(String),
+    /// What the code checks found (data imports, stack): see `crate::code`.
+    Code(CodeFinding),
 }
 
 impl fmt::Display for Violation {
@@ -125,6 +128,7 @@ impl fmt::Display for Violation {
                 "not CET compatible (no IMAGE_DLLCHARACTERISTICS_EX_CET_COMPAT debug entry; \
                  link with /CETCOMPAT): kernel-mode hardware-enforced stack protection refuses it"
             ),
+            Self::Code(finding) => write!(f, "{finding}"),
             Self::BuildPathInDebugDirectory(path) => write!(
                 f,
                 "the debug directory names the PDB as `{path}`, a build-machine path; \
