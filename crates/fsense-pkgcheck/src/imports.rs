@@ -146,7 +146,9 @@ pub const KNOWN_IMPORTS: &[KnownImport] = &[
     entry(NTOSKRNL, "PsGetCurrentProcessId", WINDOWS_2000, "ntddk/nf-ntddk-psgetcurrentprocessid", "Available starting with Windows 2000."),
     entry(NTOSKRNL, "PsGetThreadId", WINDOWS_XP, "ntddk/nf-ntddk-psgetthreadid", "Windows XP"),
     entry(NTOSKRNL, "PsGetProcessCreateTimeQuadPart", WINDOWS_XP, "ntddk/nf-ntddk-psgetprocesscreatetimequadpart", "Available in Windows XP and later versions of Windows."),
-    // A data export (POBJECT_TYPE *), the ObjectType the page lists for thread handles.
+    // A data export: the kernel's variable holds the thread POBJECT_TYPE; wdm.h declares it for
+    // drivers as `extern POBJECT_TYPE *PsThreadType;`, bound to the import slot, so `*PsThreadType`
+    // is two loads. The code check (code/data_imports.rs) holds every use to that.
     entry(NTOSKRNL, "PsThreadType", WINDOWS_2000, "wdm/nf-wdm-obreferenceobjectbyhandle", "ObjectType can be *PsThreadType (page minimum: Available starting with Windows 2000.)"),
     entry(NTOSKRNL, "ObReferenceObjectByHandle", WINDOWS_2000, "wdm/nf-wdm-obreferenceobjectbyhandle", "Available starting with Windows 2000."),
     // wdm.h's ObDereferenceObject macro calls the ObfDereferenceObject export.
@@ -185,7 +187,7 @@ pub const KNOWN_IMPORTS: &[KnownImport] = &[
     entry(FLTMGR, "FltIsDirectory", WINDOWS_2000, "fltkernel/nf-fltkernel-fltisdirectory", ROLLUP),
     // Not imported today: the routine a BypassIO veto needs (see inf/fsense.inf, SupportedFeatures).
     // Listed so that using it fails the floor check instead of the "unknown import" check.
-    entry(FLTMGR, "FltVetoBypassIO", WINDOWS_11, "fltkernel/nf-fltkernel-fltvetobypassio", "Windows 11"),
+    entry(FLTMGR, "FltVetoBypassIo", WINDOWS_11, "fltkernel/nf-fltkernel-fltvetobypassio", "Windows 11"),
 ];
 
 /// The table entry for `name` imported from `module` (module names compare case-insensitively,
@@ -240,7 +242,7 @@ mod tests {
             .filter(|known| !known.since.available_on(DECLARED_FLOOR))
             .map(|known| known.name)
             .collect();
-        assert_eq!(newer, vec!["FltVetoBypassIO"]);
+        assert_eq!(newer, vec!["FltVetoBypassIo"]);
     }
 
     #[test]
@@ -275,6 +277,14 @@ mod tests {
     }
 
     #[test]
+    fn the_bypassio_veto_is_spelled_as_fltmgr_exports_it() {
+        // Review H4: the export (and the page's api_name) is `FltVetoBypassIo`; the loader's
+        // lookup is case-exact, so the table must use that spelling.
+        assert!(lookup("FLTMGR.SYS", "FltVetoBypassIo").is_some());
+        assert!(lookup("FLTMGR.SYS", "FltVetoBypassIO").is_none());
+    }
+
+    #[test]
     fn check_classifies_imports() {
         assert_eq!(
             check("fltmgr.sys", Some("FltSendMessage"), DECLARED_FLOOR),
@@ -294,7 +304,7 @@ mod tests {
             Some(ImportProblem::ByOrdinal)
         );
         assert!(matches!(
-            check("FLTMGR.SYS", Some("FltVetoBypassIO"), DECLARED_FLOOR),
+            check("FLTMGR.SYS", Some("FltVetoBypassIo"), DECLARED_FLOOR),
             Some(ImportProblem::NewerThanFloor(known)) if known.since == WINDOWS_11
         ));
         // The same image against an older floor: ExAllocatePool2 is then too new.

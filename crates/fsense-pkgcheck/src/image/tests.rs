@@ -43,7 +43,7 @@ fn an_import_newer_than_the_floor_fails() {
     let spec = Spec {
         imports: vec![
             ("ntoskrnl.exe", vec!["ExAllocatePool2"]),
-            ("FLTMGR.SYS", vec!["FltRegisterFilter", "FltVetoBypassIO"]),
+            ("FLTMGR.SYS", vec!["FltRegisterFilter", "FltVetoBypassIo"]),
         ],
         ..Spec::good()
     };
@@ -58,7 +58,7 @@ fn an_import_newer_than_the_floor_fails() {
     assert_eq!(
         (name.as_str(), *since, *floor),
         (
-            "FltVetoBypassIO",
+            "FltVetoBypassIo",
             imports::WINDOWS_11,
             imports::DECLARED_FLOOR
         )
