@@ -10,7 +10,8 @@
 //! which is what `*PsThreadType` compiled from a `raw-dylib` extern static does (review N1).
 //!
 //! The value loaded from the slot is followed along every path (both sides of each branch, up to
-//! [`MAX_STEPS`] instructions), through register copies, `lea`, and spills to the frame;
+//! [`MAX_STEPS`] instructions), through register copies, `lea`, spills to the frame, and into
+//! the image's own functions it is passed to in an argument register (calls and tail calls);
 //! calls clobber the volatile registers. Where it goes somewhere the check cannot follow, that is
 //! reported, not assumed fine.
 
@@ -101,6 +102,21 @@ impl State {
     fn set(&mut self, register: usize, depth: Option<u8>) {
         self.registers[register] = depth;
     }
+    /// What a callee receives: the argument registers (rcx, rdx, r8, r9), not the frame.
+    fn arguments(&self) -> Self {
+        let mut passed = Self::default();
+        for register in [Register::RCX, Register::RDX, Register::R8, Register::R9] {
+            if let Some(index) = gpr(register) {
+                passed.registers[index] = self.registers[index];
+            }
+        }
+        passed
+    }
+}
+
+/// The function (a `.pdata` entry and its chained fragments) `rva` belongs to, if any.
+fn family(functions: &[Function], rva: u32) -> Option<u32> {
+    containing(functions, rva).map(|function| function.parent.unwrap_or(function.begin))
 }
 
 #[derive(Debug, Default)]
@@ -119,7 +135,7 @@ fn is_frame_base(register: Register) -> bool {
 fn follow(
     view: &ImageView,
     code: &Code,
-    function: Option<&Function>,
+    functions: &[Function],
     site: &Instruction,
     start: State,
     slot: u32,
@@ -194,6 +210,16 @@ fn follow(
                     {
                         outcome.called = true;
                     }
+                    // A function of the image called with the value in an argument register:
+                    // follow it there too (a helper may do the extra load).
+                    let target = view.rva_of(instruction.near_branch_target()).unwrap_or(0);
+                    let passed = state.arguments();
+                    if instruction.flow_control() == FlowControl::Call
+                        && view.is_code(target)
+                        && !passed.is_empty()
+                    {
+                        work.push((target, passed, chain.clone(), steps));
+                    }
                     for register in VOLATILE {
                         if let Some(index) = gpr(register) {
                             state.set(index, None);
@@ -212,8 +238,13 @@ fn follow(
                 }
                 FlowControl::UnconditionalBranch => {
                     let target = view.rva_of(instruction.near_branch_target()).unwrap_or(0);
-                    if function.is_some_and(|function| !function.contains(target)) {
-                        break; // a tail call: the callee is another function
+                    if family(functions, target) != family(functions, rva) {
+                        // A tail call: only the argument registers reach the other function.
+                        let passed = state.arguments();
+                        if !passed.is_empty() {
+                            work.push((target, passed, chain.clone(), steps));
+                        }
+                        break;
                     }
                     rva = target;
                     continue;
@@ -318,12 +349,12 @@ pub fn check(
         let mut start = State::default();
         let outcome = if let Some(dest) = is_load_into_gpr(instruction) {
             start.set(dest, Some(1));
-            follow(view, code, function, instruction, start, slot_rva)
+            follow(view, code, functions, instruction, start, slot_rva)
         } else if instruction.mnemonic() == Mnemonic::Lea
             && let Some(dest) = gpr(instruction.op0_register())
         {
             start.set(dest, Some(0));
-            let mut outcome = follow(view, code, function, instruction, start, slot_rva);
+            let mut outcome = follow(view, code, functions, instruction, start, slot_rva);
             outcome.deepest = outcome.deepest.max(1);
             outcome
         } else {

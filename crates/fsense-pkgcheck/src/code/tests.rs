@@ -149,6 +149,29 @@ fn loads_are_followed_through_a_spill_to_the_frame() {
 }
 
 #[test]
+fn a_third_load_in_a_helper_the_value_is_passed_to_is_found() {
+    // DriverEntry does the documented two loads and passes the value in rcx to a helper at
+    // 0x100, which loads through it once more.
+    fn passes(layout: &Layout) -> Vec<u8> {
+        let mut asm = Asm::new(layout);
+        asm.sub_rsp(0x28)
+            .mov_rax_slot(layout.slot("PsThreadType"))
+            .mov_rcx_at_rax()
+            .call(0x100)
+            .add_rsp(0x28)
+            .ret()
+            .pad_to(0x100);
+        asm.mov_rcx_at_rcx().ret();
+        asm.bytes
+    }
+    let found = findings(&image(driver_entry(passes)));
+    assert!(
+        matches!(found.as_slice(), [CodeFinding::DataImportLoads { found: 3, chain, .. }] if chain.len() == 3),
+        "{found:?}"
+    );
+}
+
+#[test]
 fn init_safe_boot_mode_as_documented_passes() {
     // if (*InitSafeBootMode > 0): slot, then the ULONG.
     fn safe_mode(layout: &Layout) -> Vec<u8> {
