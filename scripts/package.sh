@@ -8,7 +8,8 @@
 #   <target dir>/package/fsense.exe   the consumer, cross-built for x86_64-pc-windows-gnu (mingw-w64),
 #                                     profile `consumer` (optimised, no whole-program LTO)
 #
-# then checks the whole package with fsense-pkgcheck. The signing key is generated per run into
+# then checks the whole package with fsense-pkgcheck, after printing what it reads in the driver's
+# code (data imports, stack per entry point, largest frame; docs/windows.md has today's numbers). The signing key is generated per run into
 # <target dir>/package-signing/ and never enters the package (or git).
 #
 # Needs: rustup targets x86_64-pc-windows-msvc and x86_64-pc-windows-gnu, osslsigncode, openssl,
@@ -60,6 +61,12 @@ step "Checksum: what the linker wrote vs our own computation"
 "$pkgcheck" fix-checksum "$unsigned"
 step "Checking the unsigned image (the package check at the end is the gate)"
 "$pkgcheck" image "$unsigned" || printf 'warning: the unsigned image has findings; continuing so the package check reports everything\n' >&2
+
+step "Code report: data imports, stack per entry point, largest frame (the package check gates on it)"
+report_start=$(date +%s%N)
+"$pkgcheck" report "$unsigned" | tee "$signing_dir/code-report.txt" || true
+report_ms=$((($(date +%s%N) - report_start) / 1000000))
+printf 'code checks took %d ms\n' "$report_ms"
 
 step "Generating a test-signing certificate (fresh key, kept out of the package)"
 openssl req -x509 -newkey rsa:3072 -sha256 -nodes -days 90 \
