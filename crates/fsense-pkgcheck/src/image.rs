@@ -19,8 +19,8 @@ use crate::code::{self, CodeError};
 use crate::imports::WindowsRelease;
 pub use signature::has_signature;
 pub use violation::{
-    ALLOWED_IMPORT_MODULES, ENTRY_EXPORT, IMAGE_DLLCHARACTERISTICS_EX_CET_COMPAT, ImageError,
-    Violation,
+    ALLOWED_IMPORT_MODULES, Architecture, ENTRY_EXPORT, IMAGE_DLLCHARACTERISTICS_EX_CET_COMPAT,
+    ImageError, Violation,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +32,18 @@ pub struct ImageRules {
     pub floor: WindowsRelease,
 }
 
-/// Checks `data` as a driver image; an empty list means it passes.
+/// Checks `data` as an x64 driver image; an empty list means it passes.
 pub fn check(data: &[u8], rules: ImageRules) -> Result<Vec<Violation>, ImageError> {
+    check_architecture(data, rules, Architecture::Amd64)
+}
+
+/// Checks `data` as a driver image for `architecture`. The code checks (`crate::code`) read x64
+/// code only; an ARM64 image gets every other check.
+pub fn check_architecture(
+    data: &[u8],
+    rules: ImageRules,
+    architecture: Architecture,
+) -> Result<Vec<Violation>, ImageError> {
     match object::FileKind::parse(data) {
         Ok(object::FileKind::Pe64) => {}
         Ok(object::FileKind::Pe32) => return Ok(vec![Violation::NotPe32Plus]),
@@ -42,12 +52,12 @@ pub fn check(data: &[u8], rules: ImageRules) -> Result<Vec<Violation>, ImageErro
     }
     let file = PeFile64::parse(data).map_err(|error| ImageError::NotPe(error.to_string()))?;
     let mut violations = Vec::new();
-    headers::check_headers(&file, &mut violations);
+    headers::check_headers(&file, architecture, &mut violations);
     headers::check_entry_point(&file, &mut violations)?;
     import_table::check_imports(&file, rules.floor, &mut violations)?;
     headers::check_sections(&file, &mut violations);
     headers::check_checksum(data, &mut violations)?;
-    headers::check_debug_directory(&file, data, &mut violations)?;
+    headers::check_debug_directory(&file, data, architecture, &mut violations)?;
     signature::check_signature(&file, data, rules.require_signature, &mut violations);
     match code::analyze(data) {
         Ok(analysis) => violations.extend(analysis.findings.into_iter().map(Violation::Code)),

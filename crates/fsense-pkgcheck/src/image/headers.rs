@@ -5,15 +5,23 @@ use object::pe;
 use object::read::pe::{ExportTarget, ImageNtHeaders, PeFile64};
 
 use super::violation::{
-    ENTRY_EXPORT, IMAGE_DLLCHARACTERISTICS_EX_CET_COMPAT, ImageError, Violation, malformed,
+    Architecture, ENTRY_EXPORT, IMAGE_DLLCHARACTERISTICS_EX_CET_COMPAT, ImageError, Violation,
+    malformed,
 };
 use crate::checksum;
 
-pub(super) fn check_headers(file: &PeFile64<'_>, violations: &mut Vec<Violation>) {
+pub(super) fn check_headers(
+    file: &PeFile64<'_>,
+    architecture: Architecture,
+    violations: &mut Vec<Violation>,
+) {
     let headers = file.nt_headers();
     let machine = headers.file_header().machine.get(object::LittleEndian).0;
-    if machine != pe::IMAGE_FILE_MACHINE_AMD64.0 {
-        violations.push(Violation::Machine(machine));
+    if machine != architecture.machine() {
+        violations.push(Violation::Machine {
+            found: machine,
+            expected: architecture,
+        });
     }
     let characteristics = headers
         .file_header()
@@ -85,10 +93,11 @@ pub(super) fn check_sections(file: &PeFile64<'_>, violations: &mut Vec<Violation
     }
 }
 
-/// `/CETCOMPAT` and no build path: both live in the debug directory.
+/// `/CETCOMPAT` (x64) and no build path: both live in the debug directory.
 pub(super) fn check_debug_directory(
     file: &PeFile64<'_>,
     data: &[u8],
+    architecture: Architecture,
     violations: &mut Vec<Violation>,
 ) -> Result<(), ImageError> {
     let mut cet_compatible = false;
@@ -120,7 +129,7 @@ pub(super) fn check_debug_directory(
             cet_compatible |= flags & IMAGE_DLLCHARACTERISTICS_EX_CET_COMPAT != 0;
         }
     }
-    if !cet_compatible {
+    if !cet_compatible && architecture.has_cet() {
         violations.push(Violation::NotCetCompatible);
     }
     if let Some(info) = file.pdb_info().map_err(malformed("debug directory"))? {

@@ -127,7 +127,43 @@ fn wrong_machine() {
     };
     assert_eq!(
         violations(&spec, UNSIGNED),
-        vec![Violation::Machine(0xaa64)]
+        vec![Violation::Machine {
+            found: 0xaa64,
+            expected: Architecture::Amd64
+        }]
+    );
+}
+
+#[test]
+fn an_arm64_image_is_checked_as_arm64() {
+    let arm64 = Spec {
+        machine: pe::IMAGE_FILE_MACHINE_ARM64.0,
+        // /CETCOMPAT is an x64 mark: an ARM64 image does not need it.
+        ex_dll_characteristics: None,
+        ..Spec::signed()
+    };
+    let check_arm64 = |spec: &Spec, rules| {
+        check_architecture(&spec.build(), rules, Architecture::Arm64).expect("fixture parses")
+    };
+    assert_eq!(check_arm64(&arm64, SIGNED), vec![]);
+    // Everything else still applies: here, the signature.
+    let unsigned = Spec {
+        certificate: None,
+        ..arm64.clone()
+    };
+    assert_eq!(check_arm64(&unsigned, SIGNED), vec![Violation::Unsigned]);
+    // An x64 image is not an ARM64 one.
+    let found = check_arm64(&Spec::signed(), SIGNED);
+    assert_eq!(
+        found,
+        vec![Violation::Machine {
+            found: 0x8664,
+            expected: Architecture::Arm64
+        }]
+    );
+    assert_eq!(
+        found[0].to_string(),
+        "machine is 0x8664, expected ARM64 (0xaa64)"
     );
 }
 

@@ -17,11 +17,42 @@ pub const ENTRY_EXPORT: &str = "DriverEntry";
 /// winnt.h: the extended DLL characteristics bit `/CETCOMPAT` sets (object keeps it commented out).
 pub const IMAGE_DLLCHARACTERISTICS_EX_CET_COMPAT: u32 = 0x01;
 
+/// The processor an image is built for (`IMAGE_FILE_HEADER.Machine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    Amd64,
+    Arm64,
+}
+
+impl Architecture {
+    pub fn machine(self) -> u16 {
+        match self {
+            Self::Amd64 => object::pe::IMAGE_FILE_MACHINE_AMD64.0,
+            Self::Arm64 => object::pe::IMAGE_FILE_MACHINE_ARM64.0,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Amd64 => "AMD64",
+            Self::Arm64 => "ARM64",
+        }
+    }
+
+    /// CET shadow stacks are an x64 feature: `/CETCOMPAT` marks x64 images only.
+    pub fn has_cet(self) -> bool {
+        self == Self::Amd64
+    }
+}
+
 /// One way the image deviates from the rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Violation {
     NotPe32Plus,
-    Machine(u16),
+    Machine {
+        found: u16,
+        expected: Architecture,
+    },
     Subsystem(u16),
     NoEntryExport,
     EntryPointMismatch {
@@ -66,9 +97,12 @@ impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotPe32Plus => write!(f, "not a PE32+ image"),
-            Self::Machine(machine) => {
-                write!(f, "machine is {machine:#06x}, expected AMD64 (0x8664)")
-            }
+            Self::Machine { found, expected } => write!(
+                f,
+                "machine is {found:#06x}, expected {} ({:#06x})",
+                expected.name(),
+                expected.machine()
+            ),
             Self::Subsystem(subsystem) => {
                 write!(f, "subsystem is {subsystem}, expected NATIVE (1)")
             }
