@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use iced_x86::{FlowControl, InstructionInfoFactory, Mnemonic, OpKind, Register};
+use iced_x86::{FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpKind, Register};
 
 use super::disasm::{Code, gpr, listed, rip_target, written_gprs};
 use super::finding::CodeFinding;
@@ -133,7 +133,7 @@ pub fn graph(
             }
         }
         let leaf = family.is_empty();
-        let mut import_registers: [Option<u32>; 16] = [None; 16];
+        let import_registers = import_registers(view, &body, begin, &mut factory);
         for instruction in &body {
             if leaf {
                 // Code without unwind data should not touch the stack; count it if it does.
@@ -157,7 +157,13 @@ pub fn graph(
             let register_slot = (instruction.op0_kind() == OpKind::Register)
                 .then(|| gpr(instruction.op0_register()))
                 .flatten()
-                .and_then(|index| import_registers[index]);
+                .and_then(|index| {
+                    let state = import_registers.get(&instruction.ip())?;
+                    match state[index] {
+                        Held::Slot(slot) => Some(slot),
+                        Held::Unreached | Held::Other => None,
+                    }
+                });
             let import = memory_slot
                 .or(register_slot)
                 .and_then(|slot| view.slots.get(&slot))
@@ -216,20 +222,113 @@ pub fn graph(
                 },
                 _ => {}
             }
-            // Registers holding an import's address (`mov r, [rip+slot]` ... `call r`).
-            for register in written_gprs(&mut factory, instruction) {
-                import_registers[register] = None;
-            }
-            if instruction.mnemonic() == Mnemonic::Mov
-                && let (Some(slot), Some(index)) = (memory_slot, gpr(instruction.op0_register()))
-                && instruction.op0_kind() == OpKind::Register
-            {
-                import_registers[index] = Some(slot);
-            }
         }
         graph.nodes.insert(begin, node);
     }
     graph
+}
+
+/// What a register holds on entry to an instruction, for `call reg` through an import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// No path reaches the instruction yet.
+    Unreached,
+    /// On every path: the address loaded from this import slot.
+    Slot(u32),
+    /// Anything else, or different slots on different paths.
+    Other,
+}
+
+impl Held {
+    fn join(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::Unreached, held) | (held, Self::Unreached) => held,
+            (Self::Slot(a), Self::Slot(b)) if a == b => Self::Slot(a),
+            _ => Self::Other,
+        }
+    }
+}
+
+/// Forward data flow over the function's own control flow (`body`, entered at `begin`): which
+/// registers hold an import's address (`mov r, [rip+slot]` ... `call r`) before each instruction,
+/// keyed by instruction address. A register loaded from different slots, or from a slot on one
+/// path only, holds `Other` where the paths meet.
+fn import_registers(
+    view: &ImageView,
+    body: &[Instruction],
+    begin: u32,
+    factory: &mut InstructionInfoFactory,
+) -> BTreeMap<u64, [Held; 16]> {
+    let by_ip: BTreeMap<u64, &Instruction> = body.iter().map(|i| (i.ip(), i)).collect();
+    let mut states: BTreeMap<u64, [Held; 16]> = BTreeMap::new();
+    let start = view.image_base.wrapping_add(u64::from(begin));
+    let mut work = vec![(start, [Held::Other; 16])];
+    // Each state only rises (Unreached < Slot < Other), so this ends; the bound is a backstop.
+    let mut budget = body.len().saturating_mul(64).max(1024);
+    while let Some((ip, incoming)) = work.pop() {
+        budget = budget.saturating_sub(1);
+        if budget == 0 {
+            break;
+        }
+        let Some(instruction) = by_ip.get(&ip) else {
+            continue;
+        };
+        let entry = states.entry(ip).or_insert([Held::Unreached; 16]);
+        let joined: [Held; 16] = std::array::from_fn(|index| entry[index].join(incoming[index]));
+        if joined == *entry && entry.iter().any(|held| *held != Held::Unreached) {
+            continue;
+        }
+        *entry = joined;
+        let mut out = joined;
+        for register in written_gprs(factory, instruction) {
+            out[register] = Held::Other;
+        }
+        // A copy keeps what the source held (`mov rdi, r13` ... `mov r13, rdi` ... `call r13`).
+        if instruction.mnemonic() == Mnemonic::Mov
+            && instruction.op0_kind() == OpKind::Register
+            && instruction.op1_kind() == OpKind::Register
+            && instruction.op0_register().is_gpr64()
+            && let (Some(dest), Some(source)) = (
+                gpr(instruction.op0_register()),
+                gpr(instruction.op1_register()),
+            )
+        {
+            out[dest] = joined[source];
+        }
+        if matches!(
+            instruction.flow_control(),
+            FlowControl::Call | FlowControl::IndirectCall
+        ) {
+            for register in super::disasm::VOLATILE {
+                if let Some(index) = gpr(register) {
+                    out[index] = Held::Other;
+                }
+            }
+        }
+        if instruction.mnemonic() == Mnemonic::Mov
+            && instruction.op0_kind() == OpKind::Register
+            && let (Some(slot), Some(index)) = (
+                rip_target(view, instruction).filter(|slot| view.slots.contains_key(slot)),
+                gpr(instruction.op0_register()),
+            )
+        {
+            out[index] = Held::Slot(slot);
+        }
+        let next = instruction.next_ip();
+        match instruction.flow_control() {
+            FlowControl::Return
+            | FlowControl::Interrupt
+            | FlowControl::Exception
+            | FlowControl::IndirectBranch => {}
+            FlowControl::UnconditionalBranch => work.push((instruction.near_branch_target(), out)),
+            FlowControl::ConditionalBranch => {
+                work.push((instruction.near_branch_target(), out));
+                work.push((next, out));
+            }
+            _ => work.push((next, out)),
+        }
+    }
+    states
 }
 
 /// Worst-case stack of `root` (None if unbounded), with the path that takes it.

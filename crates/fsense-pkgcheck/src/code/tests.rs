@@ -359,6 +359,46 @@ fn indirect_calls_and_recursion_are_reported() {
 }
 
 #[test]
+fn calls_through_a_register_follow_the_control_flow() {
+    // The register holds the import on every path that reaches the call, even though an
+    // instruction that clears it sits between the load and the call in address order, and
+    // survives a round trip through another register.
+    fn skips_the_clear(layout: &Layout) -> Vec<u8> {
+        let mut asm = Asm::new(layout);
+        asm.sub_rsp(0x28)
+            .mov_rbx_slot(layout.slot("ExAllocatePool2"))
+            .mov_rdi_rbx()
+            .jmp_short(2)
+            .xor_ebx() // not reached
+            .xor_ebx()
+            .mov_rbx_rdi()
+            .call_rbx()
+            .add_rsp(0x28)
+            .ret();
+        asm.bytes
+    }
+    assert_eq!(findings(&image(driver_entry(skips_the_clear))), vec![]);
+    // On one path it holds the import, on the other zero: that call is indirect.
+    fn one_path_clears(layout: &Layout) -> Vec<u8> {
+        let mut asm = Asm::new(layout);
+        asm.sub_rsp(0x28)
+            .mov_rbx_slot(layout.slot("ExAllocatePool2"))
+            .test_rax()
+            .je(2)
+            .xor_ebx()
+            .call_rbx()
+            .add_rsp(0x28)
+            .ret();
+        asm.bytes
+    }
+    let found = findings(&image(driver_entry(one_path_clears)));
+    assert!(
+        matches!(found.as_slice(), [CodeFinding::IndirectCall { instruction, .. }] if instruction.text == "call rbx"),
+        "{found:?}"
+    );
+}
+
+#[test]
 fn a_callback_whose_address_is_passed_is_an_entry_point() {
     // DriverEntry passes a leaf at 0x100 in rcx to a routine: that leaf is an entry point.
     fn passes(layout: &Layout) -> Vec<u8> {
