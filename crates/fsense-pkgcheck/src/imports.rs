@@ -60,6 +60,10 @@ pub const WINDOWS_XP: WindowsRelease = WindowsRelease {
     name: "Windows XP",
     build: 2600,
 };
+pub const WINDOWS_7: WindowsRelease = WindowsRelease {
+    name: "Windows 7",
+    build: 7600,
+};
 pub const WINDOWS_8: WindowsRelease = WindowsRelease {
     name: "Windows 8",
     build: 9200,
@@ -139,6 +143,8 @@ pub const KNOWN_IMPORTS: &[KnownImport] = &[
     entry(NTOSKRNL, "KeInitializeEvent", WINDOWS_2000, "wdm/nf-wdm-keinitializeevent", "Available starting with Windows 2000."),
     entry(NTOSKRNL, "KeSetEvent", WINDOWS_2000, "wdm/nf-wdm-kesetevent", "Available starting with Windows 2000."),
     entry(NTOSKRNL, "KeWaitForSingleObject", EVERY_RELEASE, "wdm/nf-wdm-kewaitforsingleobject", ""),
+    // Intervals that a system-time change cannot stretch (review N4).
+    entry(NTOSKRNL, "KeQueryUnbiasedInterruptTime", WINDOWS_7, "wdm/nf-wdm-kequeryunbiasedinterrupttime", "Available starting with Windows 7."),
     entry(NTOSKRNL, "KeQuerySystemTimePrecise", WINDOWS_8, "wdm/nf-wdm-kequerysystemtimeprecise", "Available starting with Windows 8."),
     // ---- ntoskrnl.exe: threads and objects ----
     entry(NTOSKRNL, "PsCreateSystemThread", EVERY_RELEASE, "wdm/nf-wdm-pscreatesystemthread", ""),
