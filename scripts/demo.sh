@@ -9,5 +9,5 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh --min >&2
 mkdir -p target
-exec cargo run --profile demo --locked --quiet -p fsense -- simulate --events 2000 --threads 4 \
+exec cargo run --profile demo --locked --quiet -p fsense -- simulate --operations 2000 --threads 4 \
     --queue-capacity 65536 --consumer normal --seed 1 --summary-json target/demo-summary.json "$@"

@@ -40,8 +40,8 @@ miri_stages() {
     stage "Miri: the Windows port client's buffers (receive slots, FILTER_MESSAGE_HEADER, batch framing, FILTER_REPLY_HEADER, cancel, hostile byte counts)"
     MIRIFLAGS="-Zmiri-permissive-provenance" cargo +nightly miri test --locked -p fsense \
         --no-default-features --lib -- --exact \
-        ffi::windows::tests::hostile_transfer_counts_never_read_past_the_buffer \
-        ffi::windows::tests::several_receives_take_every_message_reply_and_cancel_cleanly
+        ffi::windows::port::tests::hostile_transfer_counts_never_read_past_the_buffer \
+        ffi::windows::port::tests::several_receives_take_every_message_reply_and_cancel_cleanly
     stage "Miri: done"
 }
 miri_log="$logs/miri.log"
@@ -53,8 +53,9 @@ set +m
 trap 'kill -- -"$miri_pid" 2>/dev/null || true' EXIT
 echo "Miri runs in the background (log: $miri_log)"
 
-stage "cargo fmt --check"
+stage "cargo fmt --check; layout (no file over 800 lines, no import circle)"
 cargo fmt --all -- --check
+python3 scripts/check-layout.py
 
 stage "cargo clippy (host, all targets)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -72,7 +73,7 @@ cargo test --workspace --locked --benches
 stage "fsense simulate in every consumer mode (exit 0 only if every invariant and check holds)"
 for mode in absent normal slow stalled crash malicious; do
     summary="${CARGO_TARGET_DIR:-$root/target}/simulate-$mode.json"
-    cargo run --quiet --locked -p fsense -- simulate --events 20000 --threads 4 \
+    cargo run --quiet --locked -p fsense -- simulate --operations 20000 --rate 0 --threads 4 \
         --queue-capacity 4096 --consumer "$mode" --seed 7 --quiet --summary-json "$summary"
 done
 

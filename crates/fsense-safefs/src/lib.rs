@@ -14,8 +14,15 @@
 //! - [`open_regular`]: reading a file that must be a regular file, without following a final
 //!   symbolic link and without blocking on a FIFO.
 //! - [`check_trusted_dir`] / [`ensure_private_dir`]: a directory whose contents the program trusts
-//!   (the content state directory) must be ours and writable by nobody else, and so must its parent
-//!   unless the parent is sticky (`/tmp`), where others cannot replace our entries.
+//!   (the content state directory) must be ours and writable by nobody else, and every directory
+//!   on the way to it must pass [`check_dir_path`].
+//! - [`check_dir_path`]: every directory the program writes into (spool, state, outputs, and
+//!   every directory on the way to them, from `/`): owned by root or this user, writable by no one
+//!   else unless sticky (`/tmp`, where others cannot replace our entries), and no symbolic link
+//!   on the way that another user owns. Links of root's or ours are followed and the way they lead
+//!   is checked the same way. Directories that do not exist yet pass (we create them). Every
+//!   function here that creates a file runs it on the file's directory first, so a link planted
+//!   in an intermediate directory (`udir/logs -> /root-only`) is refused, not followed.
 //!
 //! On Windows the final component is opened with `FILE_FLAG_OPEN_REPARSE_POINT` and refused when it
 //! is a reparse point (symbolic link, junction); ownership and modes are Unix notions, and the
@@ -42,6 +49,10 @@ use windows as imp;
 pub enum SafeFsError {
     #[error("refusing {path}: it is a symbolic link or reparse point")]
     Link { path: PathBuf },
+    #[error("refusing {path}: it is a symbolic link of another user (uid {owner})")]
+    ForeignLink { path: PathBuf, owner: u32 },
+    #[error("refusing {path}: more than {limit} symbolic links on the way")]
+    TooManyLinks { path: PathBuf, limit: usize },
     #[error("refusing {path}: it is not a regular file")]
     NotRegular { path: PathBuf },
     #[error("refusing {path}: it is not a directory")]
@@ -97,6 +108,7 @@ impl Visibility {
 /// link; a symbolic link, a FIFO, another user's file or a hard link to one is refused. A
 /// character device owned by root (`/dev/null`) is written as it is.
 pub fn create_private(path: &Path) -> Result<File, SafeFsError> {
+    check_dir_path(&parent_of(path))?;
     let file = imp::open_no_follow(path, OpenOptions::new().write(true).create(true))?;
     // A character device of root's that the caller named itself (`--output /dev/null`): only
     // root makes device nodes, and a planted link to one was refused by the open.
@@ -112,6 +124,7 @@ pub fn create_private(path: &Path) -> Result<File, SafeFsError> {
 
 /// Like [`create_private`], but appends to an existing file instead of truncating it (spools).
 pub fn append_private(path: &Path) -> Result<File, SafeFsError> {
+    check_dir_path(&parent_of(path))?;
     let file = imp::open_no_follow(
         path,
         OpenOptions::new().read(true).append(true).create(true),
@@ -123,6 +136,7 @@ pub fn append_private(path: &Path) -> Result<File, SafeFsError> {
 
 /// Creates `path`, which must not exist (not even as a dangling symbolic link), with mode 0600.
 pub fn create_new_private(path: &Path) -> Result<File, SafeFsError> {
+    check_dir_path(&parent_of(path))?;
     imp::create_new(path, 0o600).map_err(|e| match e.kind() {
         io::ErrorKind::AlreadyExists => SafeFsError::Exists {
             path: path.to_path_buf(),
@@ -175,6 +189,7 @@ pub fn create_temp_beside(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let dir = parent_of(path);
+    check_dir_path(&dir)?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -209,15 +224,26 @@ pub fn rename_into_place(tmp_path: &Path, path: &Path) -> Result<(), SafeFsError
 }
 
 /// Checks that the program may trust what `dir` holds: a real directory (not a link), owned by this
-/// user or root, writable by no one else; its parent likewise, unless the parent is sticky.
+/// user or root, writable by no one else; and the way to it passes [`check_dir_path`].
 pub fn check_trusted_dir(dir: &Path) -> Result<(), SafeFsError> {
-    imp::check_trusted_dir(dir, false)?;
-    let parent = parent_of(dir);
-    imp::check_trusted_dir(&parent, true)
+    check_dir_path(&parent_of(dir))?;
+    imp::check_trusted_dir(dir, false)
 }
 
-/// Creates `dir` (mode 0700) if it does not exist, then [`check_trusted_dir`].
+/// Checks every directory on the way to `dir`, and `dir` itself if it exists, as a place this
+/// program may write into (see the crate documentation). The error names the first directory or
+/// link that fails, in one line.
+///
+/// On Windows, where owners and modes are not checked here (the consumer's FFI layer applies
+/// the ACLs), a reparse point (symbolic link, junction) on the way is refused.
+pub fn check_dir_path(dir: &Path) -> Result<(), SafeFsError> {
+    imp::check_dir_chain(dir)
+}
+
+/// Creates `dir` (mode 0700) if it does not exist, then [`check_trusted_dir`]. The way to it is
+/// checked before anything is created.
 pub fn ensure_private_dir(dir: &Path) -> Result<(), SafeFsError> {
+    check_dir_path(&parent_of(dir))?;
     match imp::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -234,5 +260,7 @@ fn parent_of(path: &Path) -> PathBuf {
     }
 }
 
+#[cfg(all(test, unix))]
+mod parent_tests;
 #[cfg(all(test, unix))]
 mod tests;

@@ -1,9 +1,11 @@
 //! Unix: `O_NOFOLLOW`, `O_NONBLOCK`, `fstat` on the opened descriptor, modes and owners.
 
+use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions, Permissions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::OFlags;
 
@@ -121,4 +123,98 @@ pub fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
+}
+
+/// Most symbolic links followed on one path (the kernel's own limit is 40).
+const MAX_LINKS: usize = 40;
+
+/// A directory on the way may be written by others only if it is sticky; it must belong to
+/// root or to us.
+fn check_way_dir(path: &Path, meta: &std::fs::Metadata, me: u32) -> Result<(), SafeFsError> {
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(SafeFsError::ForeignOwner {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Err(SafeFsError::WritableByOthers {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// Walks `dir` from `/` one component at a time, as the kernel resolves it: each directory is
+/// checked with [`check_way_dir`]; a symbolic link must belong to root or to us, and the path it
+/// holds is walked the same way; `..` goes to the parent of where the walk is. The first
+/// component that does not exist ends the walk: nothing below it can have been planted.
+pub fn check_dir_chain(dir: &Path) -> Result<(), SafeFsError> {
+    let absolute = std::path::absolute(dir).map_err(|e| SafeFsError::io("resolve", dir, e))?;
+    let me = rustix::process::geteuid().as_raw();
+    let mut at = PathBuf::from("/");
+    let root = std::fs::metadata(&at).map_err(|e| SafeFsError::io("inspect", &at, e))?;
+    check_way_dir(&at, &root, me)?;
+    let mut pending: VecDeque<OsString> = components_of(&absolute);
+    let mut links = 0;
+    while let Some(name) = pending.pop_front() {
+        if name == "." || name.is_empty() {
+            continue;
+        }
+        if name == ".." {
+            at.pop();
+            continue;
+        }
+        if name == "/" {
+            at = PathBuf::from("/");
+            continue;
+        }
+        let next = at.join(&name);
+        let meta = match std::fs::symlink_metadata(&next) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(SafeFsError::io("inspect", &next, e)),
+        };
+        if meta.file_type().is_symlink() {
+            if meta.uid() != me && meta.uid() != 0 {
+                return Err(SafeFsError::ForeignLink {
+                    path: next,
+                    owner: meta.uid(),
+                });
+            }
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(SafeFsError::TooManyLinks {
+                    path: dir.to_path_buf(),
+                    limit: MAX_LINKS,
+                });
+            }
+            let target = std::fs::read_link(&next)
+                .map_err(|e| SafeFsError::io("read the link", &next, e))?;
+            for part in components_of(&target).into_iter().rev() {
+                pending.push_front(part);
+            }
+            continue;
+        }
+        if !meta.is_dir() {
+            return Err(SafeFsError::NotDirectory { path: next });
+        }
+        check_way_dir(&next, &meta, me)?;
+        at = next;
+    }
+    Ok(())
+}
+
+/// The components of `path` as names, `/` first for an absolute path.
+fn components_of(path: &Path) -> VecDeque<OsString> {
+    path.components()
+        .map(|c| match c {
+            Component::RootDir | Component::Prefix(_) => OsString::from("/"),
+            Component::CurDir => OsString::from("."),
+            Component::ParentDir => OsString::from(".."),
+            Component::Normal(name) => name.to_owned(),
+        })
+        .collect()
 }

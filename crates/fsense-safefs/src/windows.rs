@@ -82,3 +82,32 @@ pub fn check_trusted_dir(dir: &Path, _sticky_allowed: bool) -> Result<(), SafeFs
 }
 
 pub fn sync_dir(_dir: &Path) {}
+
+/// Refuses a reparse point (symbolic link, junction) in any directory on the way to `dir`; the
+/// first component that does not exist ends the walk.
+pub fn check_dir_chain(dir: &Path) -> Result<(), SafeFsError> {
+    let absolute = std::path::absolute(dir).map_err(|e| SafeFsError::io("resolve", dir, e))?;
+    let mut ways: Vec<&Path> = absolute.ancestors().collect();
+    ways.reverse();
+    for way in ways {
+        if way.parent().is_none() {
+            continue; // the volume root
+        }
+        let meta = match std::fs::symlink_metadata(way) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(SafeFsError::io("inspect", way, e)),
+        };
+        if meta.file_attributes() & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
+            return Err(SafeFsError::Link {
+                path: way.to_path_buf(),
+            });
+        }
+        if !meta.is_dir() {
+            return Err(SafeFsError::NotDirectory {
+                path: way.to_path_buf(),
+            });
+        }
+    }
+    Ok(())
+}

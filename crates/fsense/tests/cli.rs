@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use fsense::capture::{CaptureWriter, FILE_HEADER_LEN, FRAME_HEADER_LEN, SourceKind};
-use fsense::synth::{self, SynthEvent};
+use fsense::source::capture::{CaptureWriter, FILE_HEADER_LEN, FRAME_HEADER_LEN, SourceKind};
+use fsense::source::synth::{self, SynthEvent};
 use fsense_proto::{Health, Operation, PROTOCOL_VERSION};
 use serde_json::Value;
 
@@ -180,6 +180,8 @@ fn simulate_writes_the_summary_fields() {
     let summary = dir.path().join("sim.json");
     let o = fsense(&[
         "simulate",
+        "--rate",
+        "0",
         "--events",
         "200",
         "--threads",
@@ -230,6 +232,38 @@ fn simulate_writes_the_summary_fields() {
 }
 
 #[test]
+fn simulate_counts_operations_and_paces_them_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("sim.json");
+    let sum = summary.to_str().unwrap();
+    // The flag says what it counts; its old name still works.
+    for flag in ["--operations", "--events"] {
+        let o = fsense(&["simulate", flag, "300", "--quiet", "--summary-json", sum]);
+        let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+        assert_eq!(s["operations"], 300, "{flag}");
+        // A first run is paced at the default rate; generated counts the reported events.
+        assert_eq!(s["rate"], 2000, "{flag}");
+        let generated = s["generated"].as_u64().unwrap();
+        assert!(generated > 0 && generated <= 300, "{flag}: {generated}");
+        let err = stderr(&o);
+        assert!(err.contains("300 file operations"), "{flag}: {err}");
+    }
+    let o = fsense(&[
+        "simulate",
+        "--operations",
+        "300",
+        "--rate",
+        "0",
+        "--quiet",
+        "--summary-json",
+        sum,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(s["rate"], 0);
+}
+
+#[test]
 fn matching_events_carry_rule_ids_and_severity() {
     let dir = tempfile::tempdir().unwrap();
     let (bytes, _) = sample_capture();
@@ -264,4 +298,36 @@ fn matching_events_carry_rule_ids_and_severity() {
     let o = fsense(&["replay", &path, "--rules", &bad]);
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+}
+
+/// N10: `watch` refuses an output directory others can write to before it creates anything
+/// (the summary is written only at the end, so it is checked at start).
+#[cfg(unix)]
+#[test]
+fn watch_refuses_an_output_directory_others_can_write_before_starting() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let capture = dir.path().join("run.cap");
+    let o = fsense(&[
+        "watch",
+        dir.path().to_str().unwrap(),
+        "--capture",
+        capture.to_str().unwrap(),
+        "--summary-json",
+        open.join("summary.json").to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: refusing ") && err.contains(open.to_str().unwrap()),
+        "{err}"
+    );
+    assert!(
+        !capture.exists(),
+        "the capture was created before the refusal"
+    );
 }

@@ -253,7 +253,16 @@ fn simulate_follows_a_repository_and_reports_its_content_version() {
     publish(work.path(), &keys, &repo, 4, "simulated-release");
     let summary = work.path().join("summary.json");
     let out = Command::new(env!("CARGO_BIN_EXE_fsense"))
-        .args(["simulate", "--events", "300", "--threads", "2", "--quiet"])
+        .args([
+            "simulate",
+            "--rate",
+            "0",
+            "--events",
+            "300",
+            "--threads",
+            "2",
+            "--quiet",
+        ])
         .arg("--content-repo")
         .arg(&repo)
         .arg("--content-root")

@@ -10,8 +10,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use fsense::capture::{CaptureWriter, SourceKind};
-use fsense::synth::{self, SynthEvent};
+use fsense::source::capture::{CaptureWriter, SourceKind};
+use fsense::source::synth::{self, SynthEvent};
 use fsense_proto::Operation;
 
 const NOBODY: u32 = 65534;
@@ -45,8 +45,10 @@ fn capture_of(paths: &[&str], dir: &Path) -> PathBuf {
     path
 }
 
-/// A scratch directory with a directory `udir` that another user (nobody) owns when we are root,
-/// as in the review's reproduction, and a root-owned 0600 victim file outside it.
+/// A scratch directory with a directory `udir` every user may write into, sticky like `/tmp`
+/// (where another user can plant names but not replace ours), a directory `ndir` that another
+/// user (nobody) owns when we are root, as in the review's reproductions, and root-owned 0600
+/// victim files outside them.
 struct Scene {
     dir: tempfile::TempDir,
 }
@@ -55,8 +57,10 @@ impl Scene {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("udir")).unwrap();
+        fs::set_permissions(dir.path().join("udir"), fs::Permissions::from_mode(0o1777)).unwrap();
+        fs::create_dir(dir.path().join("ndir")).unwrap();
         if is_root() {
-            std::os::unix::fs::chown(dir.path().join("udir"), Some(NOBODY), Some(NOBODY)).unwrap();
+            std::os::unix::fs::chown(dir.path().join("ndir"), Some(NOBODY), Some(NOBODY)).unwrap();
         }
         Self { dir }
     }
@@ -85,8 +89,13 @@ fn assert_refused_in_one_line(o: &Output, what: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{what}: {err}");
     assert_eq!(err.lines().count(), 1, "{what}: {err}");
-    assert!(err.starts_with("error: refusing "), "{what}: {err}");
-    assert!(err.contains("symbolic link"), "{what}: {err}");
+    // In a sticky directory the kernel may refuse first (fs.protected_symlinks,
+    // fs.protected_regular): still one line naming the path, nothing written.
+    assert!(
+        err.starts_with("error: refusing ") && err.contains("symbolic link")
+            || err.starts_with("error: cannot open ") && err.contains("Permission denied"),
+        "{what}: {err}"
+    );
 }
 
 fn assert_intact(victim: &Path) {
@@ -296,4 +305,69 @@ fn writes_a_full_write_burst_table_could_not_track_are_in_the_summary() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let s: serde_json::Value = serde_json::from_slice(&fs::read(&summary).unwrap()).unwrap();
     assert_eq!(s["untracked_writes"], 7, "{s}");
+}
+
+/// N10 (the review's reproduction): `udir/logs` is a link another user planted to a root-only
+/// directory. An output through it must be refused at start, in one line naming the link, and the
+/// root-only files left as they were; so must an output in a directory another user owns or can
+/// write to, even for a summary written only at the end.
+#[test]
+fn an_output_through_a_directory_another_user_controls_is_refused_at_start() {
+    if !is_root() {
+        eprintln!(
+            "\n*** SKIPPED an_output_through_a_directory_another_user_controls: needs root ***\n"
+        );
+        return;
+    }
+    let scene = Scene::new();
+    let cap = capture_of(&["/w/a"], scene.dir.path());
+    let rootonly = scene.path("rootonly");
+    fs::create_dir(&rootonly).unwrap();
+    fs::set_permissions(&rootonly, fs::Permissions::from_mode(0o700)).unwrap();
+    let victim = rootonly.join("events.json");
+    fs::write(&victim, b"root's secret\n").unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+    let logs = scene.path("ndir").join("logs");
+    std::os::unix::fs::symlink(&rootonly, &logs).unwrap();
+    std::os::unix::fs::lchown(&logs, Some(NOBODY), Some(NOBODY)).unwrap();
+
+    let o = fsense(&[
+        "replay",
+        cap.to_str().unwrap(),
+        "--output",
+        logs.join("events.json").to_str().unwrap(),
+        "--summary-json",
+        logs.join("summary.json").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: refusing "), "{err}");
+    assert!(err.contains(scene.path("ndir").to_str().unwrap()), "{err}");
+    assert_intact(&victim);
+    assert!(!rootonly.join("summary.json").exists());
+
+    // Only the summary is misplaced: refused before the run, nothing written.
+    let out = scene.path("events.json");
+    let open = scene.path("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    for summary in [logs.join("summary.json"), open.join("summary.json")] {
+        let o = fsense(&[
+            "simulate",
+            "--events",
+            "5",
+            "--output",
+            out.to_str().unwrap(),
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: refusing "), "{err}");
+        assert!(!out.exists(), "the run went ahead: {err}");
+        assert!(!summary.exists());
+    }
+    assert!(!rootonly.join("summary.json").exists());
 }

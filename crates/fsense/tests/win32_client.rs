@@ -14,6 +14,12 @@ fn simulate(args: &[&str]) -> (Output, Value) {
     let o = Command::new(env!("CARGO_BIN_EXE_fsense"))
         .arg("simulate")
         .args(args)
+        // Unpaced unless the test paces it (the CLI's default rate is for a first run).
+        .args(if args.contains(&"--rate") {
+            &[][..]
+        } else {
+            &["--rate", "0"][..]
+        })
         .args(["--output", out.to_str().unwrap()])
         .args(["--summary-json", summary.to_str().unwrap()])
         .output()

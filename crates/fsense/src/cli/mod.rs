@@ -39,7 +39,7 @@ enum Command {
     /// Detection content: keys, publishing, verification, updates, rollout.
     #[cfg(all(feature = "content", not(target_env = "msvc")))]
     #[command(subcommand)]
-    Content(crate::content::ContentCommand),
+    Content(crate::pipeline::content::ContentCommand),
     /// The agent as a Windows service: install, uninstall (Windows only).
     #[command(subcommand)]
     Service(service::ServiceCommand),
@@ -82,7 +82,7 @@ pub struct OutputArgs {
     #[command(flatten)]
     rules: RulesArgs,
     #[command(flatten)]
-    sink: crate::sink::options::SinkArgs,
+    sink: crate::output::sink::options::SinkArgs,
 }
 
 #[derive(Args, Debug)]
@@ -115,8 +115,16 @@ pub enum WritesArg {
 #[cfg(not(windows))]
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
-    /// File operations to generate.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    /// File operations (opens and writes) the simulated I/O threads issue. The driver reports
+    /// those its configuration asks for: the summary's `generated` counts those events (about
+    /// nine in ten: the consumer's own I/O and read-only opens of directories are not reported).
+    /// `--events` is the old name of this flag.
+    #[arg(
+        long = "operations",
+        alias = "events",
+        value_name = "N",
+        default_value_t = 10_000
+    )]
     events: u64,
     /// I/O threads calling the driver's callbacks at once.
     #[arg(long, value_name = "T", default_value_t = 4)]
@@ -135,8 +143,11 @@ pub struct SimulateArgs {
     /// lookups on the receive path, the design before it was fixed).
     #[arg(long, value_name = "CLIENT", default_value = "sim")]
     client: simulate::ClientKind,
-    /// File operations per second (0: as fast as they go).
-    #[arg(long, value_name = "EVENTS_PER_S", default_value_t = 0)]
+    /// File operations per second over all I/O threads. The default is a rate the driver's queue
+    /// and its send timeout hold with a normal consumer (nothing dropped); 0 is the firehose:
+    /// the threads go as fast as they can and outrun the driver's queue on purpose, to show that
+    /// every lost event is counted.
+    #[arg(long, value_name = "OPS_PER_S", default_value_t = simulate::DEFAULT_RATE)]
     rate: u64,
     /// Make every first process or account lookup take this long (win32 clients).
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -229,7 +240,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Replay(a) => decode::replay(a),
         Command::Status(a) => status::run(a),
         #[cfg(all(feature = "content", not(target_env = "msvc")))]
-        Command::Content(c) => Ok(crate::content::run_command(c)),
+        Command::Content(c) => Ok(crate::pipeline::content::run_command(c)),
         Command::Service(c) => service::run(c),
     }
 }
@@ -267,7 +278,7 @@ fn clap_failure(e: clap::Error) -> ExitCode {
 pub(crate) fn one_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if c.is_control() || crate::json::is_escaped_char(c) {
+        if c.is_control() || crate::output::json::is_escaped_char(c) {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);

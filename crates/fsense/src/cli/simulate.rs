@@ -14,13 +14,22 @@ use serde_json::{Value, json};
 
 use super::setup::{self, Locality};
 use super::{Failure, SimulateArgs};
-use crate::capture::SourceKind;
-use crate::enrich::{BACKGROUND_WORKERS, Background, ProcessLookup};
 use crate::ffi::windows::{DEFAULT_RECEIVES, WinProcessLookup};
+use crate::output::report::{health_json, write_json_file};
+use crate::pipeline::enrich::{BACKGROUND_WORKERS, Background, ProcessLookup};
 use crate::pipeline::{Pipeline, PipelineStats};
-use crate::report::{health_json, write_json_file};
+use crate::source::capture::SourceKind;
+use crate::source::winport::{self, AfterMessage, PortStats};
 use crate::time::now_ticks;
-use crate::winport::{self, AfterMessage, PortStats};
+
+/// The default `--rate`, file operations per second over all I/O threads. The driver's delivery
+/// worker sends what its queue holds as one batch and gives the consumer 100 ms to take it; the
+/// simulator's consumer takes the next batch only when the pipeline has written the last one.
+/// At 2,000 operations per second a batch is a few hundred records, which a debug build of the
+/// pipeline writes well within that time even on a loaded 2-core machine, so nothing is dropped;
+/// at 5,000-20,000 per second on such a machine some batches took longer and were dropped
+/// (numbers in BENCHMARKS.md, "fsense simulate's default rate"). `--rate 0` takes the pacing off.
+pub const DEFAULT_RATE: u64 = 2_000;
 
 /// Which consumer takes the driver's messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +73,7 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode, Failure> {
     }
     let capture = setup::open_capture(args.capture.as_deref(), SourceKind::Simulator)?;
     let mut pipeline = setup::pipeline(&args.out, args.quiet, capture, Locality::Elsewhere)?;
-    crate::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
+    crate::output::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
     let config = sim_config(&args);
     let tuning = Tuning {
         rate_per_s: args.rate,
@@ -147,7 +156,7 @@ fn run_win32(args: SimulateArgs) -> Result<ExitCode, Failure> {
         capture,
         Locality::SimulatedWindows { lookup },
     )?;
-    crate::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
+    crate::output::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
     win32::configure(Win32Config {
         caller_is_admin: true,
         slow_lookup: Duration::from_millis(args.slow_lookup_ms),
@@ -256,8 +265,8 @@ fn conclude(
     }
     if failures.is_empty() {
         eprintln!(
-            "simulate: passed ({} generated, {} delivered, {} dropped, {} events output)",
-            report.generated, report.delivered, report.dropped, stats.reported
+            "simulate: passed ({} file operations, {} events generated, {} delivered, {} dropped, {} events output)",
+            args.events, report.generated, report.delivered, report.dropped, stats.reported
         );
         Ok(ExitCode::SUCCESS)
     } else {
@@ -286,6 +295,8 @@ fn summary_json(
         "health": report.health.as_ref().map(health_json),
         "consumer": args.consumer.as_str(),
         "events": args.events,
+        "operations": args.events,
+        "rate": args.rate,
         "threads": args.threads,
         "queue_capacity": args.queue_capacity,
         "seed": args.seed,

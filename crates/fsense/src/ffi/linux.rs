@@ -168,6 +168,30 @@ pub fn open_parent(dir: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// `openat(dir, name, O_PATH | O_DIRECTORY | O_NOFOLLOW)`: the subdirectory `name` of `dir`,
+/// never through a symbolic link (a link there fails with `ENOTDIR`). `name` is one component.
+pub fn open_subdir(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    if name.is_empty() || name.contains(&b'/') {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let name =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `dir` is an open descriptor borrowed for the call; `name` is a NUL-terminated
+    // string that outlives it.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +227,22 @@ mod tests {
             parent.metadata().unwrap().ino(),
             std::fs::metadata(dir.path()).unwrap().ino()
         );
+    }
+
+    #[test]
+    fn a_subdirectory_is_opened_but_never_through_a_link() {
+        use std::os::fd::AsFd;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("d"), dir.path().join("l")).unwrap();
+        std::fs::write(dir.path().join("f"), b"").unwrap();
+        let fd = File::open(dir.path()).unwrap();
+        assert!(open_subdir(fd.as_fd(), b"d").is_ok());
+        assert!(open_subdir(fd.as_fd(), b"l").is_err());
+        assert!(open_subdir(fd.as_fd(), b"f").is_err());
+        assert!(open_subdir(fd.as_fd(), b"a/b").is_err());
+        assert!(open_subdir(fd.as_fd(), b"").is_err());
+        assert!(open_subdir(fd.as_fd(), b"x\0y").is_err());
     }
 
     #[test]

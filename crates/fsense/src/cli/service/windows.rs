@@ -2,7 +2,6 @@
 //! uninstall, and the service's main function.
 
 use std::ffi::OsString;
-use std::fs::OpenOptions;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -43,8 +42,10 @@ fn failure(what: &str, e: windows_service::Error) -> Failure {
 pub fn install(launch_arguments: &[String]) -> Result<(), Failure> {
     let exe = std::env::current_exe()
         .map_err(|e| Failure::new(format!("cannot find fsense.exe: {e}")))?;
-    std::fs::create_dir_all(data_dir())
-        .map_err(|e| Failure::new(format!("cannot create {}: {e}", data_dir().display())))?;
+    if let Some(parent) = data_dir().parent() {
+        fsense_safefs::check_dir_path(parent).map_err(|e| Failure::new(e.to_string()))?;
+    }
+    ffi::ensure_admin_dir(&data_dir()).map_err(Failure::new)?;
     let manager = ServiceManager::local_computer(
         None::<&str>,
         ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE,
@@ -148,17 +149,28 @@ fn service_main(_arguments: Vec<OsString>) {
     }
 }
 
-fn run_service() -> Result<(), String> {
+/// `%ProgramData%\\fsense\\agent.log`, through the same rules as every output (review N14 /
+/// driver review H2): the way to the directory checked (`fsense-safefs`: no reparse point), the
+/// directory created for Administrators and SYSTEM only or, when it exists, refused unless one of
+/// them owns it; the log opened without following a reparse point, refused unless one of them
+/// owns it, and given their access list.
+fn open_log() -> Result<std::fs::File, String> {
     let dir = data_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    if let Some(parent) = dir.parent() {
+        fsense_safefs::check_dir_path(parent).map_err(|e| e.to_string())?;
+    }
+    ffi::ensure_admin_dir(&dir)?;
     let log_path = dir.join(LOG_FILE);
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+    let log = fsense_safefs::append_private(&log_path).map_err(|e| e.to_string())?;
+    ffi::restrict_admin_file(&log_path)?;
+    Ok(log)
+}
+
+fn run_service() -> Result<(), String> {
+    let log = open_log()?;
     // From here on, everything the agent says on stderr goes to the log.
-    ffi::redirect_stderr(log).map_err(|e| format!("cannot log to {}: {e}", log_path.display()))?;
+    ffi::redirect_stderr(log)
+        .map_err(|e| format!("cannot log to {}: {e}", data_dir().join(LOG_FILE).display()))?;
     eprintln!("fsense service: starting (pid {})", std::process::id());
 
     let handshake = StopHandshake::new();

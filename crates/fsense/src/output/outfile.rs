@@ -5,13 +5,30 @@
 //! at the path is refused or replaced, never followed; another user's file, a hard link, a FIFO
 //! is refused (a character device of root's such as `/dev/null` is written as it is); new files
 //! are private (mode 0600 on Unix; on Windows an ACL that grants only Administrators and SYSTEM),
-//! since they name every file under the watched trees.
+//! since they name every file under the watched trees. The directory an output goes into, and
+//! every directory on the way to it, must be one this program may write into (review N10): a
+//! symbolic link of another user's, a directory another user owns or can write to (unless sticky,
+//! like `/tmp`) is refused in one line naming it, at start.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
 use fsense_safefs::Visibility;
+
+/// Checks, before anything is written, the directory `path` would be written into and every
+/// directory on the way to it (`fsense_safefs::check_dir_path`: owned by root or this user, not
+/// writable by others unless sticky, no symbolic link of another user's on the way; on Windows no
+/// reparse point). The error names the directory that failed, in one line. The create functions
+/// below check again when they run; this is for outputs written only at the end (summaries), so
+/// that a bad one is refused at start, not after the run.
+pub fn check_dir_of(path: &Path) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fsense_safefs::check_dir_path(dir).map_err(|e| e.to_string())
+}
 
 /// A stream written as the program runs (`--output`, `--capture`), created or truncated.
 pub fn create_stream(path: &Path) -> Result<File, String> {
@@ -69,6 +86,22 @@ mod tests {
         write_whole(&summary, b"{}\n").unwrap();
         assert_eq!(mode(&summary), 0o600);
         assert_eq!(std::fs::read(&summary).unwrap(), b"{}\n");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_directory_others_can_write_is_refused_and_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check_dir_of(&open.join("summary.json")).unwrap_err();
+        assert!(err.contains(&open.display().to_string()), "{err}");
+        assert!(err.contains("writable by other users"), "{err}");
+        assert_eq!(err.lines().count(), 1);
+        assert!(check_dir_of(&dir.path().join("summary.json")).is_ok());
+        assert!(check_dir_of(Path::new("relative.json")).is_ok());
     }
 
     #[test]

@@ -6,12 +6,15 @@ use std::io::{self, Read};
 use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirEntryExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use fsense_proto::{BatchWriter, EventRecord, MAX_BATCH_BYTES, RecordFlags, Utf16Path};
 use serde::Serialize;
 
+use super::dir_names::{DirNames, WalkEnd};
+use super::moved_away::OutsideWindow;
+use super::moved_in::{self, MovedIn};
 use super::parse::{
     DirFidName, FAN_CLOSE_WRITE, FAN_CREATE, FAN_MODIFY, FAN_ONDIR, FAN_Q_OVERFLOW, FAN_RENAME,
     FanEvent, FanEvents,
@@ -19,8 +22,8 @@ use super::parse::{
 use super::write_sessions::{MAX_QUIET_SESSIONS, WriteSessionStats, WriteSessions};
 use super::{is_under, join_onto};
 use crate::ffi::linux as sys;
-use crate::paths::linux_bytes_to_utf16le;
-use crate::procfs::ProcClock;
+use crate::pipeline::enrich::procfs::ProcClock;
+use crate::pipeline::paths::linux_bytes_to_utf16le;
 use crate::time::now_ticks;
 
 /// `IoStatus.Information` of a create that created the file (what the driver reports).
@@ -61,6 +64,10 @@ pub struct SourceStats {
     pub overflows: u64,
     /// Events outside the watched paths (the mark covers the whole file system).
     pub outside: u64,
+    /// Outside events that could not be checked for a later move out of the watched paths (the
+    /// bookkeeping's bound was hit): some may have been drops, so the dropped count is a lower
+    /// bound when this is not zero.
+    pub outside_unchecked: u64,
     /// Events of our own process (not reported, no sequence number).
     pub self_excluded: u64,
     /// Events that could not be given a path (their directory was deleted before the event was
@@ -68,15 +75,22 @@ pub struct SourceStats {
     /// delivered, so it is counted as dropped.
     pub unresolved: u64,
     /// Events whose directory was moved out of the watched paths before they were read, noticed
-    /// only after they had been counted as outside (the move came in a later read): counted as
-    /// dropped too.
+    /// only after they had been counted as outside (the move came in a later read, see
+    /// `moved_away.rs`): counted as dropped too.
     pub moved_away: u64,
+    /// Entries of directories moved into the watched paths, reported as moved in with them.
+    pub moved_in_listed: u64,
+    /// Directories moved in whose contents could not be listed in full (bound hit, unreadable).
+    pub moved_in_not_listed: u64,
     /// Events whose path was taken back to where it was when the event happened, because their
     /// directory was renamed later in the same read.
     pub re_rooted: u64,
     /// Directories whose path was too long for the kernel to name (`ENAMETOOLONG`) and was
     /// walked up to a watched root instead.
     pub long_paths: u64,
+    /// Of those, walks given up because the read's listing budget ran out: their events count
+    /// as unresolved (dropped).
+    pub walks_abandoned: u64,
     /// Events whose process had exited before the event was read (`FAN_NOPIDFD`): reported
     /// with the `process_exited` flag and no process creation time.
     pub process_exited: u64,
@@ -88,6 +102,14 @@ pub struct SourceStats {
     pub generated: u64,
     /// Write sessions whose repeated `FAN_MODIFY` events the kernel was told to skip.
     pub write_sessions: WriteSessionStats,
+}
+
+impl SourceStats {
+    /// Whether the dropped count is only a lower bound: a queue overflow lost an unknown number
+    /// of events (at least one each), or outside events could not be checked.
+    pub fn dropped_is_lower_bound(&self) -> bool {
+        self.overflows > 0 || self.outside_unchecked > 0
+    }
 }
 
 /// A fanotify group watching some directories.
@@ -110,17 +132,23 @@ pub struct FanotifySource {
     /// The events of the read being encoded, and the bytes of their paths.
     pending: Vec<Pending>,
     arena: Vec<u8>,
-    /// Paths counted as outside in the previous read (bounded): a directory move out of the
-    /// watched paths seen in this read turns those under it into drops.
-    recent_outside: Vec<Vec<u8>>,
+    /// Names of directories too deep for the kernel to name, across reads.
+    dir_names: DirNames,
+    /// Outside events waiting for the renames that could show they were inside.
+    window: OutsideWindow,
+    /// Entries of directories moved in, listed for the event being encoded.
+    listed: Vec<MovedIn>,
+    /// How many more entries of directories moved in may be listed: refilled at
+    /// `MAX_LISTED_PER_READ` per second up to that many (moving one crowded directory in and out
+    /// again must not make the sensor list it without limit).
+    list_tokens: usize,
+    list_refilled: std::time::Instant,
 }
 
 /// Most directory renames per read whose earlier events get their paths taken back.
 const MAX_UNDONE_RENAMES: usize = 64;
-/// Most paths remembered from the previous read's outside events.
-const MAX_RECENT_OUTSIDE: usize = 1024;
-/// Most levels walked up from a directory whose path is too long for the kernel to name.
-const MAX_WALK_DEPTH: usize = 4096;
+/// The kernel queue's length when `/proc/sys/fs/fanotify/max_queued_events` cannot be read.
+const DEFAULT_QUEUE_EVENTS: u64 = 16_384;
 
 /// The process that caused an event, as known when the event was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,7 +254,11 @@ impl FanotifySource {
             batch_buf: vec![0u8; MAX_BATCH_BYTES],
             pending: Vec::new(),
             arena: Vec::new(),
-            recent_outside: Vec::new(),
+            dir_names: DirNames::default(),
+            window: OutsideWindow::new(queue_capacity()),
+            listed: Vec::new(),
+            list_tokens: moved_in::MAX_LISTED_PER_READ,
+            list_refilled: std::time::Instant::now(),
         })
     }
 
@@ -258,17 +290,24 @@ impl FanotifySource {
         let mut total = 0;
         for _ in 0..MAX_READS {
             let n = match self.group.read(&mut self.read_buf) {
-                Ok(0) => break,
+                Ok(0) => {
+                    self.settle_outside(true, 0, 0);
+                    break;
+                }
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.settle_outside(true, 0, 0);
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            total += self.encode_read(n, emit)?;
             // Room left for another event means the queue was empty when the kernel stopped
             // copying: what arrived since waits for the next round instead of being read one
             // event at a time while a writer keeps going.
-            if n + MAX_EVENT_LEN <= self.read_buf.len() {
+            let queue_empty = n + MAX_EVENT_LEN <= self.read_buf.len();
+            total += self.encode_read(n, queue_empty, emit)?;
+            if queue_empty {
                 break;
             }
         }
@@ -281,16 +320,41 @@ impl FanotifySource {
     fn encode_read(
         &mut self,
         len: usize,
+        queue_empty: bool,
         emit: &mut dyn FnMut(&[u8]) -> io::Result<()>,
     ) -> io::Result<u64> {
+        let read_at = self.stats.kernel_events;
         let events = self.resolve_read(len);
         self.undo_later_renames();
-        self.encode_pending(emit)?;
+        self.encode_pending(read_at, emit)?;
+        self.settle_outside(queue_empty, read_at, events);
         self.stats.kernel_events += events;
         self.stats.queue_high_water = self.stats.queue_high_water.max(events);
         self.stats.generated = self.next_sequence - 1;
         self.stats.write_sessions = self.write_sessions.stats();
         Ok(events)
+    }
+
+    /// Judges the outside events whose window closed (all when the queue was empty): those whose
+    /// directory was inside when they happened become drops.
+    fn settle_outside(&mut self, queue_empty: bool, read_at: u64, events: u64) {
+        if self.window.is_empty() {
+            return;
+        }
+        let roots = &self.roots;
+        let inside = |p: &[u8]| roots.iter().any(|r| is_under(p, r));
+        let judged = self.window.end_read(read_at, events, queue_empty, &inside);
+        self.count_moved_away(judged);
+    }
+
+    fn count_moved_away(&mut self, judged: super::moved_away::Judged) {
+        let lost = judged.moved_away;
+        self.stats.moved_away += lost;
+        self.stats.outside -= lost.min(self.stats.outside);
+        self.stats.outside_unchecked += judged.unchecked;
+        self.next_sequence += lost;
+        self.lost_since_batch += lost;
+        self.stats.generated = self.next_sequence - 1;
     }
 
     /// Pass 1: parses the read, takes (and closes) every pidfd, and resolves paths.
@@ -305,10 +369,12 @@ impl FanotifySource {
             read_buf,
             pending,
             arena,
+            dir_names,
             ..
         } = self;
         pending.clear();
         arena.clear();
+        dir_names.new_read();
         let mut caches = ReadCaches::default();
         let mut events = 0u64;
         for item in FanEvents::new(&read_buf[..len]) {
@@ -342,7 +408,14 @@ impl FanotifySource {
             let actor = actor_of(&event, pidfd, clock, &mut caches);
             let mut resolve = |dfid: Option<DirFidName<'_>>, arena: &mut Vec<u8>| {
                 let dfid = dfid?;
-                let dir = resolve_dir(mounts, roots, root_ids, stats, &mut caches, &dfid)?;
+                let dir = resolve_dir(
+                    mounts,
+                    (roots, root_ids),
+                    stats,
+                    dir_names,
+                    &mut caches,
+                    &dfid,
+                )?;
                 let start = arena.len();
                 join_onto(dir, dfid.name, arena);
                 Some(start..arena.len())
@@ -366,17 +439,13 @@ impl FanotifySource {
 
     /// Pass 2: a directory renamed after some events of this read happened in it made those
     /// events resolve to its new place; they happened at the old one. Renames are undone from
-    /// the last to the first, each for the events before it. A directory moved out of the
-    /// watched paths also turns the previous read's outside events under it into drops.
+    /// the last to the first, each for the events before it. (Moves noticed in later reads are
+    /// `moved_away.rs`'s.)
     fn undo_later_renames(&mut self) {
         let Self {
-            roots,
             stats,
             pending,
             arena,
-            recent_outside,
-            next_sequence,
-            lost_since_batch,
             ..
         } = self;
         let renames: Vec<usize> = pending
@@ -390,7 +459,6 @@ impl FanotifySource {
             .map(|(i, _)| i)
             .take(MAX_UNDONE_RENAMES)
             .collect();
-        let inside = |p: &[u8]| roots.iter().any(|r| is_under(p, r));
         for &r in renames.iter().rev() {
             let (Some(new), Some(old)) = (pending[r].path.clone(), pending[r].old_path.clone())
             else {
@@ -411,22 +479,15 @@ impl FanotifySource {
                     stats.re_rooted += 1;
                 }
             }
-            // The previous read resolved its paths after this move (its event came too late
-            // for that read): what it counted as outside under the new place was inside.
-            if inside(&old_dir) && !inside(&new_dir) {
-                let before = recent_outside.len();
-                recent_outside.retain(|p| !is_under(p, &new_dir));
-                let lost = (before - recent_outside.len()) as u64;
-                stats.moved_away += lost;
-                stats.outside -= lost.min(stats.outside);
-                *next_sequence += lost;
-                *lost_since_batch += lost;
-            }
         }
     }
 
     /// Pass 3: sequence numbers and batches.
-    fn encode_pending(&mut self, emit: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+    fn encode_pending(
+        &mut self,
+        read_at: u64,
+        emit: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
         let Self {
             group,
             roots,
@@ -437,13 +498,23 @@ impl FanotifySource {
             batch_buf,
             pending,
             arena,
-            recent_outside,
+            window,
+            listed,
+            list_tokens,
+            list_refilled,
             ..
         } = self;
-        recent_outside.clear();
         let mut batch = BatchWriter::new(batch_buf).map_err(io::Error::other)?;
         let mut utf16 = Vec::new();
         let mut old_utf16 = Vec::new();
+        let earned = list_refilled.elapsed().as_secs_f64() * moved_in::MAX_LISTED_PER_READ as f64;
+        if earned >= 1.0 {
+            *list_tokens =
+                moved_in::MAX_LISTED_PER_READ.min(list_tokens.saturating_add(earned as usize));
+            *list_refilled = std::time::Instant::now();
+        }
+        let list_budget = list_tokens;
+        let inside = |path: &[u8]| roots.iter().any(|r| is_under(path, r));
         for p in pending.iter() {
             if p.mask & FAN_Q_OVERFLOW != 0 {
                 stats.overflows += 1;
@@ -463,72 +534,106 @@ impl FanotifySource {
             let path = &arena[range];
             let old_path = p.old_path.clone().map(|r| &arena[r]);
             let renamed = p.mask & FAN_RENAME != 0;
-            let inside = |path: &[u8]| roots.iter().any(|r| is_under(path, r));
+            let is_dir = p.mask & FAN_ONDIR != 0;
+            if renamed
+                && is_dir
+                && let Some(old) = old_path
+            {
+                let early = window.dir_renamed(read_at, old, path, &inside);
+                stats.moved_away += early.moved_away;
+                stats.outside -= early.moved_away.min(stats.outside);
+                stats.outside_unchecked += early.unchecked;
+                *next_sequence += early.moved_away;
+                *lost_since_batch += early.moved_away;
+            }
             if !(inside(path) || old_path.is_some_and(inside)) {
                 stats.outside += 1;
-                if recent_outside.len() < MAX_RECENT_OUTSIDE {
-                    recent_outside.push(path.to_vec());
+                let dir = path.rsplit_once_slash();
+                if !window.hold(read_at, dir) {
+                    stats.outside_unchecked += 1;
                 }
                 continue;
             }
-            if p.mask & FAN_ONDIR == 0 {
+            if !is_dir {
                 match (renamed, old_path) {
                     (true, Some(old)) => write_sessions.renamed(old, path),
                     _ => write_sessions.observe(group, p.mask, path),
                 }
             }
-            linux_bytes_to_utf16le(path, &mut utf16);
-            let (units, cut) = Utf16Path::truncating(&utf16, usize::MAX);
-            old_utf16.clear();
-            if let Some(old) = old_path {
-                linux_bytes_to_utf16le(old, &mut old_utf16);
+            // A directory moved in from outside brings its contents without events of their own.
+            listed.clear();
+            if renamed && is_dir && inside(path) && !old_path.is_some_and(inside) {
+                let not_listed = moved_in::list(path, old_path.unwrap_or(b""), list_budget, listed);
+                stats.moved_in_listed += listed.len() as u64;
+                stats.moved_in_not_listed += not_listed;
             }
-            let (old_units, old_cut) = Utf16Path::truncating(&old_utf16, usize::MAX);
             let pid = u32::try_from(p.pid).unwrap_or(0);
-            let now = now_ticks();
-            let mut records = [None, None];
-            if p.mask & (FAN_CREATE | FAN_RENAME) != 0 {
-                let mut r = if renamed {
-                    let mut r = EventRecord::create(units, old_units);
-                    r.flags.insert(RecordFlags::RENAMED);
-                    if old_cut {
+            // The event itself, then what it moved in with it.
+            for k in 0..=listed.len() {
+                let (path, old_path, mask) = match k.checked_sub(1).and_then(|i| listed.get(i)) {
+                    None => (path, old_path, p.mask),
+                    Some(m) if m.old_path.is_empty() => {
+                        (&m.path[..], None, FAN_CREATE | dir_bit(m.is_dir))
+                    }
+                    Some(m) => (
+                        &m.path[..],
+                        Some(&m.old_path[..]),
+                        FAN_RENAME | dir_bit(m.is_dir),
+                    ),
+                };
+                let renamed = mask & FAN_RENAME != 0;
+                linux_bytes_to_utf16le(path, &mut utf16);
+                let (units, cut) = Utf16Path::truncating(&utf16, usize::MAX);
+                old_utf16.clear();
+                if let Some(old) = old_path {
+                    linux_bytes_to_utf16le(old, &mut old_utf16);
+                }
+                let (old_units, old_cut) = Utf16Path::truncating(&old_utf16, usize::MAX);
+                let now = now_ticks();
+                let mut records = [None, None];
+                if mask & (FAN_CREATE | FAN_RENAME) != 0 {
+                    let mut r = if renamed {
+                        let mut r = EventRecord::create(units, old_units);
+                        r.flags.insert(RecordFlags::RENAMED);
+                        if old_cut {
+                            r.flags.insert(RecordFlags::PATH_TRUNCATED);
+                        }
+                        r
+                    } else {
+                        let mut r = EventRecord::create(units, Utf16Path::EMPTY);
+                        r.information = FILE_CREATED;
+                        r
+                    };
+                    if mask & FAN_ONDIR != 0 {
+                        r.flags.insert(RecordFlags::DIRECTORY);
+                    }
+                    records[0] = Some(r);
+                }
+                if mask & (FAN_MODIFY | FAN_CLOSE_WRITE) != 0 && mask & FAN_ONDIR == 0 {
+                    records[1] = Some(EventRecord::write(units, Utf16Path::EMPTY));
+                }
+                for mut r in records.into_iter().flatten() {
+                    if cut {
                         r.flags.insert(RecordFlags::PATH_TRUNCATED);
                     }
-                    r
-                } else {
-                    let mut r = EventRecord::create(units, Utf16Path::EMPTY);
-                    r.information = FILE_CREATED;
-                    r
-                };
-                if p.mask & FAN_ONDIR != 0 {
-                    r.flags.insert(RecordFlags::DIRECTORY);
+                    r.sequence = *next_sequence;
+                    r.timestamp = now;
+                    r.pid = pid;
+                    match p.actor {
+                        Actor::Started(t) => r.process_create_time = t,
+                        Actor::Exited => r.flags.insert(RecordFlags::PROCESS_EXITED),
+                        Actor::Unknown => {}
+                    }
+                    if batch.remaining() < r.encoded_len() {
+                        let n = batch
+                            .finish(std::mem::take(lost_since_batch))
+                            .map_err(io::Error::other)?;
+                        emit(&batch_buf[..n])?;
+                        batch = BatchWriter::new(batch_buf).map_err(io::Error::other)?;
+                    }
+                    batch.push(&r).map_err(io::Error::other)?;
+                    *next_sequence += 1;
                 }
-                records[0] = Some(r);
-            }
-            if p.mask & (FAN_MODIFY | FAN_CLOSE_WRITE) != 0 && p.mask & FAN_ONDIR == 0 {
-                records[1] = Some(EventRecord::write(units, Utf16Path::EMPTY));
-            }
-            for mut r in records.into_iter().flatten() {
-                if cut {
-                    r.flags.insert(RecordFlags::PATH_TRUNCATED);
-                }
-                r.sequence = *next_sequence;
-                r.timestamp = now;
-                r.pid = pid;
-                match p.actor {
-                    Actor::Started(t) => r.process_create_time = t,
-                    Actor::Exited => r.flags.insert(RecordFlags::PROCESS_EXITED),
-                    Actor::Unknown => {}
-                }
-                if batch.remaining() < r.encoded_len() {
-                    let n = batch
-                        .finish(std::mem::take(lost_since_batch))
-                        .map_err(io::Error::other)?;
-                    emit(&batch_buf[..n])?;
-                    batch = BatchWriter::new(batch_buf).map_err(io::Error::other)?;
-                }
-                batch.push(&r).map_err(io::Error::other)?;
-                *next_sequence += 1;
             }
             if p.actor == Actor::Exited {
                 stats.process_exited += 1;
@@ -541,6 +646,25 @@ impl FanotifySource {
             emit(&batch_buf[..n])?;
         }
         Ok(())
+    }
+}
+
+/// `FAN_ONDIR` for a directory.
+fn dir_bit(is_dir: bool) -> u64 {
+    if is_dir { FAN_ONDIR } else { 0 }
+}
+
+/// The directory part of a path (the path itself when it has no `/` past the first byte).
+trait DirPart {
+    fn rsplit_once_slash(&self) -> &[u8];
+}
+
+impl DirPart for [u8] {
+    fn rsplit_once_slash(&self) -> &[u8] {
+        match self.iter().rposition(|&b| b == b'/') {
+            Some(0) | None => self,
+            Some(i) => &self[..i],
+        }
     }
 }
 
@@ -579,12 +703,13 @@ fn actor_of(
 }
 
 /// The current path of the directory a file handle names, via the per-read cache. A path too
-/// long for the kernel to name is found by walking up from the directory to a watched root.
+/// long for the kernel to name is found by walking up from the directory to a watched root
+/// (`dir_names.rs`, bounded).
 fn resolve_dir<'c>(
     mounts: &[([u8; 8], File)],
-    roots: &[Vec<u8>],
-    root_ids: &[(u64, u64)],
+    (roots, root_ids): (&[Vec<u8>], &[(u64, u64)]),
     stats: &mut SourceStats,
+    dir_names: &mut DirNames,
     caches: &'c mut ReadCaches,
     dfid: &DirFidName<'_>,
 ) -> Option<&'c [u8]> {
@@ -602,7 +727,14 @@ fn resolve_dir<'c>(
                 Ok(link) => Some(link.as_os_str().as_bytes().to_vec()),
                 Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
                     stats.long_paths += 1;
-                    walk_up_to_root(fd, roots, root_ids)
+                    match dir_names.walk_up_to_root(fd, roots, root_ids) {
+                        Ok(path) => Some(path),
+                        Err(WalkEnd::Abandoned) => {
+                            stats.walks_abandoned += 1;
+                            None
+                        }
+                        Err(WalkEnd::NotFound) => None,
+                    }
                 }
                 Err(_) => None,
             }
@@ -610,41 +742,11 @@ fn resolve_dir<'c>(
         .as_deref()
 }
 
-/// The path of `dir` below the watched root it lies under, found from the directory itself:
-/// `..` is opened relative to each level, and the level's name is looked up in its parent by
-/// inode. `None` when no watched root is above it (or the walk fails).
-fn walk_up_to_root(dir: OwnedFd, roots: &[Vec<u8>], root_ids: &[(u64, u64)]) -> Option<Vec<u8>> {
-    let mut names: Vec<Vec<u8>> = Vec::new();
-    let mut current = File::from(dir);
-    for _ in 0..MAX_WALK_DEPTH {
-        let meta = current.metadata().ok()?;
-        let id = (meta.dev(), meta.ino());
-        if let Some(i) = root_ids.iter().position(|r| *r == id) {
-            let mut path = roots.get(i)?.clone();
-            for name in names.iter().rev() {
-                if !path.ends_with(b"/") {
-                    path.push(b'/');
-                }
-                path.extend_from_slice(name);
-            }
-            return Some(path);
-        }
-        let parent = File::from(sys::open_parent(current.as_fd()).ok()?);
-        let parent_meta = parent.metadata().ok()?;
-        if (parent_meta.dev(), parent_meta.ino()) == id {
-            return None; // the top of the file system: no watched root above
-        }
-        names.push(name_in(&parent, meta.ino())?);
-        current = parent;
-    }
-    None
-}
-
-/// The name under which `parent` holds inode `ino`.
-fn name_in(parent: &File, ino: u64) -> Option<Vec<u8>> {
-    let listing = fs::read_dir(format!("/proc/self/fd/{}", parent.as_raw_fd())).ok()?;
-    listing
-        .filter_map(Result::ok)
-        .find(|e| e.ino() == ino)
-        .map(|e| e.file_name().as_bytes().to_vec())
+/// `max_queued_events` of fanotify groups (the queue a group gets without
+/// `FAN_UNLIMITED_QUEUE`).
+fn queue_capacity() -> u64 {
+    fs::read_to_string("/proc/sys/fs/fanotify/max_queued_events")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(DEFAULT_QUEUE_EVENTS)
 }

@@ -6,13 +6,15 @@
 //! and writes. Each event names its directory by file handle plus the entry name (a rename: the
 //! old and the new directory and name); the directory is opened by handle (`open_by_handle_at`)
 //! when the event is read and its current path read from `/proc/self/fd`, or, when that path is
-//! too long for the kernel to name, found by walking up (`openat(dir, "..")`) to a watched root.
-//! Only events under the watched paths are kept.
+//! too long for the kernel to name, found by walking up (`openat(dir, "..")`) to a watched root,
+//! with bounded work (`dir_names`). Only events under the watched paths are kept; a directory
+//! moved into them is listed (`moved_in`), and outside events are judged against the directory
+//! moves read after them (`moved_away`).
 //!
 //! Every event of a read is resolved before any is encoded: a directory renamed later in the same
 //! read made earlier events in it resolve to its new place, so their paths are taken back to the
-//! old one, and a move out of the watched paths noticed one read late turns the previous read's
-//! "outside" events under it into drops.
+//! old one; a move out of the watched paths noticed reads later turns the "outside" events it
+//! explains into drops (`moved_away`).
 //!
 //! Writes: `FAN_MODIFY` for the first write of a session, after which the kernel is told to skip
 //! the file's modifies until `FAN_CLOSE_WRITE` (see `write_sessions`), or close-write only
@@ -25,14 +27,20 @@
 //! Events are encoded into the same fsense-proto batches the Windows driver sends, with this
 //! source's own gap-free sequence numbers, so the pipeline cannot tell the sources apart. A drop
 //! is never silent: `FAN_Q_OVERFLOW` (the kernel queue was full and dropped events; it does not
-//! say how many, at least one), an event whose directory could not be opened any more, and an
-//! event found to have been counted as outside because its directory moved each take a sequence
-//! number that is never delivered, so they are counted as dropped in the summary and the live
-//! line. Events the kernel merges while they wait in its queue (repeated modifies of one file)
+//! say how many, at least one, so the summary then calls the count a lower bound), an event whose
+//! directory could not be opened any more or named within the walk's budget, and an event found
+//! to have been counted as outside because its directory moved each take a sequence number that
+//! is never delivered, so they are counted as dropped in the summary and the live line. Events the kernel merges while they wait in its queue (repeated modifies of one file)
 //! are not losses: the merged event stands for them.
 
 pub mod parse;
 
+#[cfg(target_os = "linux")]
+mod dir_names;
+#[cfg(target_os = "linux")]
+mod moved_away;
+#[cfg(target_os = "linux")]
+mod moved_in;
 #[cfg(target_os = "linux")]
 mod source;
 #[cfg(target_os = "linux")]

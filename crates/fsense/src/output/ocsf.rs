@@ -4,8 +4,8 @@
 
 use fsense_proto::{EventRecord, Operation, RecordFlags};
 
-use crate::enrich::ProcessInfo;
-use crate::json::JsonOut;
+use crate::output::json::JsonOut;
+use crate::pipeline::enrich::ProcessInfo;
 use crate::time::ticks_to_unix_ms;
 
 /// The OCSF schema version the events follow.
@@ -58,6 +58,31 @@ pub fn nt_success(status: u32) -> bool {
     (status as i32) >= 0
 }
 
+/// `STATUS_REPARSE`: a success code, but the create opened nothing; the I/O manager re-issues it
+/// at the name the reparse point gave (a symbolic link or junction was crossed). See
+/// `FltCancelFileOpen`, which must not be called for it because no file object was opened
+/// (MicrosoftDocs/windows-driver-docs-ddi, `fltkernel/nf-fltkernel-fltcancelfileopen.md`).
+pub const STATUS_REPARSE: u32 = 0x0000_0104;
+
+/// OCSF `status_id`, `status` and, when the code needs one, `status_detail` of a record.
+fn status_of(r: &EventRecord<'_>) -> (u8, &'static str, Option<&'static str>) {
+    if r.operation == Operation::Create && r.status == STATUS_REPARSE {
+        // Not a successful create, and not a failure either: OCSF 99 `Other`.
+        return (
+            99,
+            "Other",
+            Some(
+                "reparse: a link or junction was crossed and the create re-issued at its target; this path was not opened",
+            ),
+        );
+    }
+    if nt_success(r.status) {
+        (1, "Success", None)
+    } else {
+        (2, "Failure", None)
+    }
+}
+
 /// Appends one event as a JSON line to `line`.
 pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
     let r = ev.record;
@@ -67,7 +92,7 @@ pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
         Operation::Create => (ACTIVITY_CREATE, "Create"),
         Operation::Write => (ACTIVITY_UPDATE, "Update"),
     };
-    let ok = nt_success(r.status);
+    let (status_id, status, status_detail) = status_of(r);
     let mut j = JsonOut::new(line);
     j.raw("{\"class_uid\":1001,\"class_name\":\"File System Activity\",\"category_uid\":1,\"category_name\":\"System Activity\",\"activity_id\":")
         .u64(activity_id.into())
@@ -81,12 +106,14 @@ pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
         .u64(ev.severity_id.into())
         .raw(",\"severity\":")
         .str(severity_name(ev.severity_id))
-        .raw(if ok {
-            ",\"status_id\":1,\"status\":\"Success\",\"status_code\":"
-        } else {
-            ",\"status_id\":2,\"status\":\"Failure\",\"status_code\":"
-        })
-        .hex(r.status.into(), 8);
+        .raw(",\"status_id\":")
+        .u64(status_id.into())
+        .raw(",\"status\":")
+        .str(status);
+    if let Some(detail) = status_detail {
+        j.raw(",\"status_detail\":").str(detail);
+    }
+    j.raw(",\"status_code\":").hex(r.status.into(), 8);
     // file: the entry the activity was on; for a rename, its previous name, and `file_result`
     // the name it has now (what the filter and the rules looked at).
     let type_id = if r.flags.contains(RecordFlags::DIRECTORY) {
@@ -94,9 +121,9 @@ pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
     } else {
         ",\"type_id\":1}"
     };
-    let previous = renamed.then(|| crate::paths::display(&r.volume));
+    let previous = renamed.then(|| crate::pipeline::paths::display(&r.volume));
     if let Some(previous) = &previous {
-        let (parent_folder, name) = crate::paths::split(&previous.text);
+        let (parent_folder, name) = crate::pipeline::paths::split(&previous.text);
         j.raw(",\"file\":{\"path\":")
             .str(&previous.text)
             .raw(",\"name\":")
@@ -171,7 +198,7 @@ pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
     if r.volume.is_empty() || renamed {
         j.raw("\"\"");
     } else {
-        j.str(&crate::paths::display(&r.volume).text);
+        j.str(&crate::pipeline::paths::display(&r.volume).text);
     }
     if previous.as_ref().is_some_and(|p| !p.exact) {
         j.raw(",\"previous_path_units\":[");
@@ -253,7 +280,7 @@ mod tests {
             user: Some("CORP\\ann".into()),
             uid: Some("S-1-5-21-1".into()),
         };
-        let (parent, name) = crate::paths::split(path);
+        let (parent, name) = crate::pipeline::paths::split(path);
         let view = EventView {
             record: rec,
             path,
@@ -331,6 +358,23 @@ mod tests {
     }
 
     const TICKS: u64 = crate::time::TICKS_PER_MS;
+
+    #[test]
+    fn a_create_that_reparsed_is_not_rendered_as_a_successful_create() {
+        let mut rec = EventRecord::create(Utf16Path::EMPTY, Utf16Path::EMPTY);
+        rec.status = STATUS_REPARSE;
+        let v = render(&rec, "C:\\Users\\ann\\link", true, &[]);
+        assert_eq!(v["status_id"], 99, "{v}");
+        assert_eq!(v["status"], "Other");
+        assert_eq!(v["status_code"], "0x00000104");
+        assert!(v["status_detail"].as_str().unwrap().contains("not opened"));
+        // Other informational codes stay successes; a write is never a reparse.
+        rec.status = 0x0000_0103;
+        assert_eq!(render(&rec, "C:\\a", true, &[])["status_id"], 1);
+        let mut w = EventRecord::write(Utf16Path::EMPTY, Utf16Path::EMPTY);
+        w.status = STATUS_REPARSE;
+        assert_eq!(render(&w, "C:\\a", true, &[])["status_id"], 1);
+    }
 
     #[test]
     fn write_with_rules_and_inexact_path_keeps_the_units() {
