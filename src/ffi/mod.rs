@@ -69,6 +69,9 @@ use crate::{delivery, sensor};
 
 mod callback_data;
 mod contexts;
+// Test only: code that breaks what fsense-pkgcheck reads in the image (see the file).
+#[cfg(all(feature = "image-probe", target_os = "windows"))]
+mod image_probe;
 mod names;
 mod operations;
 mod pool;

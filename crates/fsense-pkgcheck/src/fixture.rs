@@ -1,9 +1,14 @@
 //! Builds small driver-like PE32+ images for the checker's own tests: a good one that passes every
 //! rule, and variants that each break exactly one.
 
+mod code;
+
+use std::collections::BTreeMap;
+
 use object::pe;
 use object::write::pe::{NtHeaders, Writer};
 
+pub use self::code::{Asm, CodeSpec, FixtureFunction, Layout, Registration, alloc};
 use crate::checksum;
 
 /// What to put in the image; `Spec::good()` passes every rule.
@@ -26,6 +31,8 @@ pub struct Spec {
     /// The PDB path of the CodeView debug entry, if any.
     pub pdb_path: Option<&'static str>,
     pub fix_checksum: bool,
+    /// Machine code, unwind data and a registration instead of `xor eax, eax; ret`.
+    pub code: Option<CodeSpec>,
 }
 
 impl Spec {
@@ -51,6 +58,7 @@ impl Spec {
             ex_dll_characteristics: Some(crate::image::IMAGE_DLLCHARACTERISTICS_EX_CET_COMPAT),
             pdb_path: Some("fsense_driver.pdb"),
             fix_checksum: true,
+            code: None,
         }
     }
 
@@ -117,6 +125,12 @@ impl Blob {
 
 /// (export directory, import directory, IAT, debug directory) as (rva, size); size 0 if absent.
 type Directories = [(u32, u32); 4];
+/// Import name -> IAT slot RVA.
+type Slots = BTreeMap<String, u32>;
+
+const IMAGE_BASE: u64 = 0x1_4000_0000;
+/// The first section's RVA with these headers and a 0x1000 section alignment.
+const TEXT_RVA: u32 = 0x1000;
 
 const DEBUG_DIRECTORY_LEN: usize = 28;
 
@@ -126,12 +140,13 @@ fn rdata_contents(
     base: u32,
     file_base: u32,
     export_target: u32,
-) -> (Vec<u8>, Directories) {
+) -> (Vec<u8>, Directories, Slots) {
     let mut blob = Blob {
         base,
         bytes: Vec::new(),
     };
     let mut directories = [(0, 0); 4];
+    let mut slots = Slots::new();
 
     if let Some(name) = spec.export {
         let start = blob.bytes.len();
@@ -186,6 +201,7 @@ fn rdata_contents(
                 let hint_name = blob.rva();
                 blob.u16(0);
                 blob.cstr(function);
+                slots.insert(function.to_string(), base + (iats[index] + slot * 8) as u32);
                 for table in [lookup, iats[index]] {
                     let at = table + slot * 8;
                     blob.bytes[at..at + 8].copy_from_slice(&u64::from(hint_name).to_le_bytes());
@@ -231,7 +247,7 @@ fn rdata_contents(
         }
     }
     blob.u64(0);
-    (blob.bytes, directories)
+    (blob.bytes, directories, slots)
 }
 
 fn build(spec: &Spec) -> Vec<u8> {
@@ -239,18 +255,32 @@ fn build(spec: &Spec) -> Vec<u8> {
     let mut writer = Writer::new(true, 0x1000, 0x200, &mut image);
     writer.reserve_dos_header_and_stub();
     writer.reserve_nt_headers(16);
-    writer.reserve_section_headers(2);
+    writer.reserve_section_headers(if spec.code.is_some() { 5 } else { 2 });
 
     let mut text_flags =
         pe::IMAGE_SCN_CNT_CODE | pe::IMAGE_SCN_MEM_EXECUTE | pe::IMAGE_SCN_MEM_READ;
     if spec.text_writable {
         text_flags |= pe::IMAGE_SCN_MEM_WRITE;
     }
-    let text = writer.reserve_section(*b".text\0\0\0", text_flags, TEXT_SIZE, TEXT_SIZE);
+    // The code refers to the import slots, which follow it in .rdata: with .text under one
+    // section-alignment unit, .rdata starts at TEXT_RVA + 0x1000 whatever the code's size.
+    let (_, _, slots) = rdata_contents(spec, TEXT_RVA + 0x1000, 0, TEXT_RVA);
+    let layout = Layout {
+        text: TEXT_RVA,
+        slots,
+    };
+    let code = match &spec.code {
+        Some(code) => (code.text)(&layout),
+        None => vec![0x31, 0xc0, 0xc3], // xor eax, eax; ret
+    };
+    let text_size = (code.len() as u32).max(TEXT_SIZE);
+    assert!(text_size <= 0x1000, "fixture code must fit one page");
+    let text = writer.reserve_section(*b".text\0\0\0", text_flags, text_size, text_size);
+    assert_eq!(text.virtual_address, TEXT_RVA);
     // The rdata contents depend on its RVA: lay them out once to learn the size, then for real.
-    let (probe, _) = rdata_contents(spec, 0, 0, 0);
+    let (probe, _, _) = rdata_contents(spec, 0, 0, 0);
     let rdata = writer.reserve_rdata_section(probe.len() as u32);
-    let (rdata_bytes, directories) = rdata_contents(
+    let (rdata_bytes, directories, _) = rdata_contents(
         spec,
         rdata.virtual_address,
         rdata.file_offset,
@@ -268,6 +298,27 @@ fn build(spec: &Spec) -> Vec<u8> {
         if size != 0 {
             writer.set_data_directory(index, rva, size);
         }
+    }
+    assert_eq!(rdata.virtual_address, TEXT_RVA + 0x1000);
+    // Unwind data and registration (.xdata), function table (.pdata), base relocations (.reloc).
+    let mut extra = Vec::new();
+    if let Some(code) = &spec.code {
+        let (probe, _, _) = code::xdata_contents(code, 0, TEXT_RVA, IMAGE_BASE);
+        let xdata = writer.reserve_xdata_section(probe.len() as u32);
+        let (xdata_bytes, unwind, pointers) =
+            code::xdata_contents(code, xdata.virtual_address, TEXT_RVA, IMAGE_BASE);
+        let pdata_bytes = code::pdata_contents(code, TEXT_RVA, &unwind);
+        let pdata = writer.reserve_pdata_section(pdata_bytes.len().max(1) as u32);
+        for pointer in pointers {
+            writer.add_reloc(pointer, pe::IMAGE_REL_BASED_DIR64);
+        }
+        if !writer.has_relocs() {
+            // A real image always has some; keep the section count fixed.
+            writer.add_reloc(xdata.virtual_address, pe::IMAGE_REL_BASED_ABSOLUTE);
+        }
+        writer.reserve_reloc_section();
+        extra.push((xdata.file_offset, xdata_bytes));
+        extra.push((pdata.file_offset, pdata_bytes));
     }
     if let Some(certificate) = &spec.certificate {
         writer.reserve_certificate_table(certificate.len() as u32);
@@ -288,7 +339,7 @@ fn build(spec: &Spec) -> Vec<u8> {
         major_linker_version: 14,
         minor_linker_version: 0,
         address_of_entry_point: entry,
-        image_base: 0x1_4000_0000,
+        image_base: IMAGE_BASE,
         major_operating_system_version: 10,
         minor_operating_system_version: 0,
         major_image_version: 0,
@@ -303,12 +354,16 @@ fn build(spec: &Spec) -> Vec<u8> {
         size_of_heap_commit: 0x1000,
     });
     writer.write_section_headers();
-    let mut code = vec![0xcc; TEXT_SIZE as usize];
-    code[0] = 0x31; // xor eax, eax; ret
-    code[1] = 0xc0;
-    code[2] = 0xc3;
+    let mut code = code;
+    code.resize(text_size as usize, 0xcc);
     writer.write_section(text.file_offset, &code);
     writer.write_section(rdata.file_offset, &rdata_bytes);
+    for (offset, bytes) in &extra {
+        writer.write_section(*offset, bytes);
+    }
+    if spec.code.is_some() {
+        writer.write_reloc_section();
+    }
     if let Some(certificate) = &spec.certificate {
         writer.write_certificate_table(certificate);
     }

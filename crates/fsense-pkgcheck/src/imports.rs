@@ -60,6 +60,10 @@ pub const WINDOWS_XP: WindowsRelease = WindowsRelease {
     name: "Windows XP",
     build: 2600,
 };
+pub const WINDOWS_7: WindowsRelease = WindowsRelease {
+    name: "Windows 7",
+    build: 7600,
+};
 pub const WINDOWS_8: WindowsRelease = WindowsRelease {
     name: "Windows 8",
     build: 9200,
@@ -139,6 +143,8 @@ pub const KNOWN_IMPORTS: &[KnownImport] = &[
     entry(NTOSKRNL, "KeInitializeEvent", WINDOWS_2000, "wdm/nf-wdm-keinitializeevent", "Available starting with Windows 2000."),
     entry(NTOSKRNL, "KeSetEvent", WINDOWS_2000, "wdm/nf-wdm-kesetevent", "Available starting with Windows 2000."),
     entry(NTOSKRNL, "KeWaitForSingleObject", EVERY_RELEASE, "wdm/nf-wdm-kewaitforsingleobject", ""),
+    // Intervals that a system-time change cannot stretch (review N4).
+    entry(NTOSKRNL, "KeQueryUnbiasedInterruptTime", WINDOWS_7, "wdm/nf-wdm-kequeryunbiasedinterrupttime", "Available starting with Windows 7."),
     entry(NTOSKRNL, "KeQuerySystemTimePrecise", WINDOWS_8, "wdm/nf-wdm-kequerysystemtimeprecise", "Available starting with Windows 8."),
     // ---- ntoskrnl.exe: threads and objects ----
     entry(NTOSKRNL, "PsCreateSystemThread", EVERY_RELEASE, "wdm/nf-wdm-pscreatesystemthread", ""),
@@ -146,7 +152,9 @@ pub const KNOWN_IMPORTS: &[KnownImport] = &[
     entry(NTOSKRNL, "PsGetCurrentProcessId", WINDOWS_2000, "ntddk/nf-ntddk-psgetcurrentprocessid", "Available starting with Windows 2000."),
     entry(NTOSKRNL, "PsGetThreadId", WINDOWS_XP, "ntddk/nf-ntddk-psgetthreadid", "Windows XP"),
     entry(NTOSKRNL, "PsGetProcessCreateTimeQuadPart", WINDOWS_XP, "ntddk/nf-ntddk-psgetprocesscreatetimequadpart", "Available in Windows XP and later versions of Windows."),
-    // A data export (POBJECT_TYPE *), the ObjectType the page lists for thread handles.
+    // A data export: the kernel's variable holds the thread POBJECT_TYPE; wdm.h declares it for
+    // drivers as `extern POBJECT_TYPE *PsThreadType;`, bound to the import slot, so `*PsThreadType`
+    // is two loads. The code check (code/data_imports.rs) holds every use to that.
     entry(NTOSKRNL, "PsThreadType", WINDOWS_2000, "wdm/nf-wdm-obreferenceobjectbyhandle", "ObjectType can be *PsThreadType (page minimum: Available starting with Windows 2000.)"),
     entry(NTOSKRNL, "ObReferenceObjectByHandle", WINDOWS_2000, "wdm/nf-wdm-obreferenceobjectbyhandle", "Available starting with Windows 2000."),
     // wdm.h's ObDereferenceObject macro calls the ObfDereferenceObject export.
@@ -185,7 +193,7 @@ pub const KNOWN_IMPORTS: &[KnownImport] = &[
     entry(FLTMGR, "FltIsDirectory", WINDOWS_2000, "fltkernel/nf-fltkernel-fltisdirectory", ROLLUP),
     // Not imported today: the routine a BypassIO veto needs (see inf/fsense.inf, SupportedFeatures).
     // Listed so that using it fails the floor check instead of the "unknown import" check.
-    entry(FLTMGR, "FltVetoBypassIO", WINDOWS_11, "fltkernel/nf-fltkernel-fltvetobypassio", "Windows 11"),
+    entry(FLTMGR, "FltVetoBypassIo", WINDOWS_11, "fltkernel/nf-fltkernel-fltvetobypassio", "Windows 11"),
 ];
 
 /// The table entry for `name` imported from `module` (module names compare case-insensitively,
@@ -240,7 +248,7 @@ mod tests {
             .filter(|known| !known.since.available_on(DECLARED_FLOOR))
             .map(|known| known.name)
             .collect();
-        assert_eq!(newer, vec!["FltVetoBypassIO"]);
+        assert_eq!(newer, vec!["FltVetoBypassIo"]);
     }
 
     #[test]
@@ -275,6 +283,14 @@ mod tests {
     }
 
     #[test]
+    fn the_bypassio_veto_is_spelled_as_fltmgr_exports_it() {
+        // Review H4: the export (and the page's api_name) is `FltVetoBypassIo`; the loader's
+        // lookup is case-exact, so the table must use that spelling.
+        assert!(lookup("FLTMGR.SYS", "FltVetoBypassIo").is_some());
+        assert!(lookup("FLTMGR.SYS", "FltVetoBypassIO").is_none());
+    }
+
+    #[test]
     fn check_classifies_imports() {
         assert_eq!(
             check("fltmgr.sys", Some("FltSendMessage"), DECLARED_FLOOR),
@@ -294,7 +310,7 @@ mod tests {
             Some(ImportProblem::ByOrdinal)
         );
         assert!(matches!(
-            check("FLTMGR.SYS", Some("FltVetoBypassIO"), DECLARED_FLOOR),
+            check("FLTMGR.SYS", Some("FltVetoBypassIo"), DECLARED_FLOOR),
             Some(ImportProblem::NewerThanFloor(known)) if known.since == WINDOWS_11
         ));
         // The same image against an older floor: ExAllocatePool2 is then too new.

@@ -1,12 +1,14 @@
 //! Checks the fsense driver package that `cargo make package` builds on Linux, so a deviation fails
 //! here instead of on a Windows test VM: the driver image (`image`, `checksum`), the INF (`inf`), and
 //! the PowerShell kit under `windows/` (`scripts`). `package` runs them all over `target/package/`.
+//! `code` reads the image's machine code: data imports and the stack each entry point can take.
 #![forbid(unsafe_code)]
 
 use std::fmt;
 
 pub mod agent_service;
 pub mod checksum;
+pub mod code;
 pub mod floor;
 pub mod image;
 pub mod imports;

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use fsense_pkgcheck::{checksum, floor, image, inf, package, scripts};
+use clap::{Parser, Subcommand, ValueEnum};
+use fsense_pkgcheck::{checksum, code, floor, image, inf, package, scripts};
 
 #[derive(Parser)]
 #[command(
@@ -19,13 +19,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check a driver image (PE32+, AMD64, NATIVE, entry, imports, checksum, flags, signature).
+    /// Check a driver image (PE32+, machine, NATIVE, entry, imports, checksum, flags, signature;
+    /// on AMD64 also data imports as their C types give and stack per entry point).
     Image {
         file: PathBuf,
         /// The image must carry an Authenticode signature.
         #[arg(long)]
         require_signature: bool,
+        /// The processor the image is for.
+        #[arg(long, value_enum, default_value_t = Arch::Amd64)]
+        arch: Arch,
     },
+    /// Print what the code checks read in a driver image: data imports, stack per entry point,
+    /// largest frame (exit 1 when they find something).
+    Report { file: PathBuf },
     /// Write the correct PE checksum into an unsigned image (signing rewrites it anyway).
     FixChecksum { file: PathBuf },
     /// Lint an INF against the minifilter rules (and the declared minimum Windows).
@@ -43,6 +50,21 @@ enum Command {
         #[arg(long)]
         scripts: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Arch {
+    Amd64,
+    Arm64,
+}
+
+impl From<Arch> for image::Architecture {
+    fn from(arch: Arch) -> Self {
+        match arch {
+            Arch::Amd64 => Self::Amd64,
+            Arch::Arm64 => Self::Arm64,
+        }
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
@@ -65,15 +87,23 @@ fn run(cli: Cli) -> Result<bool, String> {
         Command::Image {
             file,
             require_signature,
+            arch,
         } => {
             let data = read(&file)?;
             let rules = image::ImageRules {
                 require_signature,
                 floor: fsense_pkgcheck::imports::DECLARED_FLOOR,
             };
-            let findings = image::check(&data, rules)
+            let findings = image::check_architecture(&data, rules, arch.into())
                 .map_err(|error| format!("{}: {error}", file.display()))?;
             Ok(report(&file, &findings))
+        }
+        Command::Report { file } => {
+            let data = read(&file)?;
+            let analysis =
+                code::analyze(&data).map_err(|error| format!("{}: {error}", file.display()))?;
+            print!("{analysis}");
+            Ok(analysis.findings.is_empty())
         }
         Command::FixChecksum { file } => {
             let mut data = read(&file)?;

@@ -88,6 +88,8 @@ fn unreadable_input_is_one_error_line_and_exit_two() {
         vec!["image", not_pe.to_str().unwrap()],
         vec!["fix-checksum", not_pe.to_str().unwrap()],
         vec!["image", "/nonexistent/fsense.sys"],
+        vec!["report", not_pe.to_str().unwrap()],
+        vec!["image", "--arch", "arm64", not_pe.to_str().unwrap()],
     ] {
         let out = pkgcheck(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
