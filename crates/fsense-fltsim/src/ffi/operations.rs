@@ -216,7 +216,7 @@ pub fn run_create(
     let Some(reg) = enter_callback("PreCreate") else {
         return (None, timing);
     };
-    let mut completion: *mut c_void = std::ptr::null_mut();
+    let mut completion: *mut c_void = UNWRITTEN_COMPLETION_CONTEXT;
     let start = verifier::callback_clock();
     let pre = match reg.pre_create {
         // SAFETY: the driver's pre-create callback with callback data, related objects and a
@@ -227,6 +227,7 @@ pub fn run_create(
     timing.longest = timing.longest.max(verifier::callback_time(start));
     check_pre_status(pre, "PreCreate");
     leave_pre_callback(pre == 0);
+    let completion = written_completion_context(completion, pre == 0, "PreCreate");
 
     // The file system completes the create.
     data.IoStatus.Anonymous.Status = op.status;
@@ -253,6 +254,35 @@ pub fn run_create(
     CURRENT_OP.with(|c| *c.borrow_mut() = None);
     let open = op.opened().then_some(OpenFile { file_object });
     (open, timing)
+}
+
+/// What the completion-context slot holds before the pre-operation callback runs (rule S3 of
+/// docs/simulator.md). `nc-fltkernel-pflt_pre_operation_callback` calls the context optional and
+/// the `_Flt_CompletionContext_Outptr_` annotation page says it "might or might not be NULL":
+/// nothing promises NULL on entry, so the simulator puts a value no allocation has, and a
+/// post-operation callback that would receive it means the pre-operation never wrote it.
+const UNWRITTEN_COMPLETION_CONTEXT: *mut c_void = 0x0BAD_C0DE_0000_0008 as *mut c_void;
+
+/// The completion context to hand to the post-operation callback (NULL for an unwritten slot,
+/// after reporting COMPLETION_CONTEXT_UNWRITTEN, so the run goes on without a wild pointer).
+fn written_completion_context(
+    slot: *mut c_void,
+    with_callback: bool,
+    callback: &str,
+) -> *mut c_void {
+    if slot != UNWRITTEN_COMPLETION_CONTEXT {
+        return slot;
+    }
+    if with_callback {
+        violation(
+            "COMPLETION_CONTEXT_UNWRITTEN",
+            format!(
+                "{callback} returned FLT_PREOP_SUCCESS_WITH_CALLBACK without writing *CompletionContext \
+                 (not documented to be NULL on entry)"
+            ),
+        );
+    }
+    std::ptr::null_mut()
 }
 
 /// Runs one write through pre-write, the "file system", and post-write (possibly at DISPATCH).
@@ -308,7 +338,7 @@ pub fn run_write(op: &WriteOp, file: &OpenFile, instance: isize, filter: isize) 
         CURRENT_OP.with(|c| *c.borrow_mut() = None);
         return timing;
     };
-    let mut completion: *mut c_void = std::ptr::null_mut();
+    let mut completion: *mut c_void = UNWRITTEN_COMPLETION_CONTEXT;
     let start = verifier::callback_clock();
     let pre = match reg.pre_write {
         // SAFETY: the driver's pre-write callback with structures valid for the operation.
@@ -318,6 +348,7 @@ pub fn run_write(op: &WriteOp, file: &OpenFile, instance: isize, filter: isize) 
     timing.longest = timing.longest.max(verifier::callback_time(start));
     check_pre_status(pre, "PreWrite");
     leave_pre_callback(pre == 0);
+    let completion = written_completion_context(completion, pre == 0, "PreWrite");
 
     data.IoStatus.Anonymous.Status = op.status;
     data.IoStatus.Information = op.bytes_written as usize;
