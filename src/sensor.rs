@@ -23,6 +23,10 @@ pub const QUEUE_CAPACITY_RANGE: core::ops::RangeInclusive<u32> = 16..=65_536;
 /// Queue bytes budgeted per record (a typical record is 300-500 bytes).
 pub const BYTES_PER_RECORD: usize = 512;
 
+/// `STATUS_REPARSE`: a success code for a create that opened nothing (a symbolic link, junction
+/// or mount point was traversed and the open is reissued).
+pub const STATUS_REPARSE: i32 = 0x0000_0104;
+
 /// Settings fixed at load.
 #[derive(Debug, Clone, Copy)]
 pub struct LoadConfig {
@@ -365,7 +369,14 @@ impl Sensor {
         if facts.directory {
             rec.flags.insert(RecordFlags::DIRECTORY);
         }
-        if facts.record && (succeeded || self.has(SensorConfig::REPORT_FAILED_CREATES)) {
+        // STATUS_REPARSE (#11): nothing was opened and nothing failed; the I/O manager reissues
+        // the create on the link's target (`nf-fltkernel-fltcancelfileopen`, Note), and that
+        // create is reported on its own. So it is never recorded, as success or as failure.
+        let reparse = facts.status == STATUS_REPARSE;
+        if facts.record
+            && !reparse
+            && (succeeded || self.has(SensorConfig::REPORT_FAILED_CREATES))
+        {
             self.enqueue(&rec);
         }
         StoredName {

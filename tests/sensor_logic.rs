@@ -730,3 +730,19 @@ fn each_load_reports_its_own_load_id() {
     assert_eq!((h.protocol_version, h.load_id), (2, 0));
     assert_eq!(h.encode(&mut buf), Ok(Health::LEN_BEFORE_LOAD_ID));
 }
+
+/// #11 (third driver review): a create that returned STATUS_REPARSE opened nothing (the I/O
+/// manager reissues it on the link's target, which is reported itself). It is never recorded:
+/// not as a success (the consumer rendered 0x104 as "Success"), not as a failed create.
+#[test]
+fn a_reparse_is_never_recorded() {
+    let _turn = fresh(64, None);
+    set_config(SensorConfig::DEFAULT.flags, 32_767, 5);
+    assert!(SENSOR.reports_creates());
+    let path = utf16(r"\Device\HarddiskVolume3\link");
+    SENSOR.record_create(&create(1, 0x0000_0104, 0x2), &path, &[]);
+    assert_eq!(SENSOR.health(0).events_generated, 0, "a reparse was recorded");
+    SENSOR.record_create(&create(1, 0, 0x2), &path, &[]);
+    SENSOR.record_create(&create(1, -1_073_741_772, 0x2), &path, &[]);
+    assert_eq!(SENSOR.health(0).events_generated, 2);
+}

@@ -54,8 +54,12 @@ pub(super) unsafe extern "system" fn post_create(
         return FLT_POSTOP_FINISHED_PROCESSING;
     };
     let st = data.status();
-    // STATUS_REPARSE is a success code, but nothing was opened (the samples skip it too).
-    let opened = status::is_success(st) && st != status::REPARSE;
+    // STATUS_REPARSE is a success code, but nothing was opened (the samples skip it too), and
+    // the create is reissued on the target, which is reported itself: nothing to do (#11).
+    if st == status::REPARSE {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
+    let opened = status::is_success(st);
     let record = sensor::SENSOR.reports_creates();
     let params = data.create_params().unwrap_or_default();
     // Not recording: post-create runs only to keep the name of an open that can write. Any
