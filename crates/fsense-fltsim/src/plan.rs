@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+/// The volume name every simulated path starts with.
+pub const VOLUME: &str = "\\Device\\HarddiskVolume3";
+
 /// Process id of the simulated consumer (its own I/O must not be reported).
 pub const CONSUMER_PID: u32 = 7777;
 /// The System process: paging writes come from it.
@@ -128,7 +131,7 @@ fn utf16(s: &str) -> Vec<u16> {
 }
 
 fn file_spec(i: usize) -> FileSpec {
-    let volume = crate::ffi::VOLUME;
+    let volume = VOLUME;
     let (path, shape) = match i % 16 {
         0 if i == 0 => {
             // The longest path NT allows: 32,767 units.

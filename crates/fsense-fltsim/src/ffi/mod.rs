@@ -68,11 +68,12 @@ const KEY_VALUE_PARTIAL_INFORMATION: i32 = 2;
 const EPROCESS_BASE: isize = 0x7E00_0000_0000;
 const ETHREAD_BASE: isize = 0x7F00_0000_0000;
 
-/// The volume name every simulated path starts with.
-pub const VOLUME: &str = "\\Device\\HarddiskVolume3";
+pub use crate::plan::VOLUME;
 
 mod callback_data;
 mod contexts;
+pub(crate) mod cpu_clock;
+pub(crate) mod name_storage;
 mod names;
 mod operations;
 mod pool;

@@ -214,22 +214,3 @@ pub unsafe extern "system" fn KeQueryUnbiasedInterruptTime() -> u64 {
     const BOOT_TICKS: u64 = 600_000_000;
     BOOT_TICKS + (since_start().as_nanos() / 100) as u64
 }
-
-/// CPU time the calling thread has used (None where the host cannot say, and under Miri).
-pub fn thread_cpu_time() -> Option<Duration> {
-    #[cfg(all(unix, not(miri)))]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes one timespec to a valid local.
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        if rc == 0 {
-            return Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
-        }
-        None
-    }
-    #[cfg(not(all(unix, not(miri))))]
-    None
-}

@@ -343,10 +343,15 @@ fn complete(s: &State, posted: Posted, status: i32, bytes: u32) {
     }
 }
 
+/// The connection a port handle's object holds (None for anything fltlib did not put there).
+pub fn as_connection(object: &objects::PortConnection) -> Option<Arc<Connection>> {
+    Arc::clone(object).downcast::<Connection>().ok()
+}
+
 /// The open connection behind `handle`, or the error to fail with.
 pub fn connection(handle: HANDLE, api: &str) -> Result<Arc<Connection>, u32> {
     match objects::get(handle) {
-        Some(Object::Port(c)) => Ok(c),
+        Some(Object::Port(c)) if let Some(c) = as_connection(&c) => Ok(c),
         _ => {
             violation(
                 "HANDLE_INVALID",
