@@ -373,9 +373,7 @@ impl Sensor {
         // the create on the link's target (`nf-fltkernel-fltcancelfileopen`, Note), and that
         // create is reported on its own. So it is never recorded, as success or as failure.
         let reparse = facts.status == STATUS_REPARSE;
-        if facts.record
-            && !reparse
-            && (succeeded || self.has(SensorConfig::REPORT_FAILED_CREATES))
+        if facts.record && !reparse && (succeeded || self.has(SensorConfig::REPORT_FAILED_CREATES))
         {
             self.enqueue(&rec);
         }

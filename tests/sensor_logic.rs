@@ -741,7 +741,11 @@ fn a_reparse_is_never_recorded() {
     assert!(SENSOR.reports_creates());
     let path = utf16(r"\Device\HarddiskVolume3\link");
     SENSOR.record_create(&create(1, 0x0000_0104, 0x2), &path, &[]);
-    assert_eq!(SENSOR.health(0).events_generated, 0, "a reparse was recorded");
+    assert_eq!(
+        SENSOR.health(0).events_generated,
+        0,
+        "a reparse was recorded"
+    );
     SENSOR.record_create(&create(1, 0, 0x2), &path, &[]);
     SENSOR.record_create(&create(1, -1_073_741_772, 0x2), &path, &[]);
     assert_eq!(SENSOR.health(0).events_generated, 2);

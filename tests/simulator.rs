@@ -200,6 +200,28 @@ fn health_keeps_its_period_when_the_system_clock_is_set_back() {
     );
 }
 
+/// #14 (third driver review): a fast I/O write whose fast path a filter below disallows reaches
+/// pre- and post-write with STATUS_FLT_DISALLOW_FAST_IO, then again as the IRP the I/O manager
+/// reissues (`ifs/disallowing-a-fast-i-o-operation-in-a-preoperation-callback-routine`). The
+/// plan makes one write in seven such a fallback; the consumer sees each write once
+/// (DELIVERY_DUPLICATE otherwise).
+#[test]
+fn a_fast_io_write_that_falls_back_to_an_irp_is_counted_once() {
+    let report = run(ConsumerMode::Normal, 3000, 8192);
+    let duplicates: Vec<_> = report
+        .verifier_violations
+        .iter()
+        .filter(|v| v.starts_with("DELIVERY_DUPLICATE"))
+        .collect();
+    assert!(
+        duplicates.is_empty(),
+        "{} duplicates: {:?}",
+        duplicates.len(),
+        duplicates.first()
+    );
+    assert_eq!(report.failures(), Vec::<String>::new());
+}
+
 /// Defect 3: if the worker thread cannot be referenced, DriverEntry waits for it on its handle
 /// before freeing anything (the image must not be unmapped under a running thread).
 #[test]

@@ -138,9 +138,13 @@ fn reply_length_includes_the_reply_header() {
                 for _ in 0..64 {
                     let mut ov: OVERLAPPED = std::mem::zeroed();
                     let size = (buffer.len() * 8) as u32;
-                    assert_eq!(FilterGetMessage(h, buffer.as_mut_ptr().cast(), size, &mut ov), IO_PENDING);
+                    assert_eq!(
+                        FilterGetMessage(h, buffer.as_mut_ptr().cast(), size, &mut ov),
+                        IO_PENDING
+                    );
                     let (mut n, mut key, mut done) = (0u32, 0usize, ptr::null_mut());
-                    if GetQueuedCompletionStatus(completion, &mut n, &mut key, &mut done, 5000) != 1 {
+                    if GetQueuedCompletionStatus(completion, &mut n, &mut key, &mut done, 5000) != 1
+                    {
                         CancelIoEx(h, &ov);
                         break;
                     }
@@ -149,7 +153,8 @@ fn reply_length_includes_the_reply_header() {
                         buffer.as_ptr().cast::<u8>().add(16),
                         (n as usize).saturating_sub(16),
                     );
-                    let is_health = body.get(..4) == Some(&fsense_proto::Health::MAGIC.to_le_bytes()[..]);
+                    let is_health =
+                        body.get(..4) == Some(&fsense_proto::Health::MAGIC.to_le_bytes()[..]);
                     seen.lock().unwrap().push((is_health, header.ReplyLength));
                     if is_health {
                         break;
@@ -160,8 +165,12 @@ fn reply_length_includes_the_reply_header() {
         })
     });
     let seen = seen.into_inner().unwrap();
-    assert!(seen.iter().any(|&(health, _)| health), "no health message: {seen:?} {found:?}");
-    let expected = (fsense_proto::ControlReply::LEN + std::mem::size_of::<FILTER_REPLY_HEADER>()) as u32;
+    assert!(
+        seen.iter().any(|&(health, _)| health),
+        "no health message: {seen:?} {found:?}"
+    );
+    let expected =
+        (fsense_proto::ControlReply::LEN + std::mem::size_of::<FILTER_REPLY_HEADER>()) as u32;
     for (health, reply_length) in seen {
         assert_eq!(reply_length, if health { expected } else { 0 });
     }

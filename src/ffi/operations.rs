@@ -156,6 +156,12 @@ pub(super) unsafe extern "system" fn post_write(
     let Ok(data) = (unsafe { CallbackData::from_raw(data, IRP_MJ_WRITE) }) else {
         return FLT_POSTOP_FINISHED_PROCESSING;
     };
+    // A fast I/O write whose fast path a filter below disallowed wrote nothing here; the I/O
+    // manager reissues it as an IRP, which reaches pre- and post-write again and is recorded
+    // then (#14: counted once).
+    if data.is_fast_io() && data.status() == status::FLT_DISALLOW_FAST_IO {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
     let (path, volume, truncated) = name
         .as_ref()
         .map_or((&[][..], &[][..], false), StreamName::parts);

@@ -112,6 +112,7 @@ pub(super) fn io_racing_unload(filter: isize) {
         status: STATUS_SUCCESS,
         paging_io: false,
         post_at_dispatch: false,
+        fast_io_fallback: false,
     };
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -286,7 +287,30 @@ fn written_completion_context(
 }
 
 /// Runs one write through pre-write, the "file system", and post-write (possibly at DISPATCH).
+/// A write planned as a fast I/O fallback runs first as a fast I/O operation that a filter below
+/// disallows, then as the IRP the I/O manager reissues.
 pub fn run_write(op: &WriteOp, file: &OpenFile, instance: isize, filter: isize) -> CallbackTiming {
+    if !op.fast_io_fallback {
+        return run_write_as(op, file, instance, filter, false);
+    }
+    let fast = run_write_as(op, file, instance, filter, true);
+    let irp = run_write_as(op, file, instance, filter, false);
+    CallbackTiming {
+        longest: fast.longest.max(irp.longest),
+    }
+}
+
+/// `FLTFL_CALLBACK_DATA_IRP_OPERATION` / `FLTFL_CALLBACK_DATA_FAST_IO_OPERATION`.
+const FLTFL_CALLBACK_DATA_IRP_OPERATION: u32 = 1;
+const FLTFL_CALLBACK_DATA_FAST_IO_OPERATION: u32 = 2;
+
+fn run_write_as(
+    op: &WriteOp,
+    file: &OpenFile,
+    instance: isize,
+    filter: isize,
+    fast_io_disallowed: bool,
+) -> CallbackTiming {
     let mut timing = CallbackTiming {
         longest: Duration::ZERO,
     };
@@ -313,7 +337,11 @@ pub fn run_write(op: &WriteOp, file: &OpenFile, instance: isize, filter: isize) 
     };
     // SAFETY: plain data, filled in below.
     let mut data: FLT_CALLBACK_DATA = unsafe { std::mem::zeroed() };
-    data.Flags = 1;
+    data.Flags = if fast_io_disallowed {
+        FLTFL_CALLBACK_DATA_FAST_IO_OPERATION
+    } else {
+        FLTFL_CALLBACK_DATA_IRP_OPERATION
+    };
     data.Thread = ETHREAD_BASE + op.op_id as isize;
     data.Iopb = &iopb;
     data.RequestorMode = if op.paging_io { 0 } else { 1 };
@@ -350,8 +378,15 @@ pub fn run_write(op: &WriteOp, file: &OpenFile, instance: isize, filter: isize) 
     leave_pre_callback(pre == 0);
     let completion = written_completion_context(completion, pre == 0, "PreWrite");
 
-    data.IoStatus.Anonymous.Status = op.status;
-    data.IoStatus.Information = op.bytes_written as usize;
+    if fast_io_disallowed {
+        // The filter below returned FLT_PREOP_DISALLOW_FASTIO: nothing was written, and the
+        // Filter Manager sets this status for the filters above.
+        data.IoStatus.Anonymous.Status = STATUS_FLT_DISALLOW_FAST_IO;
+        data.IoStatus.Information = 0;
+    } else {
+        data.IoStatus.Anonymous.Status = op.status;
+        data.IoStatus.Information = op.bytes_written as usize;
+    }
 
     if pre == 0 {
         let draining = world::with_world(|w| w.unloading).unwrap_or(true);
