@@ -40,8 +40,8 @@ miri_stages() {
     stage "Miri: the Windows port client's buffers (receive slots, FILTER_MESSAGE_HEADER, batch framing, FILTER_REPLY_HEADER, cancel, hostile byte counts)"
     MIRIFLAGS="-Zmiri-permissive-provenance" cargo +nightly miri test --locked -p fsense \
         --no-default-features --lib -- --exact \
-        ffi::windows::tests::hostile_transfer_counts_never_read_past_the_buffer \
-        ffi::windows::tests::several_receives_take_every_message_reply_and_cancel_cleanly
+        ffi::windows::port::tests::hostile_transfer_counts_never_read_past_the_buffer \
+        ffi::windows::port::tests::several_receives_take_every_message_reply_and_cancel_cleanly
     stage "Miri: done"
 }
 miri_log="$logs/miri.log"

@@ -2,7 +2,7 @@
 //! the input, and frames are only returned while the input is intact.
 #![no_main]
 
-use fsense::capture::CaptureReader;
+use fsense::source::capture::CaptureReader;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

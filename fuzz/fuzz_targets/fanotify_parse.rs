@@ -2,7 +2,7 @@
 //! the iterator stops after an error.
 #![no_main]
 
-use fsense::fanotify::parse::FanEvents;
+use fsense::source::fanotify::parse::FanEvents;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

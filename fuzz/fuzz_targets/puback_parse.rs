@@ -2,7 +2,7 @@
 //! answer has a sequence, and a reply subject's token is the decimal tail it was written as.
 #![no_main]
 
-use fsense::sink::puback::{self, PubAck};
+use fsense::output::sink::puback::{self, PubAck};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

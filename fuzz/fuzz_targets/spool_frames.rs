@@ -2,8 +2,8 @@
 //! returned, and what is returned re-encodes to exactly the bytes it was read from.
 #![no_main]
 
-use fsense::sink::frame::{self, MAX_ID, MAX_PAYLOAD};
-use fsense::sink::spool::check_segment_header;
+use fsense::output::sink::frame::{self, MAX_ID, MAX_PAYLOAD};
+use fsense::output::sink::spool::check_segment_header;
 use libfuzzer_sys::fuzz_target;
 
 fn check(bytes: &[u8]) {

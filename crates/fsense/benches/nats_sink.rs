@@ -20,15 +20,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use fsense::enrich::{Offline, ProcessCache};
-use fsense::filter::Filter;
-use fsense::paths::DosDeviceMap;
+use fsense::output::sink::EventSink;
+use fsense::output::sink::config::{SinkConfig, parse_url};
+use fsense::output::sink::nats::NatsSink;
+use fsense::output::sink::spool::{Spool, SpoolConfig};
 use fsense::pipeline::Pipeline;
-use fsense::sink::EventSink;
-use fsense::sink::nats::NatsSink;
-use fsense::sink::options::{SinkConfig, parse_url};
-use fsense::sink::spool::{Spool, SpoolConfig};
-use fsense::synth::{self, SynthEvent};
+use fsense::pipeline::enrich::{Offline, ProcessCache};
+use fsense::pipeline::filter::Filter;
+use fsense::pipeline::paths::DosDeviceMap;
+use fsense::source::synth::{self, SynthEvent};
 use fsense_proto::Operation;
 
 /// Events per sample (a bench run) or per check (test mode).
@@ -232,7 +232,7 @@ struct Floor {
     streams: usize,
 }
 
-const SINK_WINDOW: usize = fsense::sink::nats::WINDOW;
+const SINK_WINDOW: usize = fsense::output::sink::nats::WINDOW;
 
 const FLOORS: [Floor; 7] = [
     // The sink's own settings: file storage, message ids, its window.
@@ -453,7 +453,7 @@ fn fill_backlog(dir: &std::path::Path, run: u64) {
 fn publish_events(sink: &mut NatsSink) -> Duration {
     let start = Instant::now();
     for i in 0..events() {
-        let key = fsense::sink::EventKey {
+        let key = fsense::output::sink::EventKey {
             session: 1,
             sequence: i as u64,
         };

@@ -9,11 +9,11 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use fsense::enrich::{self, ProcessCache};
-use fsense::filter::Filter;
-use fsense::paths::DosDeviceMap;
 use fsense::pipeline::Pipeline;
-use fsense::synth::{self, SynthEvent};
+use fsense::pipeline::enrich::{self, ProcessCache};
+use fsense::pipeline::filter::Filter;
+use fsense::pipeline::paths::DosDeviceMap;
+use fsense::source::synth::{self, SynthEvent};
 use fsense_proto::{Message, Operation};
 
 const EVENTS: usize = 16_384;
@@ -21,7 +21,7 @@ const EVENTS: usize = 16_384;
 fn own_create_time() -> u64 {
     #[cfg(target_os = "linux")]
     {
-        fsense::procfs::ProcClock::new()
+        fsense::pipeline::enrich::procfs::ProcClock::new()
             .start_time(std::process::id())
             .unwrap_or(0)
     }

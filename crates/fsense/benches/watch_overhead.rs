@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use fsense::fanotify::parse::{FAN_CLOSE_WRITE, FAN_CREATE, FAN_MODIFY, FAN_ONDIR};
 use fsense::ffi::linux as sys;
+use fsense::source::fanotify::parse::{FAN_CLOSE_WRITE, FAN_CREATE, FAN_MODIFY, FAN_ONDIR};
 
 const FILES: usize = 10_000;
 const SEQUENTIAL_WRITES: usize = 100_000;

@@ -14,12 +14,12 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use fsense::enrich::{BACKGROUND_WORKERS, Background, ProcessCache};
 use fsense::ffi::windows::{DEFAULT_RECEIVES, WinProcessLookup};
-use fsense::filter::Filter;
-use fsense::paths::DosDeviceMap;
 use fsense::pipeline::Pipeline;
-use fsense::winport::{self, Options};
+use fsense::pipeline::enrich::{BACKGROUND_WORKERS, Background, ProcessCache};
+use fsense::pipeline::filter::Filter;
+use fsense::pipeline::paths::DosDeviceMap;
+use fsense::source::winport::{self, Options};
 use fsense_fltsim::win32::{self, Win32Config};
 use fsense_fltsim::{ConsumerMode, SimConfig, Tuning};
 

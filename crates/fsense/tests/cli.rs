@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use fsense::capture::{CaptureWriter, FILE_HEADER_LEN, FRAME_HEADER_LEN, SourceKind};
-use fsense::synth::{self, SynthEvent};
+use fsense::source::capture::{CaptureWriter, FILE_HEADER_LEN, FRAME_HEADER_LEN, SourceKind};
+use fsense::source::synth::{self, SynthEvent};
 use fsense_proto::{Health, Operation, PROTOCOL_VERSION};
 use serde_json::Value;
 

@@ -90,7 +90,7 @@ fn exact_path(line: &Value) -> Vec<u8> {
                 .flat_map(|u| (u.as_u64().unwrap() as u16).to_le_bytes())
                 .collect();
             let path = Utf16Path::from_le_bytes(&bytes).unwrap();
-            fsense::paths::linux_bytes_from_units(&path).expect("surrogate-escaped bytes")
+            fsense::pipeline::paths::linux_bytes_from_units(&path).expect("surrogate-escaped bytes")
         }
         None => line["file"]["path"].as_str().unwrap().as_bytes().to_vec(),
     }

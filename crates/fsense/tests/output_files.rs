@@ -10,8 +10,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use fsense::capture::{CaptureWriter, SourceKind};
-use fsense::synth::{self, SynthEvent};
+use fsense::source::capture::{CaptureWriter, SourceKind};
+use fsense::source::synth::{self, SynthEvent};
 use fsense_proto::Operation;
 
 const NOBODY: u32 = 65534;

@@ -1,5 +1,5 @@
 //! The user-mode half of the simulated machine: the fltlib, kernel32 and advapi32 functions the
-//! consumer's Windows client (`crates/fsense/src/ffi/windows.rs`) imports, defined with the
+//! consumer's Windows client (`crates/fsense/src/ffi/windows/`) imports, defined with the
 //! windows-sys signatures (checked at compile time below), so that the client's unchanged code
 //! runs on the host against the same simulated port the real driver code sends on.
 //!

@@ -11,9 +11,9 @@ use serde_json::json;
 
 use super::setup::{self, Locality};
 use super::{DecodeArgs, Failure, ReplayArgs};
-use crate::capture::{CaptureError, CaptureReader};
-use crate::paths;
-use crate::report::{health_json, write_json_file};
+use crate::output::report::{health_json, write_json_file};
+use crate::pipeline::paths;
+use crate::source::capture::{CaptureError, CaptureReader};
 use crate::time::{now_ticks, ticks_to_unix_ms};
 
 fn open(path: &Path) -> Result<CaptureReader<BufReader<File>>, Failure> {
@@ -80,7 +80,7 @@ fn write_record(
         path_units: (!path.exact).then(|| r.path.iter_units().collect()),
         volume: &volume.text,
     };
-    crate::json::to_writer(&mut *out, &raw).map_err(io::Error::other)?;
+    crate::output::json::to_writer(&mut *out, &raw).map_err(io::Error::other)?;
     out.write_all(b"\n")
 }
 
@@ -111,7 +111,7 @@ pub fn decode(args: DecodeArgs) -> Result<ExitCode, Failure> {
         }
         Message::Health(h) => {
             let line = json!({"frame_offset": offset, "received_at": received_at, "health": health_json(h)});
-            crate::json::to_writer(&mut out, &line).map_err(io::Error::other)?;
+            crate::output::json::to_writer(&mut out, &line).map_err(io::Error::other)?;
             writeln!(out)
         }
     })
@@ -128,7 +128,7 @@ pub fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
     let mut pipeline = setup::pipeline(&args.out, false, None, Locality::Elsewhere)?;
     // The capture's start time names the events: replaying it again gives the same message ids.
     let run = reader.header().created;
-    crate::sink::options::attach(&mut pipeline, &args.out.sink, run)?;
+    crate::output::sink::options::attach(&mut pipeline, &args.out.sink, run)?;
     let damage = walk(&mut reader, |_, _, message| {
         pipeline.handle_decoded(message).map(|_| ())
     })

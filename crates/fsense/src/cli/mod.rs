@@ -39,7 +39,7 @@ enum Command {
     /// Detection content: keys, publishing, verification, updates, rollout.
     #[cfg(all(feature = "content", not(target_env = "msvc")))]
     #[command(subcommand)]
-    Content(crate::content::ContentCommand),
+    Content(crate::pipeline::content::ContentCommand),
     /// The agent as a Windows service: install, uninstall (Windows only).
     #[command(subcommand)]
     Service(service::ServiceCommand),
@@ -82,7 +82,7 @@ pub struct OutputArgs {
     #[command(flatten)]
     rules: RulesArgs,
     #[command(flatten)]
-    sink: crate::sink::options::SinkArgs,
+    sink: crate::output::sink::options::SinkArgs,
 }
 
 #[derive(Args, Debug)]
@@ -229,7 +229,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Replay(a) => decode::replay(a),
         Command::Status(a) => status::run(a),
         #[cfg(all(feature = "content", not(target_env = "msvc")))]
-        Command::Content(c) => Ok(crate::content::run_command(c)),
+        Command::Content(c) => Ok(crate::pipeline::content::run_command(c)),
         Command::Service(c) => service::run(c),
     }
 }
@@ -267,7 +267,7 @@ fn clap_failure(e: clap::Error) -> ExitCode {
 pub(crate) fn one_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if c.is_control() || crate::json::is_escaped_char(c) {
+        if c.is_control() || crate::output::json::is_escaped_char(c) {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);

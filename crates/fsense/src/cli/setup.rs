@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::{Failure, OutputArgs, RulesArgs};
-use crate::capture::{CaptureWriter, SourceKind};
-use crate::content::Rules;
-use crate::enrich::{self, Offline, ProcessCache};
-use crate::filter::Filter;
-use crate::live_content::{self, LiveContentConfig, LiveRules};
-use crate::paths::DosDeviceMap;
 use crate::pipeline::Pipeline;
+use crate::pipeline::content::Rules;
+use crate::pipeline::enrich::{self, Offline, ProcessCache};
+use crate::pipeline::filter::Filter;
+use crate::pipeline::live_content::{self, LiveContentConfig, LiveRules};
+use crate::pipeline::paths::DosDeviceMap;
+use crate::source::capture::{CaptureWriter, SourceKind};
 use crate::time::now_ticks;
 
 /// Whether the events happened on this machine (then processes are looked up and our own pid
@@ -60,7 +60,7 @@ pub fn open_output(path: Option<&Path>, quiet: bool) -> Result<Box<dyn Write + S
     }
     match path {
         Some(p) => {
-            let f = crate::outfile::create_stream(p)?;
+            let f = crate::output::outfile::create_stream(p)?;
             Ok(Box::new(f))
         }
         None => Ok(Box::new(io::stdout())),
@@ -73,7 +73,7 @@ pub fn open_capture(
     source: SourceKind,
 ) -> Result<Option<CaptureWriter<BufWriter<File>>>, Failure> {
     let Some(p) = path else { return Ok(None) };
-    let f = crate::outfile::create_stream(p)?;
+    let f = crate::output::outfile::create_stream(p)?;
     CaptureWriter::new(BufWriter::with_capacity(1 << 16, f), source, now_ticks())
         .map(Some)
         .map_err(|e| Failure::new(format!("cannot write {}: {e}", p.display())))

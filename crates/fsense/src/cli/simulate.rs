@@ -14,13 +14,13 @@ use serde_json::{Value, json};
 
 use super::setup::{self, Locality};
 use super::{Failure, SimulateArgs};
-use crate::capture::SourceKind;
-use crate::enrich::{BACKGROUND_WORKERS, Background, ProcessLookup};
 use crate::ffi::windows::{DEFAULT_RECEIVES, WinProcessLookup};
+use crate::output::report::{health_json, write_json_file};
+use crate::pipeline::enrich::{BACKGROUND_WORKERS, Background, ProcessLookup};
 use crate::pipeline::{Pipeline, PipelineStats};
-use crate::report::{health_json, write_json_file};
+use crate::source::capture::SourceKind;
+use crate::source::winport::{self, AfterMessage, PortStats};
 use crate::time::now_ticks;
-use crate::winport::{self, AfterMessage, PortStats};
 
 /// Which consumer takes the driver's messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,7 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode, Failure> {
     }
     let capture = setup::open_capture(args.capture.as_deref(), SourceKind::Simulator)?;
     let mut pipeline = setup::pipeline(&args.out, args.quiet, capture, Locality::Elsewhere)?;
-    crate::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
+    crate::output::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
     let config = sim_config(&args);
     let tuning = Tuning {
         rate_per_s: args.rate,
@@ -147,7 +147,7 @@ fn run_win32(args: SimulateArgs) -> Result<ExitCode, Failure> {
         capture,
         Locality::SimulatedWindows { lookup },
     )?;
-    crate::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
+    crate::output::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
     win32::configure(Win32Config {
         caller_is_admin: true,
         slow_lookup: Duration::from_millis(args.slow_lookup_ms),

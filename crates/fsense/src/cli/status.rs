@@ -8,8 +8,8 @@ use fsense_proto::{Health, Message, PROTOCOL_VERSION};
 use serde_json::json;
 
 use super::{Failure, StatusArgs};
-use crate::capture::CaptureReader;
-use crate::report::{health_json, health_text};
+use crate::output::report::{health_json, health_text};
+use crate::source::capture::CaptureReader;
 
 pub fn run(args: StatusArgs) -> Result<ExitCode, Failure> {
     let (health, origin) = match &args.capture {
@@ -58,7 +58,7 @@ fn last_health_in(path: &std::path::Path) -> Result<Health, Failure> {
 
 #[cfg(windows)]
 fn live_health() -> Result<Health, Failure> {
-    crate::winport::first_health(std::time::Duration::from_secs(15)).map_err(Failure::new)
+    crate::source::winport::first_health(std::time::Duration::from_secs(15)).map_err(Failure::new)
 }
 
 #[cfg(not(windows))]

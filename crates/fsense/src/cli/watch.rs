@@ -7,8 +7,8 @@ use std::sync::atomic::AtomicBool;
 use serde_json::Value;
 
 use super::{Failure, WatchArgs, setup};
+use crate::output::report::write_json_file;
 use crate::pipeline::PipelineStats;
-use crate::report::write_json_file;
 
 pub fn run(args: WatchArgs) -> Result<ExitCode, Failure> {
     platform::run(args, setup::stop_flag()?)
@@ -52,10 +52,10 @@ mod platform {
     use super::super::setup::{self, Locality};
     use super::super::{Failure, WatchArgs, WritesArg};
     use super::finish_summary;
-    use crate::capture::SourceKind;
-    use crate::fanotify::{FanotifySource, WriteEvents};
+    use crate::output::status_line::StatusLine;
     use crate::pipeline::Pipeline;
-    use crate::status_line::StatusLine;
+    use crate::source::capture::SourceKind;
+    use crate::source::fanotify::{FanotifySource, WriteEvents};
     use crate::time::now_ticks;
 
     /// How long to let events gather after the first one arrives. Bounds the added latency; the
@@ -71,7 +71,7 @@ mod platform {
             FanotifySource::open(&args.dirs, writes).map_err(|e| Failure::new(e.to_string()))?;
         let capture = setup::open_capture(args.capture.as_deref(), SourceKind::Fanotify)?;
         let mut pipeline = setup::pipeline(&args.out, false, capture, Locality::Live)?;
-        crate::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
+        crate::output::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
         let roots: Vec<String> = source.roots().map(|p| p.display().to_string()).collect();
         eprintln!(
             "fsense: watching {}",
@@ -124,7 +124,7 @@ mod platform {
     use super::super::setup::{self, Locality};
     use super::super::{Failure, WatchArgs};
     use super::finish_summary;
-    use crate::capture::SourceKind;
+    use crate::source::capture::SourceKind;
     use crate::time::now_ticks;
 
     pub fn run(args: WatchArgs, stop: Arc<AtomicBool>) -> Result<ExitCode, Failure> {
@@ -136,8 +136,8 @@ mod platform {
         let capture = setup::open_capture(args.capture.as_deref(), SourceKind::WindowsPort)?;
         let mut pipeline =
             setup::pipeline_with_roots(&args.out, false, capture, Locality::Live, roots)?;
-        crate::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
-        let port_stats = crate::winport::run(&mut pipeline, &stop)
+        crate::output::sink::options::attach(&mut pipeline, &args.out.sink, now_ticks())?;
+        let port_stats = crate::source::winport::run(&mut pipeline, &stop)
             .map_err(|e| setup::output_failure(&args.out, &e))?;
         pipeline
             .finish(now_ticks())

@@ -1,8 +1,8 @@
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::enrich::{Offline, ProcessInfo, ProcessLookup};
-use crate::synth::{self, SynthEvent};
+use crate::pipeline::enrich::{Offline, ProcessInfo, ProcessLookup};
+use crate::source::synth::{self, SynthEvent};
 use fsense_proto::Operation;
 use serde_json::Value;
 

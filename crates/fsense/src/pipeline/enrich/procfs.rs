@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fs;
 
-use crate::enrich::{ProcessInfo, ProcessLookup};
+use crate::pipeline::enrich::lookup::{ProcessInfo, ProcessLookup};
 use crate::time::UNIX_EPOCH_TICKS;
 
 /// Converts `/proc/PID/stat` start times (clock ticks since boot) to FILETIME ticks. Built once

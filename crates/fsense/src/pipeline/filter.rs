@@ -3,8 +3,8 @@
 use fsense_proto::Operation;
 use globset::{GlobSet, GlobSetBuilder};
 
-use crate::content::Rules;
-use crate::ocsf::MatchedRule;
+use crate::output::ocsf::MatchedRule;
+use crate::pipeline::content::Rules;
 
 /// Why an event was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

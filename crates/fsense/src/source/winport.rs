@@ -8,7 +8,7 @@
 //! The driver waits at most 100 ms for a posted receive before it drops a batch, so receiving
 //! never waits on anything slow: several receives stay posted, a health message is answered as
 //! soon as it is decoded, and process and account lookups run off this thread (the pipeline's
-//! [`crate::enrich::Background`] cache). The same code runs on Linux against the simulated
+//! [`crate::pipeline::enrich::Background`] cache). The same code runs on Linux against the simulated
 //! Win32 functions (`fsense simulate --client win32`).
 
 use std::io;
@@ -19,9 +19,9 @@ use fsense_proto::{ControlReply, Health, Hello, Message};
 use serde::Serialize;
 
 use crate::ffi::windows::{DEFAULT_RECEIVES, Port, Received, is_connection_limit};
+use crate::output::status_line::StatusLine;
 use crate::pipeline::{Handled, Pipeline};
-use crate::port_framing::{ack, message_slice};
-use crate::status_line::StatusLine;
+use crate::source::port_framing::{ack, message_slice};
 use crate::time::now_ticks;
 
 /// The driver's port name.
@@ -283,10 +283,10 @@ mod tests {
     use fsense_proto::{Operation, PROTOCOL_VERSION};
 
     use super::*;
-    use crate::enrich::{Offline, ProcessCache};
-    use crate::filter::Filter;
-    use crate::paths::DosDeviceMap;
-    use crate::synth::{self, SynthEvent};
+    use crate::pipeline::enrich::{Offline, ProcessCache};
+    use crate::pipeline::filter::Filter;
+    use crate::pipeline::paths::DosDeviceMap;
+    use crate::source::synth::{self, SynthEvent};
 
     fn pipeline() -> Pipeline {
         Pipeline::new(

@@ -92,7 +92,7 @@ pub struct LiveContentConfig {
 
 /// The pipeline's end of live content: new rule sets and the checker's counters.
 pub struct LiveRules {
-    pub rules: HandoffReader<crate::content::Rules>,
+    pub rules: HandoffReader<crate::pipeline::content::Rules>,
     pub counters: Arc<UpdateCounters>,
     /// Stops the checker when the pipeline goes away.
     _checker: Checker,
@@ -135,7 +135,7 @@ mod checker {
     use fsense_content::state::{StateDir, UpdateOutcome};
 
     use super::{Checker, Handoff, LiveContentConfig, LiveRules, UpdateCounters};
-    use crate::content::Rules;
+    use crate::pipeline::content::Rules;
 
     /// Installs the newest release once (so the sensor starts with it), loads the active
     /// content, and starts the checker. Returns the rules to start with (`None`: nothing is
@@ -283,7 +283,7 @@ mod checker {
 /// Starts live content (see [`checker::start`]); builds without content support refuse.
 pub fn start(
     config: LiveContentConfig,
-) -> Result<(Option<crate::content::Rules>, LiveRules), String> {
+) -> Result<(Option<crate::pipeline::content::Rules>, LiveRules), String> {
     #[cfg(all(feature = "content", not(target_env = "msvc")))]
     {
         checker::start(config)

@@ -49,7 +49,7 @@ fn declared_len(body: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synth::{self, SynthEvent};
+    use crate::source::synth::{self, SynthEvent};
     use fsense_proto::{Message, Operation, ReplyKind};
     use proptest::prelude::*;
 

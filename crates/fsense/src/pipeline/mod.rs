@@ -11,14 +11,20 @@ use std::io::{self, BufWriter, Write};
 use fsense_proto::{DecodeError, EventRecord, Health, Message, SeqTracker};
 use serde::Serialize;
 
-use crate::capture::CaptureWriter;
-use crate::enrich::ProcessCache;
-use crate::filter::{Filter, Verdict};
-use crate::live_content::{self, LiveRules};
-use crate::ocsf::{self, EventView, MatchedRule};
-use crate::paths::{self, DosDeviceMap};
-use crate::sink::{EventKey, EventSink, SinkStats};
+use crate::output::ocsf::{self, EventView, MatchedRule};
+use crate::output::sink::{EventKey, EventSink, SinkStats};
+use crate::pipeline::enrich::ProcessCache;
+use crate::pipeline::filter::{Filter, Verdict};
+use crate::source::capture::CaptureWriter;
 use crate::time::{TICKS_PER_MS, UNIX_EPOCH_TICKS};
+use live_content::LiveRules;
+use paths::DosDeviceMap;
+
+pub mod content;
+pub mod enrich;
+pub mod filter;
+pub mod live_content;
+pub mod paths;
 
 /// Counters of a run, as written to `--summary-json`.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]

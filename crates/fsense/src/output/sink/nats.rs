@@ -25,8 +25,8 @@ use async_nats::{Client, ConnectOptions, Event, HeaderMap, Message, StatusCode, 
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Notify;
 
+use super::config::SinkConfig;
 use super::nats_failure::{self, Failure, REFUSED_PAUSE, Verdict};
-use super::options::SinkConfig;
 use super::puback;
 use super::spool::{Cursor, Outgoing, Spool};
 use super::{EventKey, EventSink, MessageIds, SinkStats};

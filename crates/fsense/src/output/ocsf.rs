@@ -4,8 +4,8 @@
 
 use fsense_proto::{EventRecord, Operation, RecordFlags};
 
-use crate::enrich::ProcessInfo;
-use crate::json::JsonOut;
+use crate::output::json::JsonOut;
+use crate::pipeline::enrich::ProcessInfo;
 use crate::time::ticks_to_unix_ms;
 
 /// The OCSF schema version the events follow.
@@ -94,9 +94,9 @@ pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
     } else {
         ",\"type_id\":1}"
     };
-    let previous = renamed.then(|| crate::paths::display(&r.volume));
+    let previous = renamed.then(|| crate::pipeline::paths::display(&r.volume));
     if let Some(previous) = &previous {
-        let (parent_folder, name) = crate::paths::split(&previous.text);
+        let (parent_folder, name) = crate::pipeline::paths::split(&previous.text);
         j.raw(",\"file\":{\"path\":")
             .str(&previous.text)
             .raw(",\"name\":")
@@ -171,7 +171,7 @@ pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
     if r.volume.is_empty() || renamed {
         j.raw("\"\"");
     } else {
-        j.str(&crate::paths::display(&r.volume).text);
+        j.str(&crate::pipeline::paths::display(&r.volume).text);
     }
     if previous.as_ref().is_some_and(|p| !p.exact) {
         j.raw(",\"previous_path_units\":[");
@@ -253,7 +253,7 @@ mod tests {
             user: Some("CORP\\ann".into()),
             uid: Some("S-1-5-21-1".into()),
         };
-        let (parent, name) = crate::paths::split(path);
+        let (parent, name) = crate::pipeline::paths::split(path);
         let view = EventView {
             record: rec,
             path,

@@ -9,52 +9,17 @@ use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// What we know about a process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessInfo {
-    /// Image file name (`word.exe`, `bash`).
-    pub name: String,
-    /// Account name (`DOMAIN\user`, `root`).
-    pub user: Option<String>,
-    /// Account id (SID string on Windows, numeric uid on Linux).
-    pub uid: Option<String>,
-}
+pub mod lookup;
+#[cfg(target_os = "linux")]
+pub mod procfs;
 
-/// Looks a process up on this machine.
-pub trait ProcessLookup: Send {
-    /// The process with this pid, if it exists and was created at `create_time` (FILETIME ticks).
-    fn lookup(&mut self, pid: u32, create_time: u64) -> Option<ProcessInfo>;
-
-    /// Like [`ProcessLookup::lookup`], but may answer "not known yet" instead of waiting; the
-    /// cache then asks again for a later event of the same process.
-    fn answer(&mut self, pid: u32, create_time: u64) -> Answer {
-        Answer::Known(self.lookup(pid, create_time))
-    }
-}
-
-/// What a lookup knows now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
-    /// The process (or `None`: no such process).
-    Known(Option<ProcessInfo>),
-    /// Being looked up; ask again later.
-    Pending,
-}
-
-/// No lookups: for events that did not happen on this machine (simulator, replays).
-pub struct Offline;
-
-impl ProcessLookup for Offline {
-    fn lookup(&mut self, _pid: u32, _create_time: u64) -> Option<ProcessInfo> {
-        None
-    }
-}
+pub use lookup::{Answer, Offline, ProcessInfo, ProcessLookup};
 
 /// The lookup for processes on this machine.
 pub fn live() -> Box<dyn ProcessLookup> {
     #[cfg(target_os = "linux")]
     {
-        Box::new(crate::procfs::ProcLookup::new())
+        Box::new(crate::pipeline::enrich::procfs::ProcLookup::new())
     }
     #[cfg(windows)]
     {

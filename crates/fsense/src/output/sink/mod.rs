@@ -10,6 +10,7 @@ use std::io;
 
 use serde::Serialize;
 
+pub mod config;
 pub mod frame;
 #[cfg(all(feature = "nats", not(target_env = "msvc")))]
 pub mod nats;

@@ -19,8 +19,8 @@ use super::parse::{
 use super::write_sessions::{MAX_QUIET_SESSIONS, WriteSessionStats, WriteSessions};
 use super::{is_under, join_onto};
 use crate::ffi::linux as sys;
-use crate::paths::linux_bytes_to_utf16le;
-use crate::procfs::ProcClock;
+use crate::pipeline::enrich::procfs::ProcClock;
+use crate::pipeline::paths::linux_bytes_to_utf16le;
 use crate::time::now_ticks;
 
 /// `IoStatus.Information` of a create that created the file (what the driver reports).

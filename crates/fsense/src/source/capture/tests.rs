@@ -1,5 +1,5 @@
 use super::*;
-use crate::synth::{self, SynthEvent};
+use crate::source::synth::{self, SynthEvent};
 use fsense_proto::{Health, Operation};
 use proptest::prelude::*;
 

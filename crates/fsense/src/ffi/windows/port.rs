@@ -1,9 +1,5 @@
-//! The Filter Manager port client (fltlib) and the process / device queries, over windows-sys.
-//!
-//! On Windows these calls go to the system DLLs. Elsewhere the same code is built against
-//! `fsense-fltsim`, which defines every function imported here with the windows-sys signature
-//! and wires them to the simulated port the real driver code sends on (`fsense simulate
-//! --client win32`), so this code runs in the test suite.
+//! The Filter Manager port client (fltlib): connect, several overlapped receives on a
+//! completion port, replies.
 //!
 //! [`Port`] owns a connected port handle, an I/O completion port, and [`Port::receives`] receive
 //! slots (a `FILTER_MESSAGE_HEADER` + 256 KiB buffer and its `OVERLAPPED`), each a heap
@@ -19,15 +15,7 @@ use std::io;
 use std::ptr::{NonNull, addr_of, addr_of_mut};
 use std::time::{Duration, Instant};
 
-use windows_sys::Win32::Foundation::{
-    CloseHandle, ERROR_IO_PENDING, FILETIME, GetLastError, HANDLE, INVALID_HANDLE_VALUE, LocalFree,
-    WAIT_TIMEOUT,
-};
-use windows_sys::Win32::Security::Authorization::ConvertSidToStringSidW;
-use windows_sys::Win32::Security::{
-    GetTokenInformation, LookupAccountSidW, SID_NAME_USE, TOKEN_QUERY, TOKEN_USER, TokenUser,
-};
-use windows_sys::Win32::Storage::FileSystem::QueryDosDeviceW;
+use windows_sys::Win32::Foundation::{ERROR_IO_PENDING, HANDLE, WAIT_TIMEOUT};
 use windows_sys::Win32::Storage::InstallableFileSystems::{
     FILTER_MESSAGE_HEADER, FILTER_REPLY_HEADER, FilterConnectCommunicationPort, FilterGetMessage,
     FilterReplyMessage,
@@ -35,107 +23,11 @@ use windows_sys::Win32::Storage::InstallableFileSystems::{
 use windows_sys::Win32::System::IO::{
     CancelIoEx, CreateIoCompletionPort, GetQueuedCompletionStatus, OVERLAPPED,
 };
-use windows_sys::Win32::System::Threading::{
-    GetProcessTimes, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
-    QueryFullProcessImageNameW,
+
+use super::win32::{
+    OwnedHandle, hresult_error, hresult_from_win32, last_error, last_win32_error, wide, win32_code,
+    win32_error,
 };
-
-use crate::enrich::{ProcessInfo, ProcessLookup};
-
-/// `HRESULT_FROM_WIN32(code)`.
-const fn hresult_from_win32(code: u32) -> i32 {
-    if code == 0 {
-        0
-    } else {
-        ((code & 0xFFFF) | (7 << 16) | 0x8000_0000) as i32
-    }
-}
-
-fn hresult_error(hr: i32) -> io::Error {
-    // Win32-facility HRESULTs carry the Win32 code, which io::Error renders as text.
-    if (hr as u32) >> 16 == 0x8007 {
-        win32_error(hr as u32 & 0xFFFF)
-    } else {
-        io::Error::other(format!("HRESULT {:#010x}", hr as u32))
-    }
-}
-
-/// A Win32 error code as an `io::Error`: the OS error on Windows (rendered by the system); on
-/// the simulated build, a named code (the host's errno table would give it the wrong text).
-fn win32_error(code: u32) -> io::Error {
-    #[cfg(windows)]
-    {
-        io::Error::from_raw_os_error(code as i32)
-    }
-    #[cfg(not(windows))]
-    {
-        io::Error::other(SimulatedWin32Error(code))
-    }
-}
-
-/// The calling thread's last Win32 error.
-fn last_win32_error() -> io::Error {
-    win32_error(last_error())
-}
-
-/// A Win32 error code from the simulated system calls.
-#[cfg(not(windows))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SimulatedWin32Error(pub u32);
-
-#[cfg(not(windows))]
-impl std::fmt::Display for SimulatedWin32Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self.0 {
-            2 => "the system cannot find the file specified",
-            5 => "access is denied",
-            6 => "the handle is invalid",
-            87 => "the parameter is incorrect",
-            234 => "more data is available",
-            995 => "the I/O operation has been aborted",
-            1238 => "the connection count limit has been reached",
-            _ => "Win32 error",
-        };
-        write!(f, "{name} (Win32 error {})", self.0)
-    }
-}
-
-#[cfg(not(windows))]
-impl std::error::Error for SimulatedWin32Error {}
-
-/// The Win32 code inside `e`, on either build.
-fn win32_code(e: &io::Error) -> Option<u32> {
-    #[cfg(not(windows))]
-    if let Some(w) = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<SimulatedWin32Error>())
-    {
-        return Some(w.0);
-    }
-    e.raw_os_error().map(|c| c as u32)
-}
-
-/// A kernel handle closed on drop.
-struct OwnedHandle(HANDLE);
-
-impl OwnedHandle {
-    /// Takes ownership of `h` unless it is null or `INVALID_HANDLE_VALUE`.
-    fn new(h: HANDLE) -> Option<Self> {
-        (!h.is_null() && h != INVALID_HANDLE_VALUE).then_some(Self(h))
-    }
-}
-
-impl Drop for OwnedHandle {
-    fn drop(&mut self) {
-        // SAFETY: `self.0` is a valid handle we own (constructor invariant), closed exactly once.
-        unsafe { CloseHandle(self.0) };
-    }
-}
-
-/// `\0`-terminated UTF-16.
-fn wide(s: &str) -> Vec<u16> {
-    s.encode_utf16().chain(Some(0)).collect()
-}
 
 /// Receive buffer: the Filter Manager's header, then the driver's message.
 #[repr(C)]
@@ -455,235 +347,6 @@ pub fn is_connection_limit(e: &io::Error) -> bool {
     win32_code(e) == Some(1238)
 }
 
-/// (`\Device\HarddiskVolumeN`, `X:`) for every drive letter in use.
-pub fn dos_devices() -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut target = vec![0u16; 1024];
-    for letter in b'A'..=b'Z' {
-        let drive = format!("{}:", letter as char);
-        let name = wide(&drive);
-        // SAFETY: `name` is NUL-terminated; `target` is writable for the length passed.
-        let n = unsafe { QueryDosDeviceW(name.as_ptr(), target.as_mut_ptr(), target.len() as u32) };
-        if n == 0 {
-            continue;
-        }
-        let written = target.get(..n as usize).unwrap_or(&[]);
-        // The result is a list of NUL-terminated strings; the first is the current mapping.
-        let first = written.split(|&u| u == 0).next().unwrap_or(&[]);
-        if !first.is_empty() {
-            out.push((String::from_utf16_lossy(first), drive));
-        }
-    }
-    out
-}
-
-/// Process lookups through `OpenProcess`.
-#[derive(Default)]
-pub struct WinProcessLookup;
-
-impl ProcessLookup for WinProcessLookup {
-    fn lookup(&mut self, pid: u32, create_time: u64) -> Option<ProcessInfo> {
-        // SAFETY: OpenProcess takes plain integers and returns a handle or null.
-        let h = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
-        let process = OwnedHandle::new(h)?;
-        if process_create_time(&process)? != create_time {
-            return None; // the pid now belongs to another process
-        }
-        let image = image_path(&process)?;
-        let name = image.rsplit('\\').next().unwrap_or(&image).to_string();
-        let (user, uid) = token_user(&process).unwrap_or((None, None));
-        Some(ProcessInfo { name, user, uid })
-    }
-}
-
-fn process_create_time(process: &OwnedHandle) -> Option<u64> {
-    let zero = FILETIME {
-        dwLowDateTime: 0,
-        dwHighDateTime: 0,
-    };
-    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
-    // SAFETY: `process` is a valid process handle; the four out-pointers are valid FILETIMEs.
-    let ok =
-        unsafe { GetProcessTimes(process.0, &mut created, &mut exited, &mut kernel, &mut user) };
-    (ok != 0).then(|| u64::from(created.dwHighDateTime) << 32 | u64::from(created.dwLowDateTime))
-}
-
-fn image_path(process: &OwnedHandle) -> Option<String> {
-    let mut buf = vec![0u16; 32_768];
-    let mut len = buf.len() as u32;
-    // SAFETY: `buf` holds `len` writable units; `len` is in/out.
-    let ok = unsafe { QueryFullProcessImageNameW(process.0, 0, buf.as_mut_ptr(), &mut len) };
-    if ok == 0 {
-        return None;
-    }
-    Some(String::from_utf16_lossy(buf.get(..len as usize)?))
-}
-
-/// (`DOMAIN\name`, SID string) of the process's user.
-fn token_user(process: &OwnedHandle) -> Option<(Option<String>, Option<String>)> {
-    let mut token: HANDLE = std::ptr::null_mut();
-    // SAFETY: `process` is valid; `token` is a valid out-pointer.
-    if unsafe { OpenProcessToken(process.0, TOKEN_QUERY, &mut token) } == 0 {
-        return None;
-    }
-    let token = OwnedHandle::new(token)?;
-    // TOKEN_USER plus the SID it points into; u64 words keep the buffer pointer-aligned.
-    let mut words = vec![0u64; 64];
-    let mut needed = 0u32;
-    // SAFETY: `words` is writable for the byte length passed and aligned for TOKEN_USER.
-    let ok = unsafe {
-        GetTokenInformation(
-            token.0,
-            TokenUser,
-            words.as_mut_ptr().cast::<c_void>(),
-            (words.len() * 8) as u32,
-            &mut needed,
-        )
-    };
-    if ok == 0 {
-        return None;
-    }
-    // SAFETY: on success the buffer starts with an initialised TOKEN_USER whose SID pointer
-    // points inside the same buffer, which lives until the end of this function.
-    let sid = unsafe { (*words.as_ptr().cast::<TOKEN_USER>()).User.Sid };
-    let mut name = [0u16; 256];
-    let mut domain = [0u16; 256];
-    let (mut name_len, mut domain_len) = (name.len() as u32, domain.len() as u32);
-    let mut use_: SID_NAME_USE = 0;
-    // SAFETY: `sid` is valid (above); the buffers are writable for the lengths passed.
-    let named = unsafe {
-        LookupAccountSidW(
-            std::ptr::null(),
-            sid,
-            name.as_mut_ptr(),
-            &mut name_len,
-            domain.as_mut_ptr(),
-            &mut domain_len,
-            &mut use_,
-        )
-    } != 0;
-    let user = named.then(|| {
-        let n = String::from_utf16_lossy(name.get(..name_len as usize).unwrap_or(&[]));
-        let d = String::from_utf16_lossy(domain.get(..domain_len as usize).unwrap_or(&[]));
-        if d.is_empty() { n } else { format!("{d}\\{n}") }
-    });
-    let mut text: *mut u16 = std::ptr::null_mut();
-    // SAFETY: `sid` is valid; on success `text` receives a LocalAlloc'ed NUL-terminated string.
-    let uid = if unsafe { ConvertSidToStringSidW(sid, &mut text) } != 0 && !text.is_null() {
-        // SAFETY: `text` is NUL-terminated (API contract); we read up to the NUL, then free it
-        // exactly once with LocalFree as documented.
-        unsafe {
-            let mut len = 0usize;
-            while *text.add(len) != 0 && len < 1024 {
-                len += 1;
-            }
-            let s = String::from_utf16_lossy(std::slice::from_raw_parts(text, len));
-            LocalFree(text.cast::<c_void>());
-            Some(s)
-        }
-    } else {
-        None
-    };
-    Some((user, uid))
-}
-
-/// The last Win32 error, for messages.
-pub fn last_error() -> u32 {
-    // SAFETY: GetLastError reads thread-local state only.
-    unsafe { GetLastError() }
-}
-
-/// A protected DACL granting full access to SYSTEM and the Administrators group only.
-#[cfg(windows)]
-const ADMINISTRATORS_AND_SYSTEM_ONLY: &str = "D:P(A;;FA;;;SY)(A;;FA;;;BA)";
-
-/// Replaces the DACL of the open `file` with [`ADMINISTRATORS_AND_SYSTEM_ONLY`] (inheritance
-/// from the directory cut off). Works on the already open file object, never on a path that could
-/// be redirected in between.
-#[cfg(windows)]
-pub fn restrict_to_administrators(file: &std::fs::File) -> io::Result<()> {
-    use std::os::windows::io::AsRawHandle;
-    use windows_sys::Win32::Security::Authorization::{
-        ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1, SE_FILE_OBJECT,
-        SetSecurityInfo,
-    };
-    use windows_sys::Win32::Security::{
-        ACL, DACL_SECURITY_INFORMATION, GetSecurityDescriptorDacl,
-        PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
-    };
-    use windows_sys::Win32::Storage::FileSystem::{
-        FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, ReOpenFile, WRITE_DAC,
-    };
-
-    /// A security descriptor from `LocalAlloc`, freed on drop.
-    struct LocalDescriptor(PSECURITY_DESCRIPTOR);
-    impl Drop for LocalDescriptor {
-        fn drop(&mut self) {
-            // SAFETY: the pointer came from ConvertStringSecurityDescriptorToSecurityDescriptorW,
-            // which allocates with LocalAlloc; it is freed exactly once.
-            unsafe { LocalFree(self.0) };
-        }
-    }
-
-    let sddl = wide(ADMINISTRATORS_AND_SYSTEM_ONLY);
-    let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-    // SAFETY: `sddl` is a NUL-terminated UTF-16 string that outlives the call; `descriptor` is a
-    // valid out pointer; the size out pointer may be null.
-    let ok = unsafe {
-        ConvertStringSecurityDescriptorToSecurityDescriptorW(
-            sddl.as_ptr(),
-            SDDL_REVISION_1,
-            &mut descriptor,
-            std::ptr::null_mut(),
-        )
-    };
-    if ok == 0 || descriptor.is_null() {
-        return Err(io::Error::last_os_error());
-    }
-    let descriptor = LocalDescriptor(descriptor);
-    let mut present = 0;
-    let mut defaulted = 0;
-    let mut dacl: *mut ACL = std::ptr::null_mut();
-    // SAFETY: `descriptor.0` is a valid self-relative descriptor that lives until the end of this
-    // function; the three out pointers are valid locals. `dacl` points into the descriptor.
-    let ok =
-        unsafe { GetSecurityDescriptorDacl(descriptor.0, &mut present, &mut dacl, &mut defaulted) };
-    if ok == 0 || present == 0 || dacl.is_null() {
-        return Err(io::Error::last_os_error());
-    }
-    // The caller's handle was opened for writing, which does not include WRITE_DAC: a second
-    // handle to the same file object (no path lookup, so nothing to redirect) carries it.
-    // SAFETY: `file` keeps its handle open for the duration of the call.
-    let raw = unsafe {
-        ReOpenFile(
-            file.as_raw_handle() as HANDLE,
-            WRITE_DAC,
-            FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
-            0,
-        )
-    };
-    let Some(handle) = OwnedHandle::new(raw) else {
-        return Err(io::Error::last_os_error());
-    };
-    // SAFETY: `handle` is a valid file handle with WRITE_DAC; `dacl` points into `descriptor`,
-    // alive until the end of the function; owner, group and SACL are not set (null).
-    let rc = unsafe {
-        SetSecurityInfo(
-            handle.0,
-            SE_FILE_OBJECT,
-            DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            dacl,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc as i32));
-    }
-    Ok(())
-}
-
 /// The port client against the simulated Filter Manager and the real driver code (also run
 /// under Miri: the slots, the raw pointers into them and the cancellation).
 #[cfg(all(test, not(windows)))]
@@ -695,7 +358,9 @@ mod tests {
     use fsense_proto::{Hello, Message};
 
     use super::*;
-    use crate::port_framing::{ack, message_slice};
+    use crate::ffi::windows::process::{WinProcessLookup, dos_devices};
+    use crate::pipeline::enrich::lookup::ProcessLookup;
+    use crate::source::port_framing::{ack, message_slice};
 
     const PORT_NAME: &str = "\\fsensePort";
 
@@ -743,7 +408,7 @@ mod tests {
     fn hostile_transfer_counts_never_read_past_the_buffer() {
         use fsense_proto::Operation;
 
-        use crate::synth::{self, SynthEvent};
+        use crate::source::synth::{self, SynthEvent};
 
         let batch =
             synth::batches(&[SynthEvent::new(Operation::Create, "C:\\x")], 1, 1, &[]).remove(0);

@@ -49,11 +49,11 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Writes `value` as pretty JSON to `path` (with a trailing newline), privately and atomically
-/// (see [`crate::outfile`]).
+/// (see [`crate::output::outfile`]).
 pub fn write_json_file(path: &std::path::Path, value: &Value) -> Result<(), String> {
     let mut text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
     text.push('\n');
-    crate::outfile::write_whole(path, text.as_bytes())
+    crate::output::outfile::write_whole(path, text.as_bytes())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use crate::ocsf::{MatchedRule, severity_name};
+use crate::output::ocsf::{MatchedRule, severity_name};
 use fsense_proto::Operation;
 
 #[cfg(all(feature = "content", not(target_env = "msvc")))]
