@@ -364,8 +364,10 @@ mod tests {
                     [
                         (truncated.clone(), 0),
                         (garbage.clone(), 0),
-                        // The driver would wait for 10 reply bytes: an ack takes 40.
-                        (health.clone(), 10),
+                        // A driver reply buffer of 34 bytes: ReplyLength says 50 with the
+                        // reply header (N5), and an ack takes 56. A client that compared
+                        // ReplyLength with the ack alone (40) replied, and the reply overflowed.
+                        (health.clone(), 34),
                     ]
                     .into_iter()
                     .map(|(bytes, reply)| {
@@ -395,7 +397,7 @@ mod tests {
         assert_eq!(taken, [true, true, true], "{stats:?}");
         assert_eq!(stats.undecodable, 2, "{stats:?}");
         assert_eq!(pipeline.stats().decode_errors, 2);
-        // The ack does not fit the driver's 10-byte reply buffer: not sent, counted. (Sending it
+        // The ack does not fit the driver's 34-byte reply buffer: not sent, counted. (Sending it
         // is a REPLY_TOO_LARGE finding of the simulated FilterReplyMessage.)
         assert_eq!(stats.replies_skipped, 1, "{stats:?}");
         assert_eq!(report.verifier_violations, Vec::<String>::new());
