@@ -276,20 +276,7 @@ fn clap_failure(e: clap::Error) -> ExitCode {
     }
 }
 
-/// A message as one line without raw control characters: newlines (from paths or OS errors)
-/// would break the one-line promise, and escape sequences or bidi overrides in file names or
-/// repository data would reach the operator's terminal. Such characters become `\u{..}` escapes.
-pub(crate) fn one_line(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() || crate::output::json::is_escaped_char(c) {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub(crate) use crate::output::json::one_line;
 
 #[cfg(test)]
 mod tests {

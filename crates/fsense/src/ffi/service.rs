@@ -13,12 +13,9 @@ use windows_service::{define_windows_service, service_dispatcher};
 use windows_sys::Win32::Foundation::{
     CloseHandle, ERROR_ALREADY_EXISTS, HANDLE, INVALID_HANDLE_VALUE,
 };
-use windows_sys::Win32::Security::Authorization::{
-    GetSecurityInfo, SE_FILE_OBJECT, SetSecurityInfo,
-};
+use windows_sys::Win32::Security::Authorization::{GetSecurityInfo, SE_FILE_OBJECT};
 use windows_sys::Win32::Security::{
-    DACL_SECURITY_INFORMATION, IsWellKnownSid, OWNER_SECURITY_INFORMATION,
-    PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES,
+    IsWellKnownSid, OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES,
     WinBuiltinAdministratorsSid, WinLocalSystemSid,
 };
 use windows_sys::Win32::Storage::FileSystem::{
@@ -29,7 +26,7 @@ use windows_sys::Win32::Storage::FileSystem::{
 };
 use windows_sys::Win32::System::Console::{STD_ERROR_HANDLE, SetStdHandle};
 
-use super::windows::acl::Descriptor;
+use super::windows::acl::{Descriptor, set_dacl};
 
 /// The service main function the dispatcher's entry point forwards to.
 static SERVICE_MAIN: OnceLock<fn(Vec<OsString>)> = OnceLock::new();
@@ -115,29 +112,6 @@ fn owned_by_admins(handle: HANDLE) -> io::Result<bool> {
     Ok(ok)
 }
 
-/// Puts the protected DACL of `sddl` on the object behind `handle` (open with WRITE_DAC).
-fn set_dacl(handle: HANDLE, sddl: &str) -> io::Result<()> {
-    let descriptor = Descriptor::from_sddl(sddl)?;
-    let dacl = descriptor.dacl()?;
-    // SAFETY: `handle` is open with WRITE_DAC; `dacl` points into `descriptor`, alive until the
-    // end of the function; owner, group and SACL are not set (null).
-    let rc = unsafe {
-        SetSecurityInfo(
-            handle,
-            SE_FILE_OBJECT,
-            DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            dacl,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc as i32));
-    }
-    Ok(())
-}
-
 /// Opens `path` itself (never a reparse point's target) for reading and changing its access list.
 fn open_for_acl(path: &Path, directory: bool) -> io::Result<Handle> {
     let name = wide_path(path);
@@ -213,7 +187,8 @@ pub fn ensure_admin_dir(dir: &Path) -> Result<(), String> {
         }
         Err(e) => return Err(format!("cannot read the owner of {}: {e}", dir.display())),
     }
-    set_dacl(handle.0, ADMIN_DIR_SDDL)
+    // SAFETY: `handle` owns a valid handle until it is dropped after the call.
+    unsafe { set_dacl(handle.0, ADMIN_DIR_SDDL) }
         .map_err(|e| format!("cannot restrict access to {}: {e}", dir.display()))
 }
 
@@ -232,6 +207,7 @@ pub fn restrict_admin_file(path: &Path) -> Result<(), String> {
         }
         Err(e) => return Err(format!("cannot read the owner of {}: {e}", path.display())),
     }
-    set_dacl(handle.0, ADMIN_FILE_SDDL)
+    // SAFETY: `handle` owns a valid handle until it is dropped after the call.
+    unsafe { set_dacl(handle.0, ADMIN_FILE_SDDL) }
         .map_err(|e| format!("cannot restrict access to {}: {e}", path.display()))
 }

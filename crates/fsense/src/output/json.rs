@@ -107,6 +107,22 @@ fn push_unicode_escape(c: u32, out: &mut Vec<u8>) {
     }
 }
 
+/// A message as one line without raw control characters: newlines (from paths or OS errors)
+/// would break the one-line promise, and escape sequences or bidi overrides in file names,
+/// repository data or a network peer's text would reach the operator's terminal. Such
+/// characters become `\u{..}` escapes, as [`is_escaped_char`] and `char::is_control` say.
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || is_escaped_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Whether `c` is written as a `\u` escape (see [`escape_into`]).
 pub fn is_escaped_char(c: char) -> bool {
     matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')

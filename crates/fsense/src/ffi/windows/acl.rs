@@ -4,9 +4,13 @@ use std::io;
 
 use windows_sys::Win32::Foundation::{HANDLE, LocalFree};
 use windows_sys::Win32::Security::Authorization::{
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1, SE_FILE_OBJECT,
+    SetSecurityInfo,
 };
-use windows_sys::Win32::Security::{ACL, GetSecurityDescriptorDacl, PSECURITY_DESCRIPTOR};
+use windows_sys::Win32::Security::{
+    ACL, DACL_SECURITY_INFORMATION, GetSecurityDescriptorDacl, PROTECTED_DACL_SECURITY_INFORMATION,
+    PSECURITY_DESCRIPTOR,
+};
 
 use super::win32::OwnedHandle;
 
@@ -78,16 +82,10 @@ impl Drop for Descriptor {
 /// be redirected in between.
 pub fn restrict_to_administrators(file: &std::fs::File) -> io::Result<()> {
     use std::os::windows::io::AsRawHandle;
-    use windows_sys::Win32::Security::Authorization::{SE_FILE_OBJECT, SetSecurityInfo};
-    use windows_sys::Win32::Security::{
-        DACL_SECURITY_INFORMATION, PROTECTED_DACL_SECURITY_INFORMATION,
-    };
     use windows_sys::Win32::Storage::FileSystem::{
         FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, ReOpenFile, WRITE_DAC,
     };
 
-    let descriptor = Descriptor::from_sddl(ADMINISTRATORS_AND_SYSTEM_ONLY)?;
-    let dacl = descriptor.dacl()?;
     // The caller's handle was opened for writing, which does not include WRITE_DAC: a second
     // handle to the same file object (no path lookup, so nothing to redirect) carries it.
     // SAFETY: `file` keeps its handle open for the duration of the call.
@@ -102,11 +100,22 @@ pub fn restrict_to_administrators(file: &std::fs::File) -> io::Result<()> {
     let Some(handle) = OwnedHandle::new(raw) else {
         return Err(io::Error::last_os_error());
     };
-    // SAFETY: `handle` is a valid file handle with WRITE_DAC; `dacl` points into `descriptor`,
-    // alive until the end of the function; owner, group and SACL are not set (null).
+    // SAFETY: `handle` owns a valid file handle until it is dropped after the call.
+    unsafe { set_dacl(handle.0, ADMINISTRATORS_AND_SYSTEM_ONLY) }
+}
+
+/// Puts the protected DACL of `sddl` on the object behind `handle` (open with WRITE_DAC).
+///
+/// # Safety
+/// `handle` is a valid handle, open for the whole call.
+pub unsafe fn set_dacl(handle: HANDLE, sddl: &str) -> io::Result<()> {
+    let descriptor = Descriptor::from_sddl(sddl)?;
+    let dacl = descriptor.dacl()?;
+    // SAFETY: `handle` is open with WRITE_DAC; `dacl` points into `descriptor`, alive until the
+    // end of the function; owner, group and SACL are not set (null).
     let rc = unsafe {
         SetSecurityInfo(
-            handle.0,
+            handle,
             SE_FILE_OBJECT,
             DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
             std::ptr::null_mut(),

@@ -72,19 +72,8 @@ pub trait EventSink: Send {
     fn finish(&mut self) -> io::Result<SinkStats>;
 }
 
-/// A message for stderr from text a peer chose (a NATS server's error, a stream's subjects): on
-/// one line, with control, C1 and bidi characters escaped (the same rule as `cli::one_line`).
-pub fn one_line(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() || crate::output::json::is_escaped_char(c) {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+/// A message for stderr from text a peer chose (a NATS server's error, a stream's subjects).
+pub use crate::output::json::one_line;
 
 /// Chooses rustls' crypto provider for the whole process (ring), once; later calls do nothing.
 ///
