@@ -192,8 +192,10 @@ impl Port {
         s.awaiting_reply = wants_reply.then_some(id);
         self.cv.notify_all();
         loop {
-            // A reply that arrived counts even if the client disconnected right after it.
-            let taken = s.taken == Some(id);
+            // A reply that arrived counts even if the client disconnected right after it. Ids are
+            // taken in increasing order, so a later id taken means ours was too: the client may
+            // take the next sender's message before this sender sees `taken == id`.
+            let taken = s.last_taken >= id && s.slot.as_ref().is_none_or(|p| p.id != id);
             if taken && !wants_reply {
                 return SendResult::Delivered(None);
             }
