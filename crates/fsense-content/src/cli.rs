@@ -45,6 +45,9 @@ pub enum ContentCommand {
         /// One targets key (DIR/targets-N.key).
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
+        /// Sign only if the staged rules file's sha256 is HEX (`sha256sum` of what you reviewed).
+        #[arg(long, value_name = "HEX")]
+        expect_sha256: Option<String>,
     },
     /// Publish a rules file as the newest release (one targets key), or, without RULES, the
     /// staged release once enough targets keys signed it.
@@ -233,10 +236,19 @@ fn execute(cmd: ContentCommand) -> Result<String, ContentError> {
                 signatures_line(staged.signatures)
             ))
         }
-        ContentCommand::Sign { repo, key } => {
-            let signed = signing::sign(&repo, &key)?;
+        ContentCommand::Sign {
+            repo,
+            key,
+            expect_sha256,
+        } => {
+            let signed = signing::sign_expecting(&repo, &key, expect_sha256.as_deref())?;
+            let release = &signed.release;
             Ok(format!(
-                "{}; {}",
+                "release {} (rules version {}, sha256 {}, {} bytes): {}; {}",
+                release.name,
+                release.version,
+                release.sha256,
+                release.length,
                 if signed.added {
                     "signature added"
                 } else {
@@ -347,7 +359,7 @@ fn execute(cmd: ContentCommand) -> Result<String, ContentError> {
                     format!("{json}\n").as_bytes(),
                     fsense_safefs::Visibility::Private,
                 )
-                .map_err(crate::state::safefs_error)?;
+                .map_err(crate::fsio::safefs_error)?;
             }
             Ok(json)
         }

@@ -1,10 +1,11 @@
 //! Runs a compiled [`RuleSet`] over events.
 //!
 //! Per event the cost is one glob-automaton pass over the path (linear in its length) plus one
-//! O(1) window update per `write_burst` rule. State is bounded: each `write_burst` rule tracks at
-//! most [`MAX_TRACKED_PROCESSES`] processes.
+//! O(1) window update per `write_burst` rule (amortized: expired windows are dropped a few at a
+//! time, oldest first, never by a scan of the table). State is bounded: each `write_burst` rule
+//! tracks at most [`MAX_TRACKED_PROCESSES`] processes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use fsense_proto::Operation;
 use globset::Candidate;
@@ -12,8 +13,9 @@ use globset::Candidate;
 use crate::Severity;
 use crate::rules::{RuleSet, Template};
 
-/// Most processes one `write_burst` rule keeps a window for; beyond that, expired windows are
-/// dropped and, if still full, new processes are not tracked until room frees up.
+/// Most processes one `write_burst` rule keeps a window for. A new process always gets a window:
+/// when the table is full, the window that opened first is dropped (its writes so far are
+/// counted in [`Engine::untracked_writes`] unless it had fired).
 pub const MAX_TRACKED_PROCESSES: usize = 65_536;
 
 /// What the engine looks at in one event.
@@ -47,7 +49,16 @@ struct Burst {
     rule: usize,
     writes: u32,
     window_ms: u32,
-    windows: HashMap<u32, Window>,
+    windows: Windows,
+}
+
+/// The per-process windows of one `write_burst` rule, with the order in which they opened.
+#[derive(Debug, Clone, Default)]
+struct Windows {
+    by_pid: HashMap<u32, Window>,
+    /// `(pid, start_ms)` for every window opened, oldest first. An entry whose pid has no window
+    /// with that start any more is stale and skipped; each entry is popped at most once.
+    opened: VecDeque<(u32, u64)>,
 }
 
 /// Holds a [`RuleSet`] plus per-rule state (the `write_burst` windows).
@@ -72,7 +83,7 @@ impl Engine {
                     rule,
                     writes,
                     window_ms,
-                    windows: HashMap::new(),
+                    windows: Windows::default(),
                 }),
                 Template::PathMatch { .. } => None,
             })
@@ -115,11 +126,11 @@ impl Engine {
 
         if event.operation == Operation::Write {
             for burst in &mut self.bursts {
-                match record_write(&mut burst.windows, event, burst.writes, burst.window_ms) {
-                    Some(true) => fired.push(burst.rule),
-                    Some(false) => {}
-                    None => self.untracked_writes += 1,
+                let recorded = burst.windows.record(event, burst.writes, burst.window_ms);
+                if recorded.fired {
+                    fired.push(burst.rule);
                 }
+                self.untracked_writes = self.untracked_writes.saturating_add(recorded.lost);
             }
         }
 
@@ -137,39 +148,94 @@ impl Engine {
     }
 }
 
-/// Counts one write into the process's window. `Some(true)` when this write reaches the
-/// threshold (once per window), `None` when the process cannot be tracked.
-fn record_write(
-    table: &mut HashMap<u32, Window>,
-    event: &EventFacts<'_>,
-    writes: u32,
-    window_ms: u32,
-) -> Option<bool> {
-    let expired = |w: &Window| event.time_ms.saturating_sub(w.start_ms) >= u64::from(window_ms);
-    if !table.contains_key(&event.pid) && table.len() >= MAX_TRACKED_PROCESSES {
-        table.retain(|_, w| !expired(w));
-        if table.len() >= MAX_TRACKED_PROCESSES {
-            return None;
+/// What counting one write did.
+struct Recorded {
+    /// This write reached the threshold (once per window).
+    fired: bool,
+    /// Writes dropped uncounted to make room for this process (a window that had not fired).
+    lost: u64,
+}
+
+/// Entries examined per write to drop expired windows (more than the one a write can add, so
+/// the queue drains).
+const SWEEP_PER_WRITE: usize = 2;
+
+impl Windows {
+    /// Counts one write into the process's window, opening one if needed.
+    fn record(&mut self, event: &EventFacts<'_>, writes: u32, window_ms: u32) -> Recorded {
+        let now = event.time_ms;
+        let expired = |w: &Window| now.saturating_sub(w.start_ms) >= u64::from(window_ms);
+        self.sweep(SWEEP_PER_WRITE, &expired);
+        let mut lost = 0;
+        if !self.by_pid.contains_key(&event.pid) && self.by_pid.len() >= MAX_TRACKED_PROCESSES {
+            lost = self.evict_oldest();
         }
-    }
-    let window = table.entry(event.pid).or_insert(Window {
-        start_ms: event.time_ms,
-        writes: 0,
-        fired: false,
-    });
-    if expired(window) || event.time_ms < window.start_ms {
-        *window = Window {
-            start_ms: event.time_ms,
+        let fresh = Window {
+            start_ms: now,
             writes: 0,
             fired: false,
         };
+        let mut opened = false;
+        let window = self.by_pid.entry(event.pid).or_insert_with(|| {
+            opened = true;
+            fresh
+        });
+        if !opened && (expired(window) || now < window.start_ms) {
+            *window = fresh;
+            opened = true;
+        }
+        window.writes = window.writes.saturating_add(1);
+        let fired = !window.fired && window.writes >= writes;
+        window.fired |= fired;
+        if opened {
+            self.opened.push_back((event.pid, now));
+            if self.opened.len() > 2 * MAX_TRACKED_PROCESSES {
+                self.compact();
+            }
+        }
+        Recorded { fired, lost }
     }
-    window.writes = window.writes.saturating_add(1);
-    if !window.fired && window.writes >= writes {
-        window.fired = true;
-        return Some(true);
+
+    /// Whether `(pid, start)` is the window `pid` has now.
+    fn is_current(&self, pid: u32, start: u64) -> bool {
+        self.by_pid.get(&pid).is_some_and(|w| w.start_ms == start)
     }
-    Some(false)
+
+    /// Drops expired windows from the oldest end, examining at most `budget` entries.
+    fn sweep(&mut self, budget: usize, expired: &dyn Fn(&Window) -> bool) {
+        for _ in 0..budget {
+            let Some(&(pid, start)) = self.opened.front() else {
+                return;
+            };
+            if self.is_current(pid, start) {
+                if !self.by_pid.get(&pid).is_some_and(expired) {
+                    return;
+                }
+                self.by_pid.remove(&pid);
+            }
+            self.opened.pop_front();
+        }
+    }
+
+    /// Drops the window that opened first; returns its uncounted writes (0 if it had fired).
+    fn evict_oldest(&mut self) -> u64 {
+        while let Some((pid, start)) = self.opened.pop_front() {
+            if self.is_current(pid, start) {
+                return self
+                    .by_pid
+                    .remove(&pid)
+                    .map_or(0, |w| if w.fired { 0 } else { u64::from(w.writes) });
+            }
+        }
+        0
+    }
+
+    /// Removes stale entries (rare: once per `MAX_TRACKED_PROCESSES` openings at most).
+    fn compact(&mut self) {
+        let by_pid = &self.by_pid;
+        self.opened
+            .retain(|&(pid, start)| by_pid.get(&pid).is_some_and(|w| w.start_ms == start));
+    }
 }
 
 #[cfg(test)]
@@ -289,7 +355,54 @@ window_ms = 1000
         // Once windows expire, new processes are tracked again.
         ids(&mut engine, Operation::Write, "a", u32::MAX, 5000);
         assert_eq!(engine.untracked_writes(), 10);
-        assert!(engine.bursts[0].windows.len() <= MAX_TRACKED_PROCESSES);
+        assert!(engine.bursts[0].windows.by_pid.len() <= MAX_TRACKED_PROCESSES);
+    }
+
+    /// L4 (issue 24): while the table is full a new process is tracked (the window that opened
+    /// first makes room, its one write counted as untracked), and a write costs no scan of the
+    /// table (was: a `retain` over 65,536 windows per write, and the new process refused).
+    #[test]
+    fn a_full_table_tracks_new_processes_without_scanning_it() {
+        let mut engine = Engine::new(compile(RULES).unwrap());
+        let full = MAX_TRACKED_PROCESSES as u32;
+        for pid in 0..full {
+            ids(&mut engine, Operation::Write, "a", pid, 0);
+        }
+        assert!(ids(&mut engine, Operation::Write, "a", full, 1).is_empty());
+        assert!(ids(&mut engine, Operation::Write, "a", full, 2).is_empty());
+        assert_eq!(
+            ids(&mut engine, Operation::Write, "a", full, 3),
+            ["mass-write"]
+        );
+        assert_eq!(engine.untracked_writes(), 1);
+
+        let started = std::time::Instant::now();
+        for pid in full + 1..full + 20_001 {
+            ids(&mut engine, Operation::Write, "a", pid, 4);
+        }
+        let took = started.elapsed();
+        // 20,000 scans of 65,536 windows take minutes unoptimized; the queue takes milliseconds.
+        assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+        let windows = &engine.bursts[0].windows;
+        assert_eq!(windows.by_pid.len(), MAX_TRACKED_PROCESSES);
+        assert!(windows.opened.len() <= 2 * MAX_TRACKED_PROCESSES);
+        assert_eq!(engine.untracked_writes(), 20_001);
+    }
+
+    /// Expired windows leave the table as writes go on, oldest first.
+    #[test]
+    fn expired_windows_are_dropped_incrementally() {
+        let mut engine = Engine::new(compile(RULES).unwrap());
+        for pid in 0..1000 {
+            ids(&mut engine, Operation::Write, "a", pid, 0);
+        }
+        for i in 0..500 {
+            ids(&mut engine, Operation::Write, "a", 5000, 2000 + i);
+        }
+        let windows = &engine.bursts[0].windows;
+        assert_eq!(windows.by_pid.len(), 1, "all 1000 expired windows dropped");
+        assert!(windows.opened.len() <= 2);
+        assert_eq!(engine.untracked_writes(), 0);
     }
 
     #[test]

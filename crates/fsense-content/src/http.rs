@@ -12,7 +12,9 @@
 //!   failures a retry can fix (connection refused or reset, timeout, HTTP 5xx, a body cut short);
 //! - at most 16 MiB per file (`tough` applies its lower per-role limits on top).
 //!
-//! Worst case per file with the defaults: 3 × 30 s + 1.5 s.
+//! - one [`HttpSettings::deadline`] for a whole update, every file and retry (default 120 s).
+//!
+//! Worst case per file with the defaults: 3 × 30 s + 1.5 s; per update: the deadline.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,6 +33,8 @@ pub struct HttpSettings {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub tries: u32,
+    /// The whole update (every file, every retry) ends by then.
+    pub deadline: Duration,
     /// PEM certificates of a private CA, trusted in addition to the platform's store.
     pub ca_file: Option<PathBuf>,
 }
@@ -41,6 +45,7 @@ impl Default for HttpSettings {
             connect_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(30),
             tries: 3,
+            deadline: Duration::from_secs(120),
             ca_file: None,
         }
     }

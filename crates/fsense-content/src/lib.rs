@@ -6,8 +6,11 @@
 //! - [`tuf`]: distribution through a TUF repository (`tough`): keys, publishing, verifying.
 //! - [`signing`]: k-of-n targets signatures (stage, sign, publish) and key rotation.
 //! - [`state`]: a sensor's state directory: atomic install, last known good, rollback.
+//! - [`update`]: fetching and verifying a release without the state directory's lock, then
+//!   installing it.
 //! - [`rollout`]: rings with health gates and automatic rollback, plus the fleet simulator.
-//! - [`reload`]: live reload for a running consumer (check, install, hand over new rules).
+//! - [`reload`]: live content for a running consumer: [`reload::Follower`] follows a
+//!   repository into a state directory and hands over each new rule set.
 //! - [`http`]: repositories on a web server.
 //! - [`cli`]: the `fsense content ...` commands.
 //!
@@ -20,9 +23,13 @@ pub mod cli;
 pub mod engine;
 mod error;
 #[cfg(feature = "distribution")]
+mod fsio;
+#[cfg(feature = "distribution")]
 pub mod http;
 #[cfg(feature = "distribution")]
 pub mod reload;
+#[cfg(feature = "distribution")]
+mod review;
 #[cfg(feature = "distribution")]
 pub mod rollout;
 pub mod rules;
@@ -32,6 +39,8 @@ pub mod signing;
 pub mod state;
 #[cfg(feature = "distribution")]
 pub mod tuf;
+#[cfg(feature = "distribution")]
+pub mod update;
 
 use std::path::Path;
 

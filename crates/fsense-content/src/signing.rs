@@ -25,8 +25,10 @@ use tough::schema::{
 };
 use tough::{ExpirationEnforcement, Repository, TargetName};
 
+use crate::fsio::{read_regular, safefs_error};
+pub use crate::review::StagedRelease;
+use crate::review::{check_staged, published_targets};
 use crate::rules::compile;
-use crate::state::{read_regular, safefs_error, sha256_hex};
 use crate::tuf::{
     self, Lifetimes, MetadataVersions, Published, ROLES, ROOT_DAYS, ROOT_FILE, VERSION_KEY,
     block_on, days_from_now, key_file, metadata_dir, releases, targets_dir, tuf_failed,
@@ -61,11 +63,13 @@ pub struct Staged {
 }
 
 /// What `sign` did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignOutcome {
     /// `false` when this key had signed already.
     pub added: bool,
     pub signatures: SignatureCount,
+    /// The release the signature covers (checked against the staged bytes).
+    pub release: StagedRelease,
 }
 
 /// Counts the distinct keys pinned for the targets role in `root` whose signature on `targets`
@@ -156,6 +160,8 @@ fn write_public(path: &Path, bytes: &[u8]) -> Result<(), ContentError> {
     fsense_safefs::write_atomic(path, bytes, Visibility::Public).map_err(safefs_error)
 }
 
+/// The staged directory, targets metadata and root. Read with the repository lock held, so that a
+/// concurrent `sign` cannot write between this read and the caller's write (N16).
 fn staged_files(repo: &Path) -> Result<(PathBuf, Signed<Targets>, Signed<Root>), ContentError> {
     let dir = repo.join(STAGED_DIR);
     if std::fs::symlink_metadata(&dir).is_err() {
@@ -170,17 +176,6 @@ fn staged_files(repo: &Path) -> Result<(PathBuf, Signed<Targets>, Signed<Root>),
     let root_path = dir.join(STAGED_ROOT);
     let root = parse_root(&read_regular(&root_path, MAX_METADATA_BYTES)?, &root_path)?;
     Ok((dir, targets, root))
-}
-
-/// The rules version a targets role's newest release has.
-fn newest_release(targets: &Targets) -> Option<(u64, TargetName)> {
-    targets
-        .targets
-        .iter()
-        .filter_map(|(name, target)| {
-            Some((target.custom.get(VERSION_KEY)?.as_u64()?, name.clone()))
-        })
-        .max_by_key(|(version, _)| *version)
 }
 
 /// `fsense content stage`: validates the rules and stages the next release, unsigned.
@@ -252,7 +247,7 @@ pub fn stage(
         std::fs::rename(staging.path(), &staged)
             .map_err(|e| ContentError::io("cannot move into place", &staged, e))?;
         let _ = staging.keep();
-        crate::state::fsync_dir(repo)?;
+        crate::fsio::fsync_dir(repo)?;
         Ok(Staged {
             rules_version: rules.version(),
             signatures: count_signatures(&current.root.signed, &unsigned)?,
@@ -262,9 +257,36 @@ pub fn stage(
 
 /// `fsense content sign`: adds the signature of the targets key in `key_path` to the staged
 /// release. Signing twice with one key adds nothing.
+///
+/// Only a staged targets metadata that is the published one plus exactly one new release is
+/// signed, and only if `REPO/staged/rules-<V>.toml` (what the signer reviews) holds that
+/// release's bytes; the returned [`SignOutcome::release`] says which release that is.
 pub fn sign(repo: &Path, key_path: &Path) -> Result<SignOutcome, ContentError> {
-    let (dir, mut targets, root) = staged_files(repo)?;
+    sign_expecting(repo, key_path, None)
+}
+
+/// [`sign`], refusing unless the staged release's sha256 is `expect_sha256` (hex, any case):
+/// the hash of the file the signer reviewed.
+pub fn sign_expecting(
+    repo: &Path,
+    key_path: &Path,
+    expect_sha256: Option<&str>,
+) -> Result<SignOutcome, ContentError> {
     let _lock = tuf::lock_repository(repo)?;
+    let (dir, mut targets, root) = staged_files(repo)?;
+    let anchor = read_regular(&dir.join(STAGED_ROOT), MAX_METADATA_BYTES)?;
+    let published = published_targets(repo, &anchor)?;
+    let (release, _) = check_staged(&targets.signed, published.as_ref(), &dir)?;
+    if let Some(expected) = expect_sha256
+        && !expected.trim().eq_ignore_ascii_case(&release.sha256)
+    {
+        return Err(ContentError::refused(format!(
+            "the staged release {} has sha256 {}, not the expected {:?}; nothing signed",
+            release.name,
+            release.sha256,
+            expected.trim()
+        )));
+    }
     // Sign with a copy of the root whose targets threshold is 1: `tough` then accepts one key.
     let mut one_key = root.signed.clone();
     if let Some(keys) = one_key.roles.get_mut(&RoleType::Targets) {
@@ -305,6 +327,7 @@ pub fn sign(repo: &Path, key_path: &Path) -> Result<SignOutcome, ContentError> {
     Ok(SignOutcome {
         added,
         signatures: count_signatures(&root.signed, &targets)?,
+        release,
     })
 }
 
@@ -348,12 +371,12 @@ fn publish_staged_checked(
     lifetimes: &Lifetimes,
     enforce_threshold: bool,
 ) -> Result<Published, ContentError> {
-    let (staged_dir, targets, staged_root) = staged_files(repo)?;
     let sources = vec![
         role_key(keys_dir, RoleType::Snapshot)?,
         role_key(keys_dir, RoleType::Timestamp)?,
     ];
     let _lock = tuf::lock_repository(repo)?;
+    let (staged_dir, targets, staged_root) = staged_files(repo)?;
     block_on(async {
         let current = current(repo, keys_dir).await?;
         if staged_root.signed != current.root.signed {
@@ -380,36 +403,11 @@ fn publish_staged_checked(
                 targets.signed.version, published.targets
             )));
         }
-        let (rules_version, rules_name) = newest_release(&targets.signed)
-            .ok_or_else(|| ContentError::refused("the staged release lists no rules"))?;
-        let newest_published = current
-            .repo
-            .as_ref()
-            .and_then(|loaded| releases(loaded).first().map(|(v, _)| *v));
-        if newest_published.is_some_and(|newest| rules_version <= newest) {
-            return Err(ContentError::refused(format!(
-                "rules version {rules_version} is not greater than the published version {}",
-                newest_published.unwrap_or_default()
-            )));
-        }
-        // The staged rules must be the signed bytes (the sensors check again anyway).
-        let rules_bytes = read_regular(
-            &staged_dir.join(rules_name.raw()),
-            crate::rules::MAX_RULES_FILE_BYTES as u64,
-        )?;
-        let target = targets
-            .signed
-            .targets
-            .get(&rules_name)
-            .ok_or_else(|| ContentError::refused("the staged release lists no rules"))?;
-        let digest = sha256_hex(&rules_bytes);
-        if digest != hex(target.hashes.sha256.as_ref()) || rules_bytes.len() as u64 != target.length
-        {
-            return Err(ContentError::refused(format!(
-                "{} does not match the staged targets metadata",
-                staged_dir.join(rules_name.raw()).display()
-            )));
-        }
+        // Exactly the published entries plus the one release the signers reviewed, whose
+        // staged bytes are the signed ones (the sensors check the bytes again anyway).
+        let published_targets = current.repo.as_ref().map(|loaded| &loaded.targets().signed);
+        let (release, rules_bytes) = check_staged(&targets.signed, published_targets, &staged_dir)?;
+        let (rules_version, digest) = (release.version, release.sha256.clone());
 
         let holder = KeyHolder::Root(current.root.signed.clone());
         let targets_bytes = pretty(&targets)?;
@@ -444,7 +442,7 @@ fn publish_staged_checked(
             std::fs::create_dir(dir).map_err(|e| ContentError::io("cannot create", dir, e))?;
         }
         write_public(
-            &new_targets.join(format!("{digest}.{}", rules_name.raw())),
+            &new_targets.join(format!("{digest}.{}", release.name)),
             &rules_bytes,
         )?;
         if current.repo.is_none() {
@@ -533,10 +531,6 @@ fn sha256(bytes: &[u8]) -> Vec<u8> {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
         .as_ref()
         .to_vec()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Every targets key file in a keys directory (`targets.pk8`, `targets-N.key`).

@@ -1,14 +1,20 @@
 //! A sensor's content state directory: atomic install, last known good, rollback.
 //!
 //! ```text
-//! DIR/.lock               flock: held exclusively by update and rollback, shared by loads
+//! DIR/.lock               flock: held exclusively while an update commits and by rollback,
+//!                         shared by loads and by an update filling its staging directory
 //! DIR/state.json          the pointer: active and last-known-good generation, highest TUF
 //!                         metadata versions ever trusted, releases rolled back
 //! DIR/gen-N/rules.toml    installed content, exactly the verified target bytes
 //! DIR/gen-N/install.json  its rules version, sha256 and TUF metadata versions
 //! DIR/gen-N/tuf/          the TUF client's trusted metadata (refreshed on every update check)
-//! DIR/.staging-*          an update in progress (removed by the next update)
+//! DIR/.staging-*          an update in progress (its `.busy` file locked while it runs;
+//!                         removed by the next update once that lock is gone)
 //! ```
+//! The network phase of an update (fetching and verifying, bounded by one deadline) runs in its
+//! staging directory without the directory lock, so a slow repository never blocks a sensor
+//! start or a rollback; the lock is taken only to compare with the versions already trusted and
+//! commit (see `update.rs`).
 //! An update builds a complete new generation in a staging directory with a unique name, syncs
 //! it, renames it to `gen-N`, then replaces `state.json` through a uniquely named temporary file.
 //! The rename of `state.json` is the commit point: a crash before it leaves the old content
@@ -20,24 +26,27 @@
 //! a symbolic link, and loading re-checks the rules against the sha256 recorded at install.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use fsense_safefs::{SafeFsError, Visibility};
+use fsense_safefs::Visibility;
 use serde::{Deserialize, Serialize};
 
+use crate::ContentError;
+use crate::fsio::{fsync_dir, is_not_found, read_regular, safefs_error, sha256_hex};
 use crate::rules::{MAX_RULES_FILE_BYTES, RuleSet, compile};
-use crate::tuf::{self, MetadataVersions, RepoLocation};
-use crate::{ContentError, ErrorKind};
+use crate::tuf::MetadataVersions;
 
-const POINTER: &str = "state.json";
+pub(crate) const POINTER: &str = "state.json";
 const LOCK: &str = ".lock";
-const STAGING_PREFIX: &str = ".staging-";
-const RULES: &str = "rules.toml";
-const INSTALL: &str = "install.json";
-const TUF_DIR: &str = "tuf";
+pub(crate) const STAGING_PREFIX: &str = ".staging-";
+/// In a staging directory: locked exclusively by the update that uses it.
+pub(crate) const BUSY: &str = ".busy";
+pub(crate) const RULES: &str = "rules.toml";
+pub(crate) const INSTALL: &str = "install.json";
+pub(crate) const TUF_DIR: &str = "tuf";
 /// Largest state or trusted-metadata file read back (tough's own limits are lower).
-const MAX_STATE_FILE_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_STATE_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The commit pointer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,44 +119,11 @@ pub fn is_generation_name(name: &str) -> bool {
     })
 }
 
-/// A refusal from `fsense-safefs` (a file or directory we must not trust or touch), or its I/O
-/// failure, as this crate's error.
-pub(crate) fn safefs_error(err: SafeFsError) -> ContentError {
-    let refused = !matches!(err, SafeFsError::Io { .. });
-    let err = ContentError::failed(err.to_string());
-    if refused {
-        err.with_kind(ErrorKind::Refused)
-    } else {
-        err
-    }
-}
-
-/// Reads a file that must be a regular file (no symbolic link, FIFO or device) of at most `limit`
-/// bytes.
-pub(crate) fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ContentError> {
-    let file = fsense_safefs::open_regular(path).map_err(safefs_error)?;
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ContentError::io("cannot read", path, e))?;
-    if bytes.len() as u64 > limit {
-        return Err(ContentError::refused(format!(
-            "{} is over {limit} bytes",
-            path.display()
-        )));
-    }
-    Ok(bytes)
-}
-
-fn is_not_found(err: &SafeFsError) -> bool {
-    matches!(err, SafeFsError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
-}
-
 /// A state directory.
 #[derive(Clone, Debug)]
 pub struct StateDir {
-    path: PathBuf,
-    durable: bool,
+    pub(crate) path: PathBuf,
+    pub(crate) durable: bool,
 }
 
 impl StateDir {
@@ -172,19 +148,31 @@ impl StateDir {
     }
 
     /// Refuses the directory unless this user may trust what it holds.
-    fn check_trusted(&self) -> Result<(), ContentError> {
+    pub(crate) fn check_trusted(&self) -> Result<(), ContentError> {
         fsense_safefs::check_trusted_dir(&self.path)
             .map_err(|e| safefs_error(e).context("content state directory"))
     }
 
     /// Creates the directory (0700) if needed, checks it, and takes the exclusive lock that every
     /// writer holds until it returns. A second writer waits here.
-    fn lock_for_writing(&self) -> Result<File, ContentError> {
+    pub(crate) fn lock_for_writing(&self) -> Result<File, ContentError> {
         fsense_safefs::ensure_private_dir(&self.path)
             .map_err(|e| safefs_error(e).context("content state directory"))?;
         let path = self.path.join(LOCK);
         let file = fsense_safefs::append_private(&path).map_err(safefs_error)?;
         file.lock()
+            .map_err(|e| ContentError::io("cannot lock", &path, e))?;
+        Ok(file)
+    }
+
+    /// Creates the directory (0700) if needed, checks it, and takes the shared lock: writers
+    /// wait, other readers and updates still in their network phase do not.
+    pub(crate) fn lock_shared_creating(&self) -> Result<File, ContentError> {
+        fsense_safefs::ensure_private_dir(&self.path)
+            .map_err(|e| safefs_error(e).context("content state directory"))?;
+        let path = self.path.join(LOCK);
+        let file = fsense_safefs::append_private(&path).map_err(safefs_error)?;
+        file.lock_shared()
             .map_err(|e| ContentError::io("cannot lock", &path, e))?;
         Ok(file)
     }
@@ -230,7 +218,7 @@ impl StateDir {
         Ok(pointer)
     }
 
-    fn install_of(&self, generation: &str) -> Result<Install, ContentError> {
+    pub(crate) fn install_of(&self, generation: &str) -> Result<Install, ContentError> {
         let dir = self.path.join(generation);
         fsense_safefs::check_trusted_dir(&dir)
             .map_err(|e| safefs_error(e).context("content generation"))?;
@@ -242,7 +230,10 @@ impl StateDir {
 
     /// The generation to treat as active: the pointer's active one, or, when that directory is
     /// gone, the last known good one. `None` when neither exists.
-    fn resolve_active(&self, pointer: &Pointer) -> Result<Option<(String, Install)>, ContentError> {
+    pub(crate) fn resolve_active(
+        &self,
+        pointer: &Pointer,
+    ) -> Result<Option<(String, Install)>, ContentError> {
         for generation in [&pointer.active, &pointer.last_known_good]
             .into_iter()
             .flatten()
@@ -303,212 +294,6 @@ impl StateDir {
         Ok(rules)
     }
 
-    /// `fsense content update`: install the newest release of `repo` (a directory).
-    pub fn update(&self, repo: &Path, root: &Path) -> Result<UpdateOutcome, ContentError> {
-        self.update_to(repo, root, None, &mut |_| {})
-    }
-
-    /// `fsense content update` from a directory or an `http(s)://` URL.
-    pub fn update_from(
-        &self,
-        repo: &RepoLocation,
-        root: &Path,
-    ) -> Result<UpdateOutcome, ContentError> {
-        self.update_from_to(repo, root, None, &mut |_| {})
-    }
-
-    /// Installs release `version` (the newest when `None`), reporting each step to `observer`.
-    pub fn update_to(
-        &self,
-        repo: &Path,
-        root_path: &Path,
-        version: Option<u64>,
-        observer: &mut dyn FnMut(Step),
-    ) -> Result<UpdateOutcome, ContentError> {
-        self.update_from_to(
-            &RepoLocation::Dir(repo.to_owned()),
-            root_path,
-            version,
-            observer,
-        )
-    }
-
-    /// [`StateDir::update_to`] for any repository location. Holds the directory's exclusive lock
-    /// throughout: a concurrent update or rollback waits for this one to finish.
-    pub fn update_from_to(
-        &self,
-        repo: &RepoLocation,
-        root_path: &Path,
-        version: Option<u64>,
-        observer: &mut dyn FnMut(Step),
-    ) -> Result<UpdateOutcome, ContentError> {
-        let trusted_root =
-            std::fs::read(root_path).map_err(|e| ContentError::io("cannot read", root_path, e))?;
-        let _lock = self.lock_for_writing()?;
-        self.remove_leftovers()?;
-        let pointer = self.pointer()?;
-        let active = self.resolve_active(&pointer)?;
-        let active_version = active.as_ref().map(|(_, install)| install.rules_version);
-
-        let staging = tempfile::Builder::new()
-            .prefix(STAGING_PREFIX)
-            .tempdir_in(&self.path)
-            .map_err(|e| ContentError::io("cannot create a staging directory in", &self.path, e))?;
-        observer(Step::StagingCreated);
-        let datastore = staging.path().join(TUF_DIR);
-        std::fs::create_dir(&datastore)
-            .map_err(|e| ContentError::io("cannot create", &datastore, e))?;
-        if let Some((generation, _)) = &active {
-            copy_dir_files(&self.path.join(generation).join(TUF_DIR), &datastore)?;
-        }
-        observer(Step::TrustedMetadataCopied);
-
-        let fetched = tuf::block_on(async {
-            let repository = tuf::load_repository_at(repo, &trusted_root, Some(&datastore)).await?;
-            let versions = MetadataVersions::of(&repository);
-            if let Some((role, new, old)) = versions.older_role_than(&pointer.seen) {
-                return Err(ContentError::refused(format!(
-                    "repository {role} metadata version {new} is older than version {old} already trusted (rollback attack?)"
-                )));
-            }
-            let newest = tuf::releases(&repository).first().map(|(v, _)| *v);
-            if version.is_none()
-                && let Some(newest) = newest
-            {
-                if pointer.rolled_back.contains(&newest) {
-                    return Ok(Err((
-                        UpdateOutcome::SkippedRolledBack {
-                            newest,
-                            active: active_version,
-                        },
-                        versions,
-                    )));
-                }
-                if active_version.is_some_and(|active| newest <= active) {
-                    return Ok(Err((
-                        UpdateOutcome::UpToDate {
-                            version: active_version.unwrap_or(newest),
-                        },
-                        versions,
-                    )));
-                }
-            }
-            tuf::fetch_release(&repository, version).await.map(Ok)
-        })?;
-        let fetched = match fetched {
-            Ok(Ok(fetched)) => fetched,
-            Ok(Err((outcome, versions))) => {
-                self.persist_refresh(&pointer, active.as_ref(), &datastore, &versions)?;
-                return Ok(outcome);
-            }
-            Err(err) => {
-                return Err(match err.kind() {
-                    ErrorKind::Invalid => err
-                        .with_kind(ErrorKind::Refused)
-                        .context("refusing invalid content"),
-                    _ => err,
-                });
-            }
-        };
-        observer(Step::RepositoryVerified);
-        if version.is_none()
-            && active_version.is_some_and(|active| fetched.rules.version() <= active)
-        {
-            self.persist_refresh(&pointer, active.as_ref(), &datastore, &fetched.metadata)?;
-            return Ok(UpdateOutcome::UpToDate {
-                version: active_version.unwrap_or_default(),
-            });
-        }
-
-        let install = Install {
-            rules_version: fetched.rules.version(),
-            sha256: sha256_hex(fetched.text.as_bytes()),
-            metadata: fetched.metadata,
-        };
-        self.write_new(&staging.path().join(RULES), fetched.text.as_bytes())?;
-        self.write_new(&staging.path().join(INSTALL), &to_json(&install)?)?;
-        if self.durable {
-            for entry in std::fs::read_dir(&datastore)
-                .map_err(|e| ContentError::io("cannot list", &datastore, e))?
-            {
-                fsync_file(
-                    &entry
-                        .map_err(|e| ContentError::io("cannot list", &datastore, e))?
-                        .path(),
-                )?;
-            }
-            fsync_dir(&datastore)?;
-            fsync_dir(staging.path())?;
-        }
-        observer(Step::ContentStaged);
-
-        let generation = format!("gen-{}", self.highest_generation()? + 1);
-        let target = self.path.join(&generation);
-        let staging = staging.keep();
-        if let Err(e) = std::fs::rename(&staging, &target) {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(ContentError::io("cannot move into place", &target, e));
-        }
-        self.sync_dir(&self.path)?;
-        observer(Step::GenerationRenamed);
-
-        let new_pointer = Pointer {
-            active: Some(generation),
-            last_known_good: active.map(|(generation, _)| generation),
-            seen: pointer.seen.max_each(&fetched.metadata),
-            rolled_back: pointer.rolled_back.clone(),
-        };
-        self.commit(&new_pointer, observer)?;
-        self.remove_unreferenced(&new_pointer)?;
-        observer(Step::OldGenerationsRemoved);
-        Ok(UpdateOutcome::Installed {
-            from: active_version,
-            to: install.rules_version,
-        })
-    }
-
-    /// After a successful check that installs nothing, keeps what TUF now trusts (TUF 5.4.5,
-    /// 5.5.7): the refreshed client metadata replaces the active generation's copy, file by
-    /// file and atomically, and the pointer's record of the highest versions is raised.
-    fn persist_refresh(
-        &self,
-        pointer: &Pointer,
-        active: Option<&(String, Install)>,
-        datastore: &Path,
-        versions: &MetadataVersions,
-    ) -> Result<(), ContentError> {
-        if let Some((generation, _)) = active {
-            let trusted = self.path.join(generation).join(TUF_DIR);
-            std::fs::create_dir_all(&trusted)
-                .map_err(|e| ContentError::io("cannot create", &trusted, e))?;
-            for entry in std::fs::read_dir(datastore)
-                .map_err(|e| ContentError::io("cannot list", datastore, e))?
-            {
-                let entry = entry.map_err(|e| ContentError::io("cannot list", datastore, e))?;
-                let bytes = read_regular(&entry.path(), MAX_STATE_FILE_BYTES)?;
-                let dest = trusted.join(entry.file_name());
-                if read_regular(&dest, MAX_STATE_FILE_BYTES).is_ok_and(|old| old == bytes) {
-                    continue;
-                }
-                fsense_safefs::write_atomic(
-                    &trusted.join(entry.file_name()),
-                    &bytes,
-                    Visibility::Private,
-                )
-                .map_err(safefs_error)?;
-            }
-        }
-        let seen = pointer.seen.max_each(versions);
-        if seen != pointer.seen {
-            let new_pointer = Pointer {
-                seen,
-                ..pointer.clone()
-            };
-            self.commit(&new_pointer, &mut |_| {})?;
-        }
-        Ok(())
-    }
-
     /// `fsense content rollback`: make the last known good content active again.
     pub fn rollback(&self) -> Result<RolledBack, ContentError> {
         if let Err(e) = std::fs::symlink_metadata(&self.path)
@@ -550,7 +335,7 @@ impl StateDir {
     }
 
     /// Replaces `state.json` atomically through a private temporary file with a unique name.
-    fn commit(
+    pub(crate) fn commit(
         &self,
         pointer: &Pointer,
         observer: &mut dyn FnMut(Step),
@@ -582,7 +367,7 @@ impl StateDir {
     }
 
     /// Writes a new private file (it must not exist) and syncs it.
-    fn write_new(&self, path: &Path, bytes: &[u8]) -> Result<(), ContentError> {
+    pub(crate) fn write_new(&self, path: &Path, bytes: &[u8]) -> Result<(), ContentError> {
         let mut file = fsense_safefs::create_new_private(path).map_err(safefs_error)?;
         file.write_all(bytes)
             .and_then(|()| {
@@ -595,7 +380,7 @@ impl StateDir {
             .map_err(|e| ContentError::io("cannot write", path, e))
     }
 
-    fn sync_dir(&self, path: &Path) -> Result<(), ContentError> {
+    pub(crate) fn sync_dir(&self, path: &Path) -> Result<(), ContentError> {
         if self.durable {
             fsync_dir(path)
         } else {
@@ -613,7 +398,7 @@ impl StateDir {
             .collect())
     }
 
-    fn highest_generation(&self) -> Result<u64, ContentError> {
+    pub(crate) fn highest_generation(&self) -> Result<u64, ContentError> {
         Ok(self
             .generations()?
             .into_iter()
@@ -623,13 +408,20 @@ impl StateDir {
     }
 
     /// Removes what crashed writers left: staging directories and pointer temporaries. Only
-    /// called with the exclusive lock held, so none of them belongs to a running update.
-    fn remove_leftovers(&self) -> Result<(), ContentError> {
+    /// called with the exclusive lock held; a staging directory whose `BUSY` file an update
+    /// still holds locked (it is fetching, without the directory lock) is left alone.
+    pub(crate) fn remove_leftovers(&self) -> Result<(), ContentError> {
         let entries = std::fs::read_dir(&self.path)
             .map_err(|e| ContentError::io("cannot list", &self.path, e))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(STAGING_PREFIX) {
+                // An update still fetching holds its staging directory's `BUSY` lock.
+                if let Ok(busy) = fsense_safefs::open_regular(&entry.path().join(BUSY))
+                    && let Err(std::fs::TryLockError::WouldBlock) = busy.try_lock()
+                {
+                    continue;
+                }
                 let _ = std::fs::remove_dir_all(entry.path());
             } else if name.starts_with(&format!(".{POINTER}.")) && name.ends_with(".tmp") {
                 let _ = std::fs::remove_file(entry.path());
@@ -638,7 +430,7 @@ impl StateDir {
         Ok(())
     }
 
-    fn remove_unreferenced(&self, pointer: &Pointer) -> Result<(), ContentError> {
+    pub(crate) fn remove_unreferenced(&self, pointer: &Pointer) -> Result<(), ContentError> {
         for (_, name) in self.generations()? {
             if Some(&name) != pointer.active.as_ref()
                 && Some(&name) != pointer.last_known_good.as_ref()
@@ -650,68 +442,9 @@ impl StateDir {
     }
 }
 
-impl MetadataVersions {
-    fn max_each(&self, other: &Self) -> Self {
-        Self {
-            root: self.root.max(other.root),
-            timestamp: self.timestamp.max(other.timestamp),
-            snapshot: self.snapshot.max(other.snapshot),
-            targets: self.targets.max(other.targets),
-        }
-    }
-}
-
-fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, ContentError> {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, ContentError> {
     serde_json::to_vec_pretty(value)
         .map_err(|e| ContentError::failed(format!("cannot serialize state: {e}")))
-}
-
-/// Copies the regular files of `from` (none if it does not exist) into the new directory `to`;
-/// anything else there (a link, a FIFO) is refused.
-fn copy_dir_files(from: &Path, to: &Path) -> Result<(), ContentError> {
-    let entries = match std::fs::read_dir(from) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(ContentError::io("cannot list", from, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| ContentError::io("cannot list", from, e))?;
-        let bytes = read_regular(&entry.path(), MAX_STATE_FILE_BYTES)?;
-        let dest = to.join(entry.file_name());
-        fsense_safefs::create_new_private(&dest)
-            .map_err(safefs_error)?
-            .write_all(&bytes)
-            .map_err(|e| ContentError::io("cannot write", &dest, e))?;
-    }
-    Ok(())
-}
-
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub(crate) fn fsync_file(path: &Path) -> Result<(), ContentError> {
-    std::fs::File::open(path)
-        .and_then(|file| file.sync_all())
-        .map_err(|e| ContentError::io("cannot sync", path, e))
-}
-
-/// Syncs a directory so that renames in it are durable (a no-op where directories cannot be
-/// opened, e.g. Windows, whose rename is journaled by NTFS).
-pub(crate) fn fsync_dir(path: &Path) -> Result<(), ContentError> {
-    match std::fs::File::open(path) {
-        Ok(dir) => match dir.sync_all() {
-            Ok(()) => Ok(()),
-            Err(e) if cfg!(windows) => {
-                let _ = e;
-                Ok(())
-            }
-            Err(e) => Err(ContentError::io("cannot sync", path, e)),
-        },
-        Err(_) if cfg!(windows) => Ok(()),
-        Err(e) => Err(ContentError::io("cannot open", path, e)),
-    }
 }
 
 #[cfg(test)]

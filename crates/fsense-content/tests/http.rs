@@ -176,6 +176,7 @@ impl Server {
             timeout: Duration::from_secs(2),
             tries: 2,
             ca_file: ca.map(Path::to_owned),
+            ..HttpSettings::default()
         };
         RepoLocation::parse(url.as_ref(), &settings)
     }
@@ -293,4 +294,120 @@ fn faults_leave_installed_content_untouched_and_verify_says_why() {
         "previously fetched version 2",
     );
     assert_eq!(load_active(state.path()).unwrap().version(), 2);
+}
+
+/// Issue 24, N9: settings under which the `slow` repository (30 s per answer) would hold an
+/// update for a long time: 20 s per request, one try, a 25 s deadline.
+fn slow_location(server: &Server, deadline: Duration) -> RepoLocation {
+    let settings = HttpSettings {
+        connect_timeout: Duration::from_secs(2),
+        timeout: Duration::from_secs(20),
+        tries: 1,
+        deadline,
+        ca_file: None,
+    };
+    RepoLocation::parse(
+        format!("http://127.0.0.1:{}/slow/", server.http).as_ref(),
+        &settings,
+    )
+}
+
+/// N9: while an update waits on a slow repository, loading the content (a sensor start) and
+/// `rollback` do not wait for it (they waited up to 91.5 s per file), and a `Stop` ends the
+/// update at once.
+#[test]
+fn a_slow_repository_holds_no_lock_and_a_stop_ends_the_update() {
+    let server = server();
+    let state = server.sensor_with_v1("slow-lock");
+    state
+        .update_from(&server.http("good"), &server.root())
+        .unwrap();
+    let stop = fsense_content::update::Stop::new();
+    let updating = {
+        let (state, stop, root) = (state.clone(), stop.clone(), server.root());
+        let location = slow_location(server, Duration::from_secs(25));
+        std::thread::spawn(move || {
+            state.update_stoppable(&location, &root, None, &stop, &mut |_| {})
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    assert_eq!(load_active(state.path()).unwrap().version(), 2);
+    assert_eq!(state.rollback().unwrap().to, Some(1));
+    let blocked = started.elapsed();
+    assert!(blocked < Duration::from_secs(3), "waited {blocked:?}");
+
+    let stopping = Instant::now();
+    stop.stop();
+    let result = updating.join().unwrap();
+    let stopped_in = stopping.elapsed();
+    assert!(
+        stopped_in < Duration::from_secs(1),
+        "stopped in {stopped_in:?}"
+    );
+    assert_one_line_error(result, "stopped");
+    assert_eq!(load_active(state.path()).unwrap().version(), 1);
+    eprintln!(
+        "N9: load+rollback during a slow update: {blocked:?}; stop to return: {stopped_in:?}"
+    );
+}
+
+/// N9: one deadline bounds the whole update, whatever the per-request timeout and retries.
+#[test]
+fn one_deadline_bounds_a_whole_update() {
+    let server = server();
+    let state = server.sensor_with_v1("deadline");
+    let started = Instant::now();
+    assert_one_line_error(
+        state.update_from(
+            &slow_location(server, Duration::from_secs(1)),
+            &server.root(),
+        ),
+        "deadline",
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(load_active(state.path()).unwrap().version(), 1);
+}
+
+/// N9 and N15: the live follower takes the HTTP settings (here the private CA), and its stopper
+/// ends a check against a slow repository within a second (`watch` took 87 s to stop).
+#[test]
+fn the_follower_uses_the_ca_file_and_stops_promptly() {
+    use fsense_content::reload::{Follower, Reload};
+    let server = server();
+    let settings = HttpSettings {
+        ca_file: Some(server.ca.clone()),
+        ..HttpSettings::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("https://127.0.0.1:{}/good/", server.https);
+    let follower = Follower::new(
+        &dir.path().join("state"),
+        url.as_ref(),
+        &server.root(),
+        &settings,
+    );
+    let started = follower.start().unwrap();
+    assert!(started.failure.is_none(), "{:?}", started.failure);
+    assert_eq!(started.rules.unwrap().version(), 2);
+    assert!(matches!(follower.check(), Reload::Unchanged));
+
+    let slow = Follower::at(
+        &dir.path().join("slow-state"),
+        slow_location(server, Duration::from_secs(25)),
+        &server.root(),
+    );
+    let stopper = slow.stopper();
+    let checking = std::thread::spawn(move || slow.check());
+    std::thread::sleep(Duration::from_millis(300));
+    let stopping = Instant::now();
+    stopper.stop();
+    let result = checking.join().unwrap();
+    let stopped_in = stopping.elapsed();
+    assert!(
+        matches!(result, Reload::Failed(ref e) if e.to_string().contains("stopped")),
+        "{result:?}"
+    );
+    assert!(stopped_in < Duration::from_secs(1), "{stopped_in:?}");
 }

@@ -188,7 +188,7 @@ fn only_writes_count_towards_a_burst() {
 }
 
 #[test]
-fn a_full_process_table_still_tracks_the_processes_it_holds() {
+fn a_full_process_table_still_tracks_the_processes_it_holds_and_new_ones() {
     let mut engine = Engine::new(compile(&burst_rules(2, 1000)).unwrap());
     let full = MAX_TRACKED_PROCESSES as u32;
     for pid in 0..full {
@@ -202,14 +202,15 @@ fn a_full_process_table_still_tracks_the_processes_it_holds() {
     // A process already in the table keeps being counted while the table is full.
     assert!(write_fires(&mut engine, 5, 20));
     assert_eq!(engine.untracked_writes(), 0);
-    // A new one is not tracked until windows expire...
+    // A new one is tracked at once: the window that opened first (pid 0, one write) makes
+    // room, and its write is counted as untracked.
     assert!(!write_fires(&mut engine, full, 20));
-    assert!(!write_fires(&mut engine, full, 21));
-    assert_eq!(engine.untracked_writes(), 2);
-    // ...and is, once they have (expired windows make room).
-    assert!(!write_fires(&mut engine, full, 1010));
-    assert!(write_fires(&mut engine, full, 1011));
-    assert_eq!(engine.untracked_writes(), 2);
+    assert!(write_fires(&mut engine, full, 21));
+    assert_eq!(engine.untracked_writes(), 1);
+    // Pid 0 comes back with a fresh window.
+    assert!(!write_fires(&mut engine, 0, 22));
+    assert!(write_fires(&mut engine, 0, 23));
+    assert_eq!(engine.untracked_writes(), 2, "pid 1 made room for it");
 }
 
 #[test]

@@ -501,6 +501,19 @@ mod cli {
         );
         let key1 = format!("{keys}/targets-1.key");
         assert_eq!(
+            exit(&[
+                "sign",
+                "--repo",
+                &repo,
+                "--key",
+                &key1,
+                "--expect-sha256",
+                "0000"
+            ]),
+            ExitCode::from(2),
+            "not the reviewed bytes"
+        );
+        assert_eq!(
             exit(&["sign", "--repo", &repo, "--key", &key1]),
             ExitCode::SUCCESS
         );

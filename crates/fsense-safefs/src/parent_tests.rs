@@ -69,6 +69,14 @@ fn a_link_planted_by_another_account_on_the_way_is_refused() {
     );
     let err = create_private(&planted.join("events.json")).unwrap_err();
     assert!(err.to_string().contains("another user"), "{err}");
+    // As the last component it is a planted link too, also where `fs.protected_symlinks`
+    // makes the kernel answer EACCES before `O_NOFOLLOW` would.
+    for result in [create_private(&planted), append_private(&planted)] {
+        assert!(
+            matches!(result, Err(SafeFsError::Link { .. })),
+            "{result:?}"
+        );
+    }
 
     // The same link made by root itself is followed (as `/var/run -> /run` is).
     let own = shared.join("own-logs");

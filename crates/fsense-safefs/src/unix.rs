@@ -31,6 +31,13 @@ pub fn open_no_follow(path: &Path, options: &mut OpenOptions) -> Result<File, Sa
                     path: path.to_path_buf(),
                 }
             }
+            // `fs.protected_symlinks`: the kernel refuses another user's link in a sticky
+            // directory with EACCES before `O_NOFOLLOW` would; it is still a planted link.
+            _ if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) => {
+                SafeFsError::Link {
+                    path: path.to_path_buf(),
+                }
+            }
             _ => SafeFsError::io("open", path, e),
         })
 }

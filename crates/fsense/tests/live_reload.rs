@@ -281,3 +281,30 @@ fn simulate_follows_a_repository_and_reports_its_content_version() {
     assert_eq!(s["pipeline"]["content_version"], 4);
     assert_eq!(s["pipeline"]["content_update_failures"], 0);
 }
+
+/// Issue 24, N15: `--content-ca-file` reaches the live checker (as `content update --ca-file`
+/// does): a CA file that cannot be read is what the first check reports.
+#[test]
+fn the_content_ca_file_reaches_live_reload() {
+    let work = tempfile::tempdir().unwrap();
+    let keys = work.path().join("keys");
+    fsense(&["content", "keygen", "--out-dir", keys.to_str().unwrap()]);
+    let missing_ca = work.path().join("no-such-ca.pem");
+    let out = Command::new(env!("CARGO_BIN_EXE_fsense"))
+        .args(["simulate", "--events", "10", "--threads", "1", "--quiet"])
+        .args(["--content-repo", "https://127.0.0.1:9/repo/"])
+        .arg("--content-root")
+        .arg(keys.join("root.json"))
+        .arg("--content-ca-file")
+        .arg(&missing_ca)
+        .arg("--state-dir")
+        .arg(work.path().join("state"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("content update refused") && stderr.contains("no-such-ca.pem"),
+        "{stderr}"
+    );
+}

@@ -371,3 +371,56 @@ fn an_output_through_a_directory_another_user_controls_is_refused_at_start() {
     }
     assert!(!rootonly.join("summary.json").exists());
 }
+
+/// Issue 24, N10 (the review's reproduction): `nobody` owns `udir` and links `udir/logs` to a
+/// root-only directory; `--output`/`--summary-json` under `udir/logs/` are refused in one line
+/// naming the directory, and the root-only files are untouched.
+#[test]
+fn outputs_under_another_users_directory_or_link_are_refused() {
+    if !is_root() {
+        eprintln!("skipped: needs root to plant as another user");
+        return;
+    }
+    let scene = Scene::new();
+    let cap = capture_of(&["/w/a"], scene.dir.path());
+    let foreign = scene.path("foreign");
+    fs::create_dir(&foreign).unwrap();
+    std::os::unix::fs::chown(&foreign, Some(NOBODY), Some(NOBODY)).unwrap();
+    let root_only = scene.path("rootonly");
+    fs::create_dir(&root_only).unwrap();
+    fs::set_permissions(&root_only, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(root_only.join("events.json"), b"root's secret\n").unwrap();
+    fs::set_permissions(
+        root_only.join("events.json"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    for planted in [foreign.join("logs"), scene.udir("logs")] {
+        std::os::unix::fs::symlink(&root_only, &planted).unwrap();
+        std::os::unix::fs::lchown(&planted, Some(NOBODY), Some(NOBODY)).unwrap();
+        for flag in ["--output", "--summary-json"] {
+            let target = planted.join(if flag == "--output" {
+                "events.json"
+            } else {
+                "summary.json"
+            });
+            let o = fsense(&[
+                "replay",
+                cap.to_str().unwrap(),
+                flag,
+                target.to_str().unwrap(),
+            ]);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(
+                o.status.code(),
+                Some(2),
+                "{flag} {}: {err}",
+                planted.display()
+            );
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(err.contains("another user (uid 65534)"), "{err}");
+        }
+    }
+    assert_intact(&root_only.join("events.json"));
+    assert!(!root_only.join("summary.json").exists());
+}

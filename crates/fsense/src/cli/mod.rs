@@ -61,6 +61,10 @@ pub struct RulesArgs {
     /// The trusted root metadata for --content-repo (KEYS/root.json).
     #[arg(long, value_name = "ROOT.json", requires = "content_repo")]
     content_root: Option<PathBuf>,
+    /// PEM certificates of a private CA for an https:// --content-repo (as `content update
+    /// --ca-file`), trusted besides the system's.
+    #[arg(long, value_name = "FILE", requires = "content_repo")]
+    content_ca_file: Option<PathBuf>,
     /// Seconds between two checks of --content-repo.
     #[arg(long, value_name = "N", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]

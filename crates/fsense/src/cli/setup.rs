@@ -42,6 +42,7 @@ pub fn load_rules(rules: &RulesArgs) -> Result<(Option<Rules>, Option<LiveRules>
         let (rules, live) = live_content::start(LiveContentConfig {
             repo: repo.clone(),
             root: root.clone(),
+            ca_file: rules.content_ca_file.clone(),
             state_dir: dir.clone(),
             interval: Duration::from_secs(rules.update_interval_s),
         })?;

@@ -39,6 +39,14 @@ impl Rules {
         }
     }
 
+    /// A rule set the content crate compiled (live content hands these over).
+    #[cfg(all(feature = "content", not(target_env = "msvc")))]
+    pub fn from_set(set: fsense_content::RuleSet) -> Self {
+        Self {
+            engine: fsense_content::Engine::new(set),
+        }
+    }
+
     /// The content a sensor state directory has active.
     pub fn from_state_dir(dir: &Path) -> Result<Self, String> {
         #[cfg(all(feature = "content", not(target_env = "msvc")))]

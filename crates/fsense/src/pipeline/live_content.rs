@@ -78,14 +78,16 @@ pub struct UpdateCounters {
     pub failures: AtomicU64,
 }
 
-/// Where live content comes from (`--content-repo`, `--content-root`, `--state-dir`,
-/// `--update-interval-s`).
+/// Where live content comes from (`--content-repo`, `--content-root`, `--content-ca-file`,
+/// `--state-dir`, `--update-interval-s`).
 #[derive(Debug, Clone)]
 pub struct LiveContentConfig {
     /// A repository directory, or an `http://` / `https://` URL.
     pub repo: String,
     /// The trusted root metadata.
     pub root: PathBuf,
+    /// PEM certificates of a private CA for an `https://` repository.
+    pub ca_file: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub interval: Duration,
 }
@@ -98,18 +100,22 @@ pub struct LiveRules {
     _checker: Checker,
 }
 
-/// The background checker; dropping it stops the thread and waits for a check in progress.
+/// The background checker; dropping it stops the thread, ending a check in progress at once
+/// (a slow repository no longer holds `watch` up when it stops).
 #[cfg_attr(
     not(all(feature = "content", not(target_env = "msvc"))),
     allow(dead_code)
 )]
 struct Checker {
     stop: Option<std::sync::mpsc::Sender<()>>,
+    /// Ends the content crate's fetch in progress.
+    cancel: Box<dyn Fn() + Send>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Checker {
     fn drop(&mut self) {
+        (self.cancel)();
         // Dropping the sender wakes the thread's wait with `Disconnected`.
         self.stop.take();
         if let Some(thread) = self.thread.take() {
@@ -128,140 +134,152 @@ pub fn counter_values(counters: &UpdateCounters) -> (u64, u64) {
 
 #[cfg(all(feature = "content", not(target_env = "msvc")))]
 mod checker {
-    use std::sync::Arc;
     use std::sync::atomic::Ordering;
     use std::sync::mpsc::{self, RecvTimeoutError};
+    use std::sync::{Arc, Condvar, Mutex, PoisonError};
+    use std::time::Duration;
 
-    use fsense_content::state::{StateDir, UpdateOutcome};
+    use fsense_content::http::HttpSettings;
+    use fsense_content::reload::{Follower, Reload};
 
     use super::{Checker, Handoff, LiveContentConfig, LiveRules, UpdateCounters};
     use crate::pipeline::content::Rules;
 
-    /// Installs the newest release once (so the sensor starts with it), loads the active
-    /// content, and starts the checker. Returns the rules to start with (`None`: nothing is
-    /// installed yet; the first release that installs is picked up live).
-    pub fn start(config: LiveContentConfig) -> Result<(Option<Rules>, LiveRules), String> {
-        let state = StateDir::open(&config.state_dir)
-            .map_err(|e| format!("state directory {}: {e}", config.state_dir.display()))?;
-        let counters = Arc::new(UpdateCounters::default());
-        let mut last_failure = None;
-        if let Err(e) = install_newest(&state, &config) {
-            counters.failures.fetch_add(1, Ordering::Relaxed);
-            let active = state.active_version().ok().flatten();
-            report_failure(&mut last_failure, &e, active);
+    /// How long start-up waits for the first check (so that a sensor starts with the newest
+    /// release); a slower repository is followed in the background and the sensor starts with
+    /// the content already active.
+    const FIRST_CHECK_WAIT: Duration = Duration::from_secs(10);
+
+    /// The first check's result, handed from the checker to `start` if it is still waiting.
+    enum First {
+        Pending,
+        Done(Option<Box<Rules>>),
+        Abandoned,
+    }
+
+    type FirstSlot = Arc<(Mutex<First>, Condvar)>;
+
+    /// Gives `rules` to a `start` still waiting; returns them when it no longer waits (they are
+    /// then handed over live).
+    fn offer_first(slot: &FirstSlot, rules: Option<Rules>) -> Option<Rules> {
+        let (lock, woken) = &**slot;
+        let mut state = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*state, First::Pending) {
+            *state = First::Done(rules.map(Box::new));
+            woken.notify_all();
+            None
+        } else {
+            rules
         }
-        let rules = match state.active_version() {
-            Ok(Some(_)) => {
-                let rules = Rules::from_state_dir(&config.state_dir)?;
-                eprintln!(
-                    "fsense: content version {} active; following {} every {} s",
-                    rules.version(),
-                    config.repo,
-                    config.interval.as_secs()
-                );
-                Some(rules)
-            }
-            Ok(None) => {
-                eprintln!(
-                    "fsense: no content installed in {} yet; running without rules until a release installs",
-                    config.state_dir.display()
-                );
-                None
-            }
-            Err(e) => return Err(format!("content in {}: {e}", config.state_dir.display())),
+    }
+
+    /// Loads the active content, starts the checker, whose first check (at once) installs the
+    /// newest release, and waits for that check up to [`FIRST_CHECK_WAIT`]. Returns the rules to
+    /// start with (`None`: nothing is installed yet; the first release that installs is picked
+    /// up live). Everything about the repository and the state directory is the content crate's
+    /// [`Follower`]; no network wait here is longer than the first-check wait.
+    pub fn start(config: LiveContentConfig) -> Result<(Option<Rules>, LiveRules), String> {
+        let http = HttpSettings {
+            ca_file: config.ca_file.clone(),
+            ..HttpSettings::default()
         };
+        let follower = Follower::new(&config.state_dir, config.repo.as_ref(), &config.root, &http);
+        let active = follower
+            .active()
+            .map_err(|e| format!("content in {}: {e}", config.state_dir.display()))?
+            .map(Rules::from_set);
+        let counters = Arc::new(UpdateCounters::default());
         let handoff = Handoff::new();
+        let first: FirstSlot = Arc::new((Mutex::new(First::Pending), Condvar::new()));
         let (stop, stopped) = mpsc::channel::<()>();
-        let mut running = rules.as_ref().map(Rules::version);
+        let cancel = follower.stopper();
+        let stopping = follower.stopper();
         let thread = {
-            let (handoff, counters) = (handoff.clone(), counters.clone());
+            let (handoff, counters, first) = (handoff.clone(), counters.clone(), first.clone());
+            let mut running = active.as_ref().map(Rules::version);
+            let mut first = Some(first);
+            let mut last_failure = None;
             std::thread::Builder::new()
                 .name("fsense-content".into())
                 .spawn(move || {
-                    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(config.interval)
-                    {
-                        check(
-                            &state,
-                            &config,
-                            &handoff,
-                            &counters,
-                            &mut running,
-                            &mut last_failure,
-                        );
+                    loop {
+                        let new = match follower.check() {
+                            Reload::New(set) => Some(Rules::from_set(set)),
+                            Reload::Unchanged | Reload::NotDue => None,
+                            // Ended by the stop: not a failure of the repository.
+                            Reload::Failed(_) if stopping.is_stopped() => None,
+                            Reload::Failed(e) => {
+                                counters.failures.fetch_add(1, Ordering::Relaxed);
+                                report_failure(&mut last_failure, &e.to_string(), running);
+                                None
+                            }
+                        };
+                        let version = new.as_ref().map(Rules::version);
+                        let new = match first.take() {
+                            Some(slot) => offer_first(&slot, new),
+                            None => new,
+                        };
+                        // (`None` with a version: `start` took them as the rules to start with.)
+                        if let Some(rules) = new {
+                            eprintln!(
+                                "fsense: content version {} active (was {})",
+                                rules.version(),
+                                version_text(running)
+                            );
+                            handoff.publish(rules);
+                            counters.installed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if version.is_some() {
+                            running = version;
+                            last_failure = None;
+                        }
+                        if !matches!(
+                            stopped.recv_timeout(config.interval),
+                            Err(RecvTimeoutError::Timeout)
+                        ) {
+                            break;
+                        }
                     }
                 })
                 .map_err(|e| format!("cannot start the content checker: {e}"))?
         };
+        let checker = Checker {
+            stop: Some(stop),
+            cancel: Box::new(move || cancel.stop()),
+            thread: Some(thread),
+        };
+        let fresh = {
+            let (lock, woken) = &*first;
+            let state = lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let (mut state, _) = woken
+                .wait_timeout_while(state, FIRST_CHECK_WAIT, |s| matches!(s, First::Pending))
+                .unwrap_or_else(PoisonError::into_inner);
+            match std::mem::replace(&mut *state, First::Abandoned) {
+                First::Done(rules) => rules.map(|rules| *rules),
+                First::Pending | First::Abandoned => None,
+            }
+        };
+        let rules = fresh.or(active);
+        match &rules {
+            Some(rules) => eprintln!(
+                "fsense: content version {} active; following {} every {} s",
+                rules.version(),
+                config.repo,
+                config.interval.as_secs()
+            ),
+            None => eprintln!(
+                "fsense: no content installed in {} yet; running without rules until a release installs",
+                config.state_dir.display()
+            ),
+        }
         Ok((
             rules,
             LiveRules {
                 rules: handoff.reader(),
                 counters,
-                _checker: Checker {
-                    stop: Some(stop),
-                    thread: Some(thread),
-                },
+                _checker: checker,
             },
         ))
-    }
-
-    /// One check: install a newer release if there is one, load it, hand it over.
-    fn check(
-        state: &StateDir,
-        config: &LiveContentConfig,
-        handoff: &Handoff<Rules>,
-        counters: &UpdateCounters,
-        running: &mut Option<u64>,
-        last_failure: &mut Option<String>,
-    ) {
-        let installed = match install_newest(state, config) {
-            Ok(UpdateOutcome::Installed { to, .. }) => to,
-            Ok(_) => return,
-            Err(e) => {
-                counters.failures.fetch_add(1, Ordering::Relaxed);
-                report_failure(last_failure, &e, *running);
-                return;
-            }
-        };
-        match Rules::from_state_dir(&config.state_dir) {
-            Ok(rules) => {
-                eprintln!(
-                    "fsense: content version {} active (was {})",
-                    rules.version(),
-                    version_text(*running)
-                );
-                *running = Some(rules.version());
-                *last_failure = None;
-                handoff.publish(rules);
-                counters.installed.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                // Installed but not loadable: put the state directory back on what runs, so a
-                // restart does not start with content this process refused.
-                let _ = state.rollback();
-                counters.failures.fetch_add(1, Ordering::Relaxed);
-                report_failure(
-                    last_failure,
-                    &format!("release {installed} does not load: {e}"),
-                    *running,
-                );
-            }
-        }
-    }
-
-    /// The one place that knows how a repository location is fetched from.
-    fn install_newest(
-        state: &StateDir,
-        config: &LiveContentConfig,
-    ) -> Result<UpdateOutcome, String> {
-        // A directory or an http(s):// URL, with the content crate's bounded timeouts and retries.
-        let repo = fsense_content::tuf::RepoLocation::parse(
-            std::ffi::OsStr::new(&config.repo),
-            &fsense_content::http::HttpSettings::default(),
-        );
-        state
-            .update_from(&repo, &config.root)
-            .map_err(|e| e.to_string())
     }
 
     fn report_failure(last: &mut Option<String>, message: &str, running: Option<u64>) {
@@ -300,6 +318,77 @@ pub fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A repository that accepts connections and never answers once `hang` is set (before,
+    /// it closes them at once). Returns its URL.
+    #[cfg(all(feature = "content", not(target_env = "msvc")))]
+    fn unanswering_repository(hang: Arc<std::sync::atomic::AtomicBool>) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                if hang.load(Ordering::Relaxed) {
+                    held.push(stream); // never answered
+                } // else dropped: the check fails at once
+            }
+        });
+        format!("http://127.0.0.1:{port}/")
+    }
+
+    #[cfg(all(feature = "content", not(target_env = "msvc")))]
+    fn config(repo: String, dir: &std::path::Path) -> LiveContentConfig {
+        LiveContentConfig {
+            repo,
+            root: fsense_content::tuf::keygen(&dir.join("keys")).unwrap(),
+            ca_file: None,
+            state_dir: dir.join("state"),
+            interval: Duration::from_millis(100),
+        }
+    }
+
+    /// Issue 24, N9: `watch` took 87 s to stop while a check waited on a slow repository (the
+    /// checker thread was joined mid-fetch). Dropping the live content must return at once.
+    #[cfg(all(feature = "content", not(target_env = "msvc")))]
+    #[test]
+    fn stopping_does_not_wait_for_a_check_against_a_slow_repository() {
+        use std::sync::atomic::AtomicBool;
+        use std::time::Instant;
+
+        let hang = Arc::new(AtomicBool::new(false));
+        let dir = tempfile::tempdir().unwrap();
+        let (rules, live) =
+            start(config(unanswering_repository(hang.clone()), dir.path())).unwrap();
+        assert!(rules.is_none());
+        hang.store(true, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(1000));
+        let stopping = Instant::now();
+        drop(live);
+        let took = stopping.elapsed();
+        eprintln!("N9: live content stopped {took:?} after the stop");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+    }
+
+    /// N9: a sensor start waits for a repository that never answers only up to the first-check
+    /// wait (was: the update's whole deadline, minutes), and then stops at once.
+    #[cfg(all(feature = "content", not(target_env = "msvc")))]
+    #[test]
+    fn a_repository_that_never_answers_delays_the_start_by_the_first_check_wait_at_most() {
+        use std::sync::atomic::AtomicBool;
+        use std::time::Instant;
+
+        let dir = tempfile::tempdir().unwrap();
+        let repo = unanswering_repository(Arc::new(AtomicBool::new(true)));
+        let starting = Instant::now();
+        let (rules, live) = start(config(repo, dir.path())).unwrap();
+        let took = starting.elapsed();
+        assert!(rules.is_none());
+        assert!(took < Duration::from_secs(12), "{took:?}");
+        let stopping = Instant::now();
+        drop(live);
+        assert!(stopping.elapsed() < Duration::from_secs(2));
+        eprintln!("N9: start took {took:?} against a repository that never answers");
+    }
 
     #[test]
     fn the_reader_sees_each_publication_once_and_only_the_newest() {
