@@ -10,9 +10,10 @@
 //! and `%strkey%` substitution from `[Strings]` (numeric DIRIDs such as `%13%` stay as written).
 //!
 //! Files: `rules` (what the INF must say), `parse` (the INF syntax), `lint` (the rules applied),
-//! `arch` (the architecture rules: each image's source, destination and service).
+//! `arch` (the architecture rules: each image's source, destination and service), `finding`.
 
 mod arch;
+mod finding;
 mod lint;
 mod parse;
 mod rules;

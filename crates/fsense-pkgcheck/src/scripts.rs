@@ -118,7 +118,7 @@ fn check_driver_images(text: &str, images: &[inf::DriverSource], findings: &mut 
         let key = inf::source_extension(image.architecture);
         let path = image.package_path.replace('/', "\\");
         let wanted = format!("{key}='{path}'").to_ascii_lowercase();
-        if !entries.iter().any(|entry| *entry == wanted) {
+        if !entries.contains(&wanted) {
             findings.push(Finding::new(
                 MODULE,
                 format!(

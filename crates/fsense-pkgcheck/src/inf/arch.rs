@@ -13,7 +13,7 @@
 //! - The same minifilter: the NTarm64 section of each split (current, downlevel) names a service
 //!   section equal to the NTamd64 one but for `ServiceBinary`, with the same registry content.
 
-use super::lint::Finding;
+use super::finding::Finding;
 use super::parse::{Entry, Inf};
 use super::rules::*;
 use crate::image::Architecture;

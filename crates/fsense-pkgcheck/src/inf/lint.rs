@@ -1,26 +1,9 @@
 //! The minifilter rules applied to a parsed INF.
 
-use std::fmt;
-
 use super::arch;
+pub use super::finding::Finding;
 use super::parse::{Entry, Inf, InfError, parse};
 use super::rules::*;
-
-/// One rule the INF breaks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for Finding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "line {line}: {}", self.message),
-            None => f.write_str(&self.message),
-        }
-    }
-}
 
 /// What the scripts need to agree with: facts read from a lint-clean INF.
 #[derive(Debug, Clone, PartialEq, Eq)]
