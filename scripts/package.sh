@@ -95,11 +95,12 @@ osslsigncode verify -CAfile "$signing_dir/fsense-test.pem" -in "$package_dir/fse
 step "Building the ARM64 fsense.sys ($arm64_target, rust-lld) into $arm64_dir"
 mkdir -p "$arm64_dir"
 arm64_log=$signing_dir/driver-arm64-build.log
-# .cargo/config.toml configures only the x64 driver target; the same settings for ARM64:
-CARGO_TARGET_AARCH64_PC_WINDOWS_MSVC_LINKER=rust-lld \
-    CARGO_TARGET_AARCH64_PC_WINDOWS_MSVC_RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo rustc --locked -p fsense-driver --lib --release --target "$arm64_target" --crate-type cdylib \
-    >"$arm64_log" 2>&1 || fail "building the ARM64 fsense.sys failed (log: $arm64_log)"
+# Linker and flags (rust-lld, +crt-static, panic=abort) from .cargo/config.toml, as for x64.
+if ! cargo rustc --locked -p fsense-driver --lib --release --target "$arm64_target" --crate-type cdylib >"$arm64_log" 2>&1; then
+    grep -q fsense_panic_is_reachable "$arm64_log" &&
+        fail "the ARM64 fsense.sys did not link: a panic path is still reachable in the driver for aarch64 (src/panic.rs; log: $arm64_log)"
+    fail "building the ARM64 fsense.sys failed (log: $arm64_log)"
+fi
 arm64_unsigned=$signing_dir/fsense-arm64.unsigned.sys
 cp "$target_dir/$arm64_target/release/fsense_driver.dll" "$arm64_unsigned"
 "$pkgcheck" fix-checksum "$arm64_unsigned"

@@ -10,7 +10,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use fsense_proto::{BatchWriter, ControlReply, Health};
+use fsense_proto::{BatchWriter, ControlReply};
 
 use crate::ffi::{self, SendOutcome, SpinLock};
 use crate::sensor::SENSOR;
@@ -23,10 +23,12 @@ pub const FINAL_SEND_TIMEOUT_MS: u32 = 20;
 /// [`FINAL_SEND_TIMEOUT_MS`] more): unload never waits long on a stalled consumer, whatever the
 /// queue capacity or `BatchRecords`. What is still queued then is counted as dropped.
 pub const FINAL_DRAIN_MS: u32 = 1_500;
-/// How long the worker sleeps when the queue is empty.
-pub const IDLE_WAIT_MS: u32 = 50;
-/// Health period, in 100 ns ticks (1 s).
+/// Health period, in 100 ns ticks of interrupt time (1 s).
 const HEALTH_PERIOD_TICKS: u64 = 10_000_000;
+/// Longest idle wait: until the next health is due. The worker sleeps on the wake-up event,
+/// which the queue signals on empty -> non-empty (and stop and connect signal too), so an idle
+/// worker wakes once per health period, not to poll.
+pub const IDLE_WAIT_MAX_MS: u32 = (HEALTH_PERIOD_TICKS / 10_000) as u32;
 /// Batches sent per wake-up before checking for stop and health again.
 const MAX_BATCHES_PER_ROUND: u32 = 64;
 
@@ -67,35 +69,45 @@ pub fn run_worker() {
     let Some(buf) = BATCH_BUFFER.lock().take() else {
         return;
     };
-    let mut last_health = 0u64;
+    // Intervals run on interrupt time (N4): a system clock set back does not delay health.
+    let mut last_health: Option<u64> = None;
     loop {
         let stopping = STOP.load(Ordering::Acquire);
         if stopping {
             break;
         }
         let emptied = deliver(buf, SEND_TIMEOUT_MS, MAX_BATCHES_PER_ROUND, true);
-        let now = ffi::system_time();
-        if HEALTH_NOW.swap(false, Ordering::AcqRel)
-            || now.saturating_sub(last_health) >= HEALTH_PERIOD_TICKS
-        {
+        let now = ffi::interval_time();
+        let due = last_health.is_none_or(|t| now.saturating_sub(t) >= HEALTH_PERIOD_TICKS);
+        if HEALTH_NOW.swap(false, Ordering::AcqRel) || due {
             send_health(buf, SEND_TIMEOUT_MS);
-            last_health = now;
+            last_health = Some(ffi::interval_time());
         }
         // Sleep only once the queue is empty: the wake-up signal fires on empty -> non-empty.
         if emptied {
-            SENSOR.worker_wake.wait(IDLE_WAIT_MS);
+            let since = last_health.map_or(0, |t| ffi::interval_time().saturating_sub(t));
+            SENSOR.worker_wake.wait(idle_wait_ms(since));
         }
     }
     // Final drain: from here no event gets a sequence number, so after this loop every number
     // handed out was delivered or counted as dropped, and the last health says so.
     SENSOR.stop_accepting();
     let capacity_bound = SENSOR.health(0).queue_capacity.saturating_add(1);
-    let deadline = ffi::system_time().saturating_add(u64::from(FINAL_DRAIN_MS) * 10_000);
+    let deadline = ffi::interval_time().saturating_add(u64::from(FINAL_DRAIN_MS) * 10_000);
     let emptied = deliver_until(buf, FINAL_SEND_TIMEOUT_MS, capacity_bound, false, deadline);
     if !emptied {
         discard_queued(buf, capacity_bound);
     }
     send_health(buf, FINAL_SEND_TIMEOUT_MS);
+}
+
+/// How long an idle worker sleeps when the last health went out `since_health` ticks ago: until
+/// the next one is due, at least 1 ms, at most [`IDLE_WAIT_MAX_MS`].
+pub fn idle_wait_ms(since_health: u64) -> u32 {
+    let left = HEALTH_PERIOD_TICKS.saturating_sub(since_health) / 10_000;
+    u32::try_from(left)
+        .unwrap_or(IDLE_WAIT_MAX_MS)
+        .clamp(1, IDLE_WAIT_MAX_MS)
 }
 
 /// Sends up to `max_batches` batches; stops early when the queue is empty (and, if
@@ -105,7 +117,7 @@ fn deliver(buf: &mut [u8], timeout_ms: u32, max_batches: u32, stop_aware: bool) 
     deliver_until(buf, timeout_ms, max_batches, stop_aware, u64::MAX)
 }
 
-/// [`deliver`], stopping (not empty) once the system time reaches `deadline`.
+/// [`deliver`], stopping (not empty) once the interrupt time reaches `deadline`.
 fn deliver_until(
     buf: &mut [u8],
     timeout_ms: u32,
@@ -117,7 +129,7 @@ fn deliver_until(
         if stop_aware && STOP.load(Ordering::Acquire) {
             return false;
         }
-        if deadline != u64::MAX && ffi::system_time() >= deadline {
+        if deadline != u64::MAX && ffi::interval_time() >= deadline {
             return false;
         }
         let Ok(mut batch) = BatchWriter::new(buf) else {
@@ -184,12 +196,13 @@ fn discard_queued(buf: &mut [u8], max_batches: u32) {
 fn send_health(buf: &mut [u8], timeout_ms: u32) {
     let poll_id = POLL_ID.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
     let health = SENSOR.health(poll_id);
-    let Some(msg) = buf.get_mut(..Health::LEN) else {
+    let Ok(len) = health.encode(buf) else {
         return;
     };
-    if health.encode(msg).is_err() {
+    // The layout of the negotiated protocol: 136 bytes, or 144 with the load id.
+    let Some(msg) = buf.get_mut(..len) else {
         return;
-    }
+    };
     let mut reply = [0u8; ControlReply::LEN];
     let (outcome, reply_len) = ffi::send_health(msg, &mut reply, timeout_ms);
     if outcome == SendOutcome::Delivered {

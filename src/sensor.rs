@@ -23,6 +23,10 @@ pub const QUEUE_CAPACITY_RANGE: core::ops::RangeInclusive<u32> = 16..=65_536;
 /// Queue bytes budgeted per record (a typical record is 300-500 bytes).
 pub const BYTES_PER_RECORD: usize = 512;
 
+/// `STATUS_REPARSE`: a success code for a create that opened nothing (a symbolic link, junction
+/// or mount point was traversed and the open is reissued).
+pub const STATUS_REPARSE: i32 = 0x0000_0104;
+
 /// Settings fixed at load.
 #[derive(Debug, Clone, Copy)]
 pub struct LoadConfig {
@@ -163,6 +167,9 @@ pub struct Sensor {
     config_version: AtomicU32,
     config_flags: AtomicU32,
     max_path_units: AtomicU32,
+    /// This load's identity (N6): the interrupt time when DriverEntry installed the queue,
+    /// which only grows within a boot, so no two loads share it. Never 0.
+    load_id: AtomicU64,
     pub counters: Counters,
 }
 
@@ -213,12 +220,18 @@ impl Sensor {
             config_version: AtomicU32::new(SensorConfig::DEFAULT.config_version),
             config_flags: AtomicU32::new(SensorConfig::DEFAULT.flags),
             max_path_units: AtomicU32::new(SensorConfig::DEFAULT.max_path_units),
+            load_id: AtomicU64::new(0),
             counters: Counters::new(),
         }
     }
 
     /// Takes the queue storage allocated at load. Resets everything a previous load left.
     pub fn install_queue(&self, storage: &'static mut [u8], config: &LoadConfig) {
+        // A later load always reads a later interrupt time: at least one more tick.
+        let load_id = ffi::interval_time()
+            .max(self.load_id.load(Ordering::Relaxed).saturating_add(1))
+            .max(1);
+        self.load_id.store(load_id, Ordering::Relaxed);
         self.batch_records
             .store(config.batch_records, Ordering::Relaxed);
         let mut slot = self.slot.lock();
@@ -294,10 +307,12 @@ impl Sensor {
     // --- I/O callbacks -------------------------------------------------------------------
 
     /// Pre-create: whether post-create should run for this open, and what it does. With create
-    /// reporting off but writes on, post-create still runs: it keeps the name writes report.
-    pub fn create_interest(&self, requestor: &Requestor) -> CreateInterest {
+    /// reporting off but writes on, post-create still runs for an open that can write data
+    /// (`desired_access`): it keeps the name writes report. A read-only open then needs no
+    /// post-create and no name query.
+    pub fn create_interest(&self, requestor: &Requestor, desired_access: u32) -> CreateInterest {
         let record = self.has(SensorConfig::REPORT_CREATES);
-        let writes = self.has(SensorConfig::REPORT_WRITES);
+        let writes = self.has(SensorConfig::REPORT_WRITES) && opens_for_writing(desired_access);
         if !(record || writes) || self.is_consumer(requestor) {
             return CreateInterest::default();
         }
@@ -354,7 +369,12 @@ impl Sensor {
         if facts.directory {
             rec.flags.insert(RecordFlags::DIRECTORY);
         }
-        if facts.record && (succeeded || self.has(SensorConfig::REPORT_FAILED_CREATES)) {
+        // STATUS_REPARSE (#11): nothing was opened and nothing failed; the I/O manager reissues
+        // the create on the link's target (`nf-fltkernel-fltcancelfileopen`, Note), and that
+        // create is reported on its own. So it is never recorded, as success or as failure.
+        let reparse = facts.status == STATUS_REPARSE;
+        if facts.record && !reparse && (succeeded || self.has(SensorConfig::REPORT_FAILED_CREATES))
+        {
             self.enqueue(&rec);
         }
         StoredName {
@@ -484,9 +504,16 @@ impl Sensor {
         };
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let protocol_version = u16::try_from(self.consumer_protocol.load(Ordering::Relaxed))
+            .unwrap_or(fsense_proto::MIN_PROTOCOL_VERSION);
         Health {
-            protocol_version: u16::try_from(self.consumer_protocol.load(Ordering::Relaxed))
-                .unwrap_or(fsense_proto::MIN_PROTOCOL_VERSION),
+            protocol_version,
+            // Only a consumer that negotiated protocol 3 reads it (older layouts have no room).
+            load_id: if protocol_version >= fsense_proto::LOAD_ID_SINCE {
+                self.load_id.load(Ordering::Relaxed)
+            } else {
+                0
+            },
             driver_version: DRIVER_VERSION,
             config_version: self.config_version.load(Ordering::Relaxed),
             build_id: BUILD_ID,

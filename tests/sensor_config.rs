@@ -9,6 +9,9 @@ use fsense_proto::{
     BatchWriter, ControlReply, MAX_BATCH_BYTES, Message, RecordFlags, ReplyKind, SensorConfig,
 };
 
+/// `FILE_WRITE_DATA`: an open that can write.
+const FILE_WRITE_DATA: u32 = 0x2;
+
 fn configure(flags: u32) {
     let reply = ControlReply {
         kind: ReplyKind::SetConfig,
@@ -44,7 +47,7 @@ fn decisions_per_configuration() {
     // in pre-create.
     configure(SensorConfig::REPORT_WRITES);
     assert_eq!(
-        SENSOR.create_interest(&requestor()),
+        SENSOR.create_interest(&requestor(), FILE_WRITE_DATA),
         CreateInterest {
             post: true,
             record: false,
@@ -103,7 +106,7 @@ fn decisions_per_configuration() {
     // Creates and failed creates reported: the opened name is taken in pre-create.
     configure(SensorConfig::DEFAULT.flags);
     assert_eq!(
-        SENSOR.create_interest(&requestor()),
+        SENSOR.create_interest(&requestor(), FILE_WRITE_DATA),
         CreateInterest {
             post: true,
             record: true,
@@ -111,10 +114,19 @@ fn decisions_per_configuration() {
         }
     );
     assert!(SENSOR.reports_creates());
+    // H5 (third driver review): writes only, and the open cannot write (FILE_READ_DATA |
+    // SYNCHRONIZE): no post-create, so no normalized-name query for it.
+    configure(SensorConfig::REPORT_WRITES);
+    assert_eq!(
+        SENSOR.create_interest(&requestor(), 0x0010_0001),
+        CreateInterest::default(),
+        "a read-only open asked for post-create (and its name query) with creates off"
+    );
+
     // Failed creates without creates: nothing to record, so no name query in pre-create.
     configure(SensorConfig::REPORT_WRITES | SensorConfig::REPORT_FAILED_CREATES);
     assert_eq!(
-        SENSOR.create_interest(&requestor()),
+        SENSOR.create_interest(&requestor(), FILE_WRITE_DATA),
         CreateInterest {
             post: true,
             record: false,
@@ -124,7 +136,7 @@ fn decisions_per_configuration() {
     // Nothing reported: no post-create at all.
     configure(0);
     assert_eq!(
-        SENSOR.create_interest(&requestor()),
+        SENSOR.create_interest(&requestor(), FILE_WRITE_DATA),
         CreateInterest::default()
     );
 

@@ -19,6 +19,9 @@ use fsense_proto::{
     SensorConfig,
 };
 
+/// `FILE_WRITE_DATA`: an open that can write.
+const FILE_WRITE_DATA: u32 = 0x2;
+
 /// `SENSOR` is one static: tests take turns.
 static TURN: Mutex<()> = Mutex::new(());
 
@@ -226,32 +229,64 @@ fn a_consumer_needs_a_hello_we_can_speak() {
         Err(RefusedHello)
     );
     // A refused consumer is not excluded: its I/O is still reported.
-    assert!(SENSOR.create_interest(&requestor(40)).record);
+    assert!(
+        SENSOR
+            .create_interest(&requestor(40), FILE_WRITE_DATA)
+            .record
+    );
     assert_eq!(
         SENSOR.accept_consumer(Some(&Hello::current().encode()), 40),
         Ok(())
     );
-    assert!(!SENSOR.create_interest(&requestor(40)).record);
+    assert!(
+        !SENSOR
+            .create_interest(&requestor(40), FILE_WRITE_DATA)
+            .record
+    );
 }
 
 #[test]
 fn the_consumers_own_io_is_skipped_and_counted() {
     let _turn = fresh(64, None);
     // No consumer yet: nobody is excluded, pid 0 included.
-    assert!(SENSOR.create_interest(&requestor(0)).record);
+    assert!(
+        SENSOR
+            .create_interest(&requestor(0), FILE_WRITE_DATA)
+            .record
+    );
     assert!(SENSOR.wants_write(&requestor(0), false));
     SENSOR
         .accept_consumer(Some(&Hello::current().encode()), 40)
         .unwrap();
-    assert!(!SENSOR.create_interest(&requestor(40)).record);
+    assert!(
+        !SENSOR
+            .create_interest(&requestor(40), FILE_WRITE_DATA)
+            .record
+    );
     assert!(!SENSOR.wants_write(&requestor(40), false));
-    assert!(SENSOR.create_interest(&requestor(41)).record);
+    assert!(
+        SENSOR
+            .create_interest(&requestor(41), FILE_WRITE_DATA)
+            .record
+    );
     assert!(SENSOR.wants_write(&requestor(41), false));
-    assert!(SENSOR.create_interest(&requestor(0)).record);
+    assert!(
+        SENSOR
+            .create_interest(&requestor(0), FILE_WRITE_DATA)
+            .record
+    );
     assert_eq!(SENSOR.health(1).self_excluded, 2);
     SENSOR.consumer_gone();
-    assert!(SENSOR.create_interest(&requestor(40)).record);
-    assert!(SENSOR.create_interest(&requestor(0)).record);
+    assert!(
+        SENSOR
+            .create_interest(&requestor(40), FILE_WRITE_DATA)
+            .record
+    );
+    assert!(
+        SENSOR
+            .create_interest(&requestor(0), FILE_WRITE_DATA)
+            .record
+    );
     assert_eq!(SENSOR.health(2).self_excluded, 2);
 }
 
@@ -260,12 +295,12 @@ fn config_flags_decide_what_is_reported() {
     let _turn = fresh(64, None);
     let r = requestor(9);
     // Default: creates and writes, not paging I/O.
-    assert!(SENSOR.create_interest(&r).record);
+    assert!(SENSOR.create_interest(&r, FILE_WRITE_DATA).record);
     assert!(SENSOR.wants_write(&r, false));
     assert!(!SENSOR.wants_write(&r, true));
 
     set_config(SensorConfig::REPORT_WRITES, 100, 1);
-    assert!(!SENSOR.create_interest(&r).record);
+    assert!(!SENSOR.create_interest(&r, FILE_WRITE_DATA).record);
     assert!(SENSOR.wants_write(&r, false));
     assert!(!SENSOR.wants_write(&r, true));
 
@@ -283,7 +318,7 @@ fn config_flags_decide_what_is_reported() {
         100,
         3,
     );
-    assert!(SENSOR.create_interest(&r).record);
+    assert!(SENSOR.create_interest(&r, FILE_WRITE_DATA).record);
     assert!(!SENSOR.wants_write(&r, false));
     assert!(!SENSOR.wants_write(&r, true));
     let h = SENSOR.health(5);
@@ -329,7 +364,11 @@ fn replies_apply_only_to_their_own_poll() {
     assert_eq!(h.acked_sequence, 10);
     assert_eq!(h.config_version, 0);
     assert_eq!(h.sensor_flags, SensorConfig::DEFAULT.flags);
-    assert!(SENSOR.create_interest(&requestor(3)).record);
+    assert!(
+        SENSOR
+            .create_interest(&requestor(3), FILE_WRITE_DATA)
+            .record
+    );
 }
 
 #[test]
@@ -542,6 +581,9 @@ fn health_reports_the_queue_and_the_counters() {
         .counters
         .batches_sent
         .store(2, std::sync::atomic::Ordering::Relaxed);
+    SENSOR
+        .accept_consumer(Some(&Hello::current().encode()), 99)
+        .unwrap();
     let h = SENSOR.health(42);
     assert_eq!(h.poll_id, 42);
     assert_eq!(h.protocol_version, PROTOCOL_VERSION);
@@ -556,8 +598,8 @@ fn health_reports_the_queue_and_the_counters() {
     assert_eq!((h.events_sent, h.batches_sent), (5, 2));
     // Health is encodable as the worker sends it.
     let mut buf = [0u8; Health::LEN];
-    h.encode(&mut buf).unwrap();
-    assert_eq!(Health::decode(&buf), Ok(h));
+    let n = h.encode(&mut buf).unwrap();
+    assert_eq!(Health::decode(&buf[..n]), Ok(h));
 
     // A new load starts from zero.
     drop(_turn);
@@ -581,10 +623,18 @@ fn a_new_load_forgets_the_previous_consumer_and_config() {
         .accept_consumer(Some(&Hello::current().encode()), 40)
         .unwrap();
     set_config(SensorConfig::REPORT_WRITES, 10, 4);
-    assert!(!SENSOR.create_interest(&requestor(41)).record);
+    assert!(
+        !SENSOR
+            .create_interest(&requestor(41), FILE_WRITE_DATA)
+            .record
+    );
     drop(_turn);
     let _turn = fresh(64, None);
-    assert!(SENSOR.create_interest(&requestor(40)).record);
+    assert!(
+        SENSOR
+            .create_interest(&requestor(40), FILE_WRITE_DATA)
+            .record
+    );
     let h = SENSOR.health(0);
     assert_eq!(h.config_version, 0);
     assert_eq!(h.sensor_flags, SensorConfig::DEFAULT.flags);
@@ -640,4 +690,63 @@ fn a_worker_whose_buffer_was_removed_does_nothing() {
     delivery::run_worker();
     SENSOR.record_write(&write(2), &[], &[]);
     assert_eq!(SENSOR.health(0).events_generated, 1);
+}
+
+/// N6 (third driver review): every load has its own identity in health, so a consumer never
+/// takes a reload for the old load, however many events the new load has counted. Only a
+/// consumer that negotiated protocol 3 gets it (older health layouts have no room).
+#[test]
+fn each_load_reports_its_own_load_id() {
+    let first = {
+        let _turn = fresh(64, None);
+        SENSOR
+            .accept_consumer(Some(&Hello::current().encode()), 77)
+            .unwrap();
+        SENSOR.health(1)
+    };
+    let second = {
+        let _turn = fresh(64, None);
+        SENSOR
+            .accept_consumer(Some(&Hello::current().encode()), 77)
+            .unwrap();
+        SENSOR.health(1)
+    };
+    assert_eq!(first.protocol_version, PROTOCOL_VERSION);
+    assert_ne!(first.load_id, 0);
+    assert_ne!(second.load_id, 0);
+    assert_ne!(first.load_id, second.load_id, "a reload reused the load id");
+    let mut buf = [0u8; Health::LEN];
+    assert_eq!(second.encode(&mut buf), Ok(Health::LEN));
+    assert_eq!(Health::decode(&buf), Ok(second));
+
+    // A protocol 2 consumer gets the 136-byte layout, without the id.
+    let _turn = fresh(64, None);
+    let old = Hello {
+        min_version: 1,
+        max_version: 2,
+    };
+    SENSOR.accept_consumer(Some(&old.encode()), 77).unwrap();
+    let h = SENSOR.health(1);
+    assert_eq!((h.protocol_version, h.load_id), (2, 0));
+    assert_eq!(h.encode(&mut buf), Ok(Health::LEN_BEFORE_LOAD_ID));
+}
+
+/// #11 (third driver review): a create that returned STATUS_REPARSE opened nothing (the I/O
+/// manager reissues it on the link's target, which is reported itself). It is never recorded:
+/// not as a success (the consumer rendered 0x104 as "Success"), not as a failed create.
+#[test]
+fn a_reparse_is_never_recorded() {
+    let _turn = fresh(64, None);
+    set_config(SensorConfig::DEFAULT.flags, 32_767, 5);
+    assert!(SENSOR.reports_creates());
+    let path = utf16(r"\Device\HarddiskVolume3\link");
+    SENSOR.record_create(&create(1, 0x0000_0104, 0x2), &path, &[]);
+    assert_eq!(
+        SENSOR.health(0).events_generated,
+        0,
+        "a reparse was recorded"
+    );
+    SENSOR.record_create(&create(1, 0, 0x2), &path, &[]);
+    SENSOR.record_create(&create(1, -1_073_741_772, 0x2), &path, &[]);
+    assert_eq!(SENSOR.health(0).events_generated, 2);
 }

@@ -113,6 +113,115 @@ fn failed_loads_unwind_exactly() {
     assert_passes(ConsumerMode::Normal, 500, 256);
 }
 
+/// N1 (third driver review): the worker's thread is referenced with the kernel's thread type,
+/// `PsThreadType`'s value, not the first field of that type (one load too many). With the
+/// simulator exporting the variable as ntoskrnl has it (rule S1), the old extra dereference
+/// fails the load with OBJECT_TYPE_MISMATCH.
+#[test]
+fn the_worker_is_referenced_with_the_kernel_thread_type() {
+    let report = run(ConsumerMode::Normal, 200, 256);
+    let found: Vec<_> = report
+        .verifier_violations
+        .iter()
+        .filter(|v| v.starts_with("OBJECT_TYPE"))
+        .collect();
+    assert!(found.is_empty(), "{found:?}");
+    assert_eq!(report.failures(), Vec::<String>::new());
+}
+
+/// #14 / baseline S-d (third driver review): the delivery worker wakes on work (the queue
+/// signals its event on empty -> non-empty) and for the health period, not 20 times a second.
+/// A trickle of 10 operations per second for about 2 s: the old 50 ms idle wait timed out
+/// about 18 times a second.
+#[test]
+fn an_idle_worker_wakes_on_work_not_on_a_timer() {
+    let config = SimConfig {
+        events: 20,
+        threads: 1,
+        queue_capacity: 256,
+        consumer: ConsumerMode::Normal,
+        seed: 3,
+    };
+    let tuning = Tuning {
+        rate_per_s: 10,
+        ..Tuning::default()
+    };
+    let started = Instant::now();
+    let report = fsense_fltsim::run_tuned(&config, &tuning, &mut |_| {});
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(report.failures(), Vec::<String>::new(), "{report:#?}");
+    assert!(
+        seconds >= 1.0,
+        "the run was too short to tell ({seconds:.2} s)"
+    );
+    // One timed-out wait per health period (1 s) at most, plus the first and the last.
+    let bound = seconds.ceil() as u64 + 2;
+    assert!(
+        report.event_wait_timeouts <= bound,
+        "{} timed-out waits in {seconds:.2} s (bound {bound})",
+        report.event_wait_timeouts
+    );
+}
+
+/// N4 (third driver review): the health period runs on interrupt time. The simulated system
+/// clock is set back an hour once the first health arrived (rule S5); periodic health must keep
+/// coming (on system time, none would for an hour).
+#[test]
+fn health_keeps_its_period_when_the_system_clock_is_set_back() {
+    let config = SimConfig {
+        events: 30,
+        threads: 1,
+        queue_capacity: 256,
+        consumer: ConsumerMode::Normal,
+        seed: 4,
+    };
+    let tuning = Tuning {
+        rate_per_s: 10,
+        ..Tuning::default()
+    };
+    let mut healths_after_step = 0u32;
+    let mut stepped = false;
+    let report = fsense_fltsim::run_tuned(&config, &tuning, &mut |bytes| {
+        if let Ok(Message::Health(_)) = Message::decode(bytes) {
+            if stepped {
+                healths_after_step += 1;
+            } else {
+                fsense_fltsim::ffi::set_system_clock_back(std::time::Duration::from_secs(3600));
+                stepped = true;
+            }
+        }
+    });
+    assert_eq!(report.failures(), Vec::<String>::new(), "{report:#?}");
+    assert!(stepped, "no health arrived");
+    // About 2.7 s of run after the first health: two periodic healths and the final one.
+    assert!(
+        healths_after_step >= 2,
+        "{healths_after_step} health messages after the clock was set back"
+    );
+}
+
+/// #14 (third driver review): a fast I/O write whose fast path a filter below disallows reaches
+/// pre- and post-write with STATUS_FLT_DISALLOW_FAST_IO, then again as the IRP the I/O manager
+/// reissues (`ifs/disallowing-a-fast-i-o-operation-in-a-preoperation-callback-routine`). The
+/// plan makes one write in seven such a fallback; the consumer sees each write once
+/// (DELIVERY_DUPLICATE otherwise).
+#[test]
+fn a_fast_io_write_that_falls_back_to_an_irp_is_counted_once() {
+    let report = run(ConsumerMode::Normal, 3000, 8192);
+    let duplicates: Vec<_> = report
+        .verifier_violations
+        .iter()
+        .filter(|v| v.starts_with("DELIVERY_DUPLICATE"))
+        .collect();
+    assert!(
+        duplicates.is_empty(),
+        "{} duplicates: {:?}",
+        duplicates.len(),
+        duplicates.first()
+    );
+    assert_eq!(report.failures(), Vec::<String>::new());
+}
+
 /// Defect 3: if the worker thread cannot be referenced, DriverEntry waits for it on its handle
 /// before freeing anything (the image must not be unmapped under a running thread).
 #[test]

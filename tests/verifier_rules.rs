@@ -191,6 +191,31 @@ fn reference_with_the_wrong_object_type() {
     });
 }
 
+/// S1 (docs/simulator.md): `PsThreadType` is the kernel's `POBJECT_TYPE` variable itself. Its
+/// value is the type to pass; reading one level deeper (the type's first field, N1 of the third
+/// driver review) is a mismatch, as it is on Windows with the `otl` global flag.
+#[test]
+fn reference_with_the_thread_type_read_one_level_too_deep() {
+    let variable: *const *mut c_void = ptr::from_ref(&ffi::PsThreadType).cast();
+    // SAFETY: (test) the simulator's exported variable is one aligned pointer to the type.
+    let thread_type = unsafe { *variable };
+    // SAFETY: (test) the type is an aligned, 16-byte static; its first field is a pointer.
+    let first_field = unsafe { *thread_type.cast::<*mut c_void>() };
+    assert_ne!(first_field, thread_type);
+    let mut object = ptr::null_mut();
+    // SAFETY: (test) a valid out pointer; the type is compared by address only.
+    fires("OBJECT_TYPE_MISMATCH", || unsafe {
+        ffi::ObReferenceObjectByHandle(
+            ptr::null_mut(),
+            0x0010_0000,
+            first_field,
+            0,
+            &mut object,
+            ptr::null_mut(),
+        );
+    });
+}
+
 #[test]
 fn waiting_on_a_handle_that_is_not_a_thread() {
     // SAFETY: (test) the simulator only looks the handle up.

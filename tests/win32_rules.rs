@@ -121,6 +121,61 @@ fn a_clean_session_has_no_findings() {
     assert_eq!(found, Vec::<String>::new());
 }
 
+/// S2 / N5 (third driver review): `FILTER_MESSAGE_HEADER.ReplyLength` is "the length, in bytes,
+/// of the expected reply, including the FILTER_REPLY_HEADER header"
+/// (`ns-fltuserstructures-_filter_message_header`): for the driver's 40-byte health reply
+/// buffer, 56. Batches expect no reply: 0.
+#[test]
+fn reply_length_includes_the_reply_header() {
+    let seen = std::sync::Mutex::new(Vec::new());
+    let found = findings_of(|| {
+        connected(|h| {
+            let mut buffer = vec![0u64; 2 + fsense_proto::MAX_MESSAGE_BYTES / 8];
+            // SAFETY: (test) an OVERLAPPED and buffer that outlive each receive (each completes
+            // before the next is posted).
+            unsafe {
+                let completion = CreateIoCompletionPort(h, ptr::null_mut(), 7, 1);
+                for _ in 0..64 {
+                    let mut ov: OVERLAPPED = std::mem::zeroed();
+                    let size = (buffer.len() * 8) as u32;
+                    assert_eq!(
+                        FilterGetMessage(h, buffer.as_mut_ptr().cast(), size, &mut ov),
+                        IO_PENDING
+                    );
+                    let (mut n, mut key, mut done) = (0u32, 0usize, ptr::null_mut());
+                    if GetQueuedCompletionStatus(completion, &mut n, &mut key, &mut done, 5000) != 1
+                    {
+                        CancelIoEx(h, &ov);
+                        break;
+                    }
+                    let header = buffer.as_ptr().cast::<FILTER_MESSAGE_HEADER>().read();
+                    let body = std::slice::from_raw_parts(
+                        buffer.as_ptr().cast::<u8>().add(16),
+                        (n as usize).saturating_sub(16),
+                    );
+                    let is_health =
+                        body.get(..4) == Some(&fsense_proto::Health::MAGIC.to_le_bytes()[..]);
+                    seen.lock().unwrap().push((is_health, header.ReplyLength));
+                    if is_health {
+                        break;
+                    }
+                }
+                CloseHandle(completion);
+            }
+        })
+    });
+    let seen = seen.into_inner().unwrap();
+    assert!(
+        seen.iter().any(|&(health, _)| health),
+        "no health message: {seen:?} {found:?}"
+    );
+    let expected =
+        (fsense_proto::ControlReply::LEN + std::mem::size_of::<FILTER_REPLY_HEADER>()) as u32;
+    for (health, reply_length) in seen {
+        assert_eq!(reply_length, if health { expected } else { 0 });
+    }
+}
+
 #[test]
 fn a_second_connection_meets_the_limit() {
     let found = findings_of(|| {

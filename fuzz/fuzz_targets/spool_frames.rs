@@ -1,5 +1,6 @@
 //! The NATS sink's spool reader on hostile segment files: never a panic, only intact frames are
-//! returned, and what is returned re-encodes to exactly the bytes it was read from.
+//! returned, and what is returned re-encodes to exactly the bytes it was read from; the search
+//! for intact frames past damage (`frame::resync`) finds only intact, non-overlapping frames.
 #![no_main]
 
 use fsense::output::sink::frame::{self, MAX_ID, MAX_PAYLOAD};
@@ -18,6 +19,15 @@ fn check(bytes: &[u8]) {
     assert_eq!(scan.frames, frames);
     assert!(scan.good_len <= bytes.len());
     assert_eq!(&again[..], &bytes[..scan.good_len]);
+    let mut end = 0;
+    frame::resync(bytes, |at, len| {
+        assert!(at >= end && at + len <= bytes.len());
+        assert!(matches!(
+            frame::parse(&bytes[at..]),
+            Ok(frame::Parsed::Frame { len: l, .. }) if l == len
+        ));
+        end = at + len;
+    });
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -162,6 +162,11 @@ impl<'a> CallbackData<'a> {
         self.iopb.TargetInstance
     }
 
+    /// A fast I/O operation (`FLTFL_CALLBACK_DATA_FAST_IO_OPERATION`), not an IRP.
+    pub fn is_fast_io(&self) -> bool {
+        self.data.Flags & FLTFL_CALLBACK_DATA_FAST_IO_OPERATION != 0
+    }
+
     /// Final status (post-operation only).
     pub fn status(&self) -> NTSTATUS {
         // SAFETY: IO_STATUS_BLOCK's union holds Status for completed operations; reading an i32

@@ -48,13 +48,13 @@ use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
     FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK,
     FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_REGISTRATION, FLT_REGISTRATION_VERSION,
     FLT_RELATED_OBJECTS, FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLT_STREAM_CONTEXT,
-    FLTFL_POST_OPERATION_DRAINING, FltAllocateContext, FltBuildDefaultSecurityDescriptor,
-    FltCloseClientPort, FltCloseCommunicationPort, FltCreateCommunicationPort,
-    FltFreeSecurityDescriptor, FltGetFileNameInformation, FltGetRequestorProcess,
-    FltGetRequestorProcessId, FltGetStreamContext, FltIsDirectory, FltParseFileNameInformation,
-    FltRegisterFilter, FltReleaseContext, FltReleaseFileNameInformation, FltSendMessage,
-    FltSetStreamContext, FltStartFiltering, FltUnregisterFilter, IRP_MJ_OPERATION_END,
-    PFLT_CONTEXT, PFLT_PORT,
+    FLTFL_CALLBACK_DATA_FAST_IO_OPERATION, FLTFL_POST_OPERATION_DRAINING, FltAllocateContext,
+    FltBuildDefaultSecurityDescriptor, FltCloseClientPort, FltCloseCommunicationPort,
+    FltCreateCommunicationPort, FltFreeSecurityDescriptor, FltGetFileNameInformation,
+    FltGetRequestorProcess, FltGetRequestorProcessId, FltGetStreamContext, FltIsDirectory,
+    FltParseFileNameInformation, FltRegisterFilter, FltReleaseContext,
+    FltReleaseFileNameInformation, FltSendMessage, FltSetStreamContext, FltStartFiltering,
+    FltUnregisterFilter, IRP_MJ_OPERATION_END, PFLT_CONTEXT, PFLT_PORT,
 };
 use windows_sys::Wdk::System::SystemServices::{
     DriverRegKeyParameters, IRP_MJ_CREATE, IRP_MJ_WRITE, IRP_PAGING_IO, IoOpenDriverRegistryKey,
@@ -118,6 +118,10 @@ pub mod status {
     pub const CONNECTION_REFUSED: NTSTATUS = 0xC000_0236_u32 as i32;
     pub const FLT_DO_NOT_ATTACH: NTSTATUS = 0xC01C_000F_u32 as i32;
     pub const FLT_CONTEXT_ALREADY_DEFINED: NTSTATUS = 0xC01C_0002_u32 as i32;
+    /// The status a fast I/O operation's post-operation callbacks see when a filter below
+    /// disallowed the fast path; the I/O manager may reissue it as an IRP
+    /// (`ifs/disallowing-a-fast-i-o-operation-in-a-preoperation-callback-routine`).
+    pub const FLT_DISALLOW_FAST_IO: NTSTATUS = 0xC01C_0004_u32 as i32;
     /// A success code that means the open was not done and must be reissued (a symbolic link,
     /// junction or mount point was traversed): `nf-fltkernel-fltcancelfileopen`, Note.
     pub const REPARSE: NTSTATUS = 0x0000_0104;

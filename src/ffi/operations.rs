@@ -11,19 +11,29 @@ pub(super) unsafe extern "system" fn pre_create(
     let Ok(data) = (unsafe { CallbackData::from_raw(data, IRP_MJ_CREATE) }) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
-    let interest = sensor::SENSOR.create_interest(&data.requestor());
+    // No completion slot, no post-create: post_create reads the slot, so it must be ours.
+    if completion.is_null() || !completion.is_aligned() {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
+    let desired_access = data.create_params().map_or(0, |p| p.desired_access);
+    let interest = sensor::SENSOR.create_interest(&data.requestor(), desired_access);
     if !interest.post {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
-    if interest.name_in_pre && !completion.is_null() && completion.is_aligned() {
+    // Always written before WITH_CALLBACK: the DDI calls the context optional and promises no
+    // NULL on entry (`nc-fltkernel-pflt_pre_operation_callback`, CompletionContext), and
+    // post_create releases any non-NULL value as a name reference.
+    let mut context = ptr::null_mut();
+    if interest.name_in_pre {
         // The opened name, in case the create fails: documented here, not in post-create.
         if let Ok(name) = NameInfo::query(&data, true) {
-            // SAFETY: non-null, aligned out pointer from the Filter Manager; post_create takes
-            // the reference back exactly once (it always runs after WITH_CALLBACK, draining
-            // included).
-            unsafe { *completion = name.into_raw() };
+            context = name.into_raw();
         }
     }
+    // SAFETY: non-null, aligned out pointer from the Filter Manager; post_create takes the
+    // reference (if any) back exactly once (it always runs after WITH_CALLBACK, draining
+    // included).
+    unsafe { *completion = context };
     FLT_PREOP_SUCCESS_WITH_CALLBACK
 }
 
@@ -44,13 +54,20 @@ pub(super) unsafe extern "system" fn post_create(
         return FLT_POSTOP_FINISHED_PROCESSING;
     };
     let st = data.status();
-    // STATUS_REPARSE is a success code, but nothing was opened (the samples skip it too).
-    let opened = status::is_success(st) && st != status::REPARSE;
-    let record = sensor::SENSOR.reports_creates();
-    if !opened && !record {
+    // STATUS_REPARSE is a success code, but nothing was opened (the samples skip it too), and
+    // the create is reissued on the target, which is reported itself: nothing to do (#11).
+    if st == status::REPARSE {
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
+    let opened = status::is_success(st);
+    let record = sensor::SENSOR.reports_creates();
     let params = data.create_params().unwrap_or_default();
+    // Not recording: post-create runs only to keep the name of an open that can write. Any
+    // other open needs no name (creates were switched off since pre-create, or never on).
+    let keeps_name = opened && sensor::opens_for_writing(params.desired_access);
+    if !(record || keeps_name) {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
     // An opened file gets its normalized name now; a failed one keeps the opened name taken in
     // pre-create (no name query runs here for a create that did not open anything).
     let name = if opened {
@@ -139,6 +156,12 @@ pub(super) unsafe extern "system" fn post_write(
     let Ok(data) = (unsafe { CallbackData::from_raw(data, IRP_MJ_WRITE) }) else {
         return FLT_POSTOP_FINISHED_PROCESSING;
     };
+    // A fast I/O write whose fast path a filter below disallowed wrote nothing here; the I/O
+    // manager reissues it as an IRP, which reaches pre- and post-write again and is recorded
+    // then (#14: counted once).
+    if data.is_fast_io() && data.status() == status::FLT_DISALLOW_FAST_IO {
+        return FLT_POSTOP_FINISHED_PROCESSING;
+    }
     let (path, volume, truncated) = name
         .as_ref()
         .map_or((&[][..], &[][..], false), StreamName::parts);

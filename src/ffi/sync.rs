@@ -1,4 +1,4 @@
-//! Synchronisation: spin lock, kernel event, system time.
+//! Synchronisation: spin lock, kernel event, system time and interrupt time.
 
 use super::*;
 
@@ -20,6 +20,7 @@ unsafe extern "system" {
         timeout: *const i64,
     ) -> NTSTATUS;
     fn KeQuerySystemTimePrecise(current_time: *mut i64);
+    fn KeQueryUnbiasedInterruptTime() -> u64;
 }
 
 /// A `KSPIN_LOCK` guarding a `T`. Holding it raises IRQL to DISPATCH_LEVEL, so the guarded code
@@ -142,10 +143,21 @@ impl KernelEvent {
     }
 }
 
-/// System time in 100 ns ticks since 1601.
+/// System time in 100 ns ticks since 1601: for record timestamps only. It can be set, and step
+/// back (`nf-wdm-kequeryinterrupttime`: only interrupt time is unaffected by setting the time),
+/// so no interval is measured on it.
 pub fn system_time() -> u64 {
     let mut t: i64 = 0;
     // SAFETY: writes one i64 to a valid local.
     unsafe { KeQuerySystemTimePrecise(&mut t) };
     t.max(0) as u64
+}
+
+/// Running time since boot in 100 ns ticks, for intervals (health period, drain deadline, idle
+/// waits): `KeQueryUnbiasedInterruptTime` is "not affected by operations that set or reset the
+/// system time", pauses while the machine sleeps, and may be called at any IRQL
+/// (`nf-wdm-kequeryunbiasedinterrupttime`; Windows 7 and later).
+pub fn interval_time() -> u64 {
+    // SAFETY: no arguments, callable at any IRQL; returns a count.
+    unsafe { KeQueryUnbiasedInterruptTime() }
 }

@@ -34,29 +34,31 @@ unsafe extern "system" {
     fn ZwWaitForSingleObject(handle: HANDLE, alertable: u8, timeout: *const i64) -> NTSTATUS;
 }
 
-// `PsThreadType` is data (`POBJECT_TYPE *`), imported like the functions. Miri cannot resolve an
-// extern static, so under Miri the type check is skipped (NULL is documented as "no check").
+// `PsThreadType` is data. Inside ntoskrnl it is the variable `POBJECT_TYPE PsThreadType`; C
+// drivers see it through the import slot as `extern POBJECT_TYPE *PsThreadType` and pass
+// `*PsThreadType` (`nf-wdm-obreferenceobjectbyhandle`, ObjectType). rustc marks an extern static
+// of a raw-dylib block dllimport, so this Rust static *is* the kernel variable: reading it loads
+// the import slot, then the variable (two loads, as C's `*PsThreadType`), and gives the
+// POBJECT_TYPE itself. It must not be dereferenced again. Miri cannot resolve an extern static,
+// so under Miri the type check is skipped (NULL is documented as "no check").
 #[cfg(not(miri))]
 #[cfg_attr(
     target_os = "windows",
     link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")
 )]
 unsafe extern "system" {
-    static PsThreadType: *const *mut c_void;
+    static PsThreadType: *mut c_void;
 }
 
-/// `*PsThreadType`: makes `ObReferenceObjectByHandle` check that the handle names a thread.
+/// `*PsThreadType` in C terms: makes `ObReferenceObjectByHandle` check that the handle names a
+/// thread.
 fn thread_object_type() -> *mut c_void {
     #[cfg(not(miri))]
     {
-        // SAFETY: PsThreadType is an ntoskrnl export initialised before any driver loads; it
-        // points to the thread object type, which lives as long as the system.
-        let type_ptr = unsafe { PsThreadType };
-        if type_ptr.is_null() || !type_ptr.is_aligned() {
-            return ptr::null_mut();
-        }
-        // SAFETY: non-null, aligned pointer to the exported POBJECT_TYPE variable.
-        unsafe { *type_ptr }
+        // SAFETY: PsThreadType is an ntoskrnl export initialised before any driver loads; its
+        // value is the thread object type, which lives as long as the system. Reading it is one
+        // load through the import slot; the value is passed on, never dereferenced here.
+        unsafe { PsThreadType }
     }
     #[cfg(miri)]
     ptr::null_mut()

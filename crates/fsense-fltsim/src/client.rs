@@ -46,6 +46,8 @@ pub struct Client<'a> {
     messages: u64,
     healths: u64,
     volume_le: Vec<u8>,
+    /// Operations a record was delivered for: each operation is reported at most once.
+    reported: std::collections::HashSet<usize>,
 }
 
 impl<'a> Client<'a> {
@@ -70,6 +72,7 @@ impl<'a> Client<'a> {
             messages: 0,
             healths: 0,
             volume_le: VOLUME.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+            reported: std::collections::HashSet::new(),
         }
     }
 
@@ -233,6 +236,14 @@ impl<'a> Client<'a> {
             );
             return;
         };
+        if !self.reported.insert(op_id) {
+            // One operation, one record: a fast I/O write that fell back to an IRP reaches the
+            // callbacks twice, and only the IRP wrote anything (#14).
+            violation(
+                "DELIVERY_DUPLICATE",
+                format!("op {op_id} reported twice (record {})", rec.sequence),
+            );
+        }
         let pid = match op {
             PlannedOp::Create(c) => c.pid,
             PlannedOp::Write(w) => w.pid,

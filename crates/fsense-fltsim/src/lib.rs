@@ -158,6 +158,9 @@ pub struct SimReport {
     pub unseen_tail_per_load: Vec<u64>,
     /// Batch messages `FltSendMessage` failed on purpose ([`Tuning::fail_every_nth_batch`]).
     pub injected_send_failures: u64,
+    /// Waits on a kernel event that ended by their timeout, not a signal: what an idle worker
+    /// that polls costs (each is a wake-up with nothing to do).
+    pub event_wait_timeouts: u64,
 }
 
 impl SimReport {
@@ -413,6 +416,8 @@ fn run_with(config: &SimConfig, tuning: &Tuning, consumer: Consumer<'_>, loads: 
     win32::reset();
     let _ = verifier::take_violations();
     let _ = ffi::null_timeouts_seen();
+    let _ = ffi::take_event_wait_timeouts();
+    ffi::reset_system_clock();
     let plan = &plan::Plan::generate(config.events, config.threads, config.seed);
     let mut report = SimReport::default();
     let mut violations = Vec::new();
@@ -716,6 +721,7 @@ fn account_load(
     report.unload_clean &= clean;
     report.unload_ms = report.unload_ms.max(load.unload_ms);
     report.health = health;
+    report.event_wait_timeouts = ffi::take_event_wait_timeouts();
 }
 
 /// Spaces one I/O thread's operations so that all threads together issue `rate` per second.

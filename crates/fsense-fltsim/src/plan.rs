@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+/// The volume name every simulated path starts with.
+pub const VOLUME: &str = "\\Device\\HarddiskVolume3";
+
 /// Process id of the simulated consumer (its own I/O must not be reported).
 pub const CONSUMER_PID: u32 = 7777;
 /// The System process: paging writes come from it.
@@ -82,6 +85,10 @@ pub struct WriteOp {
     pub status: i32,
     pub paging_io: bool,
     pub post_at_dispatch: bool,
+    /// Tried first as a fast I/O write that a filter below disallows: the Filter Manager calls
+    /// post-write with STATUS_FLT_DISALLOW_FAST_IO, then the I/O manager reissues the write as an
+    /// IRP (`ifs/disallowing-a-fast-i-o-operation-in-a-preoperation-callback-routine`).
+    pub fast_io_fallback: bool,
 }
 
 /// One open and the writes through its handle.
@@ -128,7 +135,7 @@ fn utf16(s: &str) -> Vec<u16> {
 }
 
 fn file_spec(i: usize) -> FileSpec {
-    let volume = crate::ffi::VOLUME;
+    let volume = VOLUME;
     let (path, shape) = match i % 16 {
         0 if i == 0 => {
             // The longest path NT allows: 32,767 units.
@@ -291,6 +298,8 @@ impl Plan {
                     },
                     paging_io,
                     post_at_dispatch: rng.chance(50),
+                    // From the op id, not the generator: the rest of the plan stays as it was.
+                    fast_io_fallback: !paging_io && ops.len() % 7 == 3,
                 };
                 ops.push(PlannedOp::Write(w.clone()));
                 writes.push(w);

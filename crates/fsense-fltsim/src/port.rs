@@ -32,6 +32,28 @@ struct State {
     /// Bumped at every disconnect so a waiting sender notices.
     epoch: u64,
     shutdown: bool,
+    /// Senders take the slot in the order they asked for it, as messages queue on a real port:
+    /// without this a sender that loops (the delivery worker) could take the slot every time it
+    /// frees, and another sender (an injected message) would wait out its timeout.
+    next_ticket: u64,
+    serving: u64,
+    /// Tickets whose sender gave up before its turn: skipped when their turn comes.
+    abandoned: Vec<u64>,
+}
+
+impl State {
+    /// The sender holding `ticket` no longer waits for the slot (it took it, or gave up).
+    fn done_waiting(&mut self, ticket: u64) {
+        if self.serving == ticket {
+            self.serving += 1;
+            while let Some(i) = self.abandoned.iter().position(|&t| t == self.serving) {
+                self.abandoned.swap_remove(i);
+                self.serving += 1;
+            }
+        } else {
+            self.abandoned.push(ticket);
+        }
+    }
 }
 
 /// How `send` ended.
@@ -65,6 +87,9 @@ pub static PORT: Port = Port {
         awaiting_reply: None,
         epoch: 0,
         shutdown: false,
+        next_ticket: 0,
+        serving: 0,
+        abandoned: Vec::new(),
     }),
     cv: Condvar::new(),
 };
@@ -135,10 +160,14 @@ impl Port {
             return SendResult::Disconnected { taken: false };
         }
         let epoch = s.epoch;
-        // One message at a time: wait for the slot.
-        while s.slot.is_some() {
+        // One message at a time: wait for the slot, in turn.
+        let ticket = s.next_ticket;
+        s.next_ticket += 1;
+        while s.slot.is_some() || s.serving != ticket {
             let now = Instant::now();
             if now >= deadline || s.shutdown {
+                s.done_waiting(ticket);
+                self.cv.notify_all();
                 return SendResult::TimedOut { taken: false };
             }
             s = match self.cv.wait_timeout(s, deadline - now) {
@@ -146,9 +175,12 @@ impl Port {
                 Err(p) => p.into_inner().0,
             };
             if s.epoch != epoch || !s.connected {
+                s.done_waiting(ticket);
+                self.cv.notify_all();
                 return SendResult::Disconnected { taken: false };
             }
         }
+        s.done_waiting(ticket);
         s.next_id += 1;
         let id = s.next_id;
         s.slot = Some(Pending {

@@ -35,7 +35,7 @@ pub fn callback_clock() -> CallbackClock {
     NOT_WINDOWS_TIME.with(|c| c.set(Duration::ZERO));
     CallbackClock {
         wall: Instant::now(),
-        cpu: crate::ffi::thread_cpu_time(),
+        cpu: crate::ffi::cpu_clock::thread_cpu_time(),
     }
 }
 
@@ -50,7 +50,7 @@ pub fn callback_clock() -> CallbackClock {
 /// takes 50-100 ms, which is what made a callback in `cargo bench --bench driver` "wait" 70-87 ms
 /// after CONTEXT_NOT_REGISTERED; the violation is reported anyway).
 pub fn callback_time(clock: CallbackClock) -> Duration {
-    let spent = match (clock.cpu, crate::ffi::thread_cpu_time()) {
+    let spent = match (clock.cpu, crate::ffi::cpu_clock::thread_cpu_time()) {
         (Some(before), Some(after)) => after.saturating_sub(before),
         _ => clock.wall.elapsed(),
     };

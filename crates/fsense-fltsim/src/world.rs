@@ -102,7 +102,7 @@ pub struct ServerPort {
 pub struct World {
     pub allocations: HashMap<usize, Allocation>,
     /// Name-information structures handed out and not yet released (address -> the boxed data).
-    pub name_infos: HashMap<usize, crate::ffi::NameInfoStorage>,
+    pub name_infos: HashMap<usize, crate::ffi::name_storage::NameInfoStorage>,
     pub contexts: HashMap<usize, Context>,
     /// Stream (FsContext) -> attached context address.
     pub stream_contexts: HashMap<usize, usize>,

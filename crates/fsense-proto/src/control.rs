@@ -7,7 +7,9 @@
 
 use crate::bytes::{Reader, Writer, ensure_capacity};
 use crate::error::{DecodeError, DecodeErrorKind, EncodeError};
-use crate::{CONTENT_VERSION_SINCE, MAX_PATH_UNITS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::{
+    CONTENT_VERSION_SINCE, LOAD_ID_SINCE, MAX_PATH_UNITS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
 
 fn expect_magic(r: &mut Reader<'_>, magic: u32) -> Result<(), DecodeError> {
     let found = r.u32()?;
@@ -322,10 +324,12 @@ impl ControlReply {
 /// The driver's health snapshot, sent in-band periodically; the consumer answers each with a
 /// [`ControlReply`] echoing `poll_id`.
 ///
-/// Layout ([`Health::LEN`] = 136 bytes): magic `FSHL`, u16 protocol version, u16 length (136),
-/// u32 driver version (major << 16 | minor << 8 | patch), u32 config version, 16-byte build id,
-/// then the u64 counters in field order, u32 queue high-water, u32 queue capacity, u32 active
-/// sensor flags, u32 reserved (0).
+/// Layout (protocol 1 and 2: [`Health::LEN_BEFORE_LOAD_ID`] = 136 bytes): magic `FSHL`, u16
+/// protocol version, u16 length (136), u32 driver version (major << 16 | minor << 8 | patch),
+/// u32 config version, 16-byte build id, then the u64 counters in field order, u32 queue
+/// high-water, u32 queue capacity, u32 active sensor flags, u32 reserved (0). Protocol
+/// [`LOAD_ID_SINCE`] (3) and later: [`Health::LEN`] = 144 bytes, length field 144, the same
+/// followed by the u64 load id (a driver never sends 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Health {
     pub protocol_version: u16,
@@ -352,11 +356,27 @@ pub struct Health {
     pub queue_high_water: u32,
     pub queue_capacity: u32,
     pub sensor_flags: u32,
+    /// Which load of the driver sent this (protocol [`LOAD_ID_SINCE`] and later; 0 before).
+    /// Two loads never share one within a boot: a reloaded driver is a new load, whatever its
+    /// counters say, and its sequence numbers and losses are its own.
+    pub load_id: u64,
 }
 
 impl Health {
     pub const MAGIC: u32 = u32::from_le_bytes(*b"FSHL");
-    pub const LEN: usize = 136;
+    /// The largest health message (protocol [`LOAD_ID_SINCE`] and later): size buffers by it.
+    pub const LEN: usize = 144;
+    /// A health message of protocol 1 or 2 (no load id).
+    pub const LEN_BEFORE_LOAD_ID: usize = 136;
+
+    /// The encoded size of a health message of `protocol_version`.
+    pub const fn len_for(protocol_version: u16) -> usize {
+        if protocol_version >= LOAD_ID_SINCE {
+            Self::LEN
+        } else {
+            Self::LEN_BEFORE_LOAD_ID
+        }
+    }
 
     /// Total events lost, for any reason.
     pub fn dropped(&self) -> u64 {
@@ -369,12 +389,21 @@ impl Health {
         (v >> 16, (v >> 8) & 0xff, v & 0xff)
     }
 
+    /// Writes the layout of `protocol_version`; a load id needs protocol [`LOAD_ID_SINCE`].
     pub fn encode(&self, dst: &mut [u8]) -> Result<usize, EncodeError> {
-        ensure_capacity(dst, Self::LEN)?;
+        let len = Self::len_for(self.protocol_version);
+        let with_load_id = len == Self::LEN;
+        if !with_load_id && self.load_id != 0 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "health load id",
+                version: self.protocol_version,
+            });
+        }
+        ensure_capacity(dst, len)?;
         let mut w = Writer::new(dst);
         w.u32(Self::MAGIC)?;
         w.u16(self.protocol_version)?;
-        w.u16(Self::LEN as u16)?;
+        w.u16(len as u16)?;
         w.u32(self.driver_version)?;
         w.u32(self.config_version)?;
         w.put(&self.build_id)?;
@@ -385,6 +414,9 @@ impl Health {
         w.u32(self.queue_capacity)?;
         w.u32(self.sensor_flags)?;
         w.u32(0)?;
+        if with_load_id {
+            w.u64(self.load_id)?;
+        }
         Ok(w.position())
     }
 
@@ -405,17 +437,21 @@ impl Health {
     }
 
     pub fn decode(src: &[u8]) -> Result<Self, DecodeError> {
-        expect_exact_len(src, Self::LEN)?;
+        if src.len() != Self::LEN_BEFORE_LOAD_ID {
+            expect_exact_len(src, Self::LEN)?;
+        }
         let mut r = Reader::new(src, 0);
         expect_magic(&mut r, Self::MAGIC)?;
         let protocol_version = r.u16()?;
         if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&protocol_version) {
             return Err(r.error_at(4, DecodeErrorKind::UnsupportedVersion(protocol_version)));
         }
+        let expected = Self::len_for(protocol_version);
         let len = r.u16()?;
-        if usize::from(len) != Self::LEN {
+        if usize::from(len) != expected {
             return Err(r.error_at(6, DecodeErrorKind::BadHeaderLength(len.into())));
         }
+        expect_exact_len(src, expected)?;
         let driver_version = r.u32()?;
         let config_version = r.u32()?;
         let build_id = r.bytes16()?;
@@ -427,6 +463,7 @@ impl Health {
         let queue_capacity = r.u32()?;
         let sensor_flags = r.u32()?;
         zero_u32(&mut r, "health reserved")?;
+        let load_id = if expected == Self::LEN { r.u64()? } else { 0 };
         r.finish()?;
         let [
             poll_id,
@@ -460,6 +497,7 @@ impl Health {
             queue_high_water,
             queue_capacity,
             sensor_flags,
+            load_id,
         })
     }
 }
@@ -516,6 +554,7 @@ mod tests {
     fn health_round_trips() {
         let h = Health {
             protocol_version: PROTOCOL_VERSION,
+            load_id: 7,
             driver_version: 0x0001_0200,
             events_generated: 10,
             dropped_send: 3,

@@ -92,6 +92,8 @@ pub enum EncodeError {
     OddUtf16Length(usize),
     /// A record's sequence number does not follow the previous one in the batch.
     SequenceNotIncreasing { previous: u64, found: u64 },
+    /// A field set that the message's protocol version has no place for.
+    FieldNotInVersion { field: &'static str, version: u16 },
 }
 
 impl fmt::Display for EncodeError {
@@ -104,6 +106,9 @@ impl fmt::Display for EncodeError {
             Self::OddUtf16Length(n) => write!(f, "UTF-16 string of odd byte length {n}"),
             Self::SequenceNotIncreasing { previous, found } => {
                 write!(f, "sequence number {found} does not follow {previous}")
+            }
+            Self::FieldNotInVersion { field, version } => {
+                write!(f, "{field} is set but protocol {version} does not carry it")
             }
         }
     }

@@ -31,12 +31,16 @@ pub use seq::{GapReport, SeqTracker};
 
 /// The protocol version this build speaks. Bumped on any incompatible change of a layout below.
 /// Version 2 adds the consumer's content version to its acks ([`ControlReply::content_version`]);
-/// a driver reports the version it negotiated with the connected consumer in its [`Health`].
-pub const PROTOCOL_VERSION: u16 = 2;
+/// version 3 adds the driver's per-load identity to its health ([`Health::load_id`]). A driver
+/// reports the version it negotiated with the connected consumer in its [`Health`], and lays the
+/// health out for that version.
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The oldest protocol version this build can still decode.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 /// The first protocol version whose driver accepts [`ControlReply::content_version`].
 pub const CONTENT_VERSION_SINCE: u16 = 2;
+/// The first protocol version whose [`Health`] carries [`Health::load_id`] (144 bytes, not 136).
+pub const LOAD_ID_SINCE: u16 = 3;
 
 /// Longest path a record can carry, in UTF-16 units (the NT limit for a full path).
 pub const MAX_PATH_UNITS: usize = 32_767;

@@ -4,8 +4,8 @@ mod common;
 
 use common::config;
 use fsense_proto::{
-    CONTENT_VERSION_SINCE, ControlReply, DecodeErrorKind, Health, Hello, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION, ReplyKind, SensorConfig,
+    CONTENT_VERSION_SINCE, ControlReply, DecodeErrorKind, EncodeError, Health, Hello,
+    LOAD_ID_SINCE, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ReplyKind, SensorConfig,
 };
 use proptest::prelude::*;
 
@@ -19,15 +19,18 @@ fn valid_config() -> impl Strategy<Value = SensorConfig> {
     )
 }
 
+/// A health of any protocol version this build speaks, with a load id where the version has one.
 fn health() -> impl Strategy<Value = Health> {
     (
         (any::<u32>(), any::<u32>(), any::<[u8; 16]>()),
         any::<[u64; 11]>(),
         (any::<u32>(), any::<u32>(), any::<u32>()),
+        (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION, any::<u64>()),
     )
         .prop_map(
-            |((driver_version, config_version, build_id), c, (high, cap, flags))| Health {
-                protocol_version: PROTOCOL_VERSION,
+            |((driver_version, config_version, build_id), c, (high, cap, flags), (v, id))| Health {
+                protocol_version: v,
+                load_id: if v >= LOAD_ID_SINCE { id } else { 0 },
                 driver_version,
                 config_version,
                 build_id,
@@ -294,32 +297,57 @@ proptest! {
     #[test]
     fn health_round_trips(h in health()) {
         let mut buf = [0u8; Health::LEN];
-        prop_assert_eq!(h.encode(&mut buf), Ok(Health::LEN));
+        let n = Health::len_for(h.protocol_version);
+        prop_assert_eq!(h.encode(&mut buf), Ok(n));
+        prop_assert_eq!(n == Health::LEN, h.protocol_version >= LOAD_ID_SINCE);
         prop_assert_eq!(&buf[..4], b"FSHL");
-        prop_assert_eq!(Health::decode(&buf), Ok(h));
+        prop_assert_eq!(Health::decode(&buf[..n]), Ok(h));
         prop_assert_eq!(h.dropped(), h.dropped_queue_full.saturating_add(h.dropped_send));
     }
 
     #[test]
     fn health_version_length_and_reserved_are_checked(h in health(), v in any::<u16>()) {
-        let mut buf = [0u8; Health::LEN];
-        h.encode(&mut buf).unwrap();
-        let mut b = buf;
+        let mut whole = [0u8; Health::LEN];
+        let n = h.encode(&mut whole).unwrap();
+        let buf = &whole[..n];
+        let mut b = buf.to_vec();
         b[4..6].copy_from_slice(&v.to_le_bytes());
         if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&v) {
             let e = Health::decode(&b).unwrap_err();
             prop_assert_eq!((e.kind, e.offset), (DecodeErrorKind::UnsupportedVersion(v), 4));
         }
-        let mut b = buf;
+        let mut b = buf.to_vec();
         b[6..8].copy_from_slice(&v.to_le_bytes());
-        if usize::from(v) != Health::LEN {
+        if usize::from(v) != n {
             let e = Health::decode(&b).unwrap_err();
             prop_assert_eq!((e.kind, e.offset), (DecodeErrorKind::BadHeaderLength(v.into()), 6));
         }
-        let mut b = buf;
-        b[Health::LEN - 1] = (v as u8) | 1;
+        // The reserved u32 sits at 132 in both layouts (the load id follows it in protocol 3).
+        let mut b = buf.to_vec();
+        b[135] = (v as u8) | 1;
         let e = Health::decode(&b).unwrap_err();
-        prop_assert_eq!(e.offset, Health::LEN - 4);
+        prop_assert_eq!(e.offset, 132);
+    }
+
+    /// N6 (third driver review): the load id is data in protocol 3 (any value round-trips, and
+    /// two loads' healths differ in it alone), and a protocol 1 or 2 health cannot carry one:
+    /// an older consumer's decoder would refuse the bytes.
+    #[test]
+    fn the_load_id_is_carried_from_protocol_3_only(h in health(), id in 1u64.., v in MIN_PROTOCOL_VERSION..LOAD_ID_SINCE) {
+        let mut buf = [0u8; Health::LEN];
+        let new_load = Health { protocol_version: LOAD_ID_SINCE, load_id: id, ..h };
+        prop_assert_eq!(new_load.encode(&mut buf), Ok(Health::LEN));
+        prop_assert_eq!(&buf[Health::LEN - 8..], &id.to_le_bytes()[..]);
+        prop_assert_eq!(Health::decode(&buf).map(|d| d.load_id), Ok(id));
+        let other_load = Health { load_id: id.wrapping_add(1), ..new_load };
+        let mut other = [0u8; Health::LEN];
+        other_load.encode(&mut other).unwrap();
+        prop_assert_ne!(Health::decode(&other), Health::decode(&buf));
+        let old = Health { protocol_version: v, load_id: id, ..h };
+        prop_assert_eq!(
+            old.encode(&mut buf),
+            Err(EncodeError::FieldNotInVersion { field: "health load id", version: v })
+        );
     }
 
     #[test]
@@ -334,16 +362,19 @@ proptest! {
         if len != ControlReply::LEN {
             prop_assert!(mismatch(ControlReply::decode(&wrong).unwrap_err()));
         }
-        if len != Health::LEN {
+        if len != Health::LEN && len != Health::LEN_BEFORE_LOAD_ID {
             prop_assert!(mismatch(Health::decode(&wrong).unwrap_err()));
         }
     }
 
     #[test]
-    fn health_encode_needs_room(len in 0usize..Health::LEN) {
+    fn health_encode_needs_room(h in health(), len in 0usize..Health::LEN) {
         let mut buf = vec![0xEEu8; len];
-        prop_assert!(Health::default().encode(&mut buf).is_err());
-        prop_assert!(buf.iter().all(|&b| b == 0xEE));
+        let needed = Health::len_for(h.protocol_version);
+        prop_assert_eq!(h.encode(&mut buf).is_err(), len < needed);
+        if len < needed {
+            prop_assert!(buf.iter().all(|&b| b == 0xEE));
+        }
     }
 }
 

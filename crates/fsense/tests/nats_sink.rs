@@ -15,6 +15,7 @@ use serde_json::Value;
 
 mod nats_support;
 use nats_support::*;
+mod support;
 
 #[test]
 fn a_malformed_url_exits_2_with_one_line() {
@@ -572,5 +573,83 @@ fn after_acknowledgements_were_lost_publishing_resumes_at_once() {
     assert!(
         stalled < Duration::from_secs(2),
         "{stalled:?} from the failure to delivering again: {err}"
+    );
+}
+
+/// N3: a full disk under the spool ended `watch` (blamed on `--output`), and the header-less
+/// segment it left made every restart fail with `File exists`. Now: one line naming the spool,
+/// the events it could not keep counted as spool_dropped, `--output` complete, and the next
+/// start on the same full spool works. Runs as root on a 1 MiB tmpfs in a private namespace.
+#[test]
+fn a_full_disk_under_the_spool_does_not_stop_the_run() {
+    support::in_private_namespace(
+        "FSENSE_NATS_FULL_SPOOL",
+        "a_full_disk_under_the_spool_does_not_stop_the_run",
+        || {
+            let small = support::Tmpfs::new("1m");
+            let spool = small.path().join("spool");
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("events.json");
+            let sum = dir.path().join("sum.json");
+            let nowhere = format!("nats://127.0.0.1:{}/t.full", free_port());
+            for run in 0..2 {
+                let mut args = replay_args(&capture(20_000), &nowhere, "T_FULL", &sum);
+                args[3] = out.to_str().unwrap().into(); // --output
+                args.extend([
+                    "--spool-dir".into(),
+                    spool.to_str().unwrap().into(),
+                    "--sink-drain-secs".into(),
+                    "1".into(),
+                ]);
+                let o = fsense(&args.iter().map(String::as_str).collect::<Vec<_>>());
+                let e = stderr(&o);
+                assert!(o.status.success(), "run {run}: {:?}: {e}", o.status);
+                assert!(!e.contains("File exists"), "run {run}: {e}");
+                let s = summary(&sum);
+                let reported = s["reported"].as_u64().unwrap();
+                let lines = std::fs::read_to_string(&out).unwrap().lines().count() as u64;
+                assert_eq!(lines, reported, "run {run}: --output is complete");
+                let dropped = s["sink"]["spool_dropped"].as_u64().unwrap();
+                assert!(dropped > 0, "run {run}: {s}");
+                // Every event is either still spooled or counted as dropped, once.
+                let recovered = s["sink"]["recovered"].as_u64().unwrap();
+                let spooled = s["sink"]["spooled"].as_u64().unwrap();
+                assert_eq!(reported + recovered, spooled + dropped, "run {run}: {s}");
+                assert!(
+                    e.contains(&format!("cannot write the spool {}", spool.display())),
+                    "run {run}: {e}"
+                );
+                assert!(
+                    e.lines()
+                        .filter(|l| l.contains("cannot write the spool"))
+                        .count()
+                        <= 2,
+                    "{e}"
+                );
+            }
+        },
+    );
+}
+
+/// N2: a spool directory another account made (or can write) let it forge, delete or block
+/// events; it is refused at start, in one line naming it.
+#[test]
+fn a_spool_directory_others_can_write_is_refused_in_one_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("pub");
+    std::fs::create_dir(&spool).unwrap();
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let sum = dir.path().join("sum.json");
+    let nowhere = format!("nats://127.0.0.1:{}/t.pub", free_port());
+    let mut args = replay_args(&capture(2_000), &nowhere, "T_PUB", &sum);
+    args.extend(["--spool-dir".into(), spool.to_str().unwrap().into()]);
+    let o = fsense(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(
+        e.contains(&spool.display().to_string()) && e.contains("writable by other users"),
+        "{e}"
     );
 }

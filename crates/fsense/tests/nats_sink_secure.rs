@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -128,6 +129,13 @@ fn user_creds(account: &nkeys::KeyPair) -> String {
     )
 }
 
+/// A file with a secret: mode 0600, as `--nats-creds` requires.
+fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 fn secure() -> &'static Secure {
     static SECURE: OnceLock<Secure> = OnceLock::new();
     SECURE.get_or_init(|| {
@@ -168,9 +176,9 @@ fn secure() -> &'static Secure {
         );
         std::fs::write(d.join("operator.jwt"), operator_jwt).unwrap();
         let creds = d.join("user.creds");
-        std::fs::write(&creds, user_creds(&account)).unwrap();
+        write_private(&creds, &user_creds(&account));
         let stranger_creds = d.join("stranger.creds");
-        std::fs::write(&stranger_creds, user_creds(&nkeys::KeyPair::new_account())).unwrap();
+        write_private(&stranger_creds, &user_creds(&nkeys::KeyPair::new_account()));
         let port = free_port();
         let conf = d.join("server.conf");
         let p = |f: &str| d.join(f).to_str().unwrap().to_string();
@@ -309,12 +317,12 @@ fn a_wrong_ca_or_bad_creds_is_one_line_then_spooling() {
 fn an_unreadable_or_malformed_creds_or_ca_file_exits_2_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage");
-    std::fs::write(&garbage, "not a creds file, not a certificate\n").unwrap();
+    write_private(&garbage, "not a creds file, not a certificate\n");
     let missing = dir.path().join("missing");
     let ca = dir.path().join("ca.pem");
     make_certificates(dir.path());
     let creds = dir.path().join("user.creds");
-    std::fs::write(&creds, user_creds(&nkeys::KeyPair::new_account())).unwrap();
+    write_private(&creds, &user_creds(&nkeys::KeyPair::new_account()));
     let url = format!("tls://127.0.0.1:{}/t.bad", free_port());
     for (what, ca, creds) in [
         ("malformed creds", &ca, &garbage),
@@ -333,4 +341,158 @@ fn an_unreadable_or_malformed_creds_or_ca_file_exits_2_with_one_line() {
         assert_eq!(e.lines().count(), 1, "{what}: {e}");
         assert!(e.starts_with("error: "), "{what}: {e}");
     }
+}
+
+fn no_panic(e: &str) {
+    assert!(!e.contains("panicked"), "{e}");
+    assert!(!e.contains('\x1b'), "raw escape on stderr: {e}");
+}
+
+/// N1: a `nats://` sink to a server that requires TLS aborted the whole sensor (rustls had no
+/// crypto provider chosen; exit 134). Now: one line saying so, events spooled, exit 0.
+#[test]
+fn a_nats_url_to_a_tls_only_server_is_one_line_not_a_crash() {
+    let s = secure();
+    let dir = tempfile::tempdir().unwrap();
+    let sum = dir.path().join("sum.json");
+    let url = format!("nats://127.0.0.1:{}/t.plain", s.server.port);
+    let mut args = replay_args(&capture(2_000), &url, "T_PLAIN", &sum);
+    args.extend(["--sink-drain-secs".into(), "1".into()]);
+    let o = fsense(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let e = stderr(&o);
+    assert!(o.status.success(), "{:?}: {e}", o.status);
+    no_panic(&e);
+    assert_eq!(e.matches("requires TLS").count(), 1, "{e}");
+    let r = summary(&sum);
+    assert_eq!(r["sink"]["spooled"], r["reported"], "{r}");
+}
+
+/// N1, reproduction B: a running sensor whose server starts asking for TLS at a reconnect
+/// (`fakenats.py tlsflip`) aborted after 2 s. Now the watch goes on, with one line.
+#[test]
+fn a_server_that_asks_for_tls_after_a_reconnect_does_not_stop_the_sensor() {
+    let plain = shared();
+    let s = secure();
+    let flip = fake::Flip::start(plain.port, s.server.port, Duration::from_millis(1500));
+    let dir = tempfile::tempdir().unwrap();
+    let sum = dir.path().join("sum.json");
+    let url = format!("nats://127.0.0.1:{}/t.flip", flip.port);
+    let mut args = simulate_args(&url, "T_FLIP", 1_500, &sum);
+    // Paced, so the run outlasts the first connection: 3 s.
+    let rate = args.iter().position(|a| a == "--rate").unwrap() + 1;
+    args[rate] = "500".into();
+    args.extend(["--sink-drain-secs".into(), "1".into()]);
+    let o = run_sim(&args);
+    let e = stderr(&o);
+    no_panic(&e);
+    assert_eq!(e.matches("requires TLS").count(), 1, "{e}");
+    let r = summary(&sum);
+    let acked = r["sink"]["acknowledged"].as_u64().unwrap();
+    assert!(acked > 0, "the first connection delivered: {r}");
+    assert!(r["sink"]["spooled"].as_u64().unwrap() > 0, "{r}");
+}
+
+/// N7: a server's error text carried escape sequences to stderr raw.
+#[test]
+fn a_servers_text_reaches_stderr_escaped() {
+    let f = fake::Fake::start(fake::Mode::EscapeErr);
+    let dir = tempfile::tempdir().unwrap();
+    let sum = dir.path().join("sum.json");
+    let mut args = replay_args(&capture(2_000), &f.url("t.esc"), "T_ESC", &sum);
+    args.extend(["--sink-drain-secs".into(), "1".into()]);
+    let o = run_ok(&args);
+    let e = stderr(&o);
+    no_panic(&e);
+    assert!(e.contains("\\u{1b}]0;PWNED-NATS\\u{7}"), "{e}");
+}
+
+/// A peer's bytes that make the NATS client panic (a MSG declaring 2^64-1 bytes overflows its
+/// size check) aborted the sensor; now the publisher is started again and counted.
+#[test]
+fn a_client_panic_on_hostile_input_restarts_the_publisher_not_the_sensor() {
+    let f = fake::Fake::start(fake::Mode::HugeDeclaredMsg);
+    let dir = tempfile::tempdir().unwrap();
+    let sum = dir.path().join("sum.json");
+    let mut args = replay_args(&capture(2_000), &f.url("t.huge"), "T_HUGE", &sum);
+    args.extend(["--sink-drain-secs".into(), "2".into()]);
+    let o = fsense(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let e = stderr(&o);
+    assert!(o.status.success(), "{:?}: {e}", o.status);
+    no_panic(&e);
+    assert_eq!(e.matches("publisher failed").count(), 1, "{e}");
+    let r = summary(&sum);
+    assert!(
+        r["sink"]["publisher_restarts"].as_u64().unwrap() >= 1,
+        "{r}"
+    );
+    assert_eq!(r["sink"]["spooled"], r["reported"], "{r}");
+    assert!(f.connections.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+}
+
+/// N11: the URL password was printed; a creds file others can read was used silently.
+#[test]
+fn passwords_are_never_printed_and_an_open_creds_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sum = dir.path().join("sum.json");
+    let url = format!(
+        "nats://fsense:S3cretPassw0rd@127.0.0.1:{}/t.pw",
+        free_port()
+    );
+    let mut args = replay_args(&capture(2_000), &url, "T_PW", &sum);
+    args.extend(["--sink-drain-secs".into(), "1".into()]);
+    let e = stderr(&run_ok(&args));
+    assert!(
+        !e.contains("S3cret") && e.contains("fsense:***@127.0.0.1"),
+        "{e}"
+    );
+    let bad = "nats://fsense:S3cretPassw0rd@127.0.0.1:1/bad subject";
+    let o = fsense(&["replay", capture(2_000).to_str().unwrap(), "--sink", bad]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!stderr(&o).contains("S3cret"), "{}", stderr(&o));
+
+    let creds = dir.path().join("open.creds");
+    std::fs::write(&creds, user_creds(&nkeys::KeyPair::new_account())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut args = replay_args(&capture(2_000), &url, "T_PW", &sum);
+    args.extend(["--nats-creds".into(), creds.to_str().unwrap().into()]);
+    let o = fsense(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(
+        e.contains("refusing --nats-creds") && e.contains("0644"),
+        "{e}"
+    );
+}
+
+/// The highest resident set size of process `pid` so far, in KiB.
+fn peak_rss_kb(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// N8: a server answering with `MSG ... 1610612736` and that many bytes made the sensor hold
+/// them all (maxrss 1.58 GB). Now the connection is dropped past a bound, said in one line.
+#[test]
+fn a_huge_message_from_the_server_is_cut_at_a_bound() {
+    let f = fake::Fake::start(fake::Mode::HugeMsg);
+    let dir = tempfile::tempdir().unwrap();
+    let sum = dir.path().join("sum.json");
+    let mut args = replay_args(&capture(2_000), &f.url("t.big"), "T_BIG", &sum);
+    args.extend(["--sink-drain-secs".into(), "3".into()]);
+    let mut child = spawn(&args);
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        peak = peak.max(peak_rss_kb(child.id()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let e = finish(child);
+    no_panic(&e);
+    eprintln!("peak RSS {peak} kB");
+    assert!(e.contains("without completing a message"), "{e}");
+    assert!(peak < 300_000, "peak RSS {peak} kB: {e}");
 }

@@ -17,7 +17,7 @@
 use std::cell::RefCell;
 use std::ffi::c_void;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use windows_sys::Wdk::Foundation::{
@@ -54,7 +54,8 @@ const STATUS_BUFFER_TOO_SMALL: NTSTATUS = 0xC000_0023_u32 as i32;
 const STATUS_FLT_CONTEXT_ALREADY_DEFINED: NTSTATUS = 0xC01C_0002_u32 as i32;
 const STATUS_INVALID_HANDLE: NTSTATUS = 0xC000_0008_u32 as i32;
 const STATUS_OBJECT_TYPE_MISMATCH: NTSTATUS = 0xC000_0024_u32 as i32;
-const STATUS_FLT_INVALID_NAME_REQUEST: NTSTATUS = 0xC01C_0004_u32 as i32;
+const STATUS_FLT_INVALID_NAME_REQUEST: NTSTATUS = 0xC01C_0005_u32 as i32;
+const STATUS_FLT_DISALLOW_FAST_IO: NTSTATUS = 0xC01C_0004_u32 as i32;
 const SL_OPEN_TARGET_DIRECTORY: u8 = 0x04;
 /// `FLT_FILE_NAME_ALLOW_QUERY_ON_REPARSE`.
 const FLT_FILE_NAME_ALLOW_QUERY_ON_REPARSE: u32 = 0x0400_0000;
@@ -68,11 +69,12 @@ const KEY_VALUE_PARTIAL_INFORMATION: i32 = 2;
 const EPROCESS_BASE: isize = 0x7E00_0000_0000;
 const ETHREAD_BASE: isize = 0x7F00_0000_0000;
 
-/// The volume name every simulated path starts with.
-pub const VOLUME: &str = "\\Device\\HarddiskVolume3";
+pub use crate::plan::VOLUME;
 
 mod callback_data;
 mod contexts;
+pub(crate) mod cpu_clock;
+pub(crate) mod name_storage;
 mod names;
 mod operations;
 mod pool;

@@ -5,30 +5,7 @@
 )]
 
 use super::*;
-
-/// Name information handed to the driver: the structure and the buffers its strings point
-/// into, held as raw pointers (moving a `Box` would invalidate the pointers the driver holds).
-pub struct NameInfoStorage {
-    info: *mut FLT_FILE_NAME_INFORMATION,
-    name: *mut [u16],
-    volume: *mut [u16],
-}
-
-// SAFETY: the pointers are uniquely owned by this value (from Box::into_raw); the world's mutex
-// serialises access to the map that holds them.
-unsafe impl Send for NameInfoStorage {}
-
-impl Drop for NameInfoStorage {
-    fn drop(&mut self) {
-        // SAFETY: each pointer came from Box::into_raw in FltGetFileNameInformation and is freed
-        // exactly once, here.
-        unsafe {
-            drop(Box::from_raw(self.info));
-            drop(Box::from_raw(self.name));
-            drop(Box::from_raw(self.volume));
-        }
-    }
-}
+use name_storage::NameInfoStorage;
 
 fn make_string(units: usize, buffer: *mut u16) -> UNICODE_STRING {
     let len = (units * 2).min(u16::MAX as usize - 1) as u16;

@@ -112,6 +112,7 @@ pub(super) fn io_racing_unload(filter: isize) {
         status: STATUS_SUCCESS,
         paging_io: false,
         post_at_dispatch: false,
+        fast_io_fallback: false,
     };
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -216,7 +217,7 @@ pub fn run_create(
     let Some(reg) = enter_callback("PreCreate") else {
         return (None, timing);
     };
-    let mut completion: *mut c_void = std::ptr::null_mut();
+    let mut completion: *mut c_void = UNWRITTEN_COMPLETION_CONTEXT;
     let start = verifier::callback_clock();
     let pre = match reg.pre_create {
         // SAFETY: the driver's pre-create callback with callback data, related objects and a
@@ -227,6 +228,7 @@ pub fn run_create(
     timing.longest = timing.longest.max(verifier::callback_time(start));
     check_pre_status(pre, "PreCreate");
     leave_pre_callback(pre == 0);
+    let completion = written_completion_context(completion, pre == 0, "PreCreate");
 
     // The file system completes the create.
     data.IoStatus.Anonymous.Status = op.status;
@@ -255,8 +257,60 @@ pub fn run_create(
     (open, timing)
 }
 
+/// What the completion-context slot holds before the pre-operation callback runs (rule S3 of
+/// docs/simulator.md). `nc-fltkernel-pflt_pre_operation_callback` calls the context optional and
+/// the `_Flt_CompletionContext_Outptr_` annotation page says it "might or might not be NULL":
+/// nothing promises NULL on entry, so the simulator puts a value no allocation has, and a
+/// post-operation callback that would receive it means the pre-operation never wrote it.
+const UNWRITTEN_COMPLETION_CONTEXT: *mut c_void = 0x0BAD_C0DE_0000_0008 as *mut c_void;
+
+/// The completion context to hand to the post-operation callback (NULL for an unwritten slot,
+/// after reporting COMPLETION_CONTEXT_UNWRITTEN, so the run goes on without a wild pointer).
+fn written_completion_context(
+    slot: *mut c_void,
+    with_callback: bool,
+    callback: &str,
+) -> *mut c_void {
+    if slot != UNWRITTEN_COMPLETION_CONTEXT {
+        return slot;
+    }
+    if with_callback {
+        violation(
+            "COMPLETION_CONTEXT_UNWRITTEN",
+            format!(
+                "{callback} returned FLT_PREOP_SUCCESS_WITH_CALLBACK without writing *CompletionContext \
+                 (not documented to be NULL on entry)"
+            ),
+        );
+    }
+    std::ptr::null_mut()
+}
+
 /// Runs one write through pre-write, the "file system", and post-write (possibly at DISPATCH).
+/// A write planned as a fast I/O fallback runs first as a fast I/O operation that a filter below
+/// disallows, then as the IRP the I/O manager reissues.
 pub fn run_write(op: &WriteOp, file: &OpenFile, instance: isize, filter: isize) -> CallbackTiming {
+    if !op.fast_io_fallback {
+        return run_write_as(op, file, instance, filter, false);
+    }
+    let fast = run_write_as(op, file, instance, filter, true);
+    let irp = run_write_as(op, file, instance, filter, false);
+    CallbackTiming {
+        longest: fast.longest.max(irp.longest),
+    }
+}
+
+/// `FLTFL_CALLBACK_DATA_IRP_OPERATION` / `FLTFL_CALLBACK_DATA_FAST_IO_OPERATION`.
+const FLTFL_CALLBACK_DATA_IRP_OPERATION: u32 = 1;
+const FLTFL_CALLBACK_DATA_FAST_IO_OPERATION: u32 = 2;
+
+fn run_write_as(
+    op: &WriteOp,
+    file: &OpenFile,
+    instance: isize,
+    filter: isize,
+    fast_io_disallowed: bool,
+) -> CallbackTiming {
     let mut timing = CallbackTiming {
         longest: Duration::ZERO,
     };
@@ -283,7 +337,11 @@ pub fn run_write(op: &WriteOp, file: &OpenFile, instance: isize, filter: isize) 
     };
     // SAFETY: plain data, filled in below.
     let mut data: FLT_CALLBACK_DATA = unsafe { std::mem::zeroed() };
-    data.Flags = 1;
+    data.Flags = if fast_io_disallowed {
+        FLTFL_CALLBACK_DATA_FAST_IO_OPERATION
+    } else {
+        FLTFL_CALLBACK_DATA_IRP_OPERATION
+    };
     data.Thread = ETHREAD_BASE + op.op_id as isize;
     data.Iopb = &iopb;
     data.RequestorMode = if op.paging_io { 0 } else { 1 };
@@ -308,7 +366,7 @@ pub fn run_write(op: &WriteOp, file: &OpenFile, instance: isize, filter: isize) 
         CURRENT_OP.with(|c| *c.borrow_mut() = None);
         return timing;
     };
-    let mut completion: *mut c_void = std::ptr::null_mut();
+    let mut completion: *mut c_void = UNWRITTEN_COMPLETION_CONTEXT;
     let start = verifier::callback_clock();
     let pre = match reg.pre_write {
         // SAFETY: the driver's pre-write callback with structures valid for the operation.
@@ -318,9 +376,17 @@ pub fn run_write(op: &WriteOp, file: &OpenFile, instance: isize, filter: isize) 
     timing.longest = timing.longest.max(verifier::callback_time(start));
     check_pre_status(pre, "PreWrite");
     leave_pre_callback(pre == 0);
+    let completion = written_completion_context(completion, pre == 0, "PreWrite");
 
-    data.IoStatus.Anonymous.Status = op.status;
-    data.IoStatus.Information = op.bytes_written as usize;
+    if fast_io_disallowed {
+        // The filter below returned FLT_PREOP_DISALLOW_FASTIO: nothing was written, and the
+        // Filter Manager sets this status for the filters above.
+        data.IoStatus.Anonymous.Status = STATUS_FLT_DISALLOW_FAST_IO;
+        data.IoStatus.Information = 0;
+    } else {
+        data.IoStatus.Anonymous.Status = op.status;
+        data.IoStatus.Information = op.bytes_written as usize;
+    }
 
     if pre == 0 {
         let draining = world::with_world(|w| w.unloading).unwrap_or(true);

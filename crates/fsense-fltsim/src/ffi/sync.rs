@@ -1,4 +1,4 @@
-//! Synchronisation: spin locks, events, waits, system time.
+//! Synchronisation: spin locks, events, waits, system time, interrupt time.
 #![allow(
     clippy::missing_safety_doc,
     reason = "each export's contract is that of the documented kernel function it replaces"
@@ -135,6 +135,7 @@ pub unsafe extern "system" fn KeWaitForSingleObject(
         return if e.wait(timeout) {
             STATUS_SUCCESS
         } else {
+            EVENT_WAIT_TIMEOUTS.fetch_add(1, Ordering::Relaxed);
             STATUS_TIMEOUT
         };
     }
@@ -160,35 +161,56 @@ pub unsafe extern "system" fn KeWaitForSingleObject(
     }
 }
 
+/// Event waits that ended by their timeout, not by a signal (an idle worker that polls shows
+/// here: see [`take_event_wait_timeouts`]).
+static EVENT_WAIT_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
+
+/// Event waits that timed out since the last call (run start resets it).
+pub fn take_event_wait_timeouts() -> u64 {
+    EVENT_WAIT_TIMEOUTS.swap(0, Ordering::Relaxed)
+}
+
+/// The monotonic clock both simulated clocks run on: time since the first call.
+fn since_start() -> Duration {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
+
+/// How far the simulated system clock was set back, in 100 ns ticks (rule S5).
+static SYSTEM_CLOCK_SET_BACK: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the simulated system time back by `by` (rule S5 of docs/simulator.md): system time can
+/// be set by the user or the time service, and only interrupt time is unaffected
+/// (`nf-wdm-kequeryinterrupttime`, `nf-wdm-kequeryunbiasedinterrupttime`). Cumulative until
+/// [`reset_system_clock`].
+pub fn set_system_clock_back(by: Duration) {
+    let ticks = u64::try_from(by.as_nanos() / 100).unwrap_or(u64::MAX);
+    SYSTEM_CLOCK_SET_BACK.fetch_add(ticks, Ordering::Relaxed);
+}
+
+/// Undoes [`set_system_clock_back`] (every run starts with the clock right).
+pub fn reset_system_clock() {
+    SYSTEM_CLOCK_SET_BACK.store(0, Ordering::Relaxed);
+}
+
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn KeQuerySystemTimePrecise(current_time: *mut i64) {
     // A fixed base (2026-01-01 UTC in 100 ns ticks since 1601) plus the monotonic time since the
-    // first call: deterministic enough for tests, and available under Miri's isolation.
+    // first call, minus what the clock was set back: deterministic enough for tests, and
+    // available under Miri's isolation.
     const BASE: i64 = 134_116_128_000_000_000;
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let elapsed = START.get_or_init(Instant::now).elapsed();
-    let ticks = BASE + (elapsed.as_nanos() / 100) as i64;
+    let back = i64::try_from(SYSTEM_CLOCK_SET_BACK.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+    let ticks = (BASE + (since_start().as_nanos() / 100) as i64).saturating_sub(back);
     if !current_time.is_null() {
         // SAFETY: the caller's out pointer to an i64.
         unsafe { current_time.write(ticks) };
     }
 }
 
-/// CPU time the calling thread has used (None where the host cannot say, and under Miri).
-pub fn thread_cpu_time() -> Option<Duration> {
-    #[cfg(all(unix, not(miri)))]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes one timespec to a valid local.
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        if rc == 0 {
-            return Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
-        }
-        None
-    }
-    #[cfg(not(all(unix, not(miri))))]
-    None
+/// Reference: `nf-wdm-kequeryunbiasedinterrupttime` (any IRQL; never affected by setting the
+/// system time). Time since boot: here, a boot a minute before the first call.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn KeQueryUnbiasedInterruptTime() -> u64 {
+    const BOOT_TICKS: u64 = 600_000_000;
+    BOOT_TICKS + (since_start().as_nanos() / 100) as u64
 }

@@ -114,23 +114,42 @@ pub unsafe extern "system" fn PsTerminateSystemThread(_exit_status: NTSTATUS) ->
     STATUS_SUCCESS
 }
 
-/// The thread object type: an address only the simulator hands out.
-static THREAD_OBJECT_TYPE: u8 = 0;
+/// The thread `OBJECT_TYPE`. Its layout is undocumented; on x64 Windows 10/11 it starts with
+/// a `LIST_ENTRY TypeList`, which is populated when the global flag "Maintain a list of objects
+/// for each type" (`otl`, `debugger/maintain-a-list-of-objects-for-each-type`) is set. The
+/// simulator always models it populated (Flink points elsewhere), so a driver that reads the
+/// type's first field instead of passing the type's address gets a mismatch, as on such a system.
+#[repr(C, align(8))]
+pub struct ObjectType {
+    type_list_flink: *const c_void,
+    type_list_blink: *const c_void,
+}
+// SAFETY: immutable statics only.
+unsafe impl Sync for ObjectType {}
 
-/// A `POBJECT_TYPE` variable, or a pointer to one (the kernel exports `POBJECT_TYPE *`).
+/// What the populated type list points at: an object's header information, not the type.
+static LISTED_OBJECT_HEADER: [u64; 2] = [0; 2];
+
+static THREAD_OBJECT_TYPE: ObjectType = ObjectType {
+    type_list_flink: &LISTED_OBJECT_HEADER as *const [u64; 2] as *const c_void,
+    type_list_blink: &LISTED_OBJECT_HEADER as *const [u64; 2] as *const c_void,
+};
+
+/// A `POBJECT_TYPE` variable.
 #[repr(transparent)]
-pub struct ObjectTypePointer(*const c_void);
-// SAFETY: points to immutable statics only.
+pub struct ObjectTypePointer(*const ObjectType);
+// SAFETY: points to an immutable static only.
 unsafe impl Sync for ObjectTypePointer {}
 
-static THREAD_TYPE_VARIABLE: ObjectTypePointer =
-    ObjectTypePointer(&THREAD_OBJECT_TYPE as *const u8 as *const c_void);
-
-/// `PsThreadType`: the exported variable's address, as ntoskrnl exports it.
+/// `PsThreadType` as ntoskrnl has it (rule S1 of docs/simulator.md): the exported symbol is the
+/// variable `POBJECT_TYPE PsThreadType` itself (WRK `ntos.h`: "Outside of the kernel these are
+/// exported by reference"), whose value is the thread type's address. A C driver reaches it
+/// through its import slot (`extern POBJECT_TYPE *PsThreadType`) and passes `*PsThreadType`
+/// (`nf-wdm-obreferenceobjectbyhandle`, ObjectType); a Rust extern static of a raw-dylib block
+/// is dllimport, so it is this variable, and its value is the type.
 #[allow(non_upper_case_globals, reason = "the kernel's export name")]
 #[unsafe(no_mangle)]
-pub static PsThreadType: ObjectTypePointer =
-    ObjectTypePointer(&THREAD_TYPE_VARIABLE as *const ObjectTypePointer as *const c_void);
+pub static PsThreadType: ObjectTypePointer = ObjectTypePointer(&THREAD_OBJECT_TYPE);
 
 /// Reference: `nf-wdm-obreferenceobjectbyhandle`. The handle must be open; when ObjectType is
 /// given it must match the object's type (else STATUS_OBJECT_TYPE_MISMATCH); IRQL PASSIVE_LEVEL.
@@ -154,7 +173,7 @@ pub unsafe extern "system" fn ObReferenceObjectByHandle(
     if fails(FailPoint::ReferenceThread) {
         return STATUS_INVALID_HANDLE;
     }
-    let thread_type = THREAD_TYPE_VARIABLE.0.cast_mut();
+    let thread_type = PsThreadType.0.cast::<c_void>().cast_mut();
     if object_type.is_null() {
         // Miri cannot import an extern static, so the driver passes NULL there on purpose.
         if !cfg!(miri) {
@@ -166,7 +185,9 @@ pub unsafe extern "system" fn ObReferenceObjectByHandle(
     } else if object_type != thread_type {
         violation(
             "OBJECT_TYPE_MISMATCH",
-            format!("ObReferenceObjectByHandle with type {object_type:p}, not *PsThreadType"),
+            format!(
+                "ObReferenceObjectByHandle with type {object_type:p}, not *PsThreadType ({thread_type:p})"
+            ),
         );
         return STATUS_OBJECT_TYPE_MISMATCH;
     }

@@ -69,6 +69,18 @@ pub const fn hresult_from_win32(code: u32) -> HRESULT {
     }
 }
 
+/// `FILTER_MESSAGE_HEADER.ReplyLength` for a driver reply buffer of `capacity` bytes (rule S2
+/// of docs/simulator.md): "the length, in bytes, of the expected reply, including the
+/// FILTER_REPLY_HEADER header. Set to zero if no reply is expected"
+/// (`ns-fltuserstructures-_filter_message_header`).
+pub fn reply_length(capacity: u32) -> u32 {
+    if capacity == 0 {
+        0
+    } else {
+        capacity.saturating_add(REPLY_HEADER_LEN as u32)
+    }
+}
+
 /// One receive the caller posted: its buffer and `OVERLAPPED`, valid until it completes.
 struct Posted {
     buffer: *mut u8,
@@ -243,7 +255,7 @@ impl Connection {
             let room = (posted.size as usize).saturating_sub(HEADER_LEN);
             let n = message.bytes.len().min(room);
             let mut header = [0u8; HEADER_LEN];
-            header[..4].copy_from_slice(&message.reply_capacity.to_le_bytes());
+            header[..4].copy_from_slice(&reply_length(message.reply_capacity).to_le_bytes());
             header[8..].copy_from_slice(&message.id.to_le_bytes());
             // SAFETY: `posted.buffer` is the caller's buffer of `posted.size` >= HEADER_LEN bytes
             // (checked when posted), valid while the receive is pending; byte copies need no
@@ -331,10 +343,15 @@ fn complete(s: &State, posted: Posted, status: i32, bytes: u32) {
     }
 }
 
+/// The connection a port handle's object holds (None for anything fltlib did not put there).
+pub fn as_connection(object: &objects::PortConnection) -> Option<Arc<Connection>> {
+    Arc::clone(object).downcast::<Connection>().ok()
+}
+
 /// The open connection behind `handle`, or the error to fail with.
 pub fn connection(handle: HANDLE, api: &str) -> Result<Arc<Connection>, u32> {
     match objects::get(handle) {
-        Some(Object::Port(c)) => Ok(c),
+        Some(Object::Port(c)) if let Some(c) = as_connection(&c) => Ok(c),
         _ => {
             violation(
                 "HANDLE_INVALID",

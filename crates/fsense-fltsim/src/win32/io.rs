@@ -18,7 +18,7 @@ use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
 use windows_sys::Win32::System::IO::OVERLAPPED;
 use windows_sys::core::{BOOL, PCWSTR};
 
-use super::fltlib::{STATUS_PENDING, connection, win32_error_of};
+use super::fltlib::{STATUS_PENDING, as_connection, connection, win32_error_of};
 use super::objects::{
     self, CompletionPort, Event, Object, deadline_after, last_error, set_last_error,
 };
@@ -37,8 +37,10 @@ pub unsafe extern "system" fn GetLastError() -> u32 {
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn CloseHandle(hobject: HANDLE) -> BOOL {
     match objects::remove(hobject) {
-        Some(Object::Port(connection)) => {
-            connection.handle_closed();
+        Some(Object::Port(object)) => {
+            if let Some(connection) = as_connection(&object) {
+                connection.handle_closed();
+            }
             1
         }
         Some(_) => 1,
@@ -229,7 +231,7 @@ pub unsafe extern "system" fn CreateIoCompletionPort(
         return handle;
     }
     match objects::get(filehandle) {
-        Some(Object::Port(connection)) => {
+        Some(Object::Port(object)) if let Some(connection) = as_connection(&object) => {
             if !connection.associate(port, completionkey) {
                 // "A handle can be associated with only one I/O completion port."
                 violation(

@@ -10,7 +10,8 @@
 //!   context is copied and handed to the driver's connect callback; context/size must agree.
 //! - `FilterGetMessage`: buffer and size at least `FILTER_MESSAGE_HEADER`; overlapped receives
 //!   return `HRESULT_FROM_WIN32(ERROR_IO_PENDING)` and reset their event; each message is written
-//!   as `FILTER_MESSAGE_HEADER` (ReplyLength = the driver's reply buffer, MessageId) followed by
+//!   as `FILTER_MESSAGE_HEADER` (ReplyLength = the driver's reply buffer plus `FILTER_REPLY_HEADER`,
+//!   0 when no reply is expected, as `ns-fltuserstructures-_filter_message_header` says; MessageId) followed by
 //!   the message, and the byte count includes the header; an `OVERLAPPED` still pending must not
 //!   be reused; receives fail when the driver closes the port (unload).
 //! - `FilterReplyMessage`: a `FILTER_REPLY_HEADER` first; a reply to a message nobody waits for
@@ -25,7 +26,7 @@
 //!   `LocalFree` only of what the system allocated.
 //!
 //! What only a Windows VM can confirm: the exact error a receive gets when the driver closes the
-//! port (ERROR_INVALID_HANDLE here), whether `ReplyLength` includes `FILTER_REPLY_HEADER`, the
+//! port (ERROR_INVALID_HANDLE here), the
 //! HRESULT of a refused connect, and the order in which several pending receives are completed.
 #![allow(clippy::missing_safety_doc)]
 

@@ -10,14 +10,16 @@ use std::time::{Duration, Instant};
 use windows_sys::Win32::Foundation::HANDLE;
 use windows_sys::Win32::System::IO::OVERLAPPED;
 
-use super::fltlib::Connection;
+/// A connection to the driver's port, as the handle table holds it: fltlib's `Connection`,
+/// which only fltlib looks into (`fltlib::as_connection`), so this module needs no part of it.
+pub type PortConnection = Arc<dyn std::any::Any + Send + Sync>;
 
 /// What a handle refers to.
 #[derive(Clone)]
 pub enum Object {
     Event(Arc<Event>),
     CompletionPort(Arc<CompletionPort>),
-    Port(Arc<Connection>),
+    Port(PortConnection),
     Process(u32),
     Token(u32),
 }

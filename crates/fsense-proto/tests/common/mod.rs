@@ -236,7 +236,8 @@ pub fn reencode_message(msg: &Message<'_>) -> Vec<u8> {
         Message::Batch(view) => reencode_batch(view),
         Message::Health(h) => {
             let mut buf = vec![0u8; fsense_proto::Health::LEN];
-            h.encode(&mut buf).expect("exact size");
+            let n = h.encode(&mut buf).expect("room for the largest layout");
+            buf.truncate(n);
             buf
         }
     }

@@ -110,7 +110,18 @@ pub fn watch_arguments(given: &[String], data_dir: &Path) -> Result<Vec<String>,
             args.push(data_dir.join(file).display().to_string());
         }
     }
-    parse_watch(&args)?;
+    let watch = parse_watch(&args)?;
+    if let Some(url) = &watch.out.sink.sink
+        && url::Url::parse(url).is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
+    {
+        // The service's command line is its ImagePath in the registry, which every local
+        // account can read: a secret there is no secret.
+        return Err(Failure::new(
+            "refusing to store NATS credentials from --sink in the service's command line (its \
+             registry ImagePath is readable by every local account): put them in a --nats-creds \
+             file",
+        ));
+    }
     Ok(args)
 }
 
@@ -269,6 +280,25 @@ mod tests {
         assert!(!e.message.contains('\n'));
         let e = watch_arguments(&[], Path::new("/pd")).unwrap_err();
         assert!(e.message.contains("required"), "{}", e.message);
+    }
+
+    #[test]
+    fn credentials_in_the_sink_url_are_never_stored_in_the_service_command_line() {
+        for url in [
+            "nats://fsense:S3cret@127.0.0.1:4222/fsense.ev",
+            "tls://token@nats.example/fsense.ev",
+        ] {
+            let e =
+                watch_arguments(&strings(&["/w", "--sink", url]), Path::new("/pd")).unwrap_err();
+            assert!(e.message.contains("--nats-creds"), "{}", e.message);
+            assert!(
+                !e.message.contains("S3cret") && !e.message.contains("token"),
+                "{}",
+                e.message
+            );
+        }
+        let plain = strings(&["/w", "--sink", "nats://127.0.0.1:4222/fsense.ev"]);
+        assert!(watch_arguments(&plain, Path::new("/pd")).is_ok());
     }
 
     #[test]

@@ -11,16 +11,15 @@ use std::sync::OnceLock;
 
 use windows_service::{define_windows_service, service_dispatcher};
 use windows_sys::Win32::Foundation::{
-    CloseHandle, ERROR_ALREADY_EXISTS, HANDLE, INVALID_HANDLE_VALUE, LocalFree,
+    CloseHandle, ERROR_ALREADY_EXISTS, HANDLE, INVALID_HANDLE_VALUE,
 };
 use windows_sys::Win32::Security::Authorization::{
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1,
-    SE_FILE_OBJECT, SetSecurityInfo,
+    GetSecurityInfo, SE_FILE_OBJECT, SetSecurityInfo,
 };
 use windows_sys::Win32::Security::{
-    ACL, DACL_SECURITY_INFORMATION, GetSecurityDescriptorDacl, IsWellKnownSid,
-    OWNER_SECURITY_INFORMATION, PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID,
-    SECURITY_ATTRIBUTES, WinBuiltinAdministratorsSid, WinLocalSystemSid,
+    DACL_SECURITY_INFORMATION, IsWellKnownSid, OWNER_SECURITY_INFORMATION,
+    PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES,
+    WinBuiltinAdministratorsSid, WinLocalSystemSid,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     BY_HANDLE_FILE_INFORMATION, CreateDirectoryW, CreateFileW, FILE_ATTRIBUTE_REPARSE_POINT,
@@ -29,6 +28,8 @@ use windows_sys::Win32::Storage::FileSystem::{
     OPEN_EXISTING, READ_CONTROL, WRITE_DAC,
 };
 use windows_sys::Win32::System::Console::{STD_ERROR_HANDLE, SetStdHandle};
+
+use super::windows::acl::Descriptor;
 
 /// The service main function the dispatcher's entry point forwards to.
 static SERVICE_MAIN: OnceLock<fn(Vec<OsString>)> = OnceLock::new();
@@ -72,52 +73,6 @@ fn wide_path(p: &Path) -> Vec<u16> {
     p.as_os_str().encode_wide().chain(Some(0)).collect()
 }
 
-/// A security descriptor from `ConvertStringSecurityDescriptorToSecurityDescriptorW`
-/// (`LocalAlloc`), freed on drop.
-struct Descriptor(PSECURITY_DESCRIPTOR);
-
-impl Descriptor {
-    fn from_sddl(sddl: &str) -> io::Result<Self> {
-        let text: Vec<u16> = sddl.encode_utf16().chain(Some(0)).collect();
-        let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-        // SAFETY: `text` is NUL-terminated UTF-16 that outlives the call; `descriptor` is a valid
-        // out pointer; the size out pointer may be null.
-        let ok = unsafe {
-            ConvertStringSecurityDescriptorToSecurityDescriptorW(
-                text.as_ptr(),
-                SDDL_REVISION_1,
-                &mut descriptor,
-                std::ptr::null_mut(),
-            )
-        };
-        if ok == 0 || descriptor.is_null() {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Self(descriptor))
-    }
-
-    /// The DACL inside the descriptor (valid while `self` lives).
-    fn dacl(&self) -> io::Result<*mut ACL> {
-        let (mut present, mut defaulted) = (0, 0);
-        let mut dacl: *mut ACL = std::ptr::null_mut();
-        // SAFETY: `self.0` is a valid descriptor alive for the call; the out pointers are locals.
-        let ok =
-            unsafe { GetSecurityDescriptorDacl(self.0, &mut present, &mut dacl, &mut defaulted) };
-        if ok == 0 || present == 0 || dacl.is_null() {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(dacl)
-    }
-}
-
-impl Drop for Descriptor {
-    fn drop(&mut self) {
-        // SAFETY: allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW with
-        // LocalAlloc; freed exactly once.
-        unsafe { LocalFree(self.0) };
-    }
-}
-
 /// A handle from `CreateFileW`, closed on drop.
 struct Handle(HANDLE);
 
@@ -149,7 +104,8 @@ fn owned_by_admins(handle: HANDLE) -> io::Result<bool> {
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc as i32));
     }
-    let descriptor = Descriptor(descriptor);
+    // SAFETY: GetSecurityInfo allocated `descriptor` with LocalAlloc; only this value frees it.
+    let descriptor = unsafe { Descriptor::from_local(descriptor) };
     // SAFETY: `owner` points into `descriptor`, alive for both calls.
     let ok = unsafe {
         IsWellKnownSid(owner, WinLocalSystemSid) != 0
@@ -233,7 +189,7 @@ pub fn ensure_admin_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot build the access list for {}: {e}", dir.display()))?;
     let attributes = SECURITY_ATTRIBUTES {
         nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
-        lpSecurityDescriptor: descriptor.0,
+        lpSecurityDescriptor: descriptor.as_ptr(),
         bInheritHandle: 0,
     };
     let name = wide_path(dir);

@@ -1,8 +1,9 @@
 //! Where a driver message ends inside the port's receive buffer.
 //!
 //! `FilterGetMessage` fills a fixed buffer and does not say reliably where a variable-length
-//! message ends, so the message is framed by its own header (the batch length, or the fixed
-//! health size), bounded by the buffer and by what the Filter Manager reports it transferred.
+//! message ends, so the message is framed by its own header (the batch length, or the health
+//! message's length field), bounded by the buffer and by what the Filter Manager reports it
+//! transferred.
 //! The decoder then checks everything again; this only chooses the slice.
 
 use fsense_proto::batch::BATCH_MAGIC;
@@ -10,6 +11,13 @@ use fsense_proto::{ControlReply, Health};
 
 /// Size of `FILTER_MESSAGE_HEADER`, which precedes the message in the receive buffer.
 pub const FILTER_MESSAGE_HEADER_LEN: usize = 16;
+/// Size of `FILTER_REPLY_HEADER`, which precedes the ack in every reply.
+pub const FILTER_REPLY_HEADER_LEN: usize = 16;
+/// Bytes a reply to a health message takes, as `FILTER_MESSAGE_HEADER.ReplyLength` counts them:
+/// "the length, in bytes, of the expected reply, including the FILTER_REPLY_HEADER header"
+/// (`ns-fltuserstructures-_filter_message_header`). A driver whose ReplyLength is smaller would
+/// fail the reply with STATUS_BUFFER_OVERFLOW, so it gets none.
+pub const ACK_REPLY_LEN: usize = FILTER_REPLY_HEADER_LEN + ControlReply::LEN;
 
 /// The bytes of the message at the start of `body`. `transferred` is the byte count the Filter
 /// Manager reported for the whole receive (header included), 0 if unknown.
@@ -41,7 +49,11 @@ fn declared_len(body: &[u8]) -> Option<usize> {
     };
     match word(0)? {
         BATCH_MAGIC => Some(word(8)? as usize),
-        Health::MAGIC => Some(Health::LEN),
+        // 136 bytes up to protocol 2, 144 from protocol 3 (the load id): the header says which.
+        Health::MAGIC => {
+            let b = body.get(6..8)?;
+            Some(usize::from(u16::from_le_bytes([b[0], b[1]])).min(Health::LEN))
+        }
         _ => None,
     }
 }
@@ -102,12 +114,28 @@ mod tests {
         assert!(plain[24..].iter().all(|&b| b == 0));
     }
 
+    /// A health message is framed by its length field: 136 bytes up to protocol 2, 144 with the
+    /// load id of protocol 3 (a fixed 144 would take 8 stale bytes of a protocol-2 health).
     #[test]
-    fn health_has_its_fixed_size() {
-        let h = synth::health(&Health::default());
-        let mut buf = vec![0u8; 1024];
-        buf[..h.len()].copy_from_slice(&h);
-        assert_eq!(message_slice(&buf, 0).len(), Health::LEN);
+    fn health_is_framed_by_its_length_field() {
+        for (protocol_version, load_id, len) in [
+            (2, 0, Health::LEN_BEFORE_LOAD_ID),
+            (fsense_proto::LOAD_ID_SINCE, 7, Health::LEN),
+        ] {
+            let h = synth::health(&Health {
+                protocol_version,
+                load_id,
+                ..Health::default()
+            });
+            assert_eq!(h.len(), len);
+            let mut buf = vec![0xAAu8; 1024];
+            buf[..h.len()].copy_from_slice(&h);
+            let framed = message_slice(&buf, 0);
+            assert_eq!(framed.len(), len);
+            assert!(
+                matches!(Message::decode(framed), Ok(Message::Health(d)) if d.load_id == load_id)
+            );
+        }
     }
 
     proptest! {

@@ -98,6 +98,9 @@ pub fn batches(
 /// An encoded health message.
 pub fn health(health: &Health) -> Vec<u8> {
     let mut buf = vec![0u8; Health::LEN];
-    health.encode(&mut buf).expect("exact size");
+    let n = health
+        .encode(&mut buf)
+        .expect("room for the largest layout");
+    buf.truncate(n);
     buf
 }

@@ -15,13 +15,13 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use fsense_proto::{ControlReply, Health, Hello, Message};
+use fsense_proto::{Health, Hello, Message};
 use serde::Serialize;
 
 use crate::ffi::windows::{DEFAULT_RECEIVES, Port, Received, is_connection_limit};
 use crate::output::status_line::StatusLine;
 use crate::pipeline::{Handled, Pipeline};
-use crate::source::port_framing::{ack, message_slice};
+use crate::source::port_framing::{ACK_REPLY_LEN, ack, message_slice};
 use crate::time::now_ticks;
 
 /// The driver's port name.
@@ -88,6 +88,11 @@ pub fn run_with(
     };
     let mut status = StatusLine::new();
     let mut said_waiting = false;
+    let mut session = Session {
+        check_load: false,
+        renewed: false,
+        known_load: None,
+    };
     let mut body = Vec::with_capacity(fsense_proto::MAX_MESSAGE_BYTES);
     let mut quiet_connect = false;
     while !stop.load(Ordering::SeqCst) {
@@ -104,9 +109,8 @@ pub fn run_with(
         };
         said_waiting = false;
         // After a reconnect the first message tells whether the driver was reloaded.
-        let mut session = Session {
-            check_load: stats.connects > 0,
-        };
+        session.check_load = stats.connects > 0;
+        session.renewed = false;
         stats.connects += 1;
         if !quiet_connect {
             eprintln!("fsense: connected to {PORT_NAME}");
@@ -162,22 +166,32 @@ pub fn run_with(
     Ok(stats)
 }
 
-/// What one connection has yet to find out.
+/// What the client knows of the driver load behind the port.
 struct Session {
     /// Whether the driver behind this (re)connection may be a new load.
     check_load: bool,
+    /// Whether this connection already started a new pipeline session.
+    renewed: bool,
+    /// The load id of the last health that carried one (protocol 3), across connections.
+    known_load: Option<u64>,
 }
 
-/// Whether the first message of a reconnection comes from a new driver load, whose sequence
-/// numbers start over: a batch starting at or below the last number seen, or a health counting
-/// fewer events than that. `None`: the message does not say.
-fn starts_new_load(bytes: &[u8], last_sequence: u64) -> Option<bool> {
+/// Whether a message of a reconnection comes from a new driver load, whose sequence numbers
+/// start over. A health with a load id (protocol 3) says it outright when a load id is known:
+/// another id is another load, whatever its counters (N6: a busy new load may already have
+/// counted past the last number seen). Otherwise the counters tell: a batch starting at or
+/// below the last number seen, or a health counting fewer events than that. `None`: the message
+/// does not say.
+fn starts_new_load(bytes: &[u8], last_sequence: u64, known_load: Option<u64>) -> Option<bool> {
     match Message::decode(bytes).ok()? {
         Message::Batch(batch) => batch
             .records()
             .next()
             .map(|first| first.sequence <= last_sequence),
-        Message::Health(h) => Some(h.events_generated < last_sequence),
+        Message::Health(h) => match known_load {
+            Some(known) if h.load_id != 0 => Some(h.load_id != known),
+            _ => Some(h.events_generated < last_sequence),
+        },
     }
 }
 
@@ -192,23 +206,35 @@ fn handle(
 ) -> io::Result<()> {
     stats.messages += 1;
     let bytes = message_slice(body, received.transferred);
-    if session.check_load
-        && let Some(new_load) = starts_new_load(bytes, pipeline.last_sequence())
+    let health_load = match Message::decode(bytes) {
+        Ok(Message::Health(h)) if h.load_id != 0 => Some(h.load_id),
+        _ => None,
+    };
+    // A batch can precede the connection's first health; if the counters took a new load for
+    // the old one, the load id of that health still starts the new session.
+    let load_changed =
+        health_load.is_some() && session.known_load.is_some() && health_load != session.known_load;
+    if (session.check_load || load_changed)
+        && !session.renewed
+        && let Some(new_load) = starts_new_load(bytes, pipeline.last_sequence(), session.known_load)
     {
         session.check_load = false;
         if new_load {
+            session.renewed = true;
             pipeline.new_session();
         }
     }
+    if health_load.is_some() {
+        session.known_load = health_load;
+    }
     match pipeline.handle_message(bytes, now_ticks())? {
         Ok(Handled::Health(h)) if received.reply_length != 0 => {
-            if (received.reply_length as usize) < ControlReply::LEN {
+            if (received.reply_length as usize) < ACK_REPLY_LEN {
                 stats.replies_skipped += 1;
                 if stats.replies_skipped == 1 {
                     eprintln!(
-                        "fsense: the driver waits for a {}-byte reply, an ack takes {}: not answering (counted)",
+                        "fsense: the driver waits for a {}-byte reply, an ack takes {ACK_REPLY_LEN} with its header: not answering (counted)",
                         received.reply_length,
-                        ControlReply::LEN
                     );
                 }
                 return Ok(());
@@ -259,7 +285,7 @@ pub fn first_health(timeout: Duration) -> Result<Health, String> {
         let Some(r) = received else { continue };
         let bytes = message_slice(&body, r.transferred);
         if let Ok(Message::Health(h)) = Message::decode(bytes) {
-            if r.reply_length as usize >= ControlReply::LEN {
+            if r.reply_length as usize >= ACK_REPLY_LEN {
                 // Best effort: the driver counts a missing reply, and status only reads.
                 let _ = port.reply(r.message_id, &ack(&h, 0, None));
             }
@@ -339,8 +365,10 @@ mod tests {
                     [
                         (truncated.clone(), 0),
                         (garbage.clone(), 0),
-                        // The driver would wait for 10 reply bytes: an ack takes 40.
-                        (health.clone(), 10),
+                        // A driver reply buffer of 34 bytes: ReplyLength says 50 with the
+                        // reply header (N5), and an ack takes 56. A client that compared
+                        // ReplyLength with the ack alone (40) replied, and the reply overflowed.
+                        (health.clone(), 34),
                     ]
                     .into_iter()
                     .map(|(bytes, reply)| {
@@ -370,7 +398,7 @@ mod tests {
         assert_eq!(taken, [true, true, true], "{stats:?}");
         assert_eq!(stats.undecodable, 2, "{stats:?}");
         assert_eq!(pipeline.stats().decode_errors, 2);
-        // The ack does not fit the driver's 10-byte reply buffer: not sent, counted. (Sending it
+        // The ack does not fit the driver's 34-byte reply buffer: not sent, counted. (Sending it
         // is a REPLY_TOO_LARGE finding of the simulated FilterReplyMessage.)
         assert_eq!(stats.replies_skipped, 1, "{stats:?}");
         assert_eq!(report.verifier_violations, Vec::<String>::new());
@@ -391,17 +419,39 @@ mod tests {
             )
             .remove(0)
         };
-        assert_eq!(starts_new_load(&batch(1), 50), Some(true));
-        assert_eq!(starts_new_load(&batch(51), 50), Some(false));
-        let health = |generated| {
+        assert_eq!(starts_new_load(&batch(1), 50, None), Some(true));
+        assert_eq!(starts_new_load(&batch(51), 50, None), Some(false));
+        let health = |generated, load_id| {
             synth::health(&Health {
                 protocol_version: PROTOCOL_VERSION,
                 events_generated: generated,
+                load_id,
                 ..Health::default()
             })
         };
-        assert_eq!(starts_new_load(&health(10), 50), Some(true));
-        assert_eq!(starts_new_load(&health(60), 50), Some(false));
-        assert_eq!(starts_new_load(b"junk", 50), None);
+        assert_eq!(starts_new_load(&health(10, 0), 50, None), Some(true));
+        assert_eq!(starts_new_load(&health(60, 0), 50, None), Some(false));
+        assert_eq!(starts_new_load(b"junk", 50, None), None);
+        // The first load id seen: nothing to compare it with, the counters decide.
+        assert_eq!(starts_new_load(&health(60, 9), 50, None), Some(false));
+    }
+
+    /// N6 (third driver review): a reloaded driver that counted past the last sequence number
+    /// seen before the client reconnected is still a new load: its health's load id differs.
+    /// The counters alone took it for the old load.
+    #[test]
+    fn a_health_from_another_load_is_a_new_load_whatever_its_counters() {
+        let health = |generated, load_id| {
+            synth::health(&Health {
+                protocol_version: PROTOCOL_VERSION,
+                events_generated: generated,
+                load_id,
+                ..Health::default()
+            })
+        };
+        assert_eq!(starts_new_load(&health(60, 2), 50, Some(1)), Some(true));
+        assert_eq!(starts_new_load(&health(60, 1), 50, Some(1)), Some(false));
+        // A protocol-2 driver sends no id: the counters decide.
+        assert_eq!(starts_new_load(&health(60, 0), 50, Some(1)), Some(false));
     }
 }

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::Value;
 
+pub mod fake;
+
 pub fn fsense_cmd(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fsense"));
     c.args(args);

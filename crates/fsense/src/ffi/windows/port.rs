@@ -51,6 +51,10 @@ struct ReplyBuffer {
     body: [u8; fsense_proto::ControlReply::LEN],
 }
 
+// What the client checks ReplyLength against is what it really sends (N5).
+const _: () =
+    assert!(std::mem::size_of::<ReplyBuffer>() == crate::source::port_framing::ACK_REPLY_LEN);
+
 /// How many receives stay posted by default.
 pub const DEFAULT_RECEIVES: usize = 8;
 
@@ -59,7 +63,8 @@ pub const DEFAULT_RECEIVES: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
     pub message_id: u64,
-    /// How many reply bytes the driver waits for (0: no reply expected).
+    /// How many reply bytes the driver waits for, `FILTER_REPLY_HEADER` included (0: no reply
+    /// expected), as `FILTER_MESSAGE_HEADER.ReplyLength` reports it.
     pub reply_length: u32,
     /// Bytes the Filter Manager reported for the whole transfer, header included.
     pub transferred: u32,
@@ -413,7 +418,7 @@ mod tests {
         let batch =
             synth::batches(&[SynthEvent::new(Operation::Create, "C:\\x")], 1, 1, &[]).remove(0);
         let header = FILTER_MESSAGE_HEADER {
-            ReplyLength: 40,
+            ReplyLength: 56,
             MessageId: 9,
         };
         let header_len = std::mem::size_of::<FILTER_MESSAGE_HEADER>() as u32;
@@ -431,7 +436,7 @@ mod tests {
             let r = take_message(&header, &batch, transferred, &mut body);
             assert_eq!(body.len(), expected, "transferred {transferred}");
             assert_eq!(body[..], batch[..expected]);
-            assert_eq!((r.message_id, r.reply_length), (9, 40));
+            assert_eq!((r.message_id, r.reply_length), (9, 56));
             let framed = message_slice(&body, r.transferred);
             match Message::decode(framed) {
                 Ok(Message::Batch(b)) => assert_eq!(framed, &batch[..], "{transferred}: {b:?}"),

@@ -15,7 +15,11 @@ pub mod frame;
 #[cfg(all(feature = "nats", not(target_env = "msvc")))]
 pub mod nats;
 #[cfg(all(feature = "nats", not(target_env = "msvc")))]
+pub mod nats_connect;
+#[cfg(all(feature = "nats", not(target_env = "msvc")))]
 pub mod nats_failure;
+#[cfg(all(feature = "nats", not(target_env = "msvc")))]
+pub mod nats_guard;
 pub mod options;
 pub mod puback;
 pub mod spool;
@@ -50,6 +54,9 @@ pub struct SinkStats {
     /// Answers refusing the stream or a publish for good (the stream does not take the
     /// subject, it is full, JetStream is off...): the events stay in the spool.
     pub refused: u64,
+    /// Times the publisher failed (a panic, in it or in the NATS client) and was started again;
+    /// the events stay in the spool meanwhile, the watch goes on.
+    pub publisher_restarts: u64,
 }
 
 /// A destination for events. `send` must not wait on the network: a sink that cannot deliver
@@ -63,6 +70,31 @@ pub trait EventSink: Send {
     fn stats(&self) -> SinkStats;
     /// Delivers what it can (bounded by the sink's drain time), then stops.
     fn finish(&mut self) -> io::Result<SinkStats>;
+}
+
+/// A message for stderr from text a peer chose (a NATS server's error, a stream's subjects): on
+/// one line, with control, C1 and bidi characters escaped (the same rule as `cli::one_line`).
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || crate::output::json::is_escaped_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Chooses rustls' crypto provider for the whole process (ring), once; later calls do nothing.
+///
+/// rustls is built with two providers here (ring for async-nats, aws-lc-rs for the content
+/// crate's HTTPS), so `ClientConfig::builder()` panics unless one is installed: async-nats calls
+/// it when a `nats://` server's INFO says `tls_required` (review N1). `main` calls this at start;
+/// the sink calls it again for library users.
+#[cfg(all(feature = "nats", not(target_env = "msvc")))]
+pub fn install_crypto_provider() {
+    let _ = async_nats::rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Builds each event's message id: `HOST/RUN/SESSION/SEQUENCE`.
@@ -143,5 +175,20 @@ mod tests {
         );
         assert_eq!(s, "web_01_x/abc/2/17");
         assert_eq!(MessageIds::new("", 1).prefix, "unknown/1/");
+    }
+
+    #[test]
+    fn peer_text_reaches_stderr_escaped() {
+        // N7: a server's error or a stream's subjects carried ESC/BEL/CSI sequences to stderr.
+        let hostile = "x\x1b]0;PWNED\x07\x1b[2K\u{9b}1m\r\n\u{202e}y";
+        let line = one_line(hostile);
+        assert!(
+            !line.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{line}"
+        );
+        assert_eq!(
+            line,
+            "x\\u{1b}]0;PWNED\\u{7}\\u{1b}[2K\\u{9b}1m\\u{d}\\u{a}\\u{202e}y"
+        );
     }
 }

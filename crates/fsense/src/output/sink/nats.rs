@@ -21,27 +21,24 @@ use std::time::{Duration, Instant};
 
 use async_nats::connection::State;
 use async_nats::jetstream::{self, stream};
-use async_nats::{Client, ConnectOptions, Event, HeaderMap, Message, StatusCode, Subscriber};
+use async_nats::{Client, HeaderMap, Message, StatusCode, Subscriber};
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Notify;
 
 use super::config::SinkConfig;
-use super::nats_failure::{self, Failure, REFUSED_PAUSE, Verdict};
-use super::puback;
+use super::nats_connect::{Disconnects, check_ca_file, connect, reconnect};
+use super::nats_failure::{self, Failure, REFUSED_PAUSE, Verdict, subject_matches};
+use super::nats_guard::{self, Ended};
 use super::spool::{Cursor, Outgoing, Spool};
-use super::{EventKey, EventSink, MessageIds, SinkStats};
+use super::{EventKey, EventSink, MessageIds, SinkStats, one_line, puback};
 
-/// Acknowledgements outstanding at most.
-pub const WINDOW: usize = 8192;
+pub use super::nats_connect::WINDOW;
 /// How long an acknowledgement may take before the publish counts as failed.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between attempts while the server is away.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// The duplicate window of a stream this sink creates.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
-/// The longest wait between two reconnection attempts (async-nats' default goes up to 4 s, and
-/// every second of it is a second of events waiting after the server is back).
-const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
 struct Shared {
     spool: Mutex<Spool>,
@@ -55,15 +52,8 @@ struct Shared {
     duplicates: AtomicU64,
     rejected: AtomicU64,
     refused: AtomicU64,
+    publisher_restarts: AtomicU64,
     recovered: u64,
-}
-
-/// What the client's event callback tells the publisher: the connection was lost (what was in
-/// flight on it will never be acknowledged).
-#[derive(Default)]
-struct Disconnects {
-    count: AtomicU64,
-    wake: Notify,
 }
 
 impl Shared {
@@ -86,12 +76,16 @@ pub struct NatsSink {
     /// Spool drops already reported on stderr, and when (at most one line every 10 s).
     drops_told: u64,
     drops_told_at: Option<Instant>,
+    /// When a spool write error was last said (at most one line every 10 s).
+    spool_error_told_at: Option<Instant>,
 }
 
 impl NatsSink {
     /// Opens the spool, connects (an unreachable server is one line on stderr, then spooling)
     /// and starts the publisher.
     pub fn start(config: SinkConfig) -> Result<Self, String> {
+        super::install_crypto_provider();
+        nats_guard::install_panic_hook(false);
         if let Some(ca) = &config.ca_file {
             check_ca_file(ca)?;
         }
@@ -125,6 +119,7 @@ impl NatsSink {
             duplicates: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            publisher_restarts: AtomicU64::new(0),
             recovered: recovery.pending,
         });
         let ids = MessageIds::new(&config.host, config.run);
@@ -132,15 +127,8 @@ impl NatsSink {
         let spool_dir = config.spool.dir.clone();
         let for_thread = shared.clone();
         let publisher = std::thread::Builder::new()
-            .name("fsense-nats".into())
-            // The JetStream context spawns a task: it is built inside the runtime.
-            .spawn(move || {
-                runtime.block_on(async move {
-                    Publisher::new(for_thread, client, disconnects, config)
-                        .run()
-                        .await
-                })
-            })
+            .name(nats_guard::THREAD_NAME.into())
+            .spawn(move || publish_supervised(for_thread, config, (runtime, client, disconnects)))
             .map_err(|e| format!("cannot start the NATS publisher: {e}"))?;
         Ok(Self {
             shared,
@@ -152,7 +140,29 @@ impl NatsSink {
             final_stats: None,
             drops_told: 0,
             drops_told_at: None,
+            spool_error_told_at: None,
         })
+    }
+
+    /// A spool write failed (a full disk, an I/O error): the spool counted what it lost; say so
+    /// (at most one line every 10 s) and go on. The run, and `--output`, never stop for it.
+    fn spool_failed(&mut self, e: &io::Error) {
+        let dropped = self.shared.spool().dropped();
+        self.drops_told = dropped;
+        if self
+            .spool_error_told_at
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            let spool = match &self.spool_dir {
+                Some(d) => format!("the spool {}", d.display()),
+                None => "the in-memory spool".into(),
+            };
+            eprintln!(
+                "fsense: cannot write {spool}: {}; events it could not keep are counted as spool_dropped ({dropped} so far), the watch and --output go on",
+                one_line(&e.to_string())
+            );
+            self.spool_error_told_at = Some(Instant::now());
+        }
     }
 
     fn current_stats(&self) -> SinkStats {
@@ -166,6 +176,7 @@ impl NatsSink {
             recovered: self.shared.recovered,
             rejected: self.shared.rejected.load(Ordering::Relaxed),
             refused: self.shared.refused.load(Ordering::Relaxed),
+            publisher_restarts: self.shared.publisher_restarts.load(Ordering::Relaxed),
         }
     }
 }
@@ -173,11 +184,14 @@ impl NatsSink {
 impl EventSink for NatsSink {
     fn send(&mut self, key: EventKey, event: &[u8]) -> io::Result<()> {
         self.ids.write(key, &mut self.id);
-        let (readable, dropped) = {
+        let (appended, readable, dropped) = {
             let mut spool = self.shared.spool();
-            spool.append(self.id.as_bytes(), event)?;
-            (!spool.caught_up(), spool.dropped())
+            let appended = spool.append(self.id.as_bytes(), event);
+            (appended, !spool.caught_up(), spool.dropped())
         };
+        if let Err(e) = appended {
+            self.spool_failed(&e);
+        }
         if dropped > self.drops_told
             && self
                 .drops_told_at
@@ -196,7 +210,10 @@ impl EventSink for NatsSink {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.shared.spool().flush()?;
+        let flushed = self.shared.spool().flush();
+        if let Err(e) = flushed {
+            self.spool_failed(&e);
+        }
         self.shared.wake.notify_one();
         Ok(())
     }
@@ -212,13 +229,19 @@ impl EventSink for NatsSink {
         if let Some(s) = &self.final_stats {
             return Ok(s.clone());
         }
-        self.shared.spool().flush()?;
+        let flushed = self.shared.spool().flush();
+        if let Err(e) = flushed {
+            self.spool_failed(&e);
+        }
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.wake.notify_one();
         if let Some(t) = self.publisher.take() {
             let _ = t.join();
         }
-        self.shared.spool().sync()?;
+        let synced = self.shared.spool().sync();
+        if let Err(e) = synced {
+            self.spool_failed(&e);
+        }
         let stats = self.current_stats();
         if stats.spooled > 0 {
             match &self.spool_dir {
@@ -250,105 +273,46 @@ impl Drop for NatsSink {
     }
 }
 
-async fn options(
-    config: &SinkConfig,
-    disconnects: &Arc<Disconnects>,
-) -> Result<ConnectOptions, String> {
-    let mut o = match &config.creds {
-        Some(path) => ConnectOptions::with_credentials_file(path)
-            .await
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-        None => ConnectOptions::new(),
-    };
-    if config.url.tls {
-        // rustls is built with two crypto providers here (ring for async-nats, aws-lc-rs for the
-        // content crate's HTTPS) and then panics unless one is chosen for the process.
-        let _ = async_nats::rustls::crypto::ring::default_provider().install_default();
-        o = o.require_tls(true);
-    }
-    if let Some(ca) = &config.ca_file {
-        o = o.add_root_certificates(ca.clone());
-    }
-    let told = disconnects.clone();
-    Ok(o.connection_timeout(Duration::from_secs(2))
-        .client_capacity(WINDOW * 2)
-        .reconnect_delay_callback(reconnect_delay)
-        .event_callback(move |event| {
-            let told = told.clone();
-            async move {
-                if matches!(event, Event::Disconnected) {
-                    told.count.fetch_add(1, Ordering::SeqCst);
-                    told.wake.notify_one();
-                }
-            }
-        })
-        .name("fsense"))
-}
-
-/// The wait before connection attempt `attempt` (1 for the first). async-nats waits this long
-/// before every attempt, the first connection's included: the first is immediate, then 100 ms
-/// more per failed attempt up to [`MAX_RECONNECT_DELAY`].
-fn reconnect_delay(attempt: usize) -> Duration {
-    let failed = u32::try_from(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
-    (Duration::from_millis(100) * failed.min(10)).min(MAX_RECONNECT_DELAY)
-}
-
-/// Connects; a server that does not answer now, or refuses the TLS handshake or the
-/// credentials, is reported in one line and retried in the background.
-async fn connect(config: &SinkConfig, disconnects: &Arc<Disconnects>) -> Result<Client, String> {
-    match options(config, disconnects)
-        .await?
-        .connect(config.url.server.as_str())
-        .await
-    {
-        Ok(c) => Ok(c),
-        Err(e) => {
-            eprintln!(
-                "fsense: {}",
-                nats_failure::describe_connect(config.url.server.as_str(), &e)
-            );
-            options(config, disconnects)
-                .await?
-                .retry_on_initial_connect()
-                .connect(config.url.server.as_str())
-                .await
-                .map_err(|e| format!("cannot connect to NATS: {e}"))
-        }
-    }
-}
-
-/// A CA file the TLS connection could not use is a usage error now, not an outage later.
-fn check_ca_file(path: &std::path::Path) -> Result<(), String> {
-    use async_nats::rustls::pki_types::{CertificateDer, pem::PemObject};
-    let bad = |why: String| format!("--nats-ca-file {}: {why}", path.display());
-    let mut certificates = 0;
-    for c in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
-        c.map_err(|e| bad(e.to_string()))?;
-        certificates += 1;
-    }
-    if certificates == 0 {
-        return Err(bad("no PEM certificate in it".into()));
-    }
-    Ok(())
-}
-
-fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
-}
-
-/// Whether a stream subject (with `*` and `>` wildcards) takes `subject`.
-fn subject_matches(pattern: &str, subject: &str) -> bool {
-    let mut p = pattern.split('.');
-    let mut s = subject.split('.');
-    loop {
-        match (p.next(), s.next()) {
-            (Some(">"), Some(_)) => return true,
-            (Some("*"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
+/// The publisher thread: runs the publisher on the first connection, and after a failure (a
+/// panic in it or in the client's tasks) on a new runtime and client, counted (`nats_guard`).
+fn publish_supervised(
+    shared: Arc<Shared>,
+    config: SinkConfig,
+    first: (tokio::runtime::Runtime, Client, Arc<Disconnects>),
+) {
+    let mut first = Some(first);
+    let ending = || shared.abort.load(Ordering::SeqCst) || shared.stop.load(Ordering::SeqCst);
+    nats_guard::supervise(
+        &shared.publisher_restarts,
+        Duration::from_secs(1),
+        ending,
+        || {
+            let panics = nats_guard::panics();
+            let (runtime, client, disconnects) = match first.take() {
+                Some(f) => f,
+                None => match reconnect(&config) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("fsense: NATS: {}", one_line(&e));
+                        return Ended::Failed;
+                    }
+                },
+            };
+            // The JetStream context spawns a task: it is built inside the runtime.
+            let (shared, config) = (shared.clone(), config.clone());
+            runtime.block_on(async move {
+                let watchdog = tokio::spawn(nats_guard::bound_inbound(
+                    client.clone(),
+                    config.url.shown.clone(),
+                ));
+                let ended = Publisher::new(shared, client, disconnects, config, panics)
+                    .run()
+                    .await;
+                watchdog.abort();
+                ended
+            })
+        },
+    );
 }
 
 /// What became of one publish.
@@ -437,6 +401,12 @@ struct Publisher {
     refusal: Option<String>,
     last_progress: Instant,
     stopping_since: Option<Instant>,
+    /// Publisher-thread panics counted before this run: one more means a client task died.
+    panics_before: u64,
+    /// TLS refusals already said (see `nats_guard`).
+    tls_demanded_seen: u64,
+    /// When a spool error on acknowledgement was last said.
+    spool_error_told_at: Option<Instant>,
 }
 
 impl Publisher {
@@ -445,12 +415,14 @@ impl Publisher {
         client: Client,
         disconnects: Arc<Disconnects>,
         config: SinkConfig,
+        panics_before: u64,
     ) -> Self {
         let subject = async_nats::Subject::from(config.url.subject.as_str());
         let disconnects_seen = disconnects.count.load(Ordering::SeqCst);
         let reply_prefix = format!("{}.", client.new_inbox());
         // A server not reached at start was said in one line by `connect`.
         let failing = client.connection_state() != State::Connected;
+        let tls_demanded_seen = disconnects.tls_demanded.load(Ordering::SeqCst);
         Self {
             shared,
             js: context(&client),
@@ -468,9 +440,13 @@ impl Publisher {
             window: WINDOW,
             stream_ready: false,
             failing,
-            refusal: None,
+            // `connect` said a TLS refusal already: not again for the same outage.
+            refusal: (tls_demanded_seen > 0).then(|| "tls".to_string()),
             last_progress: Instant::now(),
             stopping_since: None,
+            panics_before,
+            tls_demanded_seen,
+            spool_error_told_at: None,
         }
     }
 
@@ -495,10 +471,26 @@ impl Publisher {
         lost
     }
 
-    async fn run(mut self) {
+    async fn run(mut self) -> Ended {
         loop {
             if self.should_end() {
                 break;
+            }
+            if nats_guard::panics() != self.panics_before {
+                // A task of the client (its connection) panicked and is gone: start over.
+                return Ended::Failed;
+            }
+            let demanded = self.disconnects.tls_demanded.load(Ordering::SeqCst);
+            if demanded != self.tls_demanded_seen {
+                self.tls_demanded_seen = demanded;
+                if !self.failing || self.refusal.as_deref() != Some("tls") {
+                    eprintln!(
+                        "fsense: {}",
+                        nats_guard::tls_demanded_line(&self.config.url.shown)
+                    );
+                    self.failing = true;
+                    self.refusal = Some("tls".into());
+                }
             }
             let lost = self.lost_connection();
             let connected = self.client.connection_state() == State::Connected;
@@ -538,6 +530,7 @@ impl Publisher {
         // Nothing to flush: what counts was acknowledged (a flush would wait for a server
         // that may be gone).
         self.inflight.entries.clear();
+        Ended::Done
     }
 
     /// The answers' subscription and the stream, before the first publish and after a failure.
@@ -758,38 +751,23 @@ impl Publisher {
                 self.refusal = None;
                 self.window = WINDOW;
             }
-            if let Err(e) = self.shared.spool().ack(a) {
-                return Err(Failure::transient(format!("spool: {e}")));
+            let saved = self.shared.spool().ack(a);
+            if let Err(e) = saved {
+                // The acknowledgement holds in memory; the file that keeps it across a restart
+                // could not be written (a full disk): a restart publishes those events again,
+                // and their message ids make the server drop the copies.
+                if self
+                    .spool_error_told_at
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+                {
+                    eprintln!(
+                        "fsense: spool: cannot save the acknowledged position: {}",
+                        one_line(&e.to_string())
+                    );
+                    self.spool_error_told_at = Some(Instant::now());
+                }
             }
         }
         failure.map_or(Ok(()), Err)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{MAX_RECONNECT_DELAY, reconnect_delay, subject_matches};
-    use std::time::Duration;
-
-    #[test]
-    fn the_first_connection_attempt_does_not_wait() {
-        // async-nats counts the first attempt as 1 and sleeps this long before it: a wait here
-        // delayed every start (and every first reconnect) by 100 ms.
-        assert_eq!(reconnect_delay(0), Duration::ZERO);
-        assert_eq!(reconnect_delay(1), Duration::ZERO);
-        assert_eq!(reconnect_delay(2), Duration::from_millis(100));
-        assert_eq!(reconnect_delay(5), Duration::from_millis(400));
-        assert_eq!(reconnect_delay(usize::MAX), MAX_RECONNECT_DELAY);
-    }
-
-    #[test]
-    fn stream_subjects_match_like_nats() {
-        assert!(subject_matches("fsense.events", "fsense.events"));
-        assert!(subject_matches("fsense.*", "fsense.events"));
-        assert!(subject_matches("fsense.>", "fsense.a.b"));
-        assert!(subject_matches(">", "x"));
-        assert!(!subject_matches("fsense.*", "fsense.a.b"));
-        assert!(!subject_matches("fsense.>", "fsense"));
-        assert!(!subject_matches("fsense", "fsense.events"));
     }
 }

@@ -209,6 +209,21 @@ fn tls_error(e: &async_nats::ConnectError) -> Option<String> {
     .map(|s| s.replace(['\n', '\r'], " "))
 }
 
+/// Whether a stream subject (with `*` and `>` wildcards) takes `subject`.
+pub fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (p.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +298,16 @@ mod tests {
             .verdict,
             Verdict::RejectEvent
         );
+    }
+
+    #[test]
+    fn stream_subjects_match_like_nats() {
+        assert!(subject_matches("fsense.events", "fsense.events"));
+        assert!(subject_matches("fsense.*", "fsense.events"));
+        assert!(subject_matches("fsense.>", "fsense.a.b"));
+        assert!(subject_matches(">", "x"));
+        assert!(!subject_matches("fsense.*", "fsense.a.b"));
+        assert!(!subject_matches("fsense.>", "fsense"));
+        assert!(!subject_matches("fsense", "fsense.events"));
     }
 }

@@ -66,6 +66,9 @@ impl SinkArgs {
         for f in [&self.nats_creds, &self.nats_ca_file].into_iter().flatten() {
             std::fs::metadata(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
         }
+        if let Some(creds) = &self.nats_creds {
+            check_creds_file(creds)?;
+        }
         if self.nats_ca_file.is_some() && !url.tls {
             return Err("--nats-ca-file needs a tls:// --sink URL".into());
         }
@@ -92,6 +95,47 @@ impl SinkArgs {
         };
         start(config).map(Some)
     }
+}
+
+/// A credentials file holds a secret (the NKey seed): refused, as ssh refuses a private key, when
+/// another account owns it or group or others may read or write it. On Windows the file's ACL is
+/// not checked (README).
+#[cfg(unix)]
+pub fn check_creds_file(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let me = effective_uid();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(format!(
+            "refusing --nats-creds {}: it belongs to another account (uid {}); it must be owned by root or uid {me}",
+            path.display(),
+            meta.uid()
+        ));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "refusing --nats-creds {}: group or others may access it (mode {mode:04o}); it holds a secret: chmod 600 it",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub fn check_creds_file(_: &std::path::Path) -> Result<(), String> {
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn effective_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+fn effective_uid() -> u32 {
+    0
 }
 
 /// Starts the sink `args` ask for, if any, and hands it to the pipeline.

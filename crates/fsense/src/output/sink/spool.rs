@@ -15,15 +15,25 @@
 //!
 //! A full spool (`max_bytes`) drops its oldest segment, and counts the unacknowledged events in it.
 //! On open, a torn last frame (a crash mid-write) is cut off; a damaged frame elsewhere ends its
-//! segment there, and what follows it is reported as lost.
+//! segment there, and what follows it is reported as lost. Both count in `dropped` (at least one
+//! event for a torn frame, plus every intact frame found past damage); a segment without a valid
+//! header (a disk full or a power loss as it was created) is removed when empty, else set aside
+//! as `<name>.damaged`, so it never blocks a start.
+//!
+//! A write that fails (a full disk, an I/O error) loses only the events not yet written: the
+//! segment is cut back to its last whole frame, they are counted in `dropped`, and the spool goes
+//! on. The directory must be private ([`files::prepare_dir`]).
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io::{self, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::frame::{self, FRAME_HEADER_LEN, MAX_ID, MAX_PAYLOAD};
+use files::{MAX_SEGMENT_FILE, create_private, open_own, read_capped, read_exact_at};
+
+mod files;
 
 /// A segment file's first bytes.
 const SEGMENT_MAGIC: [u8; 8] = *b"FSNSSPOL";
@@ -33,7 +43,6 @@ pub const SEGMENT_HEADER_LEN: u64 = 16;
 /// The acknowledged-position file: magic, position, CRC-32 of the first 12 bytes.
 const ACKED_MAGIC: [u8; 4] = *b"FSAK";
 const ACKED_FILE: &str = "acked";
-const LOCK_FILE: &str = "lock";
 /// Appended frames are written to the file in chunks of about this size (or at every flush).
 pub const WRITE_CHUNK: usize = 64 << 10;
 /// How much the reader takes from a segment at a time.
@@ -72,6 +81,14 @@ struct Segment {
     store: Store,
 }
 
+/// Why an append failed, and whether the event is counted as dropped already.
+enum Failed {
+    /// Before the event was appended: it is not counted yet.
+    Before(io::Error),
+    /// Writing it (and the frames before it) out: counted with them.
+    Counted(io::Error),
+}
+
 /// Where the spool lives and how big it may grow.
 #[derive(Debug, Clone)]
 pub struct SpoolConfig {
@@ -87,7 +104,10 @@ pub struct Recovery {
     pub pending: u64,
     /// Torn-tail bytes cut off the last segment.
     pub torn_bytes: u64,
-    /// Damage found elsewhere, one line each.
+    /// Unacknowledged events lost to damage (a torn or damaged frame and the intact frames
+    /// past it, a segment set aside): a lower bound, counted in `dropped` too.
+    pub lost: u64,
+    /// What was found and done, one line each.
     pub damage: Vec<String>,
 }
 
@@ -98,6 +118,9 @@ pub struct Spool {
     max_bytes: u64,
     segment_bytes: u64,
     segments: VecDeque<Segment>,
+    /// Whether the last segment is one this process writes (a new one could not be made at
+    /// open, e.g. on a full disk: the next append tries again).
+    writable: bool,
     /// Frames appended to the last segment but not yet written to its file.
     unwritten: Vec<u8>,
     /// End of the readable log (everything written to the store).
@@ -128,6 +151,7 @@ impl Spool {
             max_bytes,
             segment_bytes,
             segments: VecDeque::new(),
+            writable: false,
             unwritten: Vec::with_capacity(WRITE_CHUNK + 4096),
             written: Cursor::default(),
             end: Cursor::default(),
@@ -142,10 +166,17 @@ impl Spool {
         };
         let mut recovery = Recovery::default();
         if let Some(dir) = config.dir.clone() {
-            spool._lock = Some(prepare_dir(&dir)?);
+            spool._lock = Some(files::prepare_dir(&dir)?);
             spool.recover(&dir, &mut recovery)?;
+            spool.dropped = recovery.lost;
         }
-        spool.start_segment()?;
+        if let Err(e) = spool.start_segment() {
+            // A full disk must not keep the sensor from starting: appends try again, and what
+            // they cannot keep is counted.
+            recovery.damage.push(format!(
+                "cannot start a new segment ({e}); trying again at the next event"
+            ));
+        }
         recovery.pending = spool.pending();
         Ok((spool, recovery))
     }
@@ -169,12 +200,11 @@ impl Spool {
         let last = starts.len().saturating_sub(1);
         for (i, &start) in starts.iter().enumerate() {
             let path = dir.join(segment_name(start));
-            let mut file = open_existing(&path)?;
-            let bytes = read_all(&mut file)?;
+            let mut file = open_own(&path, false)?;
+            let (bytes, longer) = read_capped(&mut file, MAX_SEGMENT_FILE)?;
             let Some(body) = check_segment_header(&bytes) else {
-                recovery
-                    .damage
-                    .push(format!("{}: not a spool segment, ignored", path.display()));
+                drop(file);
+                set_aside(&path, &bytes, start, acked_pos, recovery)?;
                 continue;
             };
             let mut positions = Vec::new();
@@ -182,17 +212,30 @@ impl Spool {
                 positions.push(f.id.len() + f.payload.len() + FRAME_HEADER_LEN)
             });
             let good = scan.good_len as u64;
-            if good < body.len() as u64 {
-                if i == last && scan.error.is_none() {
-                    recovery.torn_bytes += body.len() as u64 - good;
+            if good < body.len() as u64 || longer {
+                let cut = body.len() as u64 - good;
+                let lost = lost_past(&body[scan.good_len..], start + good, acked_pos);
+                recovery.lost += lost;
+                if i == last && scan.error.is_none() && !longer {
+                    recovery.torn_bytes += cut;
+                    recovery.damage.push(format!(
+                        "{}: torn last frame ({cut} bytes, a crash while writing) cut off: {}",
+                        path.display(),
+                        lost_words(lost)
+                    ));
                 } else {
                     recovery.damage.push(format!(
-                        "{}: {} bytes after byte {} unreadable ({}), events there are lost",
+                        "{}: {}{cut} bytes after byte {} unreadable ({}): {}",
                         path.display(),
-                        body.len() as u64 - good,
+                        if longer {
+                            "longer than a segment can be; "
+                        } else {
+                            ""
+                        },
                         SEGMENT_HEADER_LEN + good,
                         scan.error
-                            .map_or_else(|| "torn frame".to_string(), |e| e.to_string())
+                            .map_or_else(|| "torn frame".to_string(), |e| e.to_string()),
+                        lost_words(lost)
                     ));
                 }
                 file.set_len(SEGMENT_HEADER_LEN + good)?;
@@ -251,8 +294,7 @@ impl Spool {
                     file.sync_data()?;
                 }
                 let path = dir.join(segment_name(start));
-                let mut file = create_private(&path)?;
-                file.write_all(&segment_header())?;
+                let file = files::create_segment(dir, &path, &segment_header())?;
                 Store::File { path, file }
             }
         };
@@ -263,16 +305,35 @@ impl Spool {
             events: 0,
             store,
         });
+        self.writable = true;
         Ok(())
     }
 
-    /// Appends one event. A spool at its limit first drops its oldest events (counted).
+    /// Appends one event. A spool at its limit first drops its oldest events (counted). On an
+    /// error the events that could not be kept (this one included) are counted in `dropped`
+    /// and the spool stays usable.
     pub fn append(&mut self, id: &[u8], payload: &[u8]) -> io::Result<()> {
+        match self.try_append(id, payload) {
+            Ok(()) => Ok(()),
+            // Not appended at all (a new segment could not be made): it is lost here.
+            Err(Failed::Before(e)) => {
+                self.dropped += 1;
+                Err(e)
+            }
+            // Appended, then lost with the unwritten frames (counted by `write_out`).
+            Err(Failed::Counted(e)) => Err(e),
+        }
+    }
+
+    fn try_append(&mut self, id: &[u8], payload: &[u8]) -> Result<(), Failed> {
         if payload.len() > MAX_PAYLOAD || id.is_empty() || id.len() > MAX_ID {
-            return Err(io::Error::new(
+            return Err(Failed::Before(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "event too large for the spool",
-            ));
+            )));
+        }
+        if !self.writable {
+            self.start_segment().map_err(Failed::Before)?;
         }
         let need = frame::encoded_len(id, payload) as u64;
         if need > self.max_bytes {
@@ -281,22 +342,24 @@ impl Spool {
         }
         while self.total_bytes() + need > self.max_bytes {
             if self.segments.len() == 1 {
-                self.start_segment()?;
+                self.start_segment().map_err(Failed::Before)?;
             }
-            self.drop_oldest()?;
+            self.drop_oldest().map_err(Failed::Before)?;
         }
         if self.current_len() >= self.segment_bytes {
-            self.start_segment()?;
+            self.start_segment().map_err(Failed::Before)?;
         }
         let Some(last) = self.segments.back_mut() else {
-            return Err(io::Error::other("spool has no open segment"));
+            return Err(Failed::Before(io::Error::other(
+                "spool has no open segment",
+            )));
         };
         let target = match &mut last.store {
             Store::Memory(v) => v,
             Store::File { .. } => &mut self.unwritten,
         };
         frame::encode(target, id, payload)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            .map_err(|e| Failed::Before(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
         last.end += need;
         last.events += 1;
         self.end = Cursor {
@@ -306,7 +369,7 @@ impl Spool {
         if matches!(last.store, Store::Memory(_)) {
             self.written = self.end;
         } else if self.unwritten.len() >= WRITE_CHUNK {
-            self.write_out()?;
+            self.write_out().map_err(Failed::Counted)?;
         }
         Ok(())
     }
@@ -358,10 +421,24 @@ impl Spool {
         }
         if let Some(Segment {
             store: Store::File { file, .. },
+            start,
+            events,
+            end,
             ..
         }) = self.segments.back_mut()
+            && let Err(e) = file.write_all(&self.unwritten)
         {
-            file.write_all(&self.unwritten)?;
+            // Cut the file back to its last whole frame (a partial write would tear the log)
+            // and give up the unwritten frames, counted: the next writes go after that frame.
+            let lost = self.end.event - self.written.event;
+            let _ = file.set_len(SEGMENT_HEADER_LEN + (self.written.pos - *start));
+            let _ = file.seek(io::SeekFrom::End(0));
+            *events -= lost;
+            *end = self.written.pos;
+            self.end = self.written;
+            self.dropped += lost;
+            self.unwritten.clear();
+            return Err(e);
         }
         self.unwritten.clear();
         self.written = self.end;
@@ -580,8 +657,8 @@ pub fn check_segment_header(bytes: &[u8]) -> Option<&[u8]> {
 }
 
 fn read_acked(dir: &Path) -> Option<u64> {
-    let mut f = open_existing(&dir.join(ACKED_FILE)).ok()?;
-    let b = read_all(&mut f).ok()?;
+    let mut f = open_own(&dir.join(ACKED_FILE), false).ok()?;
+    let (b, _) = read_capped(&mut f, 16).ok()?;
     if b.len() != 16 || b[0..4] != ACKED_MAGIC {
         return None;
     }
@@ -592,11 +669,67 @@ fn read_acked(dir: &Path) -> Option<u64> {
     Some(u64::from_le_bytes(b[4..12].try_into().ok()?))
 }
 
-fn read_all(file: &mut File) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut v = Vec::new();
-    file.read_to_end(&mut v)?;
-    Ok(v)
+/// Unacknowledged events lost in `rest`, the bytes of a segment from log position `at` on that
+/// could not be read in order: the frame that starts there (damaged or torn) and every intact
+/// frame found past it, those before `acked` excepted.
+fn lost_past(rest: &[u8], at: u64, acked: u64) -> u64 {
+    if rest.is_empty() {
+        return 0;
+    }
+    let mut lost = u64::from(at >= acked);
+    frame::resync(rest.get(1..).unwrap_or_default(), |off, _| {
+        if at + 1 + off as u64 >= acked {
+            lost += 1;
+        }
+    });
+    lost
+}
+
+fn lost_words(lost: u64) -> String {
+    match lost {
+        0 => "no unacknowledged event lost".into(),
+        n => format!("at least {n} unacknowledged events lost (counted as spool_dropped)"),
+    }
+}
+
+/// A segment without a valid header: removed when it holds no frame (created, then the disk
+/// was full or the power went before its header was written), else renamed `<name>.damaged`
+/// for a look. Either way it no longer blocks the name the spool writes next.
+fn set_aside(
+    path: &Path,
+    bytes: &[u8],
+    start: u64,
+    acked: u64,
+    recovery: &mut Recovery,
+) -> io::Result<()> {
+    // Its frames (if any survive) are lost: the header that vouches for them is not there.
+    let mut lost = 0;
+    frame::resync(bytes, |off, _| {
+        if start + (off as u64).saturating_sub(SEGMENT_HEADER_LEN) >= acked {
+            lost += 1;
+        }
+    });
+    recovery.lost += lost;
+    if lost == 0 && bytes.len() <= SEGMENT_HEADER_LEN as usize {
+        fs::remove_file(path)?;
+        recovery.damage.push(format!(
+            "{}: a segment without its header ({} bytes; a full disk or a power loss as it was created) removed",
+            path.display(),
+            bytes.len()
+        ));
+        return Ok(());
+    }
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".damaged");
+    fs::rename(path, &aside)?;
+    recovery.damage.push(format!(
+        "{}: not a spool segment ({} bytes), set aside as {}: {}",
+        path.display(),
+        bytes.len(),
+        Path::new(&aside).display(),
+        lost_words(lost)
+    ));
+    Ok(())
 }
 
 /// Reads `len` bytes of the log from `pos` out of a segment starting at `start`.
@@ -617,75 +750,6 @@ fn load(store: &Store, start: u64, pos: u64, len: usize, buf: &mut Vec<u8>) -> i
     }
     Ok(())
 }
-
-#[cfg(unix)]
-fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-}
-
-#[cfg(windows)]
-fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
-    use std::os::windows::fs::FileExt;
-    while !buf.is_empty() {
-        match file.seek_read(buf, offset)? {
-            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            n => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Creates the directory if needed (mode 0700) and takes its lock.
-fn prepare_dir(dir: &Path) -> io::Result<File> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)?;
-    let lock_path = dir.join(LOCK_FILE);
-    let lock = match create_private(&lock_path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => open_existing(&lock_path)?,
-        Err(e) => return Err(e),
-    };
-    match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
-            io::ErrorKind::ResourceBusy,
-            format!("spool {} is in use by another fsense", dir.display()),
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(e),
-    }
-}
-
-/// A new file, mode 0600, refusing to follow a symlink planted at its name.
-fn create_private(path: &Path) -> io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.read(true).write(true).create_new(true);
-    no_follow(&mut o);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(path)
-}
-
-/// An existing spool file, for reading and repair, not through a symlink.
-fn open_existing(path: &Path) -> io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.read(true).write(true);
-    no_follow(&mut o);
-    o.open(path)
-}
-
-#[cfg(target_os = "linux")]
-fn no_follow(o: &mut OpenOptions) {
-    std::os::unix::fs::OpenOptionsExt::custom_flags(o, libc::O_NOFOLLOW);
-}
-
-#[cfg(not(target_os = "linux"))]
-fn no_follow(_: &mut OpenOptions) {}
 
 #[cfg(test)]
 mod tests;

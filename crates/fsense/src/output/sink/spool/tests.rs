@@ -1,4 +1,5 @@
 use super::*;
+use std::fs::OpenOptions;
 
 fn disk(dir: &Path, max_bytes: u64) -> SpoolConfig {
     SpoolConfig {
@@ -98,7 +99,14 @@ fn a_torn_last_frame_is_cut_off_and_the_spool_goes_on() {
     drop(f);
     let (mut s, rec) = Spool::open(&disk(dir.path(), 64 << 20)).unwrap();
     assert_eq!(rec.torn_bytes, (torn.len() / 2) as u64);
-    assert!(rec.damage.is_empty());
+    // Said and counted (N12): the torn frame was an event.
+    assert_eq!(rec.damage.len(), 1, "{:?}", rec.damage);
+    assert!(
+        rec.damage[0].contains("torn last frame"),
+        "{:?}",
+        rec.damage
+    );
+    assert_eq!((rec.lost, s.dropped()), (1, 1));
     assert_eq!(rec.pending, 10);
     fill(&mut s, 10, 12, 100);
     s.sync().unwrap();
@@ -226,6 +234,11 @@ fn a_damaged_frame_in_an_older_segment_is_reported() {
     assert!(got.windows(2).all(|w| seq(&w[0]) < seq(&w[1])));
     assert_eq!(seq(got.last().unwrap()), 599);
     assert!(got.len() < 600);
+    // N12: every event lost is counted (the damaged frame and the intact ones behind it in that
+    // segment): read + dropped is all 600.
+    assert_eq!(got.len() as u64 + s.dropped(), 600, "{:?}", rec.damage);
+    assert_eq!(rec.lost, s.dropped());
+    assert!(rec.damage[0].contains(&format!("at least {} unacknowledged events lost", rec.lost)));
 }
 
 /// What the publisher does: appends, reads of a few events at a time (as many as were just
@@ -318,3 +331,5 @@ mod read_in_steps {
         }
     }
 }
+
+mod damage;
