@@ -7,16 +7,16 @@
 #   <target dir>/package/fsense.inf   inf/fsense.inf
 #   <target dir>/package/fsense.exe   the consumer, cross-built for x86_64-pc-windows-gnu (mingw-w64),
 #                                     profile `consumer` (optimised, no whole-program LTO)
-#   <target dir>/package-arm64/fsense.sys  the same driver for aarch64-pc-windows-msvc, test-signed
-#                                     with the same certificate, checked as an ARM64 image (built
-#                                     only when that rust target is installed; not in the package
-#                                     until the INF has NTarm64 sections)
+#   <target dir>/package/arm64/fsense.sys  the same driver for aarch64-pc-windows-msvc, test-signed
+#                                     with the same certificate, checked as an ARM64 image; the
+#                                     INF's NTarm64 sections install it ([SourceDisksFiles.arm64])
 #
 # then checks the whole package with fsense-pkgcheck, after printing what it reads in the driver's
 # code (data imports, stack per entry point, largest frame; docs/windows.md has today's numbers). The signing key is generated per run into
 # <target dir>/package-signing/ and never enters the package (or git).
 #
-# Needs: rustup targets x86_64-pc-windows-msvc and x86_64-pc-windows-gnu, osslsigncode, openssl,
+# Needs: rustup targets x86_64-pc-windows-msvc, aarch64-pc-windows-msvc and x86_64-pc-windows-gnu
+# (scripts/setup.sh adds them), osslsigncode, openssl,
 # gcc-mingw-w64-x86-64 (Debian package names).
 set -euo pipefail
 
@@ -26,10 +26,9 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 package_dir=$target_dir/package
 signing_dir=$target_dir/package-signing
 driver_target=x86_64-pc-windows-msvc
-# Windows on ARM (issue 30): built and checked beside the package, not in it yet (the INF has no
-# NTarm64 sections), and only when the rust target is installed.
+# Windows on ARM (issue 30): the ARM64 image goes where the INF's [SourceDisksFiles.arm64] says.
 arm64_target=aarch64-pc-windows-msvc
-arm64_dir=$target_dir/package-arm64
+arm64_dir=$package_dir/arm64
 consumer_target=x86_64-pc-windows-gnu
 
 step() { printf '==> [%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
@@ -43,11 +42,12 @@ for tool in cargo rustup osslsigncode openssl x86_64-w64-mingw32-gcc; do
     command -v "$tool" >/dev/null || fail "$tool not found (Debian: apt-get install osslsigncode openssl gcc-mingw-w64-x86-64)"
 done
 installed_targets=$(rustup target list --installed)
-for target in "$driver_target" "$consumer_target"; do
+for target in "$driver_target" "$arm64_target" "$consumer_target"; do
     grep -qx "$target" <<<"$installed_targets" || fail "rust target $target missing: rustup target add $target"
 done
 
-rm -rf "$package_dir" "$signing_dir" "$arm64_dir"
+# package-arm64/ is where earlier versions of this script put the ARM64 image.
+rm -rf "$package_dir" "$signing_dir" "$target_dir/package-arm64"
 mkdir -p "$package_dir" "$signing_dir"
 
 step "Building the checker (fsense-pkgcheck)"
@@ -92,28 +92,24 @@ osslsigncode sign -certs "$signing_dir/fsense-test.pem" -key "$signing_dir/fsens
 osslsigncode verify -CAfile "$signing_dir/fsense-test.pem" -in "$package_dir/fsense.sys" >"$signing_dir/verify.log" 2>&1 ||
     fail "osslsigncode verify rejected the signed image (log: $signing_dir/verify.log)"
 
-if grep -qx "$arm64_target" <<<"$installed_targets"; then
-    step "Building the ARM64 fsense.sys ($arm64_target, rust-lld) into $arm64_dir (outside the package until the INF has NTarm64 sections)"
-    mkdir -p "$arm64_dir"
-    arm64_log=$signing_dir/driver-arm64-build.log
-    # .cargo/config.toml configures only the x64 driver target; the same settings for ARM64:
-    CARGO_TARGET_AARCH64_PC_WINDOWS_MSVC_LINKER=rust-lld \
-        CARGO_TARGET_AARCH64_PC_WINDOWS_MSVC_RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo rustc --locked -p fsense-driver --lib --release --target "$arm64_target" --crate-type cdylib \
-        >"$arm64_log" 2>&1 || fail "building the ARM64 fsense.sys failed (log: $arm64_log)"
-    arm64_unsigned=$signing_dir/fsense-arm64.unsigned.sys
-    cp "$target_dir/$arm64_target/release/fsense_driver.dll" "$arm64_unsigned"
-    "$pkgcheck" fix-checksum "$arm64_unsigned"
-    osslsigncode sign -certs "$signing_dir/fsense-test.pem" -key "$signing_dir/fsense-test.key" \
-        -h sha256 -n "fsense minifilter" -in "$arm64_unsigned" -out "$arm64_dir/fsense.sys" >/dev/null
-    osslsigncode verify -CAfile "$signing_dir/fsense-test.pem" -in "$arm64_dir/fsense.sys" >"$signing_dir/verify-arm64.log" 2>&1 ||
-        fail "osslsigncode verify rejected the signed ARM64 image (log: $signing_dir/verify-arm64.log)"
-    "$pkgcheck" image --arch arm64 --require-signature "$arm64_dir/fsense.sys" ||
-        fail "the ARM64 image check failed (findings above)"
-else
-    printf 'warning: rust target %s is not installed, so no ARM64 fsense.sys is built (rustup target add %s)\n' \
-        "$arm64_target" "$arm64_target" >&2
+step "Building the ARM64 fsense.sys ($arm64_target, rust-lld) into $arm64_dir"
+mkdir -p "$arm64_dir"
+arm64_log=$signing_dir/driver-arm64-build.log
+# Linker and flags (rust-lld, +crt-static, panic=abort) from .cargo/config.toml, as for x64.
+if ! cargo rustc --locked -p fsense-driver --lib --release --target "$arm64_target" --crate-type cdylib >"$arm64_log" 2>&1; then
+    grep -q fsense_panic_is_reachable "$arm64_log" &&
+        fail "the ARM64 fsense.sys did not link: a panic path is still reachable in the driver for aarch64 (src/panic.rs; log: $arm64_log)"
+    fail "building the ARM64 fsense.sys failed (log: $arm64_log)"
 fi
+arm64_unsigned=$signing_dir/fsense-arm64.unsigned.sys
+cp "$target_dir/$arm64_target/release/fsense_driver.dll" "$arm64_unsigned"
+"$pkgcheck" fix-checksum "$arm64_unsigned"
+osslsigncode sign -certs "$signing_dir/fsense-test.pem" -key "$signing_dir/fsense-test.key" \
+    -h sha256 -n "fsense minifilter" -in "$arm64_unsigned" -out "$arm64_dir/fsense.sys" >/dev/null
+osslsigncode verify -CAfile "$signing_dir/fsense-test.pem" -in "$arm64_dir/fsense.sys" >"$signing_dir/verify-arm64.log" 2>&1 ||
+    fail "osslsigncode verify rejected the signed ARM64 image (log: $signing_dir/verify-arm64.log)"
+"$pkgcheck" image --arch arm64 --require-signature "$arm64_dir/fsense.sys" ||
+    fail "the ARM64 image check failed (findings above)"
 
 step "Copying fsense.inf"
 cp inf/fsense.inf "$package_dir/fsense.inf"

@@ -32,8 +32,8 @@ if [ "${1:-}" = "--mutants" ]; then
     exit 0
 fi
 
-say "Rust targets: x86_64-pc-windows-msvc (fsense.sys), x86_64-pc-windows-gnu (fsense.exe)"
-rustup target add --toolchain "$toolchain" x86_64-pc-windows-msvc x86_64-pc-windows-gnu >/dev/null
+say "Rust targets: x86_64-pc-windows-msvc and aarch64-pc-windows-msvc (fsense.sys), x86_64-pc-windows-gnu (fsense.exe)"
+rustup target add --toolchain "$toolchain" x86_64-pc-windows-msvc aarch64-pc-windows-msvc x86_64-pc-windows-gnu >/dev/null
 
 say "nightly: miri, rust-src (Miri on the unsafe wrappers; cargo-fuzz)"
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

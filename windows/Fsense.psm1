@@ -2,7 +2,8 @@
 <#
 .SYNOPSIS
     What every fsense script needs: the names the INF installs, the minimum Windows, elevation,
-    native-command and filter checks, and the package's file names.
+    native-command and filter checks, the package's file names, and which driver image (x64 or
+    ARM64) this machine takes.
 
 .DESCRIPTION
     Each script in this folder starts with
@@ -28,6 +29,13 @@ $QueueCapacity = 4096
 # older builds lack, so the kernel would refuse to load it there (fltmc load: 0x8007007F). The floor
 # is declared in crates/fsense-pkgcheck/src/imports.rs; fsense-pkgcheck checks this number against it.
 $MinimumBuild = 19041
+
+# The driver image for each architecture, where the INF's [SourceDisksFiles.amd64] and
+# [SourceDisksFiles.arm64] put it in the package (fsense-pkgcheck checks these against the INF).
+$DriverImages = @{
+    amd64 = 'fsense.sys'
+    arm64 = 'arm64\fsense.sys'
+}
 
 # The files a package holds (fsense.cat only when it was built with the WDK on Windows).
 $PackageFiles = @{
@@ -97,10 +105,58 @@ function Get-PackageFile {
     return $path
 }
 
+# The machine's architecture as the INF names it ('amd64' or 'arm64'), not this process's: an x64
+# PowerShell on Windows 11 on Arm runs under emulation, and "apps under emulation that query for
+# processor details ... receive details corresponding to the emulated virtual processor"
+# (https://learn.microsoft.com/windows/arm/apps-on-arm-x86-emulation). So ARM64 wins when any of
+# these says so (none of them says ARM64 on an x64 machine):
+#   - RuntimeInformation.OSArchitecture, which reports Arm64 under x64 emulation from .NET 7 on
+#     (https://learn.microsoft.com/dotnet/core/compatibility/interop/7.0/osarchitecture-emulation);
+#     Windows PowerShell's .NET Framework may report the emulated X64;
+#   - PROCESSOR_ARCHITEW6432, which WOW64 sets to the machine's for an x86 process, and
+#     PROCESSOR_ARCHITECTURE;
+#   - Win32_Processor.Architecture (12 = ARM64, 9 = x64), answered by the WMI service, a native
+#     process.
+function Get-MachineArchitecture {
+    $names = @()
+    try {
+        $names += [string][System.Runtime.InteropServices.RuntimeInformation]::OSArchitecture
+    } catch {
+        Write-Verbose "RuntimeInformation.OSArchitecture unavailable: $($_.Exception.Message)"
+    }
+    $names += @($env:PROCESSOR_ARCHITEW6432, $env:PROCESSOR_ARCHITECTURE)
+    try {
+        $processor = Get-CimInstance -ClassName Win32_Processor -ErrorAction Stop | Select-Object -First 1
+        switch ($processor.Architecture) {
+            12 { $names += 'ARM64' }
+            9 { $names += 'AMD64' }
+        }
+    } catch {
+        Write-Verbose "Win32_Processor unavailable: $($_.Exception.Message)"
+    }
+    # -contains compares case-insensitively: Arm64, ARM64; X64, AMD64.
+    if ($names -contains 'ARM64') { return 'arm64' }
+    if ($names -contains 'AMD64' -or $names -contains 'X64') { return 'amd64' }
+    throw "fsense has drivers for x64 and ARM64 only; this machine reports '$($names -join "', '")'"
+}
+
+# The path of this machine's driver image in -PackageDir; throws when it is missing.
+function Get-DriverImage {
+    param(
+        [Parameter(Mandatory)] [string] $PackageDir,
+        [Parameter(Mandatory)] [string] $Architecture
+    )
+    $path = Join-Path $PackageDir $DriverImages[$Architecture]
+    if (-not (Test-Path -LiteralPath $path -PathType Leaf)) {
+        throw "missing $path, the $Architecture driver (copy all of target/package/, its arm64 folder included)"
+    }
+    return $path
+}
+
 $exported = @{
     Function = @('Write-Step', 'Assert-Elevated', 'Assert-SupportedWindows', 'Invoke-Native',
-        'Test-FilterLoaded', 'Get-PackageFile')
+        'Test-FilterLoaded', 'Get-PackageFile', 'Get-MachineArchitecture', 'Get-DriverImage')
     Variable = @('ServiceName', 'InstanceName', 'Altitude', 'LoadOrderGroup', 'SupportedFeatures',
-        'QueueCapacity', 'MinimumBuild', 'PackageFiles')
+        'QueueCapacity', 'MinimumBuild', 'PackageFiles', 'DriverImages')
 }
 Export-ModuleMember @exported

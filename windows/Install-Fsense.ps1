@@ -4,20 +4,25 @@
     Installs and loads the fsense minifilter on a Windows test VM.
 
 .DESCRIPTION
-    Run from a folder holding the package (fsense.sys, fsense.inf, fsense.cer, fsense.exe, and
-    fsense.cat when the package came from the Windows/WDK flow) next to these scripts.
+    Run from a folder holding the package (fsense.sys, arm64\fsense.sys, fsense.inf, fsense.cer,
+    fsense.exe, and fsense.cat when the package came from the Windows/WDK flow) next to these
+    scripts. The driver image is the machine's: fsense.sys on x64, arm64\fsense.sys on ARM64
+    (windows/Fsense.psm1, Get-MachineArchitecture; a kernel driver cannot run under emulation).
+    fsense.exe is x64 on both: Windows 11 on Arm runs it under its x64 emulation.
 
     1. Checks that the machine booted with test signing on (the package is test-signed).
     2. Imports fsense.cer into LocalMachine\Root and LocalMachine\TrustedPublisher.
     3. Installs the driver:
-       - with fsense.cat (Windows/WDK flow): the INF's [DefaultInstall.NTamd64] section through
+       - with fsense.cat (Windows/WDK flow): the INF's [DefaultInstall.NTamd64] section (or
+         [DefaultInstall.NTarm64] on ARM64) through
          InstallHinfSection. fsense.inf is a primitive driver INF, and on Windows 10 1903 and later
          InstallHinfSection hands such an INF to DiInstallDriver, so the package lands in the driver
          store and is removable as a unit (pnputil /delete-driver). That is the install path
          Microsoft documents for primitive drivers; the catalog must be signed by a trusted cert.
        - without fsense.cat (Linux flow: no inf2cat there): Windows refuses a driver package without
          a catalog, so the script registers the same service and instance keys the INF declares
-         (sc.exe + registry) and copies fsense.sys to System32\drivers. Test VMs only.
+         (sc.exe + registry) and copies the machine's fsense.sys to System32\drivers. Test VMs
+         only.
     4. fltmc load fsense, then shows fltmc filters and fltmc instances.
     5. Unless -NoAgent: installs and starts the agent service fsense-agent (`fsense.exe service
        install --args <AgentArgs>`), which runs `fsense watch` as LocalSystem after the driver.
@@ -46,11 +51,13 @@ function Test-TestSigningBoot {
     return ($options -match 'TESTSIGNING')
 }
 
-function Install-WithInf([string] $InfPath) {
+function Install-WithInf([string] $InfPath, [string] $Architecture) {
     # DiInstallDriver then takes the install section that fits this build: .10.0...25952 from build
-    # 25952 on, the downlevel one before (see the INF header).
-    Write-Step "Installing $InfPath (DefaultInstall.NTamd64 via InstallHinfSection -> DiInstallDriver)"
-    $arguments = "setupapi.dll,InstallHinfSection DefaultInstall.NTamd64 132 $InfPath"
+    # 25952 on, the downlevel one before (see the INF header). The section named here is the
+    # machine's architecture: NTamd64 or NTarm64.
+    $section = "DefaultInstall.NT$Architecture"
+    Write-Step "Installing $InfPath ($section via InstallHinfSection -> DiInstallDriver)"
+    $arguments = "setupapi.dll,InstallHinfSection $section 132 $InfPath"
     Write-Host "    rundll32.exe $arguments"
     $process = Start-Process -FilePath 'rundll32.exe' -ArgumentList $arguments -Wait -PassThru
     # rundll32 reports nothing useful in its exit code: check what the INF should have created.
@@ -123,7 +130,9 @@ function Main {
     Write-Step 'Checking the Windows version'
     Assert-SupportedWindows
 
-    $driver = Get-PackageFile $PackageDir 'Driver'
+    $architecture = Get-MachineArchitecture
+    $driver = Get-DriverImage $PackageDir $architecture
+    Write-Host "    $architecture machine: driver image $driver"
     $inf = Get-PackageFile $PackageDir 'Inf'
     $certificate = Get-PackageFile $PackageDir 'Certificate'
     $catalog = Join-Path $PackageDir $PackageFiles.Catalog
@@ -148,7 +157,7 @@ function Main {
         throw "filter '$ServiceName' is already loaded; run Uninstall-Fsense.ps1 first"
     }
     if (Test-Path -LiteralPath $catalog -PathType Leaf) {
-        Install-WithInf $inf
+        Install-WithInf $inf $architecture
     } else {
         Install-ForTestVm $driver
     }

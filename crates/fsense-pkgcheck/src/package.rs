@@ -1,4 +1,5 @@
-//! Checks a whole package directory (`target/package/`): the signed driver image, the INF, the test
+//! Checks a whole package directory (`target/package/`): the signed driver image of each
+//! architecture the INF installs (x64 `fsense.sys`, ARM64 `arm64/fsense.sys`), the INF, the test
 //! certificate, the consumer executable, nothing that should not ship (private keys), and
 //! optionally the Windows scripts against the packaged INF.
 
@@ -7,7 +8,7 @@ use std::path::Path;
 use object::pe;
 use object::read::pe::{ImageNtHeaders, PeFile64};
 
-use crate::image::{self, ImageRules};
+use crate::image::{self, Architecture, ImageRules};
 use crate::{Finding, PACKAGE_FILES, floor, inf, scripts};
 
 /// Files the Linux flow must produce (`fsense.cat` is added by the Windows flow only).
@@ -35,25 +36,64 @@ fn read(path: &Path) -> Result<Option<Vec<u8>>, PackageError> {
     }
 }
 
+/// The driver images the packaged INF installs, one per architecture (`fsense.sys` for x64,
+/// `arm64/fsense.sys` for ARM64 today); x64's alone when the INF cannot be read.
+fn driver_images(dir: &Path) -> Vec<(Architecture, String)> {
+    let images = inf::read_inf(&dir.join("fsense.inf"))
+        .ok()
+        .and_then(|text| inf::parse(&text).ok())
+        .map(|parsed| inf::driver_images(&parsed))
+        .unwrap_or_default();
+    if images.is_empty() {
+        return vec![(Architecture::Amd64, inf::DRIVER_FILE.to_string())];
+    }
+    images
+        .into_iter()
+        .map(|image| (image.architecture, image.package_path))
+        .collect()
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>, PackageError> {
+    let error = |source| PackageError::Read {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::read_dir(dir)
+        .map_err(error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(error)
+}
+
 /// Checks `dir`; with `scripts_dir`, also the PowerShell kit against the packaged INF.
 pub fn check(dir: &Path, scripts_dir: Option<&Path>) -> Result<Vec<Finding>, PackageError> {
     let mut findings = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|source| PackageError::Read {
-        path: dir.display().to_string(),
-        source,
-    })?;
-    for entry in entries {
-        let entry = entry.map_err(|source| PackageError::Read {
-            path: dir.display().to_string(),
-            source,
-        })?;
+    let images = driver_images(dir);
+    for entry in read_dir(dir)? {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !PACKAGE_FILES.contains(&name.as_str()) {
-            findings.push(Finding::new(
-                name,
-                "is not a package file (a private key or build leftover must never ship)",
-            ));
+        if PACKAGE_FILES.contains(&name.as_str()) {
+            continue;
         }
+        // A folder the INF takes an image from holds that image and nothing else.
+        let image_folder = entry.path().is_dir()
+            && images
+                .iter()
+                .any(|(_, path)| path.starts_with(&format!("{name}/")));
+        if image_folder {
+            for inner in read_dir(&entry.path())? {
+                let inner = format!("{name}/{}", inner.file_name().to_string_lossy());
+                if !images.iter().any(|(_, path)| *path == inner) {
+                    findings.push(Finding::new(
+                        inner,
+                        "is not a package file (a private key or build leftover must never ship)",
+                    ));
+                }
+            }
+            continue;
+        }
+        findings.push(Finding::new(
+            name,
+            "is not a package file (a private key or build leftover must never ship)",
+        ));
     }
     for name in REQUIRED_FILES {
         if !dir.join(name).is_file() {
@@ -61,20 +101,28 @@ pub fn check(dir: &Path, scripts_dir: Option<&Path>) -> Result<Vec<Finding>, Pac
         }
     }
 
-    if let Some(data) = read(&dir.join("fsense.sys"))? {
-        match image::check(
-            &data,
-            ImageRules {
-                require_signature: true,
-                floor: crate::imports::DECLARED_FLOOR,
-            },
-        ) {
+    // Every architecture's image: present (the INF installs it), signed, and for its machine.
+    for (architecture, path) in &images {
+        if path != inf::DRIVER_FILE && !dir.join(path).is_file() {
+            findings.push(Finding::new(
+                path.clone(),
+                format!("missing (the INF installs it on {})", architecture.name()),
+            ));
+        }
+        let Some(data) = read(&dir.join(path))? else {
+            continue;
+        };
+        let rules = ImageRules {
+            require_signature: true,
+            floor: crate::imports::DECLARED_FLOOR,
+        };
+        match image::check_architecture(&data, rules, *architecture) {
             Ok(violations) => findings.extend(
                 violations
                     .into_iter()
-                    .map(|violation| Finding::new("fsense.sys", violation.to_string())),
+                    .map(|violation| Finding::new(path.clone(), violation.to_string())),
             ),
-            Err(error) => findings.push(Finding::new("fsense.sys", error.to_string())),
+            Err(error) => findings.push(Finding::new(path.clone(), error.to_string())),
         }
     }
 
@@ -169,9 +217,19 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         for (file, data) in files {
-            std::fs::write(dir.join(file), data).unwrap();
+            let path = dir.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, data).unwrap();
         }
         TempDir(dir)
+    }
+
+    fn signed_arm64() -> Spec {
+        Spec {
+            machine: pe::IMAGE_FILE_MACHINE_ARM64.0,
+            ex_dll_characteristics: None,
+            ..Spec::signed()
+        }
     }
 
     fn good_files() -> Vec<(&'static str, Vec<u8>)> {
@@ -185,6 +243,7 @@ mod tests {
         exe[nt + 4 + 18 + 1] &= !0x20;
         vec![
             ("fsense.sys", Spec::signed().build()),
+            ("arm64/fsense.sys", signed_arm64().build()),
             (
                 "fsense.inf",
                 include_bytes!("../../../inf/fsense.inf").to_vec(),
@@ -228,12 +287,12 @@ mod tests {
     #[test]
     fn an_inf_claiming_another_minimum_fails_the_package() {
         let mut files = good_files();
-        let inf = String::from_utf8(files[1].1.clone()).unwrap().replacen(
+        let inf = String::from_utf8(files[2].1.clone()).unwrap().replacen(
             "Minimum Windows: Windows 10 version 2004 (build 19041).",
             "A primitive driver package (Windows 10 1903+).",
             1,
         );
-        files[1].1 = inf.into_bytes();
+        files[2].1 = inf.into_bytes();
         let dir = package("stale-floor", &files);
         let found = messages(&dir, None);
         assert_eq!(found.len(), 2, "{found:?}");
@@ -262,13 +321,64 @@ mod tests {
     #[test]
     fn a_bad_certificate_or_consumer_is_reported() {
         let mut files = good_files();
-        files[2].1 = b"-----BEGIN PRIVATE KEY-----".to_vec();
-        files[3].1 = Spec::good().build();
+        files[3].1 = b"-----BEGIN PRIVATE KEY-----".to_vec();
+        files[4].1 = Spec::good().build();
         let dir = package("cert", &files);
         let found = messages(&dir, None);
         assert_eq!(found.len(), 4, "{found:?}");
         assert!(found.contains(&"fsense.exe: is not a console program".to_string()));
         assert!(found.contains(&"fsense.exe: is a DLL, not a program".to_string()));
         assert!(found.contains(&"fsense.cer: contains a private key".to_string()));
+    }
+
+    #[test]
+    fn both_architectures_images_are_checked() {
+        // The ARM64 image missing: the INF installs it, so the package is incomplete.
+        let mut files = good_files();
+        files.retain(|(name, _)| *name != "arm64/fsense.sys");
+        let dir = package("no-arm64", &files);
+        assert_eq!(
+            messages(&dir, None),
+            ["arm64/fsense.sys: missing (the INF installs it on ARM64)"]
+        );
+        // The x64 image where the ARM64 one belongs (and the other way round).
+        let mut files = good_files();
+        files[1].1 = Spec::signed().build();
+        let dir = package("amd64-as-arm64", &files);
+        let found = messages(&dir, None);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("arm64/fsense.sys: machine") && found[0].contains("ARM64"),
+            "{found:?}"
+        );
+        let mut files = good_files();
+        files[0].1 = signed_arm64().build();
+        let dir = package("arm64-as-amd64", &files);
+        let found = messages(&dir, None);
+        assert!(
+            found.iter().any(|m| m.starts_with("fsense.sys: machine")),
+            "{found:?}"
+        );
+        // An unsigned ARM64 image, and a stray file in its folder.
+        let mut files = good_files();
+        files[1].1 = Spec {
+            certificate: None,
+            ..signed_arm64()
+        }
+        .build();
+        files.push(("arm64/fsense.pdb", vec![0]));
+        let dir = package("arm64-unsigned", &files);
+        let found = messages(&dir, None);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|m| m.starts_with("arm64/fsense.sys: no Authenticode signature"))
+        );
+        assert!(
+            found
+                .iter()
+                .any(|m| m.starts_with("arm64/fsense.pdb: is not a package file"))
+        );
     }
 }

@@ -89,6 +89,7 @@ pub fn check_scripts(
     let provided = match module {
         Some((_, text)) => {
             check_module(text, &facts, &mut findings);
+            check_driver_images(text, &inf::driver_images(&parsed), &mut findings);
             function_names(&code_lines(text))
         }
         None => Vec::new(),
@@ -99,6 +100,35 @@ pub fn check_scripts(
         }
     }
     Ok(findings)
+}
+
+/// The module's `$DriverImages` must name each architecture's image where the INF takes it from
+/// (`amd64 = 'fsense.sys'`, `arm64 = 'arm64\fsense.sys'`): the installer picks one by the machine.
+fn check_driver_images(text: &str, images: &[inf::DriverSource], findings: &mut Vec<Finding>) {
+    let code = code_lines(text);
+    let entries: Vec<String> = code
+        .lines()
+        .map(|line| {
+            line.split_whitespace()
+                .collect::<String>()
+                .to_ascii_lowercase()
+        })
+        .collect();
+    for image in images {
+        let key = inf::source_extension(image.architecture);
+        let path = image.package_path.replace('/', "\\");
+        let wanted = format!("{key}='{path}'").to_ascii_lowercase();
+        if !entries.contains(&wanted) {
+            findings.push(Finding::new(
+                MODULE,
+                format!(
+                    "$DriverImages does not give `{key} = '{path}'`, where the INF installs the {} \
+                     image from",
+                    image.architecture.name()
+                ),
+            ));
+        }
+    }
 }
 
 /// The module: strict, the INF's names, the declared floor, and the helpers scripts rely on.
@@ -231,6 +261,12 @@ fn check_script(
         }
     }
     let is_installer = name.eq_ignore_ascii_case("Install-Fsense.ps1");
+    if is_installer && !calls(&lower, "get-machinearchitecture") {
+        findings.push(Finding::new(
+            name,
+            "does not call Get-MachineArchitecture (the driver image must be the machine's: x64 or ARM64)",
+        ));
+    }
     if is_installer && !calls(&lower, "assert-supportedwindows") {
         findings.push(Finding::new(
             name,
@@ -626,6 +662,28 @@ mod tests {
             "fsense-test.sys",
         );
         assert_one(MODULE, "'fsense.exe'", "'fsensed.exe'", "fsensed.exe");
+    }
+
+    #[test]
+    fn the_installer_picks_the_machines_image_as_the_inf_places_it() {
+        assert_one(
+            MODULE,
+            "arm64 = 'arm64\\fsense.sys'",
+            "arm64 = 'fsense.sys'",
+            "$DriverImages does not give `arm64 = 'arm64\\fsense.sys'`",
+        );
+        assert_one(
+            MODULE,
+            "amd64 = 'fsense.sys'",
+            "amd64 = 'amd64\\fsense.sys'",
+            "where the INF installs the AMD64 image from",
+        );
+        assert_one(
+            "Install-Fsense.ps1",
+            "$architecture = Get-MachineArchitecture",
+            "$architecture = 'amd64'",
+            "does not call Get-MachineArchitecture",
+        );
     }
 
     #[test]

@@ -171,38 +171,33 @@ fn the_image_probe_fails_both_code_checks() {
     );
 }
 
-/// `scripts/package.sh` builds the ARM64 image beside the package when the rust target is
-/// installed; then it must pass the ARM64 image checks (the code checks read x64 only).
+/// The ARM64 image is in the package where the INF's `[SourceDisksFiles.arm64]` puts it, and
+/// passes the ARM64 image checks (the code checks read x64 only), signed, with a right checksum.
 #[test]
 #[ignore = "needs a built package: run `cargo make package-check`"]
-fn the_arm64_driver_passes_the_image_checks_when_built() {
+fn the_arm64_driver_is_in_the_package_and_passes_the_image_checks() {
     use fsense_pkgcheck::image::{self, Architecture, ImageRules};
-    let installed = std::process::Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .current_dir(workspace_root())
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
-        .unwrap_or_default();
-    let path = package_dir().join("../package-arm64/fsense.sys");
-    if !installed
-        .lines()
-        .any(|line| line == "aarch64-pc-windows-msvc")
-    {
-        println!("aarch64-pc-windows-msvc is not installed: no ARM64 image to check");
-        return;
-    }
-    let data = std::fs::read(&path).unwrap_or_else(|error| {
-        panic!(
-            "{}: {error} (the target is installed, so package.sh builds it)",
-            path.display()
-        )
-    });
+    let dir = package_dir();
+    let inf = fsense_pkgcheck::inf::read_inf(&dir.join("fsense.inf")).expect("fsense.inf");
+    let images = fsense_pkgcheck::inf::driver_images(&fsense_pkgcheck::inf::parse(&inf).unwrap());
+    let arm64 = images
+        .iter()
+        .find(|image| image.architecture == Architecture::Arm64)
+        .expect("the INF installs an ARM64 image");
+    assert_eq!(arm64.package_path, "arm64/fsense.sys");
+    let path = dir.join(&arm64.package_path);
+    let data = std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     let rules = ImageRules {
         require_signature: true,
         floor: fsense_pkgcheck::imports::DECLARED_FLOOR,
     };
     let violations = image::check_architecture(&data, rules, Architecture::Arm64).unwrap();
     assert!(violations.is_empty(), "{violations:?}");
+    assert!(image::has_signature(&data));
+    assert_eq!(
+        fsense_pkgcheck::checksum::stored(&data).unwrap(),
+        fsense_pkgcheck::checksum::compute(&data).unwrap()
+    );
     let analysis = fsense_pkgcheck::code::analyze(&data).unwrap();
     assert!(!analysis.is_supported(), "ARM64 code is not read (yet)");
 }

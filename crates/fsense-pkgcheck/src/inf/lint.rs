@@ -1,25 +1,9 @@
 //! The minifilter rules applied to a parsed INF.
 
-use std::fmt;
-
+use super::arch;
+pub use super::finding::Finding;
 use super::parse::{Entry, Inf, InfError, parse};
 use super::rules::*;
-
-/// One rule the INF breaks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for Finding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "line {line}: {}", self.message),
-            None => f.write_str(&self.message),
-        }
-    }
-}
 
 /// What the scripts need to agree with: facts read from a lint-clean INF.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,7 +212,7 @@ impl Linter<'_> {
     }
 
     /// Checks the service-install section `add` names; returns its AddReg sections.
-    fn service(&mut self, add: &Entry) -> Option<Vec<String>> {
+    fn service(&mut self, add: &Entry, binary: &str) -> Option<Vec<String>> {
         let name = add.field(2).trim().to_string();
         if name.is_empty() || self.inf.section(&name).is_none() {
             self.fail(
@@ -242,7 +226,7 @@ impl Linter<'_> {
         self.expect_value(&name, "ErrorControl", "1");
         self.expect_value(&name, "LoadOrderGroup", LOAD_ORDER_GROUP);
         self.expect_value(&name, "Dependencies", "FltMgr");
-        self.expect_value(&name, "ServiceBinary", &format!("%13%\\{DRIVER_FILE}"));
+        self.expect_value(&name, "ServiceBinary", binary);
         if self.inf.value(&name, "DisplayName").is_none() {
             self.fail(None, format!("[{name}] has no DisplayName"));
         }
@@ -429,6 +413,8 @@ impl Linter<'_> {
             .filter(|section| is_isolated_install_section(&section.name))
             .map(|section| section.name.clone())
             .collect();
+        // The architectures share registry sections: each is checked once.
+        let mut checked: Vec<String> = Vec::new();
         for install in installs {
             let Some(services) = self.inf.section(&format!("{install}.Services")) else {
                 continue;
@@ -449,6 +435,10 @@ impl Linter<'_> {
                     continue;
                 };
                 for list in addreg.fields.iter().map(|field| field.trim()) {
+                    if checked.iter().any(|seen| seen.eq_ignore_ascii_case(list)) {
+                        continue;
+                    }
+                    checked.push(list.to_string());
                     let entries = self
                         .inf
                         .section(list)
@@ -543,12 +533,8 @@ pub fn lint_parsed(inf: &Inf) -> (Vec<Finding>, Option<MinifilterFacts>) {
     };
     linter.version();
     linter.primitive_driver_shape();
-    if linter.inf.value("SourceDisksFiles", DRIVER_FILE).is_none() {
-        linter.fail(
-            None,
-            format!("[SourceDisksFiles] does not list {DRIVER_FILE}"),
-        );
-    }
+    // Where each architecture's image comes from and goes, and that they install one service.
+    arch::check(inf, &mut linter.findings);
     // Each install section on its own, then all of them must describe the same minifilter.
     let mut found = Vec::new();
     for install in INSTALL_SECTIONS {
@@ -557,9 +543,12 @@ pub fn lint_parsed(inf: &Inf) -> (Vec<Finding>, Option<MinifilterFacts>) {
             continue;
         }
         linter.install(install.name);
+        let subdir = arch::driver_source(inf, install.architecture)
+            .map(|source| source.subdir)
+            .unwrap_or_default();
         let mut facts = None;
         if let Some(add) = linter.services(install.name)
-            && let Some(addreg) = linter.service(&add)
+            && let Some(addreg) = linter.service(&add, &arch::service_binary(&subdir))
         {
             linter.supported_features(&addreg, install.features_key);
             linter.settings(&addreg);
@@ -594,5 +583,13 @@ pub fn lint_parsed(inf: &Inf) -> (Vec<Finding>, Option<MinifilterFacts>) {
         }
     }
     linter.undefined_strings();
-    (linter.findings, facts)
+    // The architectures share registry sections: a broken shared line is one finding, not one per
+    // install section that uses it.
+    let mut findings: Vec<Finding> = Vec::new();
+    for finding in linter.findings {
+        if !findings.contains(&finding) {
+            findings.push(finding);
+        }
+    }
+    (findings, facts)
 }

@@ -1,5 +1,7 @@
 //! What the INF must say: the minifilter's names, groups, directories and install sections.
 
+use crate::image::Architecture;
+
 pub const SERVICE_NAME: &str = "fsense";
 pub const DRIVER_FILE: &str = "fsense.sys";
 pub const CATALOG_FILE: &str = "fsense.cat";
@@ -19,12 +21,38 @@ pub const SUPPORTED_FEATURES: u32 = 0x9;
 /// Settings the driver reads from `Parameters` (REG_DWORD); the INF may write defaults.
 pub const SETTINGS: &[&str] = &["QueueCapacity", "BatchRecords"];
 
+/// The architectures the package installs on, each with its own `fsense.sys`.
+pub const ARCHITECTURES: &[Architecture] = &[Architecture::Amd64, Architecture::Arm64];
+
+/// The platform extension of install sections (`NTamd64`): "Creating INF Files for Multiple
+/// Platforms and Operating Systems".
+pub fn platform_extension(architecture: Architecture) -> &'static str {
+    match architecture {
+        Architecture::Amd64 => "NTamd64",
+        Architecture::Arm64 => "NTarm64",
+    }
+}
+
+/// The extension of `[SourceDisksFiles.<arch>]` and `[SourceDisksNames.<arch>]`, which is not the
+/// install sections' ("INF SourceDisksFiles Section": `.amd64`, `.arm64`, not `.ntamd64`).
+pub fn source_extension(architecture: Architecture) -> &'static str {
+    match architecture {
+        Architecture::Amd64 => "amd64",
+        Architecture::Arm64 => "arm64",
+    }
+}
+
 /// One install entry point of the INF and where its service's registry state goes. The split is
 /// minispy's: the Filter Manager reads instances from `Parameters\Instances` from build 25952
-/// (Windows 11 24H2) and from the service key's root `Instances` before.
+/// (Windows 11 24H2) and from the service key's root `Instances` before. Each architecture has
+/// both sections; the two architectures' sections must install the same service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InstallSection {
     pub name: &'static str,
+    pub architecture: Architecture,
+    /// The same split's section for the other architecture is compared with the one that has
+    /// `downlevel` equal.
+    pub downlevel: bool,
     pub instance_root: &'static str,
     /// The key `SupportedFeatures` goes to ("" is the service key's root).
     pub features_key: &'static str,
@@ -33,21 +61,41 @@ pub struct InstallSection {
 pub const INSTALL_SECTIONS: &[InstallSection] = &[
     InstallSection {
         name: "DefaultInstall.NTamd64.10.0...25952",
+        architecture: Architecture::Amd64,
+        downlevel: false,
         instance_root: "Parameters\\Instances",
         features_key: PARAMETERS,
     },
     InstallSection {
         name: "DefaultInstall.NTamd64",
+        architecture: Architecture::Amd64,
+        downlevel: true,
+        instance_root: "Instances",
+        features_key: "",
+    },
+    InstallSection {
+        name: "DefaultInstall.NTarm64.10.0...25952",
+        architecture: Architecture::Arm64,
+        downlevel: false,
+        instance_root: "Parameters\\Instances",
+        features_key: PARAMETERS,
+    },
+    InstallSection {
+        name: "DefaultInstall.NTarm64",
+        architecture: Architecture::Arm64,
+        downlevel: true,
         instance_root: "Instances",
         features_key: "",
     },
 ];
 
-/// An OS-version-decorated `[DefaultInstall.NTamd64.<os>]` section (not `.Services`): the sections
-/// `infverif /w /wbuild <os>` holds to driver package isolation.
+/// An OS-version-decorated `[DefaultInstall.NTamd64.<os>]` or `[DefaultInstall.NTarm64.<os>]`
+/// section (not `.Services`): the sections `infverif /w /wbuild <os>` holds to driver package
+/// isolation.
 pub(super) fn is_isolated_install_section(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    lower
-        .strip_prefix("defaultinstall.ntamd64.")
-        .is_some_and(|decoration| !decoration.is_empty() && !decoration.ends_with("services"))
+    ["defaultinstall.ntamd64.", "defaultinstall.ntarm64."]
+        .iter()
+        .filter_map(|prefix| lower.strip_prefix(prefix))
+        .any(|decoration| !decoration.is_empty() && !decoration.ends_with("services"))
 }

@@ -103,12 +103,11 @@ fn primitive_driver_shape_rules() {
 
 #[test]
 fn files_go_to_the_driver_store() {
-    // Both install sections copy the same list: each reports it.
-    assert_findings(
-        "Fsense.DriverFiles = 13",
-        "Fsense.DriverFiles = 12",
+    // Both x64 install sections copy the same list: one finding for its one line.
+    assert_one_finding(
+        "Fsense.DriverFiles       = 13",
+        "Fsense.DriverFiles       = 12",
         "DIRID 12",
-        2,
     );
     assert_findings(
         "[Fsense.DriverFiles]\nfsense.sys",
@@ -116,7 +115,11 @@ fn files_go_to_the_driver_store() {
         "does not copy fsense.sys",
         2,
     );
-    assert_one_finding("fsense.sys = 1,,", "other.sys = 1,,", "[SourceDisksFiles]");
+    assert_one_finding(
+        "fsense.sys = 1,,",
+        "other.sys = 1,,",
+        "[SourceDisksFiles.amd64] (or [SourceDisksFiles]) does not list fsense.sys",
+    );
 }
 
 #[test]
@@ -147,7 +150,7 @@ fn service_rules() {
         "ServiceName        = \"fsense\"",
         "ServiceName        = \"fsense2\"",
         "expected `fsense`",
-        2,
+        4,
     );
     // The downlevel section's service is checked as closely.
     assert_one_finding(
@@ -334,4 +337,122 @@ proptest::proptest! {
             let _ = lint_parsed(&inf);
         }
     }
+}
+
+/// The INF without its NTarm64 sections: what it was before issue 30.
+fn without_arm64() -> String {
+    let mut text = String::new();
+    let mut skipping = false;
+    for line in SHIPPED.lines() {
+        if let Some(name) = line.strip_prefix('[') {
+            let lower = name.to_ascii_lowercase();
+            skipping = lower.contains("ntarm64")
+                || lower.contains(".arm64")
+                || lower.starts_with("fsense.service.arm64");
+        }
+        if !skipping && !line.starts_with("Fsense.DriverFiles.Arm64") {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+fn messages(text: &str) -> Vec<String> {
+    lint(text)
+        .expect("still parses")
+        .into_iter()
+        .map(|finding| finding.message)
+        .collect()
+}
+
+#[test]
+fn an_inf_without_ntarm64_sections_fails() {
+    let findings = messages(&without_arm64());
+    for expected in [
+        "missing section [DefaultInstall.NTarm64.10.0...25952]",
+        "missing section [DefaultInstall.NTarm64]",
+        "[SourceDisksFiles.arm64] (or [SourceDisksFiles]) does not list fsense.sys",
+    ] {
+        assert!(
+            findings.iter().any(|f| f.contains(expected)),
+            "expected `{expected}` in {findings:#?}"
+        );
+    }
+    // Only one of the split's NTarm64 sections is not enough either.
+    let findings = findings_after(
+        "[DefaultInstall.NTarm64]\n",
+        "[DefaultInstall.NTarm64.10.0...22000]\n",
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| f == "missing section [DefaultInstall.NTarm64]"),
+        "{findings:#?}"
+    );
+}
+
+#[test]
+fn each_architecture_installs_its_own_image() {
+    let images = driver_images(&parse(SHIPPED).unwrap());
+    let paths: Vec<(&str, &str)> = images
+        .iter()
+        .map(|image| (image.architecture.name(), image.package_path.as_str()))
+        .collect();
+    assert_eq!(
+        paths,
+        [("AMD64", "fsense.sys"), ("ARM64", "arm64/fsense.sys")]
+    );
+    // An undecorated [SourceDisksFiles] would hand the x64 image to both.
+    let shared = SHIPPED
+        .replacen("\n[SourceDisksFiles.amd64]\n", "\n[SourceDisksFiles]\n", 1)
+        .replacen("[SourceDisksFiles.arm64]\nfsense.sys = 1,arm64", "", 1);
+    let findings = messages(&shared);
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.contains("AMD64 and ARM64 both install the package's fsense.sys")),
+        "{findings:#?}"
+    );
+    // The ARM64 service must run the ARM64 image.
+    assert_findings(
+        "ServiceBinary  = %13%\\arm64\\fsense.sys",
+        "ServiceBinary  = %13%\\fsense.sys",
+        "ServiceBinary is `%13%\\fsense.sys`, expected `%13%\\arm64\\fsense.sys`",
+        1,
+    );
+    // A file run from the driver store keeps its source subdir.
+    assert_one_finding(
+        "Fsense.DriverFiles.Arm64 = 13,arm64",
+        "Fsense.DriverFiles.Arm64 = 13",
+        "a file run from the driver store keeps its SourceDisksFiles subdir",
+    );
+    // The ARM64 list copying nothing is reported for both ARM64 sections.
+    assert_findings(
+        "[Fsense.DriverFiles.Arm64]\nfsense.sys",
+        "[Fsense.DriverFiles.Arm64]\nother.sys",
+        "does not copy fsense.sys",
+        2,
+    );
+}
+
+#[test]
+fn both_architectures_install_the_same_service() {
+    // ARM64 with its own copy of the registry section, one setting changed.
+    let start = SHIPPED.find("\n[Fsense.AddRegistry]\n").unwrap() + 1;
+    let end = start + SHIPPED[start..].find("\n\n").unwrap();
+    let copy = SHIPPED[start..end]
+        .replace("[Fsense.AddRegistry]", "[Fsense.AddRegistry.Arm64]")
+        .replace("%QueueCapacity%", "1024");
+    assert_one_finding(
+        "AddReg         = Fsense.AddRegistry\n\n;;; Flags 0",
+        &format!("AddReg         = Fsense.AddRegistry.Arm64\n\n{copy}\n\n;;; Flags 0"),
+        "the AddReg content of [Fsense.Service.Arm64]",
+    );
+    let findings = findings_after(
+        "ServiceBinary  = %13%\\arm64\\fsense.sys\n",
+        "ServiceBinary  = %13%\\arm64\\fsense.sys\nLoadOrderGroupPriority = 1\n",
+    );
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert!(findings[0].contains("differs from [Fsense.Service] (service of [DefaultInstall.NTamd64.10.0...25952]) in more than ServiceBinary"));
 }
