@@ -3,7 +3,8 @@
 #
 #   1. format and lints (host, and the Windows targets: the driver and the consumer's port client)
 #   2. every test of the workspace (the driver's code runs under the Filter Manager simulator;
-#      fanotify tests need root and a private tmpfs, which they make themselves)
+#      fanotify tests need root and a private tmpfs, which they make themselves), and the driver's
+#      tests again as ARM64 code under qemu-user (scripts/test-aarch64.sh)
 #   3. the driver package: scripts/package.sh (what `cargo make package` runs) -> target/package
 #      (PE, signature, INF checks), then the package integration test over it, a syntax check of
 #      the PowerShell kit, and proof that the no-panic link check is live
@@ -70,6 +71,9 @@ cargo clippy -p fsense --target x86_64-pc-windows-msvc --locked -- -D warnings
 
 stage "cargo test (workspace)"
 cargo test --workspace --locked
+
+stage "the driver's tests as ARM64 code: aarch64-unknown-linux-gnu under qemu-user (scripts/test-aarch64.sh)"
+scripts/test-aarch64.sh
 
 stage "every benchmark once, in test mode (criterion runs each one iteration; dev profile)"
 cargo test --workspace --locked --benches
