@@ -65,7 +65,7 @@ fn thread_object_type() -> *mut c_void {
 }
 
 /// The referenced thread object of the delivery worker, for the join at unload. Release store
-/// (DriverEntry), Acquire swap (unload, on another thread, or DriverEntry's own unwinding): a
+/// (DriverEntry), AcqRel swap (unload, on another thread, or DriverEntry's own unwinding): a
 /// published pointer, whose object the reference taken before the store keeps alive. The swap
 /// makes the dereference and the wait happen once.
 static WORKER_THREAD: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
