@@ -118,12 +118,24 @@ pub struct StoredName<'a> {
 }
 
 /// The queue and whether it still takes events (false once the worker's final drain began).
+///
+/// Ordering: plain data (the ring, the sequence counter, the counts, `accepting`), touched only
+/// with [`Sensor::slot`]'s spin lock held. Taking the lock has acquire and releasing it release
+/// semantics, so each holder sees every write of the holders before it, on any processor
+/// (docs/ordering.md; Miri checks it in tests/ordering.rs).
 pub struct QueueSlot {
     queue: Option<EventQueue<'static>>,
     accepting: bool,
 }
 
 /// Counters kept outside the queue lock.
+///
+/// Ordering: Relaxed, all of them. Each is a count (or `acked_sequence`'s running maximum) that
+/// publishes nothing. The worker alone writes all but `self_excluded` and reads them for its own
+/// health in program order, so the final health's generated = sent + dropped needs no ordering;
+/// `self_excluded`, counted by I/O threads, may miss an increment in flight, which the next health
+/// has. `install_queue` zeroes them in DriverEntry, before the worker thread exists and before
+/// filtering starts, which order the zeroes before any other access.
 #[derive(Default)]
 pub struct Counters {
     pub self_excluded: AtomicU64,
@@ -156,19 +168,32 @@ pub struct Sensor {
     slot: SpinLock<QueueSlot>,
     /// Signalled when the queue goes from empty to non-empty, and on stop / connect.
     pub worker_wake: KernelEvent,
+    /// The connected consumer's process, for self-exclusion; 0 when none. Relaxed: it publishes
+    /// nothing (a callback reads only the pid), and a callback racing a connect or disconnect may
+    /// see either pid under any ordering. Every pre-create and pre-write reads it: no barrier.
     consumer_pid: AtomicU32,
     /// The protocol version negotiated with the connected consumer (reported in health, so the
-    /// consumer knows which reply fields it may use).
+    /// consumer knows which reply fields it may use). Relaxed: the connect callback stores it
+    /// before the health request's Release store, and the worker reads it after the request's
+    /// Acquire swap (`delivery::wake_for_health` / `take_health_request`), which orders it.
     consumer_protocol: AtomicU32,
     /// The content version the consumer last reported in an ack (protocol 2); 0 when none.
     /// Kept for diagnostics (a kernel debugger or crash dump shows what the agent ran).
+    /// Relaxed: the driver never reads it.
     pub consumer_content_version: AtomicU64,
+    /// Relaxed: stored in DriverEntry before the worker thread is created (which orders it),
+    /// read by the worker only.
     batch_records: AtomicU32,
+    /// The consumer's settings. Relaxed: each is one self-contained value. The worker writes
+    /// them (DriverEntry before it exists) and reads them for health in program order; an I/O
+    /// callback reads each setting it uses once, so a change lands at most one event apart
+    /// between two settings, and no record depends on two of them agreeing.
     config_version: AtomicU32,
     config_flags: AtomicU32,
     max_path_units: AtomicU32,
     /// This load's identity (N6): the interrupt time when DriverEntry installed the queue,
-    /// which only grows within a boot, so no two loads share it. Never 0.
+    /// which only grows within a boot, so no two loads share it. Never 0. Relaxed: stored in
+    /// DriverEntry before the worker thread is created, read by the worker only.
     load_id: AtomicU64,
     pub counters: Counters,
 }
@@ -238,7 +263,7 @@ impl Sensor {
         slot.queue = Some(EventQueue::new(storage, config.queue_capacity));
         slot.accepting = true;
         drop(slot);
-        self.consumer_pid.store(0, Ordering::Release);
+        self.consumer_pid.store(0, Ordering::Relaxed);
         self.apply_config(&SensorConfig::DEFAULT);
         for c in [
             &self.counters.self_excluded,
@@ -279,7 +304,7 @@ impl Sensor {
                 self.consumer_protocol
                     .store(u32::from(version), Ordering::Relaxed);
                 self.consumer_content_version.store(0, Ordering::Relaxed);
-                self.consumer_pid.store(pid, Ordering::Release);
+                self.consumer_pid.store(pid, Ordering::Relaxed);
                 Ok(())
             }
             None => Err(RefusedHello),
@@ -287,11 +312,11 @@ impl Sensor {
     }
 
     pub fn consumer_gone(&self) {
-        self.consumer_pid.store(0, Ordering::Release);
+        self.consumer_pid.store(0, Ordering::Relaxed);
     }
 
     fn is_consumer(&self, requestor: &Requestor) -> bool {
-        let pid = self.consumer_pid.load(Ordering::Acquire);
+        let pid = self.consumer_pid.load(Ordering::Relaxed);
         if pid != 0 && pid == requestor.pid {
             self.counters.self_excluded.fetch_add(1, Ordering::Relaxed);
             true
