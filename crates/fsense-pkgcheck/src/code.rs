@@ -12,6 +12,7 @@
 //! Files: `view` (the PE image by RVA), `unwind`, `disasm` (iced-x86), `entries`,
 //! `data_imports`, `stack`, `finding`, `report` (what `fsense-pkgcheck report` prints).
 
+pub mod a64;
 pub mod data_imports;
 mod disasm;
 pub mod entries;
@@ -42,14 +43,17 @@ use object::pe;
 /// below it.
 pub const STACK_BUDGET: u32 = 4096;
 
-/// Reads the image's code and tables and runs both checks. Only AMD64 images have code the
-/// checks read; other machines give an analysis that says so.
+/// Reads the image's code and tables and runs both checks. AMD64 and ARM64 images have code the
+/// checks read ([`a64`] for ARM64); other machines give an analysis that says so.
 pub fn analyze(data: &[u8]) -> Result<Analysis, CodeError> {
     analyze_with_budget(data, STACK_BUDGET)
 }
 
 pub fn analyze_with_budget(data: &[u8], budget: u32) -> Result<Analysis, CodeError> {
     let view = view::ImageView::parse(data)?;
+    if view.machine == pe::IMAGE_FILE_MACHINE_ARM64.0 {
+        return a64::analyze(&view, budget);
+    }
     if view.machine != pe::IMAGE_FILE_MACHINE_AMD64.0 {
         return Ok(Analysis::unsupported(view.machine));
     }
@@ -77,27 +81,8 @@ pub fn analyze_with_budget(data: &[u8], budget: u32) -> Result<Analysis, CodeErr
         .collect();
     let (stacks, cycles) = stack::per_entry(&graph, &functions, &listed, &name_of);
     findings.extend(cycles);
-    for entry in &stacks {
-        if let Some(bytes) = entry.bytes
-            && bytes > budget
-        {
-            findings.push(CodeFinding::StackOverBudget {
-                entry: entry.name.clone(),
-                bytes,
-                budget,
-                path: entry
-                    .path
-                    .iter()
-                    .map(|(name, frame)| format!("{name} ({frame})"))
-                    .collect(),
-            });
-        }
-    }
-    let largest_frame = graph
-        .nodes
-        .iter()
-        .max_by_key(|(rva, node)| (node.frame, std::cmp::Reverse(**rva)))
-        .map(|(rva, node)| (name_of(*rva), node.frame));
+    findings.extend(over_budget(&stacks, budget));
+    let largest_frame = largest_frame(&graph, &name_of);
     Ok(Analysis {
         machine: view.machine,
         budget,
@@ -109,4 +94,33 @@ pub fn analyze_with_budget(data: &[u8], budget: u32) -> Result<Analysis, CodeErr
         largest_frame,
         findings,
     })
+}
+
+/// A finding for each entry point whose worst case passes `budget`.
+fn over_budget(stacks: &[stack::EntryStack], budget: u32) -> Vec<CodeFinding> {
+    stacks
+        .iter()
+        .filter_map(|entry| {
+            let bytes = entry.bytes.filter(|bytes| *bytes > budget)?;
+            Some(CodeFinding::StackOverBudget {
+                entry: entry.name.clone(),
+                bytes,
+                budget,
+                path: entry
+                    .path
+                    .iter()
+                    .map(|(name, frame)| format!("{name} ({frame})"))
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// The largest single frame among the graph's functions.
+fn largest_frame(graph: &stack::Graph, name_of: &dyn Fn(u32) -> String) -> Option<(String, u32)> {
+    graph
+        .nodes
+        .iter()
+        .max_by_key(|(rva, node)| (node.frame, std::cmp::Reverse(**rva)))
+        .map(|(rva, node)| (name_of(*rva), node.frame))
 }
