@@ -16,9 +16,10 @@ use super::data_imports::listed;
 use super::decode::{Address, Kind, SP_OR_ZR};
 use super::flow::{Body, Code, Held, body, node_of, offset};
 
-/// Stack a function without unwind data takes, read from its instructions: `sub sp, sp, #n` and
-/// pre-indexed stores to `sp` (it should take none).
-fn leaf_frame(code: &Code, body: &Body) -> u32 {
+/// Stack a function takes as its instructions say: every `sub sp, sp, #n` and pre-indexed store
+/// below `sp`. For code without unwind data this is the frame (it should be none); for a function
+/// with unwind data the frame is the larger of this and what the unwind codes describe.
+fn scanned_frame(code: &Code, body: &Body) -> u32 {
     let mut frame: u32 = 0;
     for rva in &body.rvas {
         let Some(insn) = code.at(*rva) else { continue };
@@ -65,9 +66,10 @@ pub fn graph(
             continue;
         }
         let body = body(view, code, functions, begin);
+        let scanned = scanned_frame(code, &body);
         let frame = match functions.iter().find(|function| function.begin == begin) {
-            Some(function) => function.frame,
-            None => leaf_frame(code, &body),
+            Some(function) => function.frame.max(scanned),
+            None => scanned,
         };
         let mut node = Node {
             frame,

@@ -12,7 +12,8 @@
 //! function ... local variable area, outgoing parameter area, callee-saved Int and FP area, and
 //! home parameter area, but excluding dynamic allocation area".
 //!
-//! The prolog's unwind codes start at byte 0 and run to the first `end` (0xe4); after an `end_c`
+//! The prolog's unwind codes start at byte 0 and run to the first `end` (0xe4), each epilog's
+//! from its start index (the prolog and the epilogs may share codes); after an `end_c`
 //! (0xe5) come the codes of the parent's "phantom" prolog up to the real `end`, so a fragment's
 //! frame includes its parent's. What each code allocates: `alloc_s` x*16, `alloc_m` x*16,
 //! `alloc_l` x*16, the pre-indexed saves `save_r19r20_x` Z*8, `save_fplr_x`, `save_regp_x`,
@@ -97,7 +98,11 @@ pub fn frame_of_codes(codes: &[u8]) -> Result<u32, CodeError> {
     }
 }
 
-/// (function length in bytes, frame) of the `.xdata` record at `rva`.
+/// (function length in bytes, frame) of the `.xdata` record at `rva`. The frame is the largest
+/// of what the prolog's codes and each epilog's codes allocate: when the prolog sets up x29
+/// first, LLVM allocates the locals after it, outside the described prolog (the unwinder
+/// restores `sp` from x29), and only the epilog's codes (`alloc_m` before the restores) say how
+/// much that was.
 fn xdata(view: &ImageView, rva: u32) -> Result<(u32, u32), CodeError> {
     let header = view
         .u32_at(rva)
@@ -121,13 +126,35 @@ fn xdata(view: &ImageView, rva: u32) -> Result<(u32, u32), CodeError> {
         words = (extension >> 16) & 0xff;
         at += 4;
     }
-    if !single_epilog {
+    // Where each epilog's codes start: the header's field itself with E, else the scopes.
+    let mut epilog_starts = Vec::new();
+    if single_epilog {
+        epilog_starts.push(epilogs as usize);
+    } else {
+        for scope in 0..epilogs {
+            let word = view.u32_at(at + 4 * scope).ok_or_else(|| {
+                bad(format!(
+                    "epilog scope at {:#x} lies outside the image",
+                    at + 4 * scope
+                ))
+            })?;
+            epilog_starts.push((word >> 22) as usize);
+        }
         at = at.wrapping_add(4 * epilogs);
     }
     let codes = view
         .bytes(at, 4 * words as usize)
         .ok_or_else(|| bad(format!("unwind codes at {at:#x} lie outside the image")))?;
-    Ok((length, frame_of_codes(codes)?))
+    let mut frame = frame_of_codes(codes)?;
+    for start in epilog_starts {
+        let epilog = codes.get(start..).ok_or_else(|| {
+            bad(format!(
+                ".xdata record at {rva:#x}: an epilog starts past its codes"
+            ))
+        })?;
+        frame = frame.max(frame_of_codes(epilog)?);
+    }
+    Ok((length, frame))
 }
 
 /// Every `.pdata` record, sorted by `begin`, with its frame.
@@ -204,6 +231,42 @@ mod tests {
         );
         // The epilog's codes after the first end are not counted.
         assert_eq!(frame_of_codes(&[0x04, 0xe4, 0x1f, 0xe4]).unwrap(), 64);
+    }
+
+    #[test]
+    fn an_epilog_that_frees_more_than_the_prolog_describes_sets_the_frame() {
+        // What LLVM emits for the image probe's callback: the prolog's codes end at `add fp`
+        // (the 3328 bytes of locals are allocated after it); the epilog's start with alloc_m.
+        // Header: length 556/4, E (one epilog, its codes at byte 12), 6 code words.
+        let prolog = [
+            0xe2, 0x05, 0xd8, 0x89, 0xd8, 0x07, 0x45, 0xd2, 0x44, 0xe6, 0x2c, 0xe4,
+        ];
+        let epilog = [
+            0xc0, 0xd0, 0xd8, 0x89, 0xd8, 0x07, 0x45, 0xd2, 0x44, 0xe6, 0x2c, 0xe4,
+        ];
+        assert_eq!(frame_of_codes(&prolog).unwrap(), 96);
+        assert_eq!(frame_of_codes(&epilog).unwrap(), 3328 + 96);
+        let header: u32 = (556 / 4) | (1 << 21) | (12 << 22) | (6 << 27);
+        let mut record = header.to_le_bytes().to_vec();
+        record.extend_from_slice(&prolog);
+        record.extend_from_slice(&epilog);
+        let view = ImageView {
+            machine: object::pe::IMAGE_FILE_MACHINE_ARM64.0,
+            image_base: 0x1_4000_0000,
+            entry: 0x1000,
+            sections: vec![super::super::super::view::Section {
+                name: ".xdata".to_string(),
+                rva: 0x5000,
+                size: record.len() as u32,
+                executable: false,
+                bytes: record,
+            }],
+            slots: Default::default(),
+            pointers: Default::default(),
+            exports: Vec::new(),
+            exception_directory: None,
+        };
+        assert_eq!(xdata(&view, 0x5000).unwrap(), (556, 3328 + 96));
     }
 
     #[test]
