@@ -10,7 +10,9 @@
 //!   [`STACK_BUDGET`]; indirect calls and recursion are reported.
 //!
 //! Files: `view` (the PE image by RVA), `unwind`, `disasm` (iced-x86), `entries`,
-//! `data_imports`, `stack`, `finding`, `report` (what `fsense-pkgcheck report` prints).
+//! `data_imports`, `stack`, `finding`, `report` (what `fsense-pkgcheck report` prints); `a64`
+//! reads ARM64 images into the same data-import rule and the same stack computation (its own
+//! decoder, unwind reader and data flow).
 
 pub mod a64;
 pub mod data_imports;
