@@ -83,8 +83,8 @@ pub fn analyze_with_budget(data: &[u8], budget: u32) -> Result<Analysis, CodeErr
         .collect();
     let (stacks, cycles) = stack::per_entry(&graph, &functions, &listed, &name_of);
     findings.extend(cycles);
-    findings.extend(over_budget(&stacks, budget));
-    let largest_frame = largest_frame(&graph, &name_of);
+    findings.extend(stack::over_budget(&stacks, budget));
+    let largest_frame = stack::largest_frame(&graph, &name_of);
     Ok(Analysis {
         machine: view.machine,
         budget,
@@ -96,33 +96,4 @@ pub fn analyze_with_budget(data: &[u8], budget: u32) -> Result<Analysis, CodeErr
         largest_frame,
         findings,
     })
-}
-
-/// A finding for each entry point whose worst case passes `budget`.
-fn over_budget(stacks: &[stack::EntryStack], budget: u32) -> Vec<CodeFinding> {
-    stacks
-        .iter()
-        .filter_map(|entry| {
-            let bytes = entry.bytes.filter(|bytes| *bytes > budget)?;
-            Some(CodeFinding::StackOverBudget {
-                entry: entry.name.clone(),
-                bytes,
-                budget,
-                path: entry
-                    .path
-                    .iter()
-                    .map(|(name, frame)| format!("{name} ({frame})"))
-                    .collect(),
-            })
-        })
-        .collect()
-}
-
-/// The largest single frame among the graph's functions.
-fn largest_frame(graph: &stack::Graph, name_of: &dyn Fn(u32) -> String) -> Option<(String, u32)> {
-    graph
-        .nodes
-        .iter()
-        .max_by_key(|(rva, node)| (node.frame, std::cmp::Reverse(**rva)))
-        .map(|(rva, node)| (name_of(*rva), node.frame))
 }

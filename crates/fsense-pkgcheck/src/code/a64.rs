@@ -120,7 +120,7 @@ pub fn analyze(view: &ImageView, budget: u32) -> Result<Analysis, CodeError> {
         .collect();
     let (stacks, cycles) = super::stack::per_entry(&graph, &functions, &listed, &name_of);
     findings.extend(cycles);
-    findings.extend(super::over_budget(&stacks, budget));
+    findings.extend(super::stack::over_budget(&stacks, budget));
     Ok(Analysis {
         machine: view.machine,
         budget,
@@ -128,7 +128,7 @@ pub fn analyze(view: &ImageView, budget: u32) -> Result<Analysis, CodeError> {
         reachable: graph.nodes.len(),
         indirect_jumps: graph.nodes.values().map(|node| node.indirect_jumps).sum(),
         data_uses,
-        largest_frame: super::largest_frame(&graph, &name_of),
+        largest_frame: super::stack::largest_frame(&graph, &name_of),
         stacks,
         findings,
     })

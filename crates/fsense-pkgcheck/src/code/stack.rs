@@ -433,3 +433,32 @@ pub fn per_entry(
     }
     (results, findings)
 }
+
+/// A finding for each entry point whose worst case passes `budget`.
+pub fn over_budget(stacks: &[EntryStack], budget: u32) -> Vec<CodeFinding> {
+    stacks
+        .iter()
+        .filter_map(|entry| {
+            let bytes = entry.bytes.filter(|bytes| *bytes > budget)?;
+            Some(CodeFinding::StackOverBudget {
+                entry: entry.name.clone(),
+                bytes,
+                budget,
+                path: entry
+                    .path
+                    .iter()
+                    .map(|(name, frame)| format!("{name} ({frame})"))
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// The largest single frame among the graph's functions.
+pub fn largest_frame(graph: &Graph, name_of: &dyn Fn(u32) -> String) -> Option<(String, u32)> {
+    graph
+        .nodes
+        .iter()
+        .max_by_key(|(rva, node)| (node.frame, std::cmp::Reverse(**rva)))
+        .map(|(rva, node)| (name_of(*rva), node.frame))
+}
