@@ -13,10 +13,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use super::super::data_imports::{DataUse, MAX_STEPS, allowed};
 use super::super::finding::{CodeFinding, Listed};
-use super::super::unwind::Function;
+use super::super::unwind::{Function, containing};
 use super::super::view::ImageView;
 use super::decode::{Address, FP, Insn, Kind, SP_OR_ZR};
-use super::flow::{Body, Code, Held, clobbered_by_call, effective, node_of, offset};
+use super::flow::{Body, Code, Held, clobbered_by_call, effective, offset};
 
 const MAX_PATHS: usize = 512;
 const MAX_DEPTH: u8 = 8;
@@ -111,7 +111,9 @@ fn follow(
                 break;
             };
             let next = rva.wrapping_add(4);
-            let family = |at: u32| node_of(functions, at);
+            // The `.pdata` entry an address belongs to; code without one is all one family
+            // (a leaf's own branches stay in the leaf), as on x64.
+            let family = |at: u32| containing(functions, at).map(|function| function.begin);
             match insn.kind {
                 Kind::Return | Kind::Exception => break,
                 Kind::Call { .. } | Kind::IndirectCall { .. } => {

@@ -334,6 +334,33 @@ fn a_load_through_a_spill_and_a_helper_is_counted() {
 }
 
 #[test]
+fn a_branch_inside_a_leaf_keeps_every_register_followed() {
+    // The helper has no unwind data; its own `b` is not a tail call, so x9 stays followed.
+    let mut asm = Asm::default();
+    asm.load_slot(0, "PsThreadType");
+    let call_at = asm.here();
+    asm.bl(0).ret();
+    let helper = asm.here();
+    asm.mov(9, 0);
+    let branch_at = asm.here();
+    asm.emit(0x1400_0001) // b .+4
+        .ldr(1, 9, 0)
+        .ldr(2, 1, 0)
+        .ret();
+    assert_eq!(branch_at + 4, asm.here() - 12);
+    asm.words[((call_at - TEXT) / 4) as usize] = 0x9400_0000 | ((helper - call_at) >> 2);
+    let analysis = analyze(&asm, &[]);
+    assert!(
+        matches!(
+            analysis.findings.as_slice(),
+            [CodeFinding::DataImportLoads { found: 3, .. }]
+        ),
+        "{:?}",
+        analysis.findings
+    );
+}
+
+#[test]
 fn an_import_that_is_not_on_the_list_is_reported_when_read_as_data() {
     let mut asm = Asm::default();
     asm.load_slot(8, "ExAllocatePool2").ldr(0, 8, 0).ret();
