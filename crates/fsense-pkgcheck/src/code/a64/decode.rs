@@ -8,10 +8,11 @@
 //! (yaxpeax-arm, plus bitvec and serde by default) or 100k-line generated (disarm64) decoder. A64
 //! is fixed-width with the destination in bits 4:0 for every data-processing and load form, so
 //! the forms the checks follow (ADRP/ADR, ADD/SUB immediate, MOV register, the loads and stores,
-//! the branches) plus one rule per encoding group for the rest fit in this file, each tested
-//! against llvm-objdump's reading of the same word (the tests below, and the whole image in the
-//! package test). Encodings: Arm Architecture Reference Manual for A-profile, "A64 Instruction
-//! Set Encoding" (the top-level groups by bits 28:25 and the classes within them).
+//! the branches) plus one rule per encoding group for the rest fit in this file, tested against
+//! llvm-objdump's reading of words from the real image (`a64/tests.rs`; compared once over every
+//! word of the ARM64 `fsense.sys`, they agreed on all 2,952: docs/windows.md). Encodings: Arm
+//! Architecture Reference Manual for A-profile, "A64 Instruction Set Encoding" (the top-level
+//! groups by bits 28:25 and the classes within them).
 
 /// Register 31: the stack pointer or the zero register, by the instruction's context.
 pub const SP_OR_ZR: u8 = 31;
