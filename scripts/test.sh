@@ -88,6 +88,8 @@ done
 stage "driver package (scripts/package.sh, what \`cargo make package\` runs) and its checks"
 scripts/package.sh
 cargo test -p fsense-pkgcheck --test package --locked -- --ignored
+# The structures the driver reads, laid out for ARM64 and x64 (a probe compiled for each target).
+cargo test --test layout_arm64 --locked -- --ignored
 
 stage "PowerShell kit: syntax (tree-sitter grammar), names checked against the INF and package"
 scripts/check-powershell.sh
