@@ -51,6 +51,14 @@ pub unsafe extern "system" fn FltRegisterFilter(
         post_create: None,
         pre_write: None,
         post_write: None,
+        pre_set_info: None,
+        post_set_info: None,
+        pre_cleanup: None,
+        post_cleanup: None,
+        pre_fsctl: None,
+        post_fsctl: None,
+        pre_prepare_mdl_write: None,
+        post_prepare_mdl_write: None,
         unload: reg.FilterUnloadCallback,
         instance_setup: reg.InstanceSetupCallback,
         stream_contexts_registered: false,
@@ -71,6 +79,19 @@ pub unsafe extern "system" fn FltRegisterFilter(
         match u32::from(op.MajorFunction) {
             IRP_MJ_CREATE => (r.pre_create, r.post_create) = (op.PreOperation, op.PostOperation),
             IRP_MJ_WRITE => (r.pre_write, r.post_write) = (op.PreOperation, op.PostOperation),
+            IRP_MJ_SET_INFORMATION => {
+                (r.pre_set_info, r.post_set_info) = (op.PreOperation, op.PostOperation)
+            }
+            IRP_MJ_CLEANUP => (r.pre_cleanup, r.post_cleanup) = (op.PreOperation, op.PostOperation),
+            IRP_MJ_FILE_SYSTEM_CONTROL => {
+                (r.pre_fsctl, r.post_fsctl) = (op.PreOperation, op.PostOperation)
+            }
+            // The fast I/O pseudo-major codes are negative UCHARs: IRP_MJ_PREPARE_MDL_WRITE is
+            // (UCHAR)-17 (`ns-fltkernel-_flt_operation_registration`).
+            m if m == u32::from(IRP_MJ_PREPARE_MDL_WRITE as u8) => {
+                (r.pre_prepare_mdl_write, r.post_prepare_mdl_write) =
+                    (op.PreOperation, op.PostOperation)
+            }
             _ => {}
         }
         // SAFETY: the next entry exists because this one was not the terminator.
@@ -248,8 +269,37 @@ pub unsafe extern "system" fn FltUnregisterFilter(filter: isize) {
     });
 }
 
+/// Set when the driver's unload callback is about to be called (reset at each load): an
+/// operation whose callbacks all returned before it was reported if the driver reports it.
+static UNLOAD_BEGUN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the loaded driver registered the callbacks that can see `op`'s change (a driver
+/// that does not watch an operation cannot be held to report it; the run counts those apart).
+pub fn watches(op: &crate::plan::PlannedOp) -> bool {
+    use crate::plan::PlannedOp;
+    let reg = world::with_world(|w| w.registration).flatten();
+    let Some(r) = reg else { return false };
+    match op {
+        PlannedOp::SetInfo(_) => r.pre_set_info.is_some(),
+        PlannedOp::Cleanup(_) => r.pre_cleanup.is_some() || r.post_cleanup.is_some(),
+        PlannedOp::Fsctl(_) => r.pre_fsctl.is_some(),
+        PlannedOp::MdlWrite(_) => r.pre_prepare_mdl_write.is_some(),
+        PlannedOp::Create(_) | PlannedOp::Write(_) => true,
+    }
+}
+
+/// Whether the loaded driver registered IRP_MJ_SET_INFORMATION (so it can follow renames).
+pub fn watches_renames() -> bool {
+    world::with_world(|w| w.registration.is_some_and(|r| r.pre_set_info.is_some())).unwrap_or(false)
+}
+
+pub fn unload_begun() -> bool {
+    UNLOAD_BEGUN.load(Ordering::Acquire)
+}
+
 /// Calls the driver's entry point with a fake driver object and the service key path.
 pub fn call_driver_entry() -> NTSTATUS {
+    UNLOAD_BEGUN.store(false, Ordering::Release);
     // SAFETY: DRIVER_OBJECT is plain data; the driver only passes its address to
     // FltRegisterFilter, which the simulator does not dereference.
     let mut driver: Box<DRIVER_OBJECT> = Box::new(unsafe { std::mem::zeroed() });
@@ -269,6 +319,7 @@ pub fn call_driver_entry() -> NTSTATUS {
 /// Unloads the driver as `fltmc unload` would: calls its unload callback at PASSIVE_LEVEL.
 pub fn call_unload() -> Option<NTSTATUS> {
     let unload = world::with_world(|w| w.registration.and_then(|r| r.unload)).flatten()?;
+    UNLOAD_BEGUN.store(true, Ordering::Release);
     verifier::set_irql(PASSIVE_LEVEL);
     // SAFETY: the driver's unload callback, at PASSIVE_LEVEL, outside any I/O callback.
     Some(unsafe { unload(0) })
