@@ -21,7 +21,7 @@
 // the driver's callbacks).
 #![deny(unsafe_code)]
 
-mod changes;
+pub mod changes;
 mod client;
 mod client_changes;
 #[allow(unsafe_code)]

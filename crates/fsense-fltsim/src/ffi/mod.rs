@@ -89,11 +89,12 @@ mod mdl_fsctl;
 pub(crate) mod name_storage;
 mod names;
 mod operations;
+mod planted;
 mod pool;
 mod port;
 mod registration;
 mod registry;
-pub(crate) mod set_info;
+pub mod set_info;
 mod sync;
 mod threads;
 
@@ -103,11 +104,12 @@ pub use files::*;
 pub use mdl_fsctl::*;
 pub use names::*;
 pub use operations::*;
+pub use planted::{Step, planted_instance, run_planted};
 pub use pool::*;
 pub use port::*;
 pub use registration::*;
 pub use registry::*;
-pub use set_info::run_set_info;
+pub use set_info::{as_if_in_set_info, run_set_info};
 pub use sync::*;
 pub use threads::*;
 

@@ -38,7 +38,7 @@ const _: () = {
 
 /// What `FltGetDestinationFileNameInformation` may answer during one set-information.
 #[derive(Clone)]
-pub(crate) struct SetInfoContext {
+pub struct SetInfoContext {
     pub class: u32,
     pub target: Option<Arc<Vec<u16>>>,
     /// `Data->Iopb->TargetFileObject` (also `FltObjects->FileObject`).
@@ -58,7 +58,7 @@ pub(crate) struct SetInfoContext {
 ///   the operation or the Data->Iopb->TargetFileObject pointer ... cannot be the
 ///   Data->Iopb->Parameters.SetFileInformation.FileObject member"; required, never NULL.
 /// - FLT_FILE_NAME_SHORT "is not a valid flag value for this parameter".
-pub(crate) fn destination_name(
+pub fn destination_name(
     instance: isize,
     file_object: *const FILE_OBJECT,
     name_options: u32,
