@@ -414,3 +414,41 @@ fn a_failed_send_is_counted_and_its_records_dropped() {
     assert!(h.dropped_send >= h.send_failures, "{h:?}");
     assert!(report.delivered > 0);
 }
+
+/// The default plan (`SimConfig::default()`, what `fsense simulate` runs in every mode) holds
+/// every operation #27 adds, next to creates and writes that stay most of it.
+#[test]
+fn the_default_plan_holds_every_kind_of_change() {
+    let c = SimConfig::default();
+    let mix = fsense_fltsim::op_mix(c.events, c.threads, c.seed);
+    let total: u64 = mix.values().sum();
+    assert_eq!(total, c.events, "{mix:#?}");
+    for kind in [
+        "rename",
+        "failed rename",
+        "hard link",
+        "delete disposition",
+        "posix delete disposition",
+        "delete-on-close withdrawn",
+        "cleanup that deletes",
+        "cleanup after a cancelled delete",
+        "mdl write (fast I/O)",
+        "mdl write (IRP fallback)",
+        "block clone",
+        "other fsctl",
+        "hostile fsctl",
+        "hostile set-information",
+        "other set-information",
+    ] {
+        assert!(
+            mix.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind}: {mix:#?}"
+        );
+    }
+    let plain = mix["create"] + mix["write"];
+    assert!(
+        plain * 10 >= total * 8,
+        "creates and writes below 80 %: {mix:#?}"
+    );
+    println!("{mix:#?}");
+}

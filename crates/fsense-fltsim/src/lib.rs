@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 
 pub use plan::{CONSUMER_PID, NameShape};
 pub use report::{CALLBACK_WAIT_THRESHOLD_US, SimReport};
+pub use sessions::op_mix;
 
 pub use fsense_proto::Health;
 

@@ -101,3 +101,50 @@ impl ThreadOutcome {
         }
     }
 }
+
+/// How many operations of each kind the plan for `events` operations holds (the op mix), by a
+/// name per kind: what `fsense simulate` exercises, for tests and the README.
+pub fn op_mix(
+    events: u64,
+    threads: u32,
+    seed: u64,
+) -> std::collections::BTreeMap<&'static str, u64> {
+    use crate::changes::{
+        FILE_DISPOSITION_ON_CLOSE, FILE_DISPOSITION_POSIX_SEMANTICS, SetInfoKind,
+    };
+    let plan = Plan::generate(events, threads, seed);
+    let mut mix = std::collections::BTreeMap::new();
+    for op in &plan.ops {
+        let kind = match op {
+            PlannedOp::Create(_) => "create",
+            PlannedOp::Write(_) => "write",
+            PlannedOp::MdlWrite(m) if m.irp_fallback => "mdl write (IRP fallback)",
+            PlannedOp::MdlWrite(_) => "mdl write (fast I/O)",
+            PlannedOp::Fsctl(f) if f.hostile.is_some() => "hostile fsctl",
+            PlannedOp::Fsctl(f) if f.is_clone() => "block clone",
+            PlannedOp::Fsctl(_) => "other fsctl",
+            PlannedOp::SetInfo(s) if s.hostile.is_some() => "hostile set-information",
+            PlannedOp::SetInfo(s) => match s.kind {
+                SetInfoKind::Rename { .. } if s.status < 0 => "failed rename",
+                SetInfoKind::Rename { .. } => "rename",
+                SetInfoKind::Link { .. } => "hard link",
+                SetInfoKind::Disposition { .. } => "delete disposition",
+                SetInfoKind::DispositionEx { flags }
+                    if flags & FILE_DISPOSITION_POSIX_SEMANTICS != 0 =>
+                {
+                    "posix delete disposition"
+                }
+                SetInfoKind::DispositionEx { flags } if flags & FILE_DISPOSITION_ON_CLOSE != 0 => {
+                    "delete-on-close withdrawn"
+                }
+                SetInfoKind::DispositionEx { .. } => "delete disposition ex",
+                SetInfoKind::Other { .. } => "other set-information",
+            },
+            PlannedOp::Cleanup(c) if c.deletes => "cleanup that deletes",
+            PlannedOp::Cleanup(c) if c.cancelled => "cleanup after a cancelled delete",
+            PlannedOp::Cleanup(_) => "cleanup",
+        };
+        *mix.entry(kind).or_insert(0) += 1;
+    }
+    mix
+}
