@@ -195,6 +195,8 @@ pub struct CleanupOp {
     /// The file is gone once this cleanup completes (delete-on-close or a disposition that
     /// stayed set, POSIX or not): a delete record must arrive (or be counted dropped).
     pub deletes: bool,
+    /// The delete went with POSIX semantics.
+    pub posix: bool,
     /// A delete was asked for and then withdrawn on this handle: never a delete record.
     pub cancelled: bool,
     pub post_at_dispatch: bool,

@@ -530,6 +530,7 @@ impl Plan {
         }
         let mut deletes = delete_on_close;
         let mut cancelled = false;
+        let posix = scenario == 6;
         match scenario {
             0 | 1 => {
                 // Ransomware: the same name with a new extension; sometimes the rename fails.
@@ -644,6 +645,7 @@ impl Plan {
             create_op: session.create.op_id,
             name_le: le(&name),
             deletes,
+            posix,
             cancelled,
             post_at_dispatch: extra.chance(50),
         };

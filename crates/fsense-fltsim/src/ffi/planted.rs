@@ -150,6 +150,7 @@ pub fn run_planted(
                     create_op: 1,
                     name_le: le.clone(),
                     deletes: false,
+                    posix: false,
                     cancelled: false,
                     post_at_dispatch: false,
                 };
