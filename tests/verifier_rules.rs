@@ -680,4 +680,97 @@ mod changes {
         // FSCTL, FSCTL, PREPARE_MDL_WRITE ((UCHAR)-17), then its IRP form: two writes.
         assert_eq!(majors, vec![0x0D, 0x0D, 0xEF, 0x04, 0x04]);
     }
+
+    /// Each hostile buffer breaks the documented layout the way its name says, and the valid
+    /// one does not (FILE_RENAME_INFORMATION: FileNameLength at 16, FileName at 20, sizeof 24).
+    #[test]
+    fn hostile_set_information_buffers_are_what_they_claim() {
+        use fsense_fltsim::changes::{Hostile, RENAME_INFO_SIZE, RENAME_NAME_OFFSET, SetInfoOp};
+        use std::sync::Arc;
+        let target: Vec<u16> = format!("{VOLUME}\\dir\\new name.txt")
+            .encode_utf16()
+            .collect();
+        let op = |hostile| SetInfoOp {
+            op_id: 0,
+            pid: 1000,
+            file: 0,
+            create_op: 0,
+            kind: SetInfoKind::Rename {
+                ex: false,
+                replace: true,
+            },
+            source: Arc::new(Vec::new()),
+            source_le: Arc::new(Vec::new()),
+            target: Some(Arc::new(target.clone())),
+            target_le: None,
+            hostile,
+            status: 0,
+            post_at_dispatch: false,
+        };
+        let name_len = |b: &[u8]| u32::from_le_bytes(b[16..20].try_into().unwrap()) as u64;
+        let (valid, len) = op(None).info_buffer();
+        assert_eq!(len as usize, valid.len());
+        assert_eq!(valid[0], 1, "ReplaceIfExists");
+        assert_eq!(name_len(&valid), 2 * "new name.txt".len() as u64);
+        assert!(RENAME_NAME_OFFSET as u64 + name_len(&valid) <= u64::from(len));
+        let (b, len) = op(Some(Hostile::NameLongerThanBuffer)).info_buffer();
+        assert!(RENAME_NAME_OFFSET as u64 + name_len(&b) > u64::from(len));
+        let (b, _) = op(Some(Hostile::OddNameLength)).info_buffer();
+        assert_eq!(name_len(&b) % 2, 1);
+        let (b, _) = op(Some(Hostile::NameLengthNearMax)).info_buffer();
+        assert!(name_len(&b) >= u64::from(u32::MAX) - 1);
+        let (b, len) = op(Some(Hostile::ShorterThanHeader)).info_buffer();
+        assert!((len as usize) < RENAME_INFO_SIZE && b.len() == len as usize);
+    }
+
+    /// Hostile FSCTL inputs against DUPLICATE_EXTENTS_DATA (32 bytes) / _EX (48, `Size` first).
+    #[test]
+    fn hostile_fsctl_inputs_are_what_they_claim() {
+        use fsense_fltsim::changes::{
+            DUPLICATE_EXTENTS_DATA_EX_LEN, DUPLICATE_EXTENTS_DATA_LEN,
+            FSCTL_DUPLICATE_EXTENTS_TO_FILE_EX, FsctlOp, Hostile,
+        };
+        let op = |code, hostile| FsctlOp {
+            op_id: 0,
+            pid: 1000,
+            file: 0,
+            create_op: 0,
+            code,
+            target_offset: 4096,
+            byte_count: 65536,
+            source_offset: 8192,
+            hostile,
+            status: 0,
+            post_at_dispatch: false,
+        };
+        let (b, len) = op(FSCTL_DUPLICATE_EXTENTS_TO_FILE, None).input();
+        assert_eq!((b.len(), len as usize), (32, DUPLICATE_EXTENTS_DATA_LEN));
+        assert_eq!(
+            u64::from_le_bytes(b[16..24].try_into().unwrap()),
+            4096,
+            "TargetFileOffset"
+        );
+        assert_eq!(
+            u64::from_le_bytes(b[24..32].try_into().unwrap()),
+            65536,
+            "ByteCount"
+        );
+        let (b, len) = op(FSCTL_DUPLICATE_EXTENTS_TO_FILE_EX, None).input();
+        assert_eq!((b.len(), len as usize), (48, DUPLICATE_EXTENTS_DATA_EX_LEN));
+        assert_eq!(u64::from_le_bytes(b[0..8].try_into().unwrap()), 48, "Size");
+        let (_, len) = op(FSCTL_DUPLICATE_EXTENTS_TO_FILE, Some(Hostile::FsctlShort)).input();
+        assert!((len as usize) < DUPLICATE_EXTENTS_DATA_LEN);
+        let (b, len) = op(
+            FSCTL_DUPLICATE_EXTENTS_TO_FILE,
+            Some(Hostile::FsctlNullBuffer),
+        )
+        .input();
+        assert!(b.is_empty() && len as usize == DUPLICATE_EXTENTS_DATA_LEN);
+        let (b, len) = op(
+            FSCTL_DUPLICATE_EXTENTS_TO_FILE_EX,
+            Some(Hostile::FsctlSizeMismatch),
+        )
+        .input();
+        assert!(u64::from_le_bytes(b[0..8].try_into().unwrap()) > u64::from(len));
+    }
 }
