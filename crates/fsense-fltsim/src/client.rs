@@ -327,6 +327,11 @@ impl<'a> Client<'a> {
                 if rec.information != u64::from(m.length) || rec.status != 0 {
                     wrong.push("bytes written/status".into());
                 }
+                // A driver that registers PREPARE_MDL_WRITE knows an MDL write as one, by fast
+                // I/O or by its IRP form.
+                if ffi::watches(op) && !rec.flags.contains(RecordFlags::MDL_WRITE) {
+                    wrong.push("an MDL write without the MDL_WRITE flag".into());
+                }
                 let must_have_name = self.handle_has_name(m.create_op);
                 self.check_name(
                     rec,
@@ -350,7 +355,7 @@ impl<'a> Client<'a> {
 
     /// Whether the driver knows the name of the handle `create_op` opened (so its writes must
     /// carry it).
-    fn handle_has_name(&self, create_op: u32) -> bool {
+    pub(crate) fn handle_has_name(&self, create_op: u32) -> bool {
         match self.plan.ops.get(create_op as usize) {
             Some(PlannedOp::Create(c)) => {
                 c.shape.is_valid()

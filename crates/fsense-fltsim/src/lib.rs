@@ -630,6 +630,7 @@ fn account_load(
     }
     if let Some(h) = &health {
         report.generated += h.events_generated;
+        report.buffers_rejected += h.buffers_rejected;
         report.dropped += h.dropped();
         tracker.finish(h.events_generated);
         if config.consumer == ConsumerMode::Normal && h.replies_rejected != 0 {

@@ -51,6 +51,8 @@ pub struct SimReport {
     /// processes before unload began (each must be rejected and counted by the driver).
     pub hostile_buffers_issued: u64,
     pub hostile_buffers_watched: u64,
+    /// What the driver's health says it rejected (`Health::buffers_rejected`, summed over loads).
+    pub buffers_rejected: u64,
 }
 
 impl SimReport {
@@ -69,6 +71,17 @@ impl SimReport {
             out.push(format!(
                 "{} of {} renames/links/deletes/clones never arrived, more than the {} drops counted",
                 self.changes_missing, self.changes_expected, self.dropped
+            ));
+        }
+        // Every malformed buffer a watched process sent before unload was rejected and counted;
+        // the count cannot pass what was sent at all.
+        if self.buffers_rejected < self.hostile_buffers_watched
+            || self.buffers_rejected > self.hostile_buffers_issued
+        {
+            out.push(format!(
+                "the driver counted {} rejected buffers; {} malformed ones were sent before unload \
+                 ({} in all)",
+                self.buffers_rejected, self.hostile_buffers_watched, self.hostile_buffers_issued
             ));
         }
         if self.seq_gaps != self.dropped {
