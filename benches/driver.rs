@@ -39,6 +39,7 @@ fn capture_encode_enqueue(c: &mut Criterion) {
             offset: 8192,
             length: 4096,
             paging_io: false,
+            mdl: false,
         },
         name_known: true,
         truncated: false,

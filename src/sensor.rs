@@ -14,6 +14,9 @@ use fsense_proto::{
 
 use crate::ffi::{self, CreateParams, KernelEvent, Requestor, SpinLock, WriteParams};
 
+mod namespace;
+pub use namespace::{CloneRange, NamespaceFacts, OpNames};
+
 /// Queue capacity (records) when the registry says nothing usable.
 pub const DEFAULT_QUEUE_CAPACITY: u32 = 4096;
 /// Range accepted from the registry's `QueueCapacity`. The top is 65,536 records, that is
@@ -420,6 +423,9 @@ impl Sensor {
         }
         if facts.params.paging_io {
             rec.flags.insert(RecordFlags::PAGING_IO);
+        }
+        if facts.params.mdl {
+            rec.flags.insert(RecordFlags::MDL_WRITE);
         }
         self.enqueue(&rec);
     }
