@@ -42,6 +42,30 @@ fn normal_consumer_gets_every_event() {
     assert!(r.delivered > 0);
 }
 
+/// #27: every rename, hard link, delete and block clone arrives once, matched to its operation
+/// (old and new names, a delete only where the file went), through callbacks the driver
+/// registers; every hostile set-information or FSCTL buffer is rejected and counted.
+#[test]
+fn every_change_arrives_once_and_every_hostile_buffer_is_counted() {
+    let r = assert_passes(ConsumerMode::Normal, 4000, 8192);
+    assert_eq!(
+        r.changes_unwatched, 0,
+        "the driver leaves some operation unwatched"
+    );
+    assert!(r.changes_expected >= 100, "{r:#?}");
+    assert_eq!((r.changes_missing, r.dropped), (0, 0), "{r:#?}");
+    assert!(r.hostile_buffers_watched > 0, "{r:#?}");
+    assert!(r.buffers_rejected >= r.hostile_buffers_watched, "{r:#?}");
+    println!(
+        "changes {} (missing {}), hostile buffers {} watched / {} sent, rejected {}",
+        r.changes_expected,
+        r.changes_missing,
+        r.hostile_buffers_watched,
+        r.hostile_buffers_issued,
+        r.buffers_rejected
+    );
+}
+
 #[test]
 fn absent_consumer_counts_everything_as_dropped() {
     let r = assert_passes(ConsumerMode::Absent, 2000, 4096);

@@ -348,7 +348,13 @@ impl<'a> Client<'a> {
         if !wrong.is_empty() {
             violation(
                 "DELIVERY_MISMATCH",
-                format!("record {} (op {op_id}): {}", rec.sequence, wrong.join(", ")),
+                format!(
+                    "record {} (op {op_id}, {} reported as {}): {}",
+                    rec.sequence,
+                    op.kind(),
+                    rec.operation.as_str(),
+                    wrong.join(", ")
+                ),
             );
         }
     }

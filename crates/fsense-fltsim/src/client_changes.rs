@@ -142,14 +142,18 @@ impl Client<'_> {
                 let got = rec.path.as_le_bytes();
                 let must_have = self.handle_has_name(f.create_op) && file.shape.is_valid();
                 let name_ok = if got.is_empty() {
-                    !must_have
+                    !must_have || file.path_le.is_empty()
                 } else {
                     got == file.path_le.as_slice()
                         || rec.flags.contains(RecordFlags::PATH_TRUNCATED)
                             && file.path_le.starts_with(got)
                 };
                 if !name_ok {
-                    wrong.push("clone target file name".into());
+                    wrong.push(format!(
+                        "clone target file name ({} units, expected {}, name known {must_have})",
+                        got.len() / 2,
+                        file.path_le.len() / 2
+                    ));
                 }
             }
             PlannedOp::Create(_) | PlannedOp::Write(_) | PlannedOp::MdlWrite(_) => {}

@@ -122,7 +122,7 @@ impl Session {
 }
 
 /// What an operation id refers to.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub enum PlannedOp {
     Create(CreateOp),
     Write(WriteOp),
@@ -133,6 +133,18 @@ pub enum PlannedOp {
 }
 
 impl PlannedOp {
+    /// The operation's kind, for findings.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Create(_) => "create",
+            Self::Write(_) => "write",
+            Self::SetInfo(_) => "set-information",
+            Self::Cleanup(_) => "cleanup",
+            Self::MdlWrite(_) => "MDL write",
+            Self::Fsctl(_) => "FSCTL",
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         match self {
             Self::Create(o) => o.pid,
@@ -660,7 +672,8 @@ impl Plan {
         ops: &mut Vec<PlannedOp>,
         budget: u64,
     ) -> Session {
-        let file = rng.below(files.len() as u64) as usize;
+        // The shared files only: the files after them belong to one change session each.
+        let file = rng.below(FILES.min(files.len()) as u64) as usize;
         let pid = if rng.chance(5) {
             CONSUMER_PID
         } else {

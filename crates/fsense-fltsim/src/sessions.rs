@@ -90,7 +90,8 @@ impl ThreadOutcome {
                 self.hostile_before_unload += 1;
             }
         }
-        if op.must_report_change() && before_unload {
+        // The connected consumer's own I/O is not reported (and while it reconnects, may be).
+        if op.must_report_change() && before_unload && op.pid() != crate::plan::CONSUMER_PID {
             let id = match op {
                 PlannedOp::SetInfo(o) => o.op_id,
                 PlannedOp::Cleanup(o) => o.op_id,

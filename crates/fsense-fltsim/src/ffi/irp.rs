@@ -175,6 +175,7 @@ pub(super) fn begin_op(pid: u32, path: Arc<Vec<u16>>, set_info: Option<set_info:
             shape: NameShape::Valid,
             directory: false,
             opened: true,
+            delete_on_close: false,
             set_info,
         })
     });

@@ -125,6 +125,9 @@ struct CurrentOp {
     directory: bool,
     /// The create opened something (for FltIsDirectory and the post-create name rules).
     opened: bool,
+    /// The create asked for FILE_DELETE_ON_CLOSE (a directory may then get a context: its
+    /// delete is reported at cleanup).
+    delete_on_close: bool,
     /// A set-information in progress: what FltGetDestinationFileNameInformation may answer.
     set_info: Option<set_info::SetInfoContext>,
 }

@@ -66,6 +66,7 @@ pub fn as_if_in_create(
             shape: NameShape::Valid,
             directory,
             opened,
+            delete_on_close: false,
             set_info: None,
         })
     });
@@ -211,6 +212,7 @@ pub fn run_create(
             shape: op.shape,
             directory: op.directory_stream,
             opened: op.opened(),
+            delete_on_close: op.options & FILE_DELETE_ON_CLOSE != 0,
             set_info: None,
         })
     });
@@ -359,6 +361,7 @@ fn run_write_as(
             shape: NameShape::QueryFails,
             directory: false,
             opened: true,
+            delete_on_close: false,
             set_info: None,
         })
     });

@@ -120,6 +120,7 @@ pub unsafe extern "system" fn FltRegisterFilter(
         // SAFETY: as above.
         ctx = unsafe { ctx.add(1) };
     }
+    remember_watched(&r);
     let handle = world::with_world(|w| {
         w.registration = Some(r);
         w.filter_handle = w.new_handle() as isize;
@@ -273,24 +274,53 @@ pub unsafe extern "system" fn FltUnregisterFilter(filter: isize) {
 /// operation whose callbacks all returned before it was reported if the driver reports it.
 static UNLOAD_BEGUN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// What the last registered driver watches (bits below), kept after FltUnregisterFilter so that
+/// records delivered during and after unload are checked against the driver that made them.
+static WATCHED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+const WATCHES_SET_INFO: u8 = 1;
+const WATCHES_CLEANUP: u8 = 2;
+const WATCHES_FSCTL: u8 = 4;
+const WATCHES_PREPARE_MDL_WRITE: u8 = 8;
+
+fn remember_watched(r: &Registration) {
+    let bits = if r.pre_set_info.is_some() {
+        WATCHES_SET_INFO
+    } else {
+        0
+    } | if r.pre_cleanup.is_some() || r.post_cleanup.is_some() {
+        WATCHES_CLEANUP
+    } else {
+        0
+    } | if r.pre_fsctl.is_some() {
+        WATCHES_FSCTL
+    } else {
+        0
+    } | if r.pre_prepare_mdl_write.is_some() {
+        WATCHES_PREPARE_MDL_WRITE
+    } else {
+        0
+    };
+    WATCHED.store(bits, Ordering::Release);
+}
+
 /// Whether the loaded driver registered the callbacks that can see `op`'s change (a driver
 /// that does not watch an operation cannot be held to report it; the run counts those apart).
 pub fn watches(op: &crate::plan::PlannedOp) -> bool {
     use crate::plan::PlannedOp;
-    let reg = world::with_world(|w| w.registration).flatten();
-    let Some(r) = reg else { return false };
-    match op {
-        PlannedOp::SetInfo(_) => r.pre_set_info.is_some(),
-        PlannedOp::Cleanup(_) => r.pre_cleanup.is_some() || r.post_cleanup.is_some(),
-        PlannedOp::Fsctl(_) => r.pre_fsctl.is_some(),
-        PlannedOp::MdlWrite(_) => r.pre_prepare_mdl_write.is_some(),
-        PlannedOp::Create(_) | PlannedOp::Write(_) => true,
-    }
+    let bits = WATCHED.load(Ordering::Acquire);
+    let need = match op {
+        PlannedOp::SetInfo(_) => WATCHES_SET_INFO,
+        PlannedOp::Cleanup(_) => WATCHES_CLEANUP,
+        PlannedOp::Fsctl(_) => WATCHES_FSCTL,
+        PlannedOp::MdlWrite(_) => WATCHES_PREPARE_MDL_WRITE,
+        PlannedOp::Create(_) | PlannedOp::Write(_) => 0,
+    };
+    bits & need == need
 }
 
 /// Whether the loaded driver registered IRP_MJ_SET_INFORMATION (so it can follow renames).
 pub fn watches_renames() -> bool {
-    world::with_world(|w| w.registration.is_some_and(|r| r.pre_set_info.is_some())).unwrap_or(false)
+    WATCHED.load(Ordering::Acquire) & WATCHES_SET_INFO != 0
 }
 
 pub fn unload_begun() -> bool {
@@ -300,6 +330,7 @@ pub fn unload_begun() -> bool {
 /// Calls the driver's entry point with a fake driver object and the service key path.
 pub fn call_driver_entry() -> NTSTATUS {
     UNLOAD_BEGUN.store(false, Ordering::Release);
+    WATCHED.store(0, Ordering::Release);
     // SAFETY: DRIVER_OBJECT is plain data; the driver only passes its address to
     // FltRegisterFilter, which the simulator does not dereference.
     let mut driver: Box<DRIVER_OBJECT> = Box::new(unsafe { std::mem::zeroed() });
