@@ -283,8 +283,10 @@ impl Sensor {
             .and_then(|h| h.negotiate());
         match negotiated {
             Some(version) => {
+                // Release: a worker that reads it (Acquire) before sending sees a new consumer's
+                // protocol (issue 27: no batch drained for another protocol goes to it).
                 self.consumer_protocol
-                    .store(u32::from(version), Ordering::Relaxed);
+                    .store(u32::from(version), Ordering::Release);
                 self.consumer_content_version.store(0, Ordering::Relaxed);
                 self.consumer_pid.store(pid, Ordering::Release);
                 Ok(())
@@ -452,8 +454,25 @@ impl Sensor {
 
     // --- worker side ---------------------------------------------------------------------
 
+    /// The protocol negotiated with the consumer that connected last (the minimum before any).
+    pub fn negotiated_protocol(&self) -> u16 {
+        u16::try_from(self.consumer_protocol.load(Ordering::Acquire))
+            .unwrap_or(fsense_proto::MIN_PROTOCOL_VERSION)
+    }
+
     /// Moves queued records into `batch`; returns (records moved, drops not yet reported).
     pub fn drain_into(&self, batch: &mut fsense_proto::BatchWriter<'_>) -> (u32, u64) {
+        self.drain_into_for(batch, self.negotiated_protocol())
+    }
+
+    /// [`Sensor::drain_into`] for a consumer of `protocol`: records of operations it cannot
+    /// decode leave unsent, counted (issue 27). The worker reads the protocol once, drains for
+    /// it, and does not send the batch if another consumer connected in between.
+    pub fn drain_into_for(
+        &self,
+        batch: &mut fsense_proto::BatchWriter<'_>,
+        protocol: u16,
+    ) -> (u32, u64) {
         let mut slot = self.slot.lock();
         match slot.queue.as_mut() {
             Some(q) => {
@@ -461,10 +480,6 @@ impl Sensor {
                     0 => u32::MAX,
                     n => n,
                 };
-                // A consumer below protocol 4 cannot decode a delete, rename, link or clone:
-                // those records leave unsent here, counted (issue 27).
-                let protocol = u16::try_from(self.consumer_protocol.load(Ordering::Relaxed))
-                    .unwrap_or(fsense_proto::MIN_PROTOCOL_VERSION);
                 let moved = q.drain_for_protocol(batch, limit, protocol);
                 (moved, q.take_unreported_drops())
             }

@@ -352,6 +352,22 @@ impl<'a> CallbackData<'a> {
         }
     }
 
+    /// Whether the target file object is a directory (`FltIsDirectory`), or `None` if the
+    /// file system does not say. Any operation on an open file; IRQL <= APC_LEVEL.
+    pub fn is_directory(&self) -> Option<bool> {
+        let mut is_directory = false;
+        // SAFETY: the file object and instance of this operation's parameter block (an open
+        // file); a valid out pointer.
+        let st = unsafe {
+            FltIsDirectory(
+                self.iopb.TargetFileObject,
+                self.iopb.TargetInstance,
+                &mut is_directory,
+            )
+        };
+        status::is_success(st).then_some(is_directory)
+    }
+
     /// Parameters of a write.
     pub fn write_params(&self) -> WriteParams {
         let write = ptr::addr_of!(self.iopb.Parameters).cast::<WriteParameters>();

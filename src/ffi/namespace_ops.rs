@@ -277,7 +277,8 @@ pub(super) unsafe extern "system" fn post_set_information(
             } else {
                 0
             };
-            if disposition.delete {
+            // Files only: no stream context on a directory (as for delete-on-close).
+            if disposition.delete && data.is_directory() == Some(false) {
                 if let (Some(name), Some(filter)) = (disposition_name.as_ref(), filter) {
                     let (path, volume, failed) = name_parts(Some(name));
                     if !failed {

@@ -120,7 +120,10 @@ pub(super) unsafe extern "system" fn post_create(
     }
     // Delete-on-close (issue 27): the stream becomes a delete candidate, decided at cleanup as
     // the `delete` sample does. The context is the stream's (kept if one exists).
-    if let (true, false, Some(filter)) = (delete_on_close, name_failed, filter) {
+    // Files only: no stream context is set on a directory (the simulator's
+    // DIRECTORY_NAME_CONTEXT rule), so a directory's delete-on-close is not reported.
+    let file_delete_on_close = delete_on_close && !facts.directory && !target_directory;
+    if let (true, false, Some(filter)) = (file_delete_on_close, name_failed, filter) {
         StreamName::attach_with(
             &data,
             filter,
