@@ -59,6 +59,7 @@ fn every_change_arrives_once_and_every_hostile_buffer_is_counted() {
         assert_eq!(r.changes_missing, 0, "{r:#?}");
     }
     assert!(r.hostile_buffers_watched > 0, "{r:#?}");
+    assert!(!r.buffers_rejected_unknown, "{r:#?}");
     assert!(r.buffers_rejected >= r.hostile_buffers_watched, "{r:#?}");
     println!(
         "changes {} (missing {}), hostile buffers {} watched / {} sent, rejected {}",

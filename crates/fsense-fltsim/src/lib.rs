@@ -631,6 +631,13 @@ fn account_load(
     if let Some(h) = &health {
         report.generated += h.events_generated;
         report.buffers_rejected += h.buffers_rejected;
+        // Only a protocol-4 health carries the counter (none is sent to an absent or older
+        // consumer's protocol): the check needs every load's.
+        let carries = world
+            .last_health
+            .as_deref()
+            .is_some_and(|b| b.len() == fsense_proto::Health::LEN);
+        report.buffers_rejected_unknown |= !carries;
         report.dropped += h.dropped();
         tracker.finish(h.events_generated);
         if config.consumer == ConsumerMode::Normal && h.replies_rejected != 0 {

@@ -53,6 +53,9 @@ pub struct SimReport {
     pub hostile_buffers_watched: u64,
     /// What the driver's health says it rejected (`Health::buffers_rejected`, summed over loads).
     pub buffers_rejected: u64,
+    /// Some load's last health was not a protocol-4 one (no consumer of that protocol), so it
+    /// did not carry `buffers_rejected`: the hostile-buffer check is skipped.
+    pub buffers_rejected_unknown: bool,
 }
 
 impl SimReport {
@@ -75,8 +78,9 @@ impl SimReport {
         }
         // Every malformed buffer a watched process sent before unload was rejected and counted;
         // the count cannot pass what was sent at all.
-        if self.buffers_rejected < self.hostile_buffers_watched
-            || self.buffers_rejected > self.hostile_buffers_issued
+        if !self.buffers_rejected_unknown
+            && (self.buffers_rejected < self.hostile_buffers_watched
+                || self.buffers_rejected > self.hostile_buffers_issued)
         {
             out.push(format!(
                 "the driver counted {} rejected buffers; {} malformed ones were sent before unload \
