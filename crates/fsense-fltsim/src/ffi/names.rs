@@ -188,20 +188,18 @@ pub unsafe extern "system" fn FltReleaseFileNameInformation(
 /// to the file's own directory.) IRQL <= APC_LEVEL, the documented ceiling.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn FltGetDestinationFileNameInformation(
-    _instance: isize,
+    instance: isize,
     file_object: *const FILE_OBJECT,
     _root_directory: HANDLE,
     file_name: *const u16,
     file_name_length: u32,
-    _name_options: u32,
+    name_options: u32,
     ret_file_name_information: *mut *mut FLT_FILE_NAME_INFORMATION,
 ) -> NTSTATUS {
-    if verifier::irql() > APC_LEVEL {
-        violation(
-            "IRQL_NAME_QUERY",
-            "FltGetDestinationFileNameInformation above APC_LEVEL",
-        );
-        return STATUS_INVALID_PARAMETER;
+    // The page's rules (IRQL, rename or link only, which file object, no short names):
+    // `set_info::destination_name`. The name itself is built below from what the driver passed.
+    if let Err(status) = super::set_info::destination_name(instance, file_object, name_options) {
+        return status;
     }
     if file_object.is_null() || ret_file_name_information.is_null() {
         return STATUS_INVALID_PARAMETER;
@@ -268,36 +266,4 @@ pub unsafe extern "system" fn FltGetDestinationFileNameInformation(
     STATUS_SUCCESS
 }
 
-/// `nf-fltkernel-fltqueryinformationfile` (issue 27), as far as the driver uses it: the
-/// standard information a post-cleanup asks for to learn whether the file is gone. The
-/// simulated files are never deleted here (operation models of deletes belong to the plan),
-/// so it fills zeros and succeeds. PASSIVE_LEVEL, the documented requirement.
-#[unsafe(no_mangle)]
-pub unsafe extern "system" fn FltQueryInformationFile(
-    _instance: isize,
-    file_object: *const FILE_OBJECT,
-    file_information: *mut c_void,
-    length: u32,
-    _file_information_class: i32,
-    length_returned: *mut u32,
-) -> NTSTATUS {
-    if verifier::irql() > PASSIVE_LEVEL {
-        violation(
-            "IRQL_QUERY_INFORMATION",
-            "FltQueryInformationFile above PASSIVE_LEVEL",
-        );
-        return STATUS_INVALID_PARAMETER;
-    }
-    if file_object.is_null() || (file_information.is_null() && length != 0) {
-        return STATUS_INVALID_PARAMETER;
-    }
-    if length != 0 {
-        // SAFETY: the driver passes `length` writable bytes at `file_information`.
-        unsafe { std::ptr::write_bytes(file_information.cast::<u8>(), 0, length as usize) };
-    }
-    if !length_returned.is_null() {
-        // SAFETY: a valid out pointer from the driver.
-        unsafe { length_returned.write(length) };
-    }
-    STATUS_SUCCESS
-}
+// `FltQueryInformationFile` is in `files.rs`, with the delete model it answers from.
