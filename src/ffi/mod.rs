@@ -90,6 +90,10 @@ pub use contexts::*;
 pub use infobuf::*;
 pub use names::*;
 use namespace_ops::*;
+pub use namespace_ops::{
+    FSCTL_DUPLICATE_EXTENTS_TO_FILE, FSCTL_DUPLICATE_EXTENTS_TO_FILE_EX, SetInfoKind,
+    classify_set_information, is_clone_fsctl, set_info_kind,
+};
 use operations::*;
 pub use pool::*;
 pub use port::*;

@@ -114,6 +114,15 @@ fn slot_of(raw: *const c_void) -> Option<&'static PendingNames> {
 
 // --- set information --------------------------------------------------------------------
 
+/// What pre-set-information looks at first: the class, and the request if it is one of the
+/// six the driver reports. For every other class this is all the callback does (a major
+/// function check and one parameter read), then `FLT_PREOP_SUCCESS_NO_CALLBACK`; the driver
+/// bench measures it (`set_information_not_reported`).
+pub fn classify_set_information(data: &CallbackData<'_>) -> Option<(SetInfoKind, SetInfo)> {
+    let info = data.set_info()?;
+    set_info_kind(info.class).map(|kind| (kind, info))
+}
+
 pub(super) unsafe extern "system" fn pre_set_information(
     data: *mut FLT_CALLBACK_DATA,
     _objects: *const FLT_RELATED_OBJECTS,
@@ -124,10 +133,7 @@ pub(super) unsafe extern "system" fn pre_set_information(
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
     // Every class but six leaves here, before anything else is read (the cheap path).
-    let Some(info) = data.set_info() else {
-        return FLT_PREOP_SUCCESS_NO_CALLBACK;
-    };
-    let Some(kind) = set_info_kind(info.class) else {
+    let Some((kind, info)) = classify_set_information(&data) else {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
     if completion.is_null() || !completion.is_aligned() {
