@@ -161,7 +161,8 @@ fn deliver_until(
         let Ok(mut batch) = BatchWriter::new(buf) else {
             return true;
         };
-        let (moved, queue_drops) = SENSOR.drain_into(&mut batch);
+        let protocol = SENSOR.negotiated_protocol();
+        let (moved, queue_drops) = SENSOR.drain_into_for(&mut batch, protocol);
         if moved == 0 {
             // Drops taken from the queue still need a batch header to report them.
             UNREPORTED_SEND_DROPS.fetch_add(queue_drops, Ordering::Relaxed);
@@ -172,9 +173,15 @@ fn deliver_until(
         let Ok(len) = batch.finish(dropped_before) else {
             return true;
         };
-        let outcome = buf.get(..len).map_or(SendOutcome::Failed, |msg| {
-            ffi::send_message(msg, timeout_ms)
-        });
+        // A consumer of another protocol connected since the drain (issue 27): the batch may
+        // hold records it cannot decode, so it is not sent; its records count as lost.
+        let outcome = if SENSOR.negotiated_protocol() != protocol {
+            SendOutcome::Failed
+        } else {
+            buf.get(..len).map_or(SendOutcome::Failed, |msg| {
+                ffi::send_message(msg, timeout_ms)
+            })
+        };
         let c = &SENSOR.counters;
         let moved = u64::from(moved);
         match outcome {

@@ -14,6 +14,9 @@ use fsense_proto::{
 
 use crate::ffi::{self, CreateParams, KernelEvent, Requestor, SpinLock, WriteParams};
 
+mod namespace;
+pub use namespace::{CloneRange, NamespaceFacts, OpNames};
+
 /// Queue capacity (records) when the registry says nothing usable.
 pub const DEFAULT_QUEUE_CAPACITY: u32 = 4096;
 /// Range accepted from the registry's `QueueCapacity`. The top is 65,536 records, that is
@@ -146,6 +149,8 @@ pub struct Counters {
     pub batches_sent: AtomicU64,
     pub replies_rejected: AtomicU64,
     pub acked_sequence: AtomicU64,
+    /// Requests whose variable-length buffers failed the bounds checks (issue 27).
+    pub buffers_rejected: AtomicU64,
 }
 
 impl Counters {
@@ -159,6 +164,7 @@ impl Counters {
             batches_sent: AtomicU64::new(0),
             replies_rejected: AtomicU64::new(0),
             acked_sequence: AtomicU64::new(0),
+            buffers_rejected: AtomicU64::new(0),
         }
     }
 }
@@ -274,6 +280,7 @@ impl Sensor {
             &self.counters.batches_sent,
             &self.counters.replies_rejected,
             &self.counters.acked_sequence,
+            &self.counters.buffers_rejected,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -301,8 +308,10 @@ impl Sensor {
             .and_then(|h| h.negotiate());
         match negotiated {
             Some(version) => {
+                // Release: a worker that reads it (Acquire) before sending sees a new consumer's
+                // protocol (issue 27: no batch drained for another protocol goes to it).
                 self.consumer_protocol
-                    .store(u32::from(version), Ordering::Relaxed);
+                    .store(u32::from(version), Ordering::Release);
                 self.consumer_content_version.store(0, Ordering::Relaxed);
                 self.consumer_pid.store(pid, Ordering::Relaxed);
                 Ok(())
@@ -442,6 +451,9 @@ impl Sensor {
         if facts.params.paging_io {
             rec.flags.insert(RecordFlags::PAGING_IO);
         }
+        if facts.params.mdl {
+            rec.flags.insert(RecordFlags::MDL_WRITE);
+        }
         self.enqueue(&rec);
     }
 
@@ -467,8 +479,25 @@ impl Sensor {
 
     // --- worker side ---------------------------------------------------------------------
 
+    /// The protocol negotiated with the consumer that connected last (the minimum before any).
+    pub fn negotiated_protocol(&self) -> u16 {
+        u16::try_from(self.consumer_protocol.load(Ordering::Acquire))
+            .unwrap_or(fsense_proto::MIN_PROTOCOL_VERSION)
+    }
+
     /// Moves queued records into `batch`; returns (records moved, drops not yet reported).
     pub fn drain_into(&self, batch: &mut fsense_proto::BatchWriter<'_>) -> (u32, u64) {
+        self.drain_into_for(batch, self.negotiated_protocol())
+    }
+
+    /// [`Sensor::drain_into`] for a consumer of `protocol`: records of operations it cannot
+    /// decode leave unsent, counted (issue 27). The worker reads the protocol once, drains for
+    /// it, and does not send the batch if another consumer connected in between.
+    pub fn drain_into_for(
+        &self,
+        batch: &mut fsense_proto::BatchWriter<'_>,
+        protocol: u16,
+    ) -> (u32, u64) {
         let mut slot = self.slot.lock();
         match slot.queue.as_mut() {
             Some(q) => {
@@ -476,7 +505,7 @@ impl Sensor {
                     0 => u32::MAX,
                     n => n,
                 };
-                let moved = q.drain_into_at_most(batch, limit);
+                let moved = q.drain_for_protocol(batch, limit, protocol);
                 (moved, q.take_unreported_drops())
             }
             None => (0, 0),
@@ -516,12 +545,13 @@ impl Sensor {
 
     /// A health snapshot of everything the sensor counts.
     pub fn health(&self, poll_id: u64) -> Health {
-        let (generated, dropped_queue_full, high_water, capacity) = {
+        let (generated, dropped_queue_full, withheld, high_water, capacity) = {
             let slot = self.slot.lock();
-            slot.queue.as_ref().map_or((0, 0, 0, 0), |q| {
+            slot.queue.as_ref().map_or((0, 0, 0, 0, 0), |q| {
                 (
                     q.generated(),
                     q.dropped_total(),
+                    q.withheld_total(),
                     q.high_water(),
                     q.max_records(),
                 )
@@ -531,6 +561,16 @@ impl Sensor {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let protocol_version = u16::try_from(self.consumer_protocol.load(Ordering::Relaxed))
             .unwrap_or(fsense_proto::MIN_PROTOCOL_VERSION);
+        let v4 = protocol_version >= fsense_proto::NAMESPACE_OPS_SINCE;
+        let mut sensor_flags = self.config_flags.load(Ordering::Relaxed);
+        // An older health has no withheld counter: the records withheld (each with a sequence
+        // number) count as not sent, so generated = sent + dropped still holds for it, and the
+        // flag says why (issue 27).
+        let mut dropped_send = get(&c.dropped_send);
+        if !v4 && withheld != 0 {
+            sensor_flags |= Health::WITHHELD_KINDS;
+            dropped_send = dropped_send.saturating_add(withheld);
+        }
         Health {
             protocol_version,
             // Only a consumer that negotiated protocol 3 reads it (older layouts have no room).
@@ -546,7 +586,7 @@ impl Sensor {
             events_generated: generated,
             events_sent: get(&c.events_sent),
             dropped_queue_full,
-            dropped_send: get(&c.dropped_send),
+            dropped_send,
             send_timeouts: get(&c.send_timeouts),
             send_failures: get(&c.send_failures),
             batches_sent: get(&c.batches_sent),
@@ -555,7 +595,9 @@ impl Sensor {
             self_excluded: get(&c.self_excluded),
             queue_high_water: high_water,
             queue_capacity: capacity,
-            sensor_flags: self.config_flags.load(Ordering::Relaxed),
+            sensor_flags,
+            withheld_old_protocol: if v4 { withheld } else { 0 },
+            buffers_rejected: if v4 { get(&c.buffers_rejected) } else { 0 },
         }
     }
 }
