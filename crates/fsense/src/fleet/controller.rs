@@ -153,16 +153,7 @@ async fn rollout(args: FleetRollout) -> Result<FleetSummary, ContentError> {
     let kv = loop {
         let store = match js.get_key_value(ROLLOUT_BUCKET).await {
             Ok(s) => Ok(s),
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: ROLLOUT_BUCKET.into(),
-                    history: 1,
-                    max_value_size: protocol::MAX_DOCUMENT_BYTES as i32,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| e.to_string()),
+            Err(_) => create_bucket(&js).await,
         };
         match store {
             Ok(s) => break s,
@@ -195,6 +186,30 @@ async fn rollout(args: FleetRollout) -> Result<FleetSummary, ContentError> {
         outage_said: false,
     };
     c.drive(resumed).await
+}
+
+/// Creates the rollout bucket: the stream a JetStream key-value bucket is (what async-nats'
+/// `create_key_value` makes, one value per key), created directly because `create_key_value`
+/// first reads the account information, which it cannot parse from nats-server 2.9.
+async fn create_bucket(js: &jetstream::Context) -> Result<kv::Store, String> {
+    use jetstream::stream::{Config, DiscardPolicy, StorageType};
+    js.get_or_create_stream(Config {
+        name: format!("KV_{ROLLOUT_BUCKET}"),
+        subjects: vec![format!("$KV.{ROLLOUT_BUCKET}.>")],
+        max_messages_per_subject: 1,
+        max_message_size: protocol::MAX_DOCUMENT_BYTES as i32,
+        storage: StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    js.get_key_value(ROLLOUT_BUCKET)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Takes the rollout record for `args.release`: a new rollout, or the resumption of one whose
