@@ -450,7 +450,9 @@ fn execute(cmd: ContentCommand, run_fleet: Option<FleetRunner>) -> Result<String
                 return run(real.rollout(fleet, &rings, summary_json)?);
             }
             let fleet = fleet.parse::<u32>().map_err(|_| {
-                ContentError::failed(format!("--simulate needs --fleet N (a number), not {fleet:?}"))
+                ContentError::failed(format!(
+                    "--simulate needs --fleet N (a number), not {fleet:?}"
+                ))
             })?;
             let (Some(repo), Some(root)) = (repo, root) else {
                 return Err(ContentError::failed(

@@ -109,7 +109,10 @@ impl Fixture {
         let echo = std::thread::spawn(move || {
             use std::io::BufRead;
             let mut all = String::new();
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 eprintln!("[controller] {line}");
                 all.push_str(&line);
                 all.push('\n');
@@ -152,13 +155,9 @@ impl Agent {
             host_id: host.into(),
             interval: INTERVAL,
         };
-        let agent = fsense::fleet::agent::start(
-            config,
-            live.counters.clone(),
-            live.health.clone(),
-            gate,
-        )
-        .unwrap();
+        let agent =
+            fsense::fleet::agent::start(config, live.counters.clone(), live.health.clone(), gate)
+                .unwrap();
         live.attach_agent(Box::new(agent));
         let (counters, health) = (live.counters.clone(), live.health.clone());
         let stop = Arc::new(AtomicBool::new(false));
@@ -173,7 +172,7 @@ impl Agent {
                 if let Some(rules) = rules.as_mut() {
                     for _ in 0..10 {
                         i += 1;
-                        let ext = if i % 20 == 0 { "docm" } else { "txt" };
+                        let ext = if i.is_multiple_of(20) { "docm" } else { "txt" };
                         let path = format!(r"C:\Users\ann\Documents\file{}.{ext}", i % 97);
                         let t = Instant::now();
                         rules.evaluate(Operation::Write, &path, 1000, i, &mut out);
@@ -234,7 +233,9 @@ fn wait_until(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
 /// The rollout record, as the bucket holds it now.
 fn record(port: u16) -> Option<Value> {
     runtime().block_on(async {
-        let client = async_nats::connect(format!("127.0.0.1:{port}")).await.ok()?;
+        let client = async_nats::connect(format!("127.0.0.1:{port}"))
+            .await
+            .ok()?;
         let kv = async_nats::jetstream::new(client)
             .get_key_value(ROLLOUT_BUCKET)
             .await
@@ -270,7 +271,10 @@ fn a_good_release_reaches_all_twenty_agents_ring_by_ring() {
     eprintln!("whole rollout of 20 agents: {:?}", started.elapsed());
     assert_eq!(summary["halted_at_ring"], Value::Null, "{summary:#}");
     assert_eq!(summary["rings"].as_array().unwrap().len(), 3);
-    assert!(stderr.contains("hosts on release 2"), "progress lines: {stderr}");
+    assert!(
+        stderr.contains("hosts on release 2"),
+        "progress lines: {stderr}"
+    );
     let admit: Vec<f64> = summary["admit_s"]
         .as_array()
         .unwrap()
@@ -291,7 +295,10 @@ fn a_release_matching_everything_halts_at_the_first_ring_and_rolls_back() {
     let fx = Fixture::new();
     fx.publish(1, "**/*.docm");
     let agents = fx.agents(20, Some(1));
-    assert!(first_ring_count(&agents, 10) > 0, "the test needs hosts in ring 1");
+    assert!(
+        first_ring_count(&agents, 10) > 0,
+        "the test needs hosts in ring 1"
+    );
     fx.publish(2, "**");
     let started = Instant::now();
     let child = fx.controller(&[
@@ -383,7 +390,10 @@ fn a_killed_controller_resumes_and_a_second_one_is_refused() {
     let (ok, _, stderr) = finish(fx.controller(&args));
     assert!(!ok, "a second controller must be refused");
     assert!(stderr.contains("refusing a second controller"), "{stderr}");
-    assert_eq!(stderr.lines().filter(|l| l.starts_with("error:")).count(), 1);
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("error:")).count(),
+        1
+    );
     first.child.kill().unwrap();
     first.child.wait().unwrap();
     first.echo.join().unwrap();
@@ -422,7 +432,11 @@ fn with_nats_stopped_the_agents_run_on_and_the_controller_waits() {
     let before: Vec<u64> = agents.iter().map(Agent::events).collect();
     std::thread::sleep(Duration::from_secs(3));
     for (a, before) in agents.iter().zip(before) {
-        assert!(a.events() > before, "{} stopped working without NATS", a.host);
+        assert!(
+            a.events() > before,
+            "{} stopped working without NATS",
+            a.host
+        );
     }
     fx.server.run();
     let (ok, summary, stderr) = finish(child);
@@ -437,7 +451,9 @@ fn with_nats_stopped_the_agents_run_on_and_the_controller_waits() {
 /// Writes `value` over the rollout record (as anyone with write access could).
 fn overwrite_record(port: u16, value: Vec<u8>) {
     runtime().block_on(async {
-        let client = async_nats::connect(format!("127.0.0.1:{port}")).await.unwrap();
+        let client = async_nats::connect(format!("127.0.0.1:{port}"))
+            .await
+            .unwrap();
         let kv = async_nats::jetstream::new(client)
             .get_key_value(ROLLOUT_BUCKET)
             .await
@@ -449,7 +465,9 @@ fn overwrite_record(port: u16, value: Vec<u8>) {
 /// The next health document of `host`.
 fn next_document(port: u16, host: &str) -> Value {
     runtime().block_on(async {
-        let client = async_nats::connect(format!("127.0.0.1:{port}")).await.unwrap();
+        let client = async_nats::connect(format!("127.0.0.1:{port}"))
+            .await
+            .unwrap();
         let mut sub = client
             .subscribe(format!("fsense.health.{host}"))
             .await
@@ -472,7 +490,9 @@ fn hostile_records_and_documents_change_nothing_and_are_counted() {
     let port = fx.server.port;
     let noise = std::thread::spawn(move || {
         runtime().block_on(async {
-            let client = async_nats::connect(format!("127.0.0.1:{port}")).await.unwrap();
+            let client = async_nats::connect(format!("127.0.0.1:{port}"))
+                .await
+                .unwrap();
             let good = next_document_async(&client, "agent-00").await;
             for _ in 0..20 {
                 for payload in [
@@ -480,7 +500,10 @@ fn hostile_records_and_documents_change_nothing_and_are_counted() {
                     vec![b'{'; 3000],
                     vec![b' '; 5000],
                     good.clone(), // a replay
-                    serde_json::to_vec(&serde_json::json!({"host": "agent-00", "content_version": 2})).unwrap(),
+                    serde_json::to_vec(
+                        &serde_json::json!({"host": "agent-00", "content_version": 2}),
+                    )
+                    .unwrap(),
                 ] {
                     client
                         .publish("fsense.health.agent-00", payload.into())
@@ -510,7 +533,10 @@ fn hostile_records_and_documents_change_nothing_and_are_counted() {
     noise.join().unwrap();
     assert!(ok, "{stderr}");
     assert_eq!(summary["halted_at_ring"], Value::Null, "{summary:#}");
-    assert!(summary["documents_ignored"].as_u64().unwrap() >= 20, "{summary:#}");
+    assert!(
+        summary["documents_ignored"].as_u64().unwrap() >= 20,
+        "{summary:#}"
+    );
     // Hostile rollout records: wrong types, over the limit, an older one replayed.
     let done = record(fx.server.port).unwrap();
     let mut older = done.clone();
@@ -535,7 +561,10 @@ fn hostile_records_and_documents_change_nothing_and_are_counted() {
     let ignored = next_document(fx.server.port, "agent-00")["records_ignored"]
         .as_u64()
         .unwrap();
-    assert!(ignored >= ignored_before + 3, "{ignored_before} -> {ignored}");
+    assert!(
+        ignored >= ignored_before + 3,
+        "{ignored_before} -> {ignored}"
+    );
 }
 
 async fn next_document_async(client: &async_nats::Client, host: &str) -> Vec<u8> {

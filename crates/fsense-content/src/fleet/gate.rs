@@ -10,7 +10,7 @@ use crate::rollout::Health;
 pub type Reports = BTreeMap<String, HealthDoc>;
 
 /// Hosts of `reports` in buckets below `admit_below`.
-pub fn admitted<'a>(reports: &'a Reports, admit_below: u8) -> Vec<&'a HealthDoc> {
+pub fn admitted(reports: &Reports, admit_below: u8) -> Vec<&HealthDoc> {
     reports
         .values()
         .filter(|doc| doc.bucket < admit_below)

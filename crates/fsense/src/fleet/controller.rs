@@ -227,9 +227,8 @@ async fn claim(
         .as_ref()
         .filter(|e| e.operation == kv::Operation::Put)
         .and_then(|e| protocol::parse_rollout(&e.value).ok());
-    let fresh = |r: &RolloutRecord| {
-        now_ms().saturating_sub(r.heartbeat_ms) < args.lease.as_millis() as u64
-    };
+    let fresh =
+        |r: &RolloutRecord| now_ms().saturating_sub(r.heartbeat_ms) < args.lease.as_millis() as u64;
     let mut resumed = false;
     let record = match existing {
         Some(r) if r.phase.in_progress() && fresh(&r) => {

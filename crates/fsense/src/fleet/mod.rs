@@ -169,6 +169,16 @@ pub fn attach(
     }
 }
 
+/// `fsense content ...`, with the fleet controller for `rollout --fleet nats://...`.
+#[cfg(all(feature = "content", not(target_env = "msvc")))]
+pub fn run_content(cmd: fsense_content::cli::ContentCommand) -> std::process::ExitCode {
+    #[cfg(feature = "nats")]
+    let runner: Option<fsense_content::cli::FleetRunner> = Some(controller::run);
+    #[cfg(not(feature = "nats"))]
+    let runner = None;
+    fsense_content::cli::run_with(cmd, runner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,14 +192,4 @@ mod tests {
         assert!(e.contains("--fleet"), "{e}");
         assert!(nats_config("tls://h:1", None, None).unwrap().url.tls);
     }
-}
-
-/// `fsense content ...`, with the fleet controller for `rollout --fleet nats://...`.
-#[cfg(all(feature = "content", not(target_env = "msvc")))]
-pub fn run_content(cmd: fsense_content::cli::ContentCommand) -> std::process::ExitCode {
-    #[cfg(feature = "nats")]
-    let runner: Option<fsense_content::cli::FleetRunner> = Some(controller::run);
-    #[cfg(not(feature = "nats"))]
-    let runner = None;
-    fsense_content::cli::run_with(cmd, runner)
 }

@@ -86,8 +86,10 @@ impl UpdateCounters {
     }
 
     fn set_active(&self, version: Option<u64>) {
-        self.active
-            .store(version.map_or(0, |v| v.saturating_add(1)), Ordering::Relaxed);
+        self.active.store(
+            version.map_or(0, |v| v.saturating_add(1)),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -369,10 +371,7 @@ mod checker {
                             counters.set_active(running);
                             last_failure = None;
                         }
-                        if !matches!(
-                            stopped.recv_timeout(wait),
-                            Err(RecvTimeoutError::Timeout)
-                        ) {
+                        if !matches!(stopped.recv_timeout(wait), Err(RecvTimeoutError::Timeout)) {
                             break;
                         }
                     }
