@@ -176,6 +176,20 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolErro
     })
 }
 
+impl HealthDoc {
+    /// The document as published (JSON).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+impl RolloutRecord {
+    /// The record as written to the bucket (JSON).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
 /// Parses and checks a health document.
 pub fn parse_health(bytes: &[u8]) -> Result<HealthDoc, ProtocolError> {
     let doc: HealthDoc = parse(bytes)?;

@@ -85,6 +85,10 @@ impl UpdateCounters {
         self.active.load(Ordering::Relaxed).checked_sub(1)
     }
 
+    #[cfg_attr(
+        not(all(feature = "content", not(target_env = "msvc"))),
+        allow(dead_code)
+    )]
     fn set_active(&self, version: Option<u64>) {
         self.active.store(
             version.map_or(0, |v| v.saturating_add(1)),
