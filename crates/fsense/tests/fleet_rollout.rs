@@ -30,6 +30,17 @@ fn rules(version: u64, glob: &str) -> String {
     )
 }
 
+/// A release whose rule `fault-slow` or `fault-error` matches about one event in a hundred (less
+/// than the previous release's rule: the match-rate gate stays quiet). The engine cannot error or
+/// be slow on valid content (its validator is its compiler), so, as the simulation's
+/// `--inject-fault` does, the test workload plays the faulty sensor when such a rule matches: 50 ms
+/// of evaluation time, or an evaluation error. Agents, controller and gates are the real ones.
+fn fault_rules(version: u64, fault: &str) -> String {
+    format!(
+        "version = {version}\n[[rule]]\nid = \"fault-{fault}\"\ntemplate = \"path_match\"\nseverity = \"high\"\n[rule.fields]\noperation = \"write\"\nglob = \"**/file1.txt\"\n"
+    )
+}
+
 struct Fixture {
     dir: tempfile::TempDir,
     server: Server,
@@ -54,8 +65,12 @@ impl Fixture {
     }
 
     fn publish(&self, version: u64, glob: &str) {
+        self.publish_text(version, &rules(version, glob));
+    }
+
+    fn publish_text(&self, version: u64, text: &str) {
         let file = self.dir.path().join(format!("rules-{version}.toml"));
-        std::fs::write(&file, rules(version, glob)).unwrap();
+        std::fs::write(&file, text).unwrap();
         tuf::publish(&file, &self.dir.path().join("keys"), &self.repo()).unwrap();
     }
 
@@ -176,8 +191,16 @@ impl Agent {
                         let path = format!(r"C:\Users\ann\Documents\file{}.{ext}", i % 97);
                         let t = Instant::now();
                         rules.evaluate(Operation::Write, &path, 1000, i, &mut out);
-                        live.health
-                            .observe(t.elapsed().as_nanos() as u64, !out.is_empty(), 0);
+                        let mut ns = t.elapsed().as_nanos() as u64;
+                        // Injected faults (see `FAULT_RULE`): valid content cannot fail or be
+                        // slow in this engine, so the harness plays the faulty sensor.
+                        if out.iter().any(|m| m.id == "fault-slow") {
+                            ns += 50_000_000;
+                        }
+                        if out.iter().any(|m| m.id == "fault-error") {
+                            live.health.eval_errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        live.health.observe(ns, !out.is_empty(), 0);
                     }
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -290,8 +313,9 @@ fn a_good_release_reaches_all_twenty_agents_ring_by_ring() {
     assert_eq!(record(fx.server.port).unwrap()["phase"], "done");
 }
 
-#[test]
-fn a_release_matching_everything_halts_at_the_first_ring_and_rolls_back() {
+/// A bad release (`second`: its rules) halts at the first ring for `reason`; the agents of that
+/// ring are back on release 1 and the others never installed release 2.
+fn bad_release_halts_at_the_first_ring(second: &str, reason: &str) {
     let fx = Fixture::new();
     fx.publish(1, "**/*.docm");
     let agents = fx.agents(20, Some(1));
@@ -299,7 +323,7 @@ fn a_release_matching_everything_halts_at_the_first_ring_and_rolls_back() {
         first_ring_count(&agents, 10) > 0,
         "the test needs hosts in ring 1"
     );
-    fx.publish(2, "**");
+    fx.publish_text(2, second);
     let started = Instant::now();
     let child = fx.controller(&[
         "--release",
@@ -315,13 +339,11 @@ fn a_release_matching_everything_halts_at_the_first_ring_and_rolls_back() {
     assert!(ok, "{stderr}");
     assert_eq!(summary["halted_at_ring"], 1, "{summary:#}");
     assert!(
-        summary["halt_reason"]
-            .as_str()
-            .unwrap()
-            .contains("match rate")
+        summary["halt_reason"].as_str().unwrap().contains(reason),
+        "{summary:#}"
     );
     eprintln!(
-        "MEASURE bad release: first admission to the last rollback {} s (halt to last rollback {} s); whole run {:?}",
+        "MEASURE bad release ({reason}): first admission to the last rollback {} s (halt to last rollback {} s); whole run {:?}",
         summary["bad_release_to_last_rollback_s"],
         summary["rollback_s"],
         started.elapsed()
@@ -340,6 +362,21 @@ fn a_release_matching_everything_halts_at_the_first_ring_and_rolls_back() {
         }
     }
     assert_eq!(record(fx.server.port).unwrap()["rollback"], true);
+}
+
+#[test]
+fn a_release_matching_everything_halts_at_the_first_ring_and_rolls_back() {
+    bad_release_halts_at_the_first_ring(&rules(2, "**"), "match rate");
+}
+
+#[test]
+fn a_slow_release_halts_at_the_first_ring_and_rolls_back() {
+    bad_release_halts_at_the_first_ring(&fault_rules(2, "slow"), "mean evaluation time");
+}
+
+#[test]
+fn a_release_whose_rule_errors_halts_at_the_first_ring_and_rolls_back() {
+    bad_release_halts_at_the_first_ring(&fault_rules(2, "error"), "evaluation errors");
 }
 
 #[test]
