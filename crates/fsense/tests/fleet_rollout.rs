@@ -611,3 +611,99 @@ async fn next_document_async(client: &async_nats::Client, host: &str) -> Vec<u8>
         .unwrap();
     sub.next().await.unwrap().payload.to_vec()
 }
+
+#[test]
+fn an_agent_without_nats_keeps_working_and_says_so_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = tuf::keygen(&dir.path().join("keys")).unwrap();
+    let file = dir.path().join("rules-1.toml");
+    std::fs::write(&file, rules(1, "**")).unwrap();
+    let repo = dir.path().join("repo");
+    tuf::publish(&file, &dir.path().join("keys"), &repo).unwrap();
+    let state = dir.path().join("state");
+    StateDir::open(&state)
+        .unwrap()
+        .update_to(&repo, &root, Some(1), &mut |_| {})
+        .unwrap();
+    let summary = dir.path().join("summary.json");
+    let nowhere = format!("nats://127.0.0.1:{}", nats_support::free_port());
+    let out = nats_support::fsense(&[
+        "simulate",
+        "--operations",
+        "3000",
+        "--rate",
+        "1500",
+        "--quiet",
+        "--content-repo",
+        repo.to_str().unwrap(),
+        "--content-root",
+        root.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--fleet",
+        &nowhere,
+        "--host-id",
+        "lonely",
+        "--health-interval-s",
+        "0.2",
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    let stderr = nats_support::stderr(&out);
+    assert!(out.status.success(), "{stderr}");
+    let mentions = stderr
+        .lines()
+        .filter(|l| l.contains(&nowhere) && !l.contains("reporting health"))
+        .count();
+    assert_eq!(mentions, 1, "{stderr}");
+    let s = nats_support::summary(&summary);
+    assert_eq!(s["content_version"], 1, "{s:#}");
+    assert!(s["pipeline"]["rule_matches"].as_u64().unwrap() > 0, "{s:#}");
+}
+
+#[test]
+fn rollout_usage_errors_are_one_line() {
+    for (args, expected) in [
+        (
+            vec!["content", "rollout", "--fleet", "nats://127.0.0.1:1"],
+            "needs --release",
+        ),
+        (
+            vec![
+                "content",
+                "rollout",
+                "--fleet",
+                "nats://h:1/x",
+                "--release",
+                "2",
+            ],
+            "no subject expected",
+        ),
+        (
+            vec!["content", "rollout", "--fleet", "nats://h:1", "--simulate"],
+            "--simulate needs --fleet N",
+        ),
+        (
+            vec![
+                "content",
+                "rollout",
+                "--fleet",
+                "nats://h:1",
+                "--release",
+                "2",
+                "--rings",
+                "50,10",
+            ],
+            "--rings",
+        ),
+    ] {
+        let out = nats_support::fsense(&args);
+        let stderr = nats_support::stderr(&out);
+        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let out = nats_support::fsense(&["simulate", "--fleet", "nats://h:1"]);
+    assert!(!out.status.success());
+    assert!(nats_support::stderr(&out).contains("required"));
+}
