@@ -3,7 +3,8 @@
 //! The I/O callbacks call [`Sensor::wants_create`] / [`Sensor::wants_write`] in pre-operation and
 //! [`Sensor::record_create`] / [`Sensor::record_write`] in post-operation. Recording builds one
 //! [`EventRecord`] on the stack and offers it to the pre-allocated queue under a spin lock: no
-//! allocation, no wait, no name query, bounded work (one copy of the path).
+//! allocation, no wait, no name query, bounded work (one copy of the path). Deletes, renames,
+//! links and clones (issue 27) are recorded the same way ([`namespace`]).
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 

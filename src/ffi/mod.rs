@@ -26,7 +26,10 @@
 //!
 //! ## Layout: one file per contract area (the simulator's `ffi/` is split the same way)
 //! - [`registration`]: the registration tables, `DriverEntry`, unload, instance callbacks;
-//! - [`operations`]: the I/O callbacks; [`callback_data`]: the views of their callback data;
+//! - [`operations`]: the create and write callbacks; [`namespace_ops`]: set-information,
+//!   cleanup, prepare-MDL-write and block-clone FSCTL callbacks (issue 27); [`callback_data`]:
+//!   the views of their callback data; [`infobuf`]: bounds-checked parsers of the caller
+//!   buffers those requests carry;
 //! - [`names`]: `UNICODE_STRING` and file name information; [`contexts`]: stream contexts;
 //! - [`port`]: the communication port; [`pool`] and [`sync`]: pool memory, spin lock, event, time;
 //! - [`threads`]: the worker thread; [`registry`]: load-time settings.
