@@ -180,9 +180,12 @@ pub struct Sensor {
     /// see either pid under any ordering. Every pre-create and pre-write reads it: no barrier.
     consumer_pid: AtomicU32,
     /// The protocol version negotiated with the connected consumer (reported in health, so the
-    /// consumer knows which reply fields it may use). Relaxed: the connect callback stores it
-    /// before the health request's Release store, and the worker reads it after the request's
-    /// Acquire swap (`delivery::wake_for_health` / `take_health_request`), which orders it.
+    /// consumer knows which reply fields it may use, and which record kinds it may be sent).
+    /// Stored with Release by the connect callback; the worker's drain reads it with Acquire
+    /// (`negotiated_protocol`, once before a drain and again before the send, issue 27). The
+    /// health builder's read is Relaxed: the connect stores it before the health request's
+    /// Release store, and the worker reads it after the request's Acquire swap
+    /// (`delivery::wake_for_health` / `take_health_request`), which orders it.
     consumer_protocol: AtomicU32,
     /// The content version the consumer last reported in an ack (protocol 2); 0 when none.
     /// Kept for diagnostics (a kernel debugger or crash dump shows what the agent ran).

@@ -49,6 +49,7 @@ fn write(pid: u32, offset: u64) -> WriteFacts {
             offset,
             length: 1,
             paging_io: false,
+            mdl: false,
         },
         name_known: true,
         truncated: false,
