@@ -129,11 +129,19 @@ impl Engine {
         let mut fired: Vec<usize> = Vec::new();
         let operation = RuleOperation::of(event.operation);
 
+        // A rename's or link's new name is also what a `create` rule looks at: both deliver a
+        // file under a new name, as a create does.
+        let new_name_is_a_create = matches!(operation, RuleOperation::Rename | RuleOperation::Link);
         let names = [
-            (NameField::Path, Some(event.path)),
-            (NameField::Target, target),
+            (operation, NameField::Path, Some(event.path)),
+            (operation, NameField::Target, target),
+            (
+                RuleOperation::Create,
+                NameField::Path,
+                target.filter(|_| new_name_is_a_create),
+            ),
         ];
-        for (field, name) in names {
+        for (operation, field, name) in names {
             let Some(name) = name else { continue };
             let Some((globs, owners)) = self.rules.globs_for(operation, field) else {
                 continue;
@@ -215,18 +223,29 @@ impl Engine {
 /// The final extension of a path's last component, without the dot: none for a name with no
 /// dot, a dot only at its start (`.bashrc`) or at its end.
 pub fn extension(path: &str) -> Option<&str> {
-    let name = path.rsplit(['/', '\\']).next().unwrap_or(path);
+    let name = file_name(path);
     match name.rfind('.') {
         Some(0) | None => None,
         Some(dot) => Some(&name[dot + 1..]).filter(|ext| !ext.is_empty()),
     }
 }
 
+/// The last component of a path (`/` or `\` separated).
+fn file_name(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
+
 /// The `rename_burst` key of a rename from `old` to `new` by `pid`: the process and the new
 /// extension (case-folded), or `None` when the rename does not give the file a new extension.
+/// A temporary name given its final name (`a.txt.tmp`, `.a.txt.Xy12` or `a.txt~` renamed to
+/// `a.txt`: the new name is part of the old one, what editors, downloaders and rsync do) does
+/// not count either.
 fn new_extension_key(pid: u32, old: &str, new: &str) -> Option<u64> {
     let new_ext = extension(new)?;
     if extension(old).is_some_and(|old_ext| old_ext.eq_ignore_ascii_case(new_ext)) {
+        return None;
+    }
+    if file_name(old).contains(file_name(new)) {
         return None;
     }
     // A fixed-key hash: a collision merges two windows (more firing, never less).
