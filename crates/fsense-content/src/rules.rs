@@ -46,7 +46,7 @@ pub const TEMPLATES: &[(&str, &[(&str, &str)])] = &[
             ("glob", "string, 1..=1024 bytes, a valid glob"),
             (
                 "name",
-                "optional: path (default) | target (rename, link: the new name; clone: the source)",
+                "rename, link and clone only, required: path | target (rename, link: the new name; clone: the source)",
             ),
         ],
     ),
@@ -356,24 +356,32 @@ fn compile_rule(index: usize, raw: Value) -> Result<Rule, ContentError> {
     })
 }
 
-/// Template `path_match`: exactly `operation` and `glob`, and optionally `name`.
+/// Template `path_match`: exactly `operation` and `glob`, and `name` for the operations with a
+/// target.
 fn path_match(fields: &mut Fields) -> Result<Template, ContentError> {
     let operation = fields.take("operation", |v| match v {
         Value::String(s) => RuleOperation::parse(s),
         other => Err(wrong_type("a string", other)),
     })?;
-    let name = fields
-        .take_optional("name", |v| match v {
-            Value::String(s) if s == "path" => Ok(NameField::Path),
-            Value::String(s) if s == "target" && operation.has_target() => Ok(NameField::Target),
-            Value::String(s) if s == "target" => Err(format!(
-                "a `{}` event has no target name (only rename and link have a new name, clone a source)",
+    // `name` is required exactly for the operations with two names, and refused for the rest:
+    // no field has a default that content could lean on without saying so.
+    let parse_name = |v: &Value| match v {
+        Value::String(s) if s == "path" => Ok(NameField::Path),
+        Value::String(s) if s == "target" => Ok(NameField::Target),
+        Value::String(s) => Err(format!("`{s}` is not one of path, target")),
+        other => Err(wrong_type("a string", other)),
+    };
+    let name = if operation.has_target() {
+        fields.take("name", parse_name)?
+    } else {
+        let refused = fields.take_optional("name", |_| {
+            Err::<NameField, _>(format!(
+                "a `{}` event has one name and no target (`name` is for rename, link and clone)",
                 operation.as_str()
-            )),
-            Value::String(s) => Err(format!("`{s}` is not one of path, target")),
-            other => Err(wrong_type("a string", other)),
-        })?
-        .unwrap_or(NameField::Path);
+            ))
+        })?;
+        refused.unwrap_or(NameField::Path)
+    };
     let glob = fields.take("glob", |v| match v {
         Value::String(s) if s.is_empty() => Err("empty glob".to_owned()),
         Value::String(s) if s.len() > MAX_GLOB_LEN => Err(format!(

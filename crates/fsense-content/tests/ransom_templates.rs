@@ -55,6 +55,7 @@ template = "path_match"
 severity = "high"
 [rule.fields]
 operation = "link"
+name = "path"
 glob = "**/config/SAM"
 
 [[rule]]

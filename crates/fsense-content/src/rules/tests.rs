@@ -332,8 +332,7 @@ fn render(version: u64, rules: &[(String, Template, Severity)]) -> String {
                     "operation = \"{}\"\nglob = \"{glob}\"\n",
                     operation.as_str()
                 ));
-                // The default is written out half of the time (by glob length parity).
-                if *name == NameField::Target || glob.len() % 2 == 0 {
+                if operation.has_target() {
                     text.push_str(&format!("name = \"{}\"\n", name.as_str()));
                 }
             }
@@ -410,9 +409,19 @@ fn the_new_operations_and_templates_compile() {
             window_ms: 10_000
         }
     );
-    for op in ["delete", "link", "clone", "rename", "create", "write"] {
+    for op in ["delete", "create", "write"] {
         let text = EXAMPLE.replace("operation = \"create\"", &format!("operation = \"{op}\""));
         assert!(compile(&text).is_ok(), "{op}");
+    }
+    for op in ["link", "clone", "rename"] {
+        let text = EXAMPLE.replace(
+            "operation = \"create\"",
+            &format!("operation = \"{op}\"\nname = \"path\""),
+        );
+        assert!(compile(&text).is_ok(), "{op}");
+        // Two names: which one the glob is for must be said.
+        let text = EXAMPLE.replace("operation = \"create\"", &format!("operation = \"{op}\""));
+        assert_rejected(&text, "office-macro-drop", "name", "missing");
     }
 }
 
@@ -435,7 +444,7 @@ fn a_rule_on_an_operation_the_sensor_cannot_see_is_refused() {
 fn a_target_name_only_exists_for_renames_links_and_clones() {
     for op in ["create", "write", "delete"] {
         let text = RANSOM.replace("operation = \"rename\"", &format!("operation = \"{op}\""));
-        assert_rejected(&text, "new-extension", "name", "has no target name");
+        assert_rejected(&text, "new-extension", "name", "has one name and no target");
     }
     let text = RANSOM.replace("name = \"target\"", "name = \"new\"");
     assert_rejected(&text, "new-extension", "name", "not one of path, target");
