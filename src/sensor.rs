@@ -134,6 +134,8 @@ pub struct Counters {
     pub batches_sent: AtomicU64,
     pub replies_rejected: AtomicU64,
     pub acked_sequence: AtomicU64,
+    /// Requests whose variable-length buffers failed the bounds checks (issue 27).
+    pub buffers_rejected: AtomicU64,
 }
 
 impl Counters {
@@ -147,6 +149,7 @@ impl Counters {
             batches_sent: AtomicU64::new(0),
             replies_rejected: AtomicU64::new(0),
             acked_sequence: AtomicU64::new(0),
+            buffers_rejected: AtomicU64::new(0),
         }
     }
 }
@@ -249,6 +252,7 @@ impl Sensor {
             &self.counters.batches_sent,
             &self.counters.replies_rejected,
             &self.counters.acked_sequence,
+            &self.counters.buffers_rejected,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -451,7 +455,11 @@ impl Sensor {
                     0 => u32::MAX,
                     n => n,
                 };
-                let moved = q.drain_into_at_most(batch, limit);
+                // A consumer below protocol 4 cannot decode a delete, rename, link or clone:
+                // those records leave unsent here, counted (issue 27).
+                let protocol = u16::try_from(self.consumer_protocol.load(Ordering::Relaxed))
+                    .unwrap_or(fsense_proto::MIN_PROTOCOL_VERSION);
+                let moved = q.drain_for_protocol(batch, limit, protocol);
                 (moved, q.take_unreported_drops())
             }
             None => (0, 0),
@@ -491,12 +499,13 @@ impl Sensor {
 
     /// A health snapshot of everything the sensor counts.
     pub fn health(&self, poll_id: u64) -> Health {
-        let (generated, dropped_queue_full, high_water, capacity) = {
+        let (generated, dropped_queue_full, withheld, high_water, capacity) = {
             let slot = self.slot.lock();
-            slot.queue.as_ref().map_or((0, 0, 0, 0), |q| {
+            slot.queue.as_ref().map_or((0, 0, 0, 0, 0), |q| {
                 (
                     q.generated(),
                     q.dropped_total(),
+                    q.withheld_total(),
                     q.high_water(),
                     q.max_records(),
                 )
@@ -506,6 +515,16 @@ impl Sensor {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let protocol_version = u16::try_from(self.consumer_protocol.load(Ordering::Relaxed))
             .unwrap_or(fsense_proto::MIN_PROTOCOL_VERSION);
+        let v4 = protocol_version >= fsense_proto::NAMESPACE_OPS_SINCE;
+        let mut sensor_flags = self.config_flags.load(Ordering::Relaxed);
+        // An older health has no withheld counter: the records withheld (each with a sequence
+        // number) count as not sent, so generated = sent + dropped still holds for it, and the
+        // flag says why (issue 27).
+        let mut dropped_send = get(&c.dropped_send);
+        if !v4 && withheld != 0 {
+            sensor_flags |= Health::WITHHELD_KINDS;
+            dropped_send = dropped_send.saturating_add(withheld);
+        }
         Health {
             protocol_version,
             // Only a consumer that negotiated protocol 3 reads it (older layouts have no room).
@@ -521,7 +540,7 @@ impl Sensor {
             events_generated: generated,
             events_sent: get(&c.events_sent),
             dropped_queue_full,
-            dropped_send: get(&c.dropped_send),
+            dropped_send,
             send_timeouts: get(&c.send_timeouts),
             send_failures: get(&c.send_failures),
             batches_sent: get(&c.batches_sent),
@@ -530,7 +549,9 @@ impl Sensor {
             self_excluded: get(&c.self_excluded),
             queue_high_water: high_water,
             queue_capacity: capacity,
-            sensor_flags: self.config_flags.load(Ordering::Relaxed),
+            sensor_flags,
+            withheld_old_protocol: if v4 { withheld } else { 0 },
+            buffers_rejected: if v4 { get(&c.buffers_rejected) } else { 0 },
         }
     }
 }

@@ -16,6 +16,13 @@ fuzz_target!(|data: &[u8]| {
                 &data[..used],
                 "decoded record re-encodes differently"
             );
+            // Issue 27: only a rename, link or clone carries a target; any other record is
+            // laid out as protocols 1..3 laid it out (bytes 84..88 zero, two strings).
+            if !record.operation.has_target() {
+                assert!(record.target.is_empty());
+                assert_eq!(&data[84..88], &[0u8; 4]);
+            }
+            assert_eq!(&data[86..88], &[0u8; 2]);
             // `decode` accepts exactly when the record fills the input.
             assert_eq!(whole.is_ok(), used == data.len());
         }

@@ -8,7 +8,8 @@
 use crate::bytes::{Reader, Writer, ensure_capacity};
 use crate::error::{DecodeError, DecodeErrorKind, EncodeError};
 use crate::{
-    CONTENT_VERSION_SINCE, LOAD_ID_SINCE, MAX_PATH_UNITS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    CONTENT_VERSION_SINCE, LOAD_ID_SINCE, MAX_PATH_UNITS, MIN_PROTOCOL_VERSION,
+    NAMESPACE_OPS_SINCE, PROTOCOL_VERSION,
 };
 
 fn expect_magic(r: &mut Reader<'_>, magic: u32) -> Result<(), DecodeError> {
@@ -328,8 +329,14 @@ impl ControlReply {
 /// protocol version, u16 length (136), u32 driver version (major << 16 | minor << 8 | patch),
 /// u32 config version, 16-byte build id, then the u64 counters in field order, u32 queue
 /// high-water, u32 queue capacity, u32 active sensor flags, u32 reserved (0). Protocol
-/// [`LOAD_ID_SINCE`] (3) and later: [`Health::LEN`] = 144 bytes, length field 144, the same
-/// followed by the u64 load id (a driver never sends 0).
+/// [`LOAD_ID_SINCE`] (3): [`Health::LEN_BEFORE_NAMESPACE_OPS`] = 144 bytes, length field 144,
+/// the same followed by the u64 load id (a driver never sends 0). Protocol
+/// [`NAMESPACE_OPS_SINCE`] (4) and later: [`Health::LEN`] = 160 bytes, length field 160, the same
+/// followed by the u64 [`Health::withheld_old_protocol`] and the u64 [`Health::buffers_rejected`].
+///
+/// `sensor_flags` holds the active [`SensorConfig`] flags, and [`Health::WITHHELD_KINDS`] when
+/// the driver has withheld records the connected consumer's protocol cannot carry: the one way
+/// an older consumer (which has no room for the counter) learns why it sees no deletes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Health {
     pub protocol_version: u16,
@@ -360,27 +367,45 @@ pub struct Health {
     /// Two loads never share one within a boot: a reloaded driver is a new load, whatever its
     /// counters say, and its sequence numbers and losses are its own.
     pub load_id: u64,
+    /// Records of operations the consumer's protocol cannot carry (delete, rename, link, clone
+    /// to a consumer below protocol [`NAMESPACE_OPS_SINCE`]), not sent, since load. Protocol 4
+    /// and later (0 before; an older consumer sees [`Health::WITHHELD_KINDS`] instead).
+    pub withheld_old_protocol: u64,
+    /// Requests whose variable-length buffers were malformed or hostile (a name length past
+    /// the buffer, a short FSCTL input, an unknown structure version): rejected unread and not
+    /// reported, since load. Protocol 4 and later (0 before).
+    pub buffers_rejected: u64,
 }
 
 impl Health {
     pub const MAGIC: u32 = u32::from_le_bytes(*b"FSHL");
-    /// The largest health message (protocol [`LOAD_ID_SINCE`] and later): size buffers by it.
-    pub const LEN: usize = 144;
+    /// The largest health message (protocol [`NAMESPACE_OPS_SINCE`] and later): size buffers by it.
+    pub const LEN: usize = 160;
+    /// A health message of protocol 3 (load id, no protocol-4 counters).
+    pub const LEN_BEFORE_NAMESPACE_OPS: usize = 144;
     /// A health message of protocol 1 or 2 (no load id).
     pub const LEN_BEFORE_LOAD_ID: usize = 136;
+    /// Sensor flag: records were withheld from this consumer because its protocol cannot carry
+    /// them (above every [`SensorConfig`] flag).
+    pub const WITHHELD_KINDS: u32 = 1 << 31;
 
     /// The encoded size of a health message of `protocol_version`.
     pub const fn len_for(protocol_version: u16) -> usize {
-        if protocol_version >= LOAD_ID_SINCE {
+        if protocol_version >= NAMESPACE_OPS_SINCE {
             Self::LEN
+        } else if protocol_version >= LOAD_ID_SINCE {
+            Self::LEN_BEFORE_NAMESPACE_OPS
         } else {
             Self::LEN_BEFORE_LOAD_ID
         }
     }
 
-    /// Total events lost, for any reason.
+    /// Total events lost, for any reason (records withheld from an older consumer included:
+    /// they had sequence numbers).
     pub fn dropped(&self) -> u64 {
-        self.dropped_queue_full.saturating_add(self.dropped_send)
+        self.dropped_queue_full
+            .saturating_add(self.dropped_send)
+            .saturating_add(self.withheld_old_protocol)
     }
 
     /// `major.minor.patch` of `driver_version`.
@@ -392,12 +417,20 @@ impl Health {
     /// Writes the layout of `protocol_version`; a load id needs protocol [`LOAD_ID_SINCE`].
     pub fn encode(&self, dst: &mut [u8]) -> Result<usize, EncodeError> {
         let len = Self::len_for(self.protocol_version);
-        let with_load_id = len == Self::LEN;
-        if !with_load_id && self.load_id != 0 {
-            return Err(EncodeError::FieldNotInVersion {
-                field: "health load id",
-                version: self.protocol_version,
-            });
+        let with_load_id = len >= Self::LEN_BEFORE_NAMESPACE_OPS;
+        let with_v4 = len == Self::LEN;
+        let absent = [
+            (with_load_id, self.load_id, "health load id"),
+            (with_v4, self.withheld_old_protocol, "health withheld count"),
+            (with_v4, self.buffers_rejected, "health rejected buffers"),
+        ];
+        for (present, value, field) in absent {
+            if !present && value != 0 {
+                return Err(EncodeError::FieldNotInVersion {
+                    field,
+                    version: self.protocol_version,
+                });
+            }
         }
         ensure_capacity(dst, len)?;
         let mut w = Writer::new(dst);
@@ -416,6 +449,10 @@ impl Health {
         w.u32(0)?;
         if with_load_id {
             w.u64(self.load_id)?;
+        }
+        if with_v4 {
+            w.u64(self.withheld_old_protocol)?;
+            w.u64(self.buffers_rejected)?;
         }
         Ok(w.position())
     }
@@ -437,7 +474,7 @@ impl Health {
     }
 
     pub fn decode(src: &[u8]) -> Result<Self, DecodeError> {
-        if src.len() != Self::LEN_BEFORE_LOAD_ID {
+        if src.len() != Self::LEN_BEFORE_LOAD_ID && src.len() != Self::LEN_BEFORE_NAMESPACE_OPS {
             expect_exact_len(src, Self::LEN)?;
         }
         let mut r = Reader::new(src, 0);
@@ -463,7 +500,16 @@ impl Health {
         let queue_capacity = r.u32()?;
         let sensor_flags = r.u32()?;
         zero_u32(&mut r, "health reserved")?;
-        let load_id = if expected == Self::LEN { r.u64()? } else { 0 };
+        let load_id = if expected >= Self::LEN_BEFORE_NAMESPACE_OPS {
+            r.u64()?
+        } else {
+            0
+        };
+        let (withheld_old_protocol, buffers_rejected) = if expected == Self::LEN {
+            (r.u64()?, r.u64()?)
+        } else {
+            (0, 0)
+        };
         r.finish()?;
         let [
             poll_id,
@@ -498,6 +544,8 @@ impl Health {
             queue_capacity,
             sensor_flags,
             load_id,
+            withheld_old_protocol,
+            buffers_rejected,
         })
     }
 }

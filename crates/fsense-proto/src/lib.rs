@@ -31,24 +31,32 @@ pub use seq::{GapReport, SeqTracker};
 
 /// The protocol version this build speaks. Bumped on any incompatible change of a layout below.
 /// Version 2 adds the consumer's content version to its acks ([`ControlReply::content_version`]);
-/// version 3 adds the driver's per-load identity to its health ([`Health::load_id`]). A driver
+/// version 3 adds the driver's per-load identity to its health ([`Health::load_id`]); version 4
+/// adds the delete, rename, link and clone records, the record's `target` string and the flags
+/// that go with them, and two health counters ([`Health::withheld_old_protocol`],
+/// [`Health::buffers_rejected`]). A driver
 /// reports the version it negotiated with the connected consumer in its [`Health`], and lays the
 /// health out for that version.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 /// The oldest protocol version this build can still decode.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 /// The first protocol version whose driver accepts [`ControlReply::content_version`].
 pub const CONTENT_VERSION_SINCE: u16 = 2;
 /// The first protocol version whose [`Health`] carries [`Health::load_id`] (144 bytes, not 136).
 pub const LOAD_ID_SINCE: u16 = 3;
+/// The first protocol version with [`Operation::Delete`], `Rename`, `Link` and `Clone` records,
+/// the record `target` and the protocol-4 health counters (160 bytes).
+pub const NAMESPACE_OPS_SINCE: u16 = 4;
 
 /// Longest path a record can carry, in UTF-16 units (the NT limit for a full path).
 pub const MAX_PATH_UNITS: usize = 32_767;
 /// Longest volume name a record can carry, in UTF-16 units.
 pub const MAX_VOLUME_UNITS: usize = 32_767;
-/// Largest encoded record: the fixed header plus the longest path and volume.
+/// Longest target name a record can carry, in UTF-16 units.
+pub const MAX_TARGET_UNITS: usize = 32_767;
+/// Largest encoded record: the fixed header plus the longest path, volume and target.
 pub const MAX_RECORD_BYTES: usize =
-    record::RECORD_HEADER_LEN + 2 * (MAX_PATH_UNITS + MAX_VOLUME_UNITS);
+    record::RECORD_HEADER_LEN + 2 * (MAX_PATH_UNITS + MAX_VOLUME_UNITS + MAX_TARGET_UNITS);
 /// Largest batch message either side will produce or accept. Always fits one maximal record.
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Largest message of any kind on the port (batches are the largest).

@@ -36,6 +36,7 @@ pub struct EventQueue<'s> {
     next_sequence: u64,
     dropped_unreported: u64,
     dropped_total: u64,
+    withheld_total: u64,
     high_water: u32,
 }
 
@@ -52,6 +53,7 @@ impl<'s> EventQueue<'s> {
             next_sequence: 1,
             dropped_unreported: 0,
             dropped_total: 0,
+            withheld_total: 0,
             high_water: 0,
         }
     }
@@ -86,7 +88,15 @@ impl<'s> EventQueue<'s> {
         self.dropped_total
     }
 
-    /// Takes the count of drops not yet reported in a batch header.
+    /// Records removed unsent because the consumer's protocol cannot carry their operation
+    /// ([`EventQueue::drain_for_protocol`]), since load. Not part of [`EventQueue::dropped_total`].
+    pub fn withheld_total(&self) -> u64 {
+        self.withheld_total
+    }
+
+    /// Takes the count of drops not yet reported in a batch header (records withheld from an
+    /// older consumer included: their sequence numbers are spent, and the consumer must see the
+    /// gap explained).
     pub fn take_unreported_drops(&mut self) -> u64 {
         core::mem::take(&mut self.dropped_unreported)
     }
@@ -191,6 +201,20 @@ impl<'s> EventQueue<'s> {
     /// Like [`EventQueue::drain_into`], moving at most `max_records` records (a sender that wants
     /// small batches, or one message per event, sets this).
     pub fn drain_into_at_most(&mut self, batch: &mut BatchWriter<'_>, max_records: u32) -> u32 {
+        self.drain_for_protocol(batch, max_records, crate::PROTOCOL_VERSION)
+    }
+
+    /// Like [`EventQueue::drain_into_at_most`] for a consumer of `protocol`: a record whose
+    /// operation needs a later protocol ([`crate::Operation::since_protocol`]) is removed unsent
+    /// and counted in [`EventQueue::withheld_total`] and in the next batch's drops. (Records
+    /// queued while no consumer was connected, then an older consumer connected.) Each record
+    /// is looked at once: the loop is bounded by the records held.
+    pub fn drain_for_protocol(
+        &mut self,
+        batch: &mut BatchWriter<'_>,
+        max_records: u32,
+        protocol: u16,
+    ) -> u32 {
         let mut moved = 0;
         while moved < max_records {
             let Some((at, len, sequence)) = self.front() else {
@@ -199,6 +223,12 @@ impl<'s> EventQueue<'s> {
             let Some(bytes) = self.storage.get(at..at + len) else {
                 break;
             };
+            if !carried_by(bytes, protocol) {
+                self.withheld_total = self.withheld_total.saturating_add(1);
+                self.dropped_unreported = self.dropped_unreported.saturating_add(1);
+                self.pop_front(len);
+                continue;
+            }
             match batch.push_encoded(sequence, bytes) {
                 Ok(()) => moved += 1,
                 Err(_) if batch.is_empty() => {
@@ -211,6 +241,15 @@ impl<'s> EventQueue<'s> {
         }
         moved
     }
+}
+
+/// Whether a consumer of `protocol` can receive the encoded record `bytes` (its operation byte is
+/// at offset 5; the queue only holds records this build encoded).
+fn carried_by(bytes: &[u8], protocol: u16) -> bool {
+    bytes
+        .get(5)
+        .and_then(|&op| crate::Operation::ALL.get(usize::from(op).wrapping_sub(1)))
+        .is_none_or(|op| op.since_protocol() <= protocol)
 }
 
 #[cfg(test)]
@@ -265,6 +304,44 @@ mod tests {
         let mut rest = BatchWriter::new(&mut out2).unwrap();
         assert_eq!(q.drain_into(&mut rest), 2);
         assert_eq!(rest.last_sequence(), Some(3));
+    }
+
+    /// Issue 27: records queued before an older consumer connected leave unsent, counted as
+    /// withheld and explained in the batch's drops; the old operations still go.
+    #[test]
+    fn an_older_consumer_gets_no_new_operation_and_learns_of_the_gap() {
+        let mut storage = [0u8; 1024];
+        let mut q = EventQueue::new(&mut storage, 8);
+        let path = Utf16Path::from_le_bytes(b"p\0").unwrap();
+        let ops = [
+            crate::Operation::Write,
+            crate::Operation::Rename,
+            crate::Operation::Delete,
+            crate::Operation::Create,
+        ];
+        for op in ops {
+            let _ = q.push(&EventRecord::blank(op, path, Utf16Path::EMPTY));
+        }
+        let mut out = [0u8; 1024];
+        let mut batch = BatchWriter::new(&mut out).unwrap();
+        assert_eq!(q.drain_for_protocol(&mut batch, u32::MAX, 3), 2);
+        let dropped = q.take_unreported_drops();
+        let len = batch.finish(dropped).unwrap();
+        let view = BatchView::parse(&out[..len]).unwrap();
+        let mut seqs = view.records().map(|r| (r.sequence, r.operation));
+        assert_eq!(seqs.next(), Some((1, crate::Operation::Write)));
+        assert_eq!(seqs.next(), Some((4, crate::Operation::Create)));
+        assert_eq!(seqs.next(), None);
+        drop(seqs);
+        assert_eq!((dropped, q.withheld_total(), q.dropped_total()), (2, 2, 0));
+        // A current consumer gets everything.
+        for op in ops {
+            let _ = q.push(&EventRecord::blank(op, path, Utf16Path::EMPTY));
+        }
+        let mut out2 = [0u8; 1024];
+        let mut batch = BatchWriter::new(&mut out2).unwrap();
+        assert_eq!(q.drain_into(&mut batch), 4);
+        assert_eq!(q.withheld_total(), 2);
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! One file event: the record the driver captures and the consumer decodes.
 //!
-//! Layout (little-endian, [`RECORD_HEADER_LEN`] = 88 bytes, then the path and the volume name as
-//! UTF-16LE units):
+//! Layout (little-endian, [`RECORD_HEADER_LEN`] = 88 bytes, then the path, the volume name and the
+//! target as UTF-16LE units, in that order):
 //!
 //! | off | size | field |
 //! |----:|-----:|-------|
-//! |   0 | 4 | `record_len`: whole record, header included; exactly 88 + 2 × (path + volume units) |
+//! |   0 | 4 | `record_len`: whole record, header included; exactly 88 + 2 × (path + volume + target units) |
 //! |   4 | 1 | `record_version` (1) |
-//! |   5 | 1 | `operation`: 1 create, 2 write |
+//! |   5 | 1 | `operation`: 1 create, 2 write, 3 delete, 4 rename, 5 link, 6 clone (3..6: protocol 4) |
 //! |   6 | 2 | `flags` ([`RecordFlags`]; unknown bits rejected) |
 //! |   8 | 8 | `sequence`: per driver load, gap-free at the source |
 //! |  16 | 8 | `timestamp`: 100 ns ticks since 1601-01-01 UTC |
@@ -16,19 +16,33 @@
 //! |  36 | 4 | `tid` |
 //! |  40 | 4 | `status`: the operation's final NTSTATUS (the post-operation phase) |
 //! |  44 | 4 | `create_disposition` (create only) |
-//! |  48 | 8 | `information`: the create result, or the bytes written |
-//! |  56 | 8 | `write_offset` (write only) |
-//! |  64 | 4 | `write_length`: requested length (write only) |
+//! |  48 | 8 | `information`: the create result, the bytes written, a clone's byte count (below) |
+//! |  56 | 8 | `write_offset` (write and clone only) |
+//! |  64 | 4 | `write_length`: requested length (write and clone only) |
 //! |  68 | 4 | `create_options` (create only) |
 //! |  72 | 4 | `desired_access` (create only) |
 //! |  76 | 4 | `share_access` (create only) |
 //! |  80 | 2 | `path_units` (<= 32,767) |
 //! |  82 | 2 | `volume_units` (<= 32,767); with the `RENAMED` flag, the units of the previous path |
-//! |  84 | 4 | reserved, zero |
+//! |  84 | 2 | `target_units` (<= 32,767; rename, link and clone only, zero otherwise) |
+//! |  86 | 2 | reserved, zero |
+//!
+//! The strings follow the header: `path`, then `volume`, then `target`.
+//! - Rename and link: `path` is the name before the operation (the file's name, or the name the
+//!   link is made to), `target` the destination name (`FltGetDestinationFileNameInformation`).
+//! - Clone (`FSCTL_DUPLICATE_EXTENTS_TO_FILE` and `_EX`, a block clone into the file at `path`):
+//!   `write_offset` is the target file offset, `information` the byte count (exact, 64 bits),
+//!   `write_length` the same byte count saturated at `u32::MAX`; `target` is the *source* file's
+//!   name when the driver already has it (empty, with `TARGET_NAME_FAILED`, when not). The
+//!   source offset is not kept.
+//! - Delete: `path` is the name of the file that is gone; the `POSIX_DELETE` flag says it went
+//!   with POSIX semantics (the name left at once, the data with the last handle).
+//!
+//! A create or write record has no target, so its bytes are those of protocols 1..3.
 
 use crate::bytes::{Reader, Writer, ensure_capacity};
 use crate::error::{DecodeError, DecodeErrorKind, EncodeError};
-use crate::{MAX_PATH_UNITS, MAX_VOLUME_UNITS};
+use crate::{MAX_PATH_UNITS, MAX_TARGET_UNITS, MAX_VOLUME_UNITS};
 
 /// Size of the fixed part of a record.
 pub const RECORD_HEADER_LEN: usize = 88;
@@ -41,8 +55,16 @@ pub const RECORD_VERSION: u8 = 1;
 pub enum Operation {
     /// IRP_MJ_CREATE: a file or directory was opened or created (successfully or not).
     Create = 1,
-    /// IRP_MJ_WRITE: data was written.
+    /// IRP_MJ_WRITE (or an MDL write, flag [`RecordFlags::MDL_WRITE`]): data was written.
     Write = 2,
+    /// The file is gone: a disposition or delete-on-close that took effect (protocol 4).
+    Delete = 3,
+    /// The file was renamed from `path` to `target` (protocol 4).
+    Rename = 4,
+    /// A hard link named `target` was made to the file at `path` (protocol 4).
+    Link = 5,
+    /// A block clone into the file at `path`, from the file `target` (protocol 4).
+    Clone = 6,
 }
 
 impl Operation {
@@ -50,6 +72,10 @@ impl Operation {
         match v {
             1 => Some(Self::Create),
             2 => Some(Self::Write),
+            3 => Some(Self::Delete),
+            4 => Some(Self::Rename),
+            5 => Some(Self::Link),
+            6 => Some(Self::Clone),
             _ => None,
         }
     }
@@ -59,7 +85,40 @@ impl Operation {
         match self {
             Self::Create => "create",
             Self::Write => "write",
+            Self::Delete => "delete",
+            Self::Rename => "rename",
+            Self::Link => "link",
+            Self::Clone => "clone",
         }
+    }
+
+    /// Every operation, in wire order.
+    pub const ALL: [Self; 6] = [
+        Self::Create,
+        Self::Write,
+        Self::Delete,
+        Self::Rename,
+        Self::Link,
+        Self::Clone,
+    ];
+
+    /// The first protocol version that carries this operation: a driver sends it only to a
+    /// consumer that negotiated this version or later.
+    pub const fn since_protocol(self) -> u16 {
+        match self {
+            Self::Create | Self::Write => 1,
+            _ => crate::NAMESPACE_OPS_SINCE,
+        }
+    }
+
+    /// Whether records of this operation carry a `target` string.
+    pub const fn has_target(self) -> bool {
+        matches!(self, Self::Rename | Self::Link | Self::Clone)
+    }
+
+    /// Whether `write_offset` and `write_length` apply.
+    pub const fn has_range(self) -> bool {
+        matches!(self, Self::Write | Self::Clone)
     }
 }
 
@@ -90,8 +149,21 @@ impl RecordFlags {
     /// The process had already exited when the event was read: `process_create_time` is 0 and
     /// the pid may name another process by now (the Linux source).
     pub const PROCESS_EXITED: Self = Self(1 << 8);
+    /// The target name was cut to fit a limit; the record holds a prefix of it (protocol 4).
+    pub const TARGET_TRUNCATED: Self = Self(1 << 9);
+    /// The target name could not be had (query failed, or a clone's source name was not at
+    /// hand); the target is empty or partial (protocol 4).
+    pub const TARGET_NAME_FAILED: Self = Self(1 << 10);
+    /// A write through the MDL interface (`IRP_MJ_PREPARE_MDL_WRITE`, by fast I/O or its IRP
+    /// form), reported once (protocol 4).
+    pub const MDL_WRITE: Self = Self(1 << 11);
+    /// A delete with POSIX semantics (`FILE_DISPOSITION_POSIX_SEMANTICS`) (protocol 4).
+    pub const POSIX_DELETE: Self = Self(1 << 12);
+    /// A rename or link that was allowed to replace an existing target (`ReplaceIfExists`, or
+    /// `FILE_RENAME_REPLACE_IF_EXISTS` / `FILE_LINK_REPLACE_IF_EXISTS`) (protocol 4).
+    pub const REPLACE_EXISTING: Self = Self(1 << 13);
     /// Every bit this build knows.
-    pub const ALL: Self = Self(0x1FF);
+    pub const ALL: Self = Self(0x3FFF);
 
     /// No flags.
     pub const fn empty() -> Self {
@@ -190,7 +262,7 @@ impl<'a> Utf16Path<'a> {
 }
 
 /// One file event. The same type is encoded by the driver and decoded by the consumer; a decoded
-/// record borrows its path and volume from the message buffer.
+/// record borrows its strings from the message buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EventRecord<'a> {
     pub sequence: u64,
@@ -212,6 +284,9 @@ pub struct EventRecord<'a> {
     pub write_length: u32,
     pub path: Utf16Path<'a>,
     pub volume: Utf16Path<'a>,
+    /// Rename and link: the destination name; clone: the source file's name when at hand.
+    /// Empty for the other operations (the encoder writes none).
+    pub target: Utf16Path<'a>,
 }
 
 impl<'a> EventRecord<'a> {
@@ -225,7 +300,8 @@ impl<'a> EventRecord<'a> {
         Self::blank(Operation::Write, path, volume)
     }
 
-    fn blank(operation: Operation, path: Utf16Path<'a>, volume: Utf16Path<'a>) -> Self {
+    /// A record of `operation` with every operation-specific field zero and no target.
+    pub fn blank(operation: Operation, path: Utf16Path<'a>, volume: Utf16Path<'a>) -> Self {
         Self {
             sequence: 0,
             timestamp: 0,
@@ -244,12 +320,25 @@ impl<'a> EventRecord<'a> {
             write_length: 0,
             path,
             volume,
+            target: Utf16Path::EMPTY,
+        }
+    }
+
+    /// The target as encoded: empty unless the operation carries one.
+    fn wire_target(&self) -> Utf16Path<'a> {
+        if self.operation.has_target() {
+            self.target
+        } else {
+            Utf16Path::EMPTY
         }
     }
 
     /// Bytes this record occupies on the wire.
     pub fn encoded_len(&self) -> usize {
-        RECORD_HEADER_LEN + self.path.as_le_bytes().len() + self.volume.as_le_bytes().len()
+        RECORD_HEADER_LEN
+            + self.path.as_le_bytes().len()
+            + self.volume.as_le_bytes().len()
+            + self.wire_target().as_le_bytes().len()
     }
 
     /// Writes the record into the front of `dst` with the given sequence number, returning the
@@ -262,10 +351,9 @@ impl<'a> EventRecord<'a> {
     ) -> Result<usize, EncodeError> {
         let len = self.encoded_len();
         ensure_capacity(dst, len)?;
-        let (create, write) = match self.operation {
-            Operation::Create => (true, false),
-            Operation::Write => (false, true),
-        };
+        let create = self.operation == Operation::Create;
+        let write = self.operation.has_range();
+        let target = self.wire_target();
         let only = |applies: bool, v: u32| if applies { v } else { 0 };
         // The fixed header is built in a local array at constant offsets (no bounds checks
         // survive), then copied once; this is the driver's per-event hot path.
@@ -298,11 +386,13 @@ impl<'a> EventRecord<'a> {
         put(&mut h, 76, &only(create, self.share_access).to_le_bytes());
         put(&mut h, 80, &(self.path.units() as u16).to_le_bytes());
         put(&mut h, 82, &(self.volume.units() as u16).to_le_bytes());
-        // 84..88 reserved, zero.
+        put(&mut h, 84, &(target.units() as u16).to_le_bytes());
+        // 86..88 reserved, zero.
         let mut w = Writer::new(dst);
         w.put(&h)?;
         w.put(self.path.as_le_bytes())?;
         w.put(self.volume.as_le_bytes())?;
+        w.put(target.as_le_bytes())?;
         Ok(w.position())
     }
 
@@ -380,7 +470,7 @@ impl<'a> EventRecord<'a> {
         let tid = r.u32()?;
         let status = r.u32()?;
         let is_create = operation == Operation::Create;
-        let is_write = operation == Operation::Write;
+        let is_write = operation.has_range();
         let create_disposition = applicable(&mut r, is_create, "create_disposition")?;
         let information = r.u64()?;
         let off_at = r.offset();
@@ -419,8 +509,27 @@ impl<'a> EventRecord<'a> {
                 offset: volume_at,
             });
         }
+        let target_at = r.offset();
+        let target_units = r.u16()? as usize;
+        if target_units != 0 && !operation.has_target() {
+            return Err(DecodeError {
+                kind: DecodeErrorKind::FieldNotApplicable {
+                    field: "target_units",
+                },
+                offset: target_at,
+            });
+        }
+        if target_units > MAX_TARGET_UNITS {
+            return Err(DecodeError {
+                kind: DecodeErrorKind::TooLong {
+                    declared: target_units as u64,
+                    limit: MAX_TARGET_UNITS as u64,
+                },
+                offset: target_at,
+            });
+        }
         let reserved_at = r.offset();
-        if r.u32()? != 0 {
+        if r.u16()? != 0 {
             return Err(DecodeError {
                 kind: DecodeErrorKind::NonZeroReserved {
                     field: "record reserved",
@@ -428,7 +537,7 @@ impl<'a> EventRecord<'a> {
                 offset: reserved_at,
             });
         }
-        let expected = RECORD_HEADER_LEN + 2 * (path_units + volume_units);
+        let expected = RECORD_HEADER_LEN + 2 * (path_units + volume_units + target_units);
         if expected != record_len as usize {
             return Err(DecodeError {
                 kind: DecodeErrorKind::LengthMismatch {
@@ -440,6 +549,7 @@ impl<'a> EventRecord<'a> {
         }
         let path = Utf16Path(r.take(path_units * 2)?);
         let volume = Utf16Path(r.take(volume_units * 2)?);
+        let target = Utf16Path(r.take(target_units * 2)?);
         r.finish()?;
         Ok((
             Self {
@@ -460,6 +570,7 @@ impl<'a> EventRecord<'a> {
                 write_length,
                 path,
                 volume,
+                target,
             },
             record_len as usize,
         ))
@@ -500,66 +611,5 @@ fn applicable(r: &mut Reader<'_>, applies: bool, field: &'static str) -> Result<
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn le(units: &[u16], out: &mut [u8]) -> usize {
-        for (i, u) in units.iter().enumerate() {
-            out[2 * i..2 * i + 2].copy_from_slice(&u.to_le_bytes());
-        }
-        units.len() * 2
-    }
-
-    #[test]
-    fn create_round_trips_with_unpaired_surrogate() {
-        let mut pbuf = [0u8; 64];
-        let n = le(&[0x5C, 0xD800, 0x61, 0xDC00], &mut pbuf);
-        let path = Utf16Path::from_le_bytes(&pbuf[..n]).unwrap();
-        let mut rec = EventRecord::create(path, Utf16Path::EMPTY);
-        rec.desired_access = 0x12_0089;
-        rec.write_offset = 99; // does not apply to a create: encoded as zero
-        let mut out = [0u8; 256];
-        let len = rec.encode_with_sequence(7, &mut out).unwrap();
-        let back = EventRecord::decode(&out[..len]).unwrap();
-        assert_eq!(back.sequence, 7);
-        assert_eq!(back.write_offset, 0);
-        assert_eq!(back.path.as_le_bytes(), &pbuf[..n]);
-        assert_eq!(back.path.chars().nth(1), Some(Err(0xD800)));
-    }
-
-    #[test]
-    fn odd_path_bytes_are_refused() {
-        assert!(Utf16Path::from_le_bytes(&[1, 2, 3]).is_err());
-        let (p, cut) = Utf16Path::truncating(&[1, 2, 3], 10);
-        assert_eq!((p.units(), cut), (1, true));
-    }
-
-    #[test]
-    fn short_record_len_is_rejected_before_reading_past_it() {
-        let mut out = [0u8; 256];
-        let len = EventRecord::write(Utf16Path::EMPTY, Utf16Path::EMPTY)
-            .encode(&mut out)
-            .unwrap();
-        out[0] = 10;
-        let err = EventRecord::decode(&out[..len]).unwrap_err();
-        assert!(matches!(err.kind, DecodeErrorKind::LengthMismatch { .. }));
-        assert_eq!(err.offset, 0);
-    }
-
-    #[test]
-    fn non_applicable_field_is_rejected() {
-        let mut out = [0u8; 256];
-        let len = EventRecord::write(Utf16Path::EMPTY, Utf16Path::EMPTY)
-            .encode(&mut out)
-            .unwrap();
-        out[68] = 1; // create_options on a write
-        let err = EventRecord::decode(&out[..len]).unwrap_err();
-        assert_eq!(
-            err.kind,
-            DecodeErrorKind::FieldNotApplicable {
-                field: "create_options"
-            }
-        );
-        assert_eq!(err.offset, 68);
-    }
-}
+#[path = "record_tests.rs"]
+mod tests;

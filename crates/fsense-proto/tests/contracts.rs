@@ -13,7 +13,7 @@ use fsense_proto::{
     MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, MAX_PATH_UNITS, Message, Operation, RecordFlags, Utf16Path,
 };
 
-const EACH_FLAG: [RecordFlags; 9] = [
+const EACH_FLAG: [RecordFlags; 14] = [
     RecordFlags::PATH_TRUNCATED,
     RecordFlags::NAME_QUERY_FAILED,
     RecordFlags::PAGING_IO,
@@ -23,6 +23,11 @@ const EACH_FLAG: [RecordFlags; 9] = [
     RecordFlags::NO_NAME_CONTEXT,
     RecordFlags::RENAMED,
     RecordFlags::PROCESS_EXITED,
+    RecordFlags::TARGET_TRUNCATED,
+    RecordFlags::TARGET_NAME_FAILED,
+    RecordFlags::MDL_WRITE,
+    RecordFlags::POSIX_DELETE,
+    RecordFlags::REPLACE_EXISTING,
 ];
 
 #[test]
@@ -78,6 +83,19 @@ fn raw_bits_are_checked_or_truncated() {
 fn operations_have_their_output_names() {
     assert_eq!(Operation::Create.as_str(), "create");
     assert_eq!(Operation::Write.as_str(), "write");
+    assert_eq!(Operation::Delete.as_str(), "delete");
+    assert_eq!(Operation::Rename.as_str(), "rename");
+    assert_eq!(Operation::Link.as_str(), "link");
+    assert_eq!(Operation::Clone.as_str(), "clone");
+    // `ALL` is in wire order (the queue's protocol filter indexes it by the operation byte).
+    for (i, op) in Operation::ALL.iter().enumerate() {
+        assert_eq!(*op as usize, i + 1);
+    }
+    let since: Vec<u16> = Operation::ALL
+        .iter()
+        .map(|op| op.since_protocol())
+        .collect();
+    assert_eq!(since, [1, 1, 4, 4, 4, 4]);
 }
 
 fn record_with_units(sequence: u64, path_units: usize, volume_units: usize) -> OwnedRecord {
@@ -101,6 +119,7 @@ fn record_with_units(sequence: u64, path_units: usize, volume_units: usize) -> O
         write_length: 7,
         path: le_bytes(&path),
         volume: le_bytes(&volume),
+        target: Vec::new(),
     }
 }
 

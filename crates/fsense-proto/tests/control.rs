@@ -5,7 +5,8 @@ mod common;
 use common::config;
 use fsense_proto::{
     CONTENT_VERSION_SINCE, ControlReply, DecodeErrorKind, EncodeError, Health, Hello,
-    LOAD_ID_SINCE, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ReplyKind, SensorConfig,
+    LOAD_ID_SINCE, MIN_PROTOCOL_VERSION, NAMESPACE_OPS_SINCE, PROTOCOL_VERSION, ReplyKind,
+    SensorConfig,
 };
 use proptest::prelude::*;
 
@@ -26,11 +27,20 @@ fn health() -> impl Strategy<Value = Health> {
         any::<[u64; 11]>(),
         (any::<u32>(), any::<u32>(), any::<u32>()),
         (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION, any::<u64>()),
+        (any::<u64>(), any::<u64>()),
     )
         .prop_map(
-            |((driver_version, config_version, build_id), c, (high, cap, flags), (v, id))| Health {
+            |(
+                (driver_version, config_version, build_id),
+                c,
+                (high, cap, flags),
+                (v, id),
+                (w, b),
+            )| Health {
                 protocol_version: v,
                 load_id: if v >= LOAD_ID_SINCE { id } else { 0 },
+                withheld_old_protocol: if v >= NAMESPACE_OPS_SINCE { w } else { 0 },
+                buffers_rejected: if v >= NAMESPACE_OPS_SINCE { b } else { 0 },
                 driver_version,
                 config_version,
                 build_id,
@@ -299,10 +309,14 @@ proptest! {
         let mut buf = [0u8; Health::LEN];
         let n = Health::len_for(h.protocol_version);
         prop_assert_eq!(h.encode(&mut buf), Ok(n));
-        prop_assert_eq!(n == Health::LEN, h.protocol_version >= LOAD_ID_SINCE);
+        prop_assert_eq!(n == Health::LEN, h.protocol_version >= NAMESPACE_OPS_SINCE);
+        prop_assert_eq!(n == Health::LEN_BEFORE_NAMESPACE_OPS, h.protocol_version == LOAD_ID_SINCE);
         prop_assert_eq!(&buf[..4], b"FSHL");
         prop_assert_eq!(Health::decode(&buf[..n]), Ok(h));
-        prop_assert_eq!(h.dropped(), h.dropped_queue_full.saturating_add(h.dropped_send));
+        prop_assert_eq!(
+            h.dropped(),
+            h.dropped_queue_full.saturating_add(h.dropped_send).saturating_add(h.withheld_old_protocol)
+        );
     }
 
     #[test]
@@ -335,19 +349,63 @@ proptest! {
     #[test]
     fn the_load_id_is_carried_from_protocol_3_only(h in health(), id in 1u64.., v in MIN_PROTOCOL_VERSION..LOAD_ID_SINCE) {
         let mut buf = [0u8; Health::LEN];
-        let new_load = Health { protocol_version: LOAD_ID_SINCE, load_id: id, ..h };
-        prop_assert_eq!(new_load.encode(&mut buf), Ok(Health::LEN));
-        prop_assert_eq!(&buf[Health::LEN - 8..], &id.to_le_bytes()[..]);
-        prop_assert_eq!(Health::decode(&buf).map(|d| d.load_id), Ok(id));
+        let new_load = Health {
+            protocol_version: LOAD_ID_SINCE,
+            load_id: id,
+            withheld_old_protocol: 0,
+            buffers_rejected: 0,
+            ..h
+        };
+        let n = Health::LEN_BEFORE_NAMESPACE_OPS;
+        prop_assert_eq!(new_load.encode(&mut buf), Ok(n));
+        prop_assert_eq!(&buf[n - 8..n], &id.to_le_bytes()[..]);
+        prop_assert_eq!(Health::decode(&buf[..n]).map(|d| d.load_id), Ok(id));
         let other_load = Health { load_id: id.wrapping_add(1), ..new_load };
         let mut other = [0u8; Health::LEN];
         other_load.encode(&mut other).unwrap();
-        prop_assert_ne!(Health::decode(&other), Health::decode(&buf));
+        prop_assert_ne!(Health::decode(&other[..n]), Health::decode(&buf[..n]));
         let old = Health { protocol_version: v, load_id: id, ..h };
         prop_assert_eq!(
             old.encode(&mut buf),
             Err(EncodeError::FieldNotInVersion { field: "health load id", version: v })
         );
+    }
+
+    /// Issue 27: the protocol-4 counters are data in protocol 4 (they sit after the load id),
+    /// and an older health cannot carry them.
+    #[test]
+    fn the_protocol_4_counters_are_carried_from_protocol_4_only(
+        h in health(),
+        w in 1u64..,
+        b in 1u64..,
+        v in MIN_PROTOCOL_VERSION..NAMESPACE_OPS_SINCE,
+    ) {
+        let mut buf = [0u8; Health::LEN];
+        let new = Health {
+            protocol_version: NAMESPACE_OPS_SINCE,
+            load_id: h.load_id | 1,
+            withheld_old_protocol: w,
+            buffers_rejected: b,
+            ..h
+        };
+        prop_assert_eq!(new.encode(&mut buf), Ok(Health::LEN));
+        prop_assert_eq!(&buf[144..152], &w.to_le_bytes()[..]);
+        prop_assert_eq!(&buf[152..160], &b.to_le_bytes()[..]);
+        prop_assert_eq!(Health::decode(&buf), Ok(new));
+        for (withheld, rejected) in [(w, 0), (0, b)] {
+            let old = Health {
+                protocol_version: v,
+                load_id: 0,
+                withheld_old_protocol: withheld,
+                buffers_rejected: rejected,
+                ..h
+            };
+            let refused = matches!(
+                old.encode(&mut buf),
+                Err(EncodeError::FieldNotInVersion { version, .. }) if version == v
+            );
+            prop_assert!(refused);
+        }
     }
 
     #[test]
@@ -362,7 +420,7 @@ proptest! {
         if len != ControlReply::LEN {
             prop_assert!(mismatch(ControlReply::decode(&wrong).unwrap_err()));
         }
-        if len != Health::LEN && len != Health::LEN_BEFORE_LOAD_ID {
+        if ![Health::LEN, Health::LEN_BEFORE_NAMESPACE_OPS, Health::LEN_BEFORE_LOAD_ID].contains(&len) {
             prop_assert!(mismatch(Health::decode(&wrong).unwrap_err()));
         }
     }

@@ -71,6 +71,7 @@ fn event(n: u64, create: bool, path_units: usize, volume_units: usize) -> OwnedR
         write_length: if create { 0 } else { 512 },
         path: le_bytes(&path),
         volume: le_bytes(&vec![0x43; volume_units]),
+        target: Vec::new(),
     }
 }
 

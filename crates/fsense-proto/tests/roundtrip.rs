@@ -7,7 +7,7 @@ use fsense_proto::batch::BATCH_HEADER_LEN;
 use fsense_proto::record::RECORD_HEADER_LEN;
 use fsense_proto::{
     BatchView, BatchWriter, EncodeError, EventRecord, MAX_BATCH_BYTES, MAX_PATH_UNITS,
-    MAX_RECORD_BYTES, Message, Utf16Path,
+    MAX_RECORD_BYTES, Message, Operation, Utf16Path,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -19,14 +19,53 @@ proptest! {
     fn record_round_trips(rec in record_with(path_units(300), path_units(40))) {
         let mut buf = vec![0u8; rec.view().encoded_len()];
         let n = rec.view().encode(&mut buf).unwrap();
-        prop_assert_eq!(n, RECORD_HEADER_LEN + rec.path.len() + rec.volume.len());
+        let expected = rec.expected();
+        prop_assert_eq!(
+            n,
+            RECORD_HEADER_LEN + rec.path.len() + rec.volume.len() + expected.target.as_le_bytes().len()
+        );
         let back = EventRecord::decode(&buf).unwrap();
-        prop_assert_eq!(back, rec.expected());
+        prop_assert_eq!(back, expected);
         // Units survive bit for bit, unpaired surrogates included.
         prop_assert_eq!(back.path.as_le_bytes(), &rec.path[..]);
         prop_assert_eq!(back.volume.as_le_bytes(), &rec.volume[..]);
         // Canonical: the decoded record re-encodes to the same bytes.
         prop_assert_eq!(reencode_record(&back), buf);
+    }
+
+    /// Issue 27: a create or write record of protocol 4 is byte for byte the record protocols
+    /// 1..3 wrote: no target (whatever the caller left in the field), bytes 84..88 zero, the
+    /// length the old formula gives. An old decoder reads it unchanged.
+    #[test]
+    fn old_operations_encode_as_before(
+        rec in record_of(old_operation(), path_units(200), short_path_units(30), short_path_units(30)),
+    ) {
+        let mut buf = vec![0u8; rec.view().encoded_len()];
+        let n = rec.view().encode(&mut buf).unwrap();
+        prop_assert_eq!(n, RECORD_HEADER_LEN + rec.path.len() + rec.volume.len());
+        prop_assert_eq!(&buf[84..88], &[0u8; 4][..]);
+        prop_assert_eq!(&buf[RECORD_HEADER_LEN + rec.path.len()..], &rec.volume[..]);
+        let back = EventRecord::decode(&buf).unwrap();
+        prop_assert!(back.target.is_empty());
+    }
+
+    /// Issue 27: a rename, link or clone carries its target after the volume, with its unit
+    /// count at 84; a delete carries none.
+    #[test]
+    fn targets_travel_after_the_volume(
+        rec in record_of(operation(), short_path_units(40), short_path_units(20), path_units(100)),
+    ) {
+        let view = rec.view();
+        let mut buf = vec![0u8; view.encoded_len()];
+        view.encode(&mut buf).unwrap();
+        let carried = view.operation.has_target();
+        let target_len = if carried { rec.target.len() } else { 0 };
+        prop_assert_eq!(buf.len(), RECORD_HEADER_LEN + rec.path.len() + rec.volume.len() + target_len);
+        prop_assert_eq!(u16::from_le_bytes([buf[84], buf[85]]) as usize, target_len / 2);
+        prop_assert_eq!(&buf[86..88], &[0u8; 2][..]);
+        prop_assert_eq!(&buf[buf.len() - target_len..], &rec.target[..target_len]);
+        let back = EventRecord::decode(&buf).unwrap();
+        prop_assert_eq!(back, rec.expected());
     }
 
     #[test]
@@ -173,7 +212,7 @@ fn utf16_path_limits() {
     assert!(Utf16Path::truncating(&[], 0).0.is_empty());
 }
 
-/// The largest record (both strings at the limit) fits a batch and round-trips.
+/// The largest record (all three strings at the limit) fits a batch and round-trips.
 #[test]
 #[cfg_attr(miri, ignore = "256 KiB buffers through Miri take minutes")]
 fn maximal_record_fits_a_batch() {
@@ -182,7 +221,8 @@ fn maximal_record_fits_a_batch() {
         .collect();
     let bytes = le_bytes(&units);
     let path = Utf16Path::from_le_bytes(&bytes).unwrap();
-    let mut rec = EventRecord::write(path, path);
+    let mut rec = EventRecord::blank(Operation::Rename, path, path);
+    rec.target = path;
     rec.sequence = 42;
     assert_eq!(rec.encoded_len(), MAX_RECORD_BYTES);
     let mut buf = vec![0u8; MAX_BATCH_BYTES];

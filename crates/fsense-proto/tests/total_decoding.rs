@@ -225,6 +225,7 @@ mod malformed {
             write_length: 512,
             path: le_bytes(&[0x5C, 0x61]),
             volume: le_bytes(&[0x43]),
+            target: Vec::new(),
         }
     }
 
@@ -294,16 +295,16 @@ mod malformed {
             (4, 2, DecodeErrorKind::UnsupportedVersion(2), 4),
             (
                 5,
-                3,
+                7, // 1-6 are operations (3-6: issue 27)
                 DecodeErrorKind::BadEnum {
                     field: "operation",
-                    value: 3,
+                    value: 7,
                 },
                 5,
             ),
             (
                 7,
-                0x02, // bit 9: the first bit no flag uses (bits 6-8: NO_NAME_CONTEXT, RENAMED, PROCESS_EXITED)
+                0x40, // bit 14: the first bit no flag uses (bits 9-13: issue 27)
                 DecodeErrorKind::NonZeroReserved {
                     field: "flags bits",
                 },
@@ -320,10 +321,19 @@ mod malformed {
             (
                 84,
                 1,
+                // A write carries no target (issue 27).
+                DecodeErrorKind::FieldNotApplicable {
+                    field: "target_units",
+                },
+                84,
+            ),
+            (
+                86,
+                1,
                 DecodeErrorKind::NonZeroReserved {
                     field: "record reserved",
                 },
-                84,
+                86,
             ),
             (
                 81,

@@ -89,6 +89,7 @@ pub struct OwnedRecord {
     pub write_length: u32,
     pub path: Vec<u8>,
     pub volume: Vec<u8>,
+    pub target: Vec<u8>,
 }
 
 impl OwnedRecord {
@@ -112,6 +113,7 @@ impl OwnedRecord {
             write_length: self.write_length,
             path: Utf16Path::from_le_bytes(&self.path).expect("strategy makes valid paths"),
             volume: Utf16Path::from_le_bytes(&self.volume).expect("strategy makes valid paths"),
+            target: Utf16Path::from_le_bytes(&self.target).expect("strategy makes valid paths"),
         }
     }
 
@@ -119,23 +121,33 @@ impl OwnedRecord {
     /// are zero (the encoder writes them as zero by contract).
     pub fn expected(&self) -> EventRecord<'_> {
         let mut r = self.view();
-        match r.operation {
-            Operation::Create => {
-                r.write_offset = 0;
-                r.write_length = 0;
-            }
-            Operation::Write => {
-                r.create_disposition = 0;
-                r.create_options = 0;
-                r.desired_access = 0;
-                r.share_access = 0;
-            }
+        if r.operation != Operation::Create {
+            r.create_disposition = 0;
+            r.create_options = 0;
+            r.desired_access = 0;
+            r.share_access = 0;
+        }
+        if !matches!(r.operation, Operation::Write | Operation::Clone) {
+            r.write_offset = 0;
+            r.write_length = 0;
+        }
+        if !matches!(
+            r.operation,
+            Operation::Rename | Operation::Link | Operation::Clone
+        ) {
+            r.target = Utf16Path::EMPTY;
         }
         r
     }
 }
 
-fn operation() -> impl Strategy<Value = Operation> {
+/// Any operation this build knows.
+pub fn operation() -> impl Strategy<Value = Operation> {
+    prop::sample::select(Operation::ALL.to_vec())
+}
+
+/// The operations protocols 1..3 carry.
+pub fn old_operation() -> impl Strategy<Value = Operation> {
     prop_oneof![Just(Operation::Create), Just(Operation::Write)]
 }
 
@@ -143,17 +155,48 @@ fn flags() -> impl Strategy<Value = RecordFlags> {
     (0..=RecordFlags::ALL.bits()).prop_map(|b| RecordFlags::from_bits(b).expect("known bits"))
 }
 
-/// Any record, with paths drawn from `path`.
+/// Any record, with paths drawn from `path`, the volume and the target from `volume`.
 pub fn record_with<S>(path: S, volume: S) -> impl Strategy<Value = OwnedRecord>
 where
     S: Strategy<Value = Vec<u16>>,
 {
+    // Two independent draws of `volume`: the volume and the target.
+    let strings = (path, vec(volume, 2..=2)).prop_map(|(path, mut vt)| {
+        let target = vt.pop().unwrap_or_default();
+        let volume = vt.pop().unwrap_or_default();
+        (path, volume, target)
+    });
+    record_from(operation(), strings)
+}
+
+/// Any record of an operation drawn from `op`, each string from its own strategy (the encoder
+/// drops the target where it does not apply).
+pub fn record_of<O, P, V, T>(
+    op: O,
+    path: P,
+    volume: V,
+    target: T,
+) -> impl Strategy<Value = OwnedRecord>
+where
+    O: Strategy<Value = Operation>,
+    P: Strategy<Value = Vec<u16>>,
+    V: Strategy<Value = Vec<u16>>,
+    T: Strategy<Value = Vec<u16>>,
+{
+    record_from(op, (path, volume, target))
+}
+
+fn record_from<O, S>(op: O, strings: S) -> impl Strategy<Value = OwnedRecord>
+where
+    O: Strategy<Value = Operation>,
+    S: Strategy<Value = (Vec<u16>, Vec<u16>, Vec<u16>)>,
+{
     (
-        (any::<u64>(), any::<u64>(), operation(), flags()),
+        (any::<u64>(), any::<u64>(), op, flags()),
         (any::<u32>(), any::<u32>(), any::<u64>(), any::<u32>()),
         (any::<u64>(), any::<u32>(), any::<u32>(), any::<u32>()),
         (any::<u32>(), any::<u64>(), any::<u32>()),
-        (path, volume),
+        strings,
     )
         .prop_map(
             |(
@@ -161,7 +204,7 @@ where
                 (pid, tid, process_create_time, status),
                 (information, create_disposition, create_options, desired_access),
                 (share_access, write_offset, write_length),
-                (path, volume),
+                (path, volume, target),
             )| OwnedRecord {
                 sequence,
                 timestamp,
@@ -180,6 +223,7 @@ where
                 write_length,
                 path: le_bytes(&path),
                 volume: le_bytes(&volume),
+                target: le_bytes(&target),
             },
         )
 }
