@@ -87,6 +87,10 @@ impl RuleOperation {
         match operation {
             Operation::Create => Self::Create,
             Operation::Write => Self::Write,
+            Operation::Delete => Self::Delete,
+            Operation::Rename => Self::Rename,
+            Operation::Link => Self::Link,
+            Operation::Clone => Self::Clone,
         }
     }
 
@@ -135,6 +139,16 @@ mod tests {
         assert!(err.contains("`frobnicate` is not an operation"), "{err}");
         // Names are exact: the rules file spells them in lower case.
         assert!(RuleOperation::parse("Delete").is_err());
+    }
+
+    #[test]
+    fn every_record_operation_has_its_rule_operation_of_the_same_name() {
+        for op in Operation::ALL {
+            let rule = RuleOperation::of(op);
+            assert_eq!(rule.as_str(), op.as_str());
+            assert_eq!(rule.has_target(), op.has_target());
+        }
+        assert_eq!(Operation::ALL.len(), RuleOperation::ALL.len());
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod support;
 use support::{Tmpfs, is_root};
 
 mod lag;
+mod namespace;
 
 fn in_private_namespace(test_name: &str, test: impl FnOnce()) {
     support::in_private_namespace(INNER, test_name, test);

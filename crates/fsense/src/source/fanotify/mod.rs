@@ -42,6 +42,8 @@ mod moved_away;
 #[cfg(target_os = "linux")]
 mod moved_in;
 #[cfg(target_os = "linux")]
+mod records;
+#[cfg(target_os = "linux")]
 mod source;
 #[cfg(target_os = "linux")]
 mod write_sessions;
