@@ -333,6 +333,16 @@ mod tests {
     use serde_json::Value;
 
     fn render(rec: &EventRecord<'_>, path: &str, exact: bool, rules: &[MatchedRule]) -> Value {
+        render_with_target(rec, path, exact, rules, None)
+    }
+
+    fn render_with_target(
+        rec: &EventRecord<'_>,
+        path: &str,
+        exact: bool,
+        rules: &[MatchedRule],
+        target: Option<(&str, bool)>,
+    ) -> Value {
         let process = ProcessInfo {
             name: "word.exe".into(),
             user: Some("CORP\\ann".into()),
@@ -349,8 +359,8 @@ mod tests {
             process: Some(&process),
             rules,
             severity_id: if rules.is_empty() { 1 } else { 4 },
-            target: None,
-            target_exact: true,
+            target: target.map(|t| t.0),
+            target_exact: target.is_none_or(|t| t.1),
         };
         let mut out = Vec::new();
         write_event(&mut out, &view);
@@ -381,6 +391,122 @@ mod tests {
         assert_eq!(
             v["unmapped"]["flag_names"],
             serde_json::json!(["renamed", "process_exited"])
+        );
+    }
+
+    fn utf16(text: &str) -> Vec<u8> {
+        text.encode_utf16().flat_map(u16::to_le_bytes).collect()
+    }
+
+    #[test]
+    fn a_protocol_4_rename_has_the_old_name_as_file_and_the_new_as_file_result() {
+        let old = utf16("C:\\d\\report.docx");
+        let new = utf16("C:\\d\\report.docx.locked");
+        let mut rec = EventRecord::blank(
+            Operation::Rename,
+            Utf16Path::from_le_bytes(&old).unwrap(),
+            Utf16Path::EMPTY,
+        );
+        rec.target = Utf16Path::from_le_bytes(&new).unwrap();
+        rec.flags = RecordFlags::REPLACE_EXISTING;
+        let v = render_with_target(
+            &rec,
+            "C:\\d\\report.docx",
+            true,
+            &[],
+            Some(("C:\\d\\report.docx.locked", true)),
+        );
+        assert_eq!(v["activity_id"], 5, "{v}");
+        assert_eq!(v["activity_name"], "Rename");
+        assert_eq!(v["type_uid"], 100105);
+        assert_eq!(v["file"]["path"], "C:\\d\\report.docx");
+        assert_eq!(v["file_result"]["path"], "C:\\d\\report.docx.locked");
+        assert_eq!(v["file_result"]["name"], "report.docx.locked");
+        assert_eq!(v["file_result"]["parent_folder"], "C:\\d");
+        assert_eq!(v["unmapped"]["operation"], "rename");
+        assert_eq!(
+            v["unmapped"]["flag_names"],
+            serde_json::json!(["replace_existing"])
+        );
+        assert!(v["unmapped"].get("target_units").is_none());
+        assert!(v["unmapped"].get("offset").is_none());
+        assert!(v["unmapped"].get("disposition").is_none());
+    }
+
+    #[test]
+    fn deletes_links_clones_and_mdl_writes_map_to_their_activities() {
+        let mut del = EventRecord::blank(Operation::Delete, Utf16Path::EMPTY, Utf16Path::EMPTY);
+        del.flags = RecordFlags::POSIX_DELETE.union(RecordFlags::DIRECTORY);
+        let v = render(&del, "C:\\d\\gone", true, &[]);
+        assert_eq!(
+            (v["activity_id"].clone(), v["type_uid"].clone()),
+            (4.into(), 100104.into())
+        );
+        assert_eq!(v["activity_name"], "Delete");
+        assert_eq!(v["file"]["type_id"], 2);
+        assert!(v.get("file_result").is_none());
+        assert_eq!(
+            v["unmapped"]["flag_names"],
+            serde_json::json!(["directory", "posix_delete"])
+        );
+
+        let link = EventRecord::blank(Operation::Link, Utf16Path::EMPTY, Utf16Path::EMPTY);
+        let v = render_with_target(&link, "C:\\a", true, &[], Some(("C:\\b", true)));
+        assert_eq!(v["activity_id"], 99);
+        assert_eq!(v["activity_name"], "Link");
+        assert_eq!(v["type_uid"], 100199);
+        assert_eq!(v["file"]["path"], "C:\\a");
+        assert_eq!(v["file_result"]["path"], "C:\\b");
+        assert_eq!(v["unmapped"]["operation"], "link");
+
+        let mut clone = EventRecord::blank(Operation::Clone, Utf16Path::EMPTY, Utf16Path::EMPTY);
+        clone.write_offset = 65536;
+        clone.write_length = 1 << 20;
+        let v = render_with_target(&clone, "D:\\copy", true, &[], Some(("D:\\src", true)));
+        assert_eq!(v["activity_id"], 3);
+        assert_eq!(v["activity_name"], "Update");
+        assert_eq!(v["file"]["path"], "D:\\copy");
+        assert!(
+            v.get("file_result").is_none(),
+            "a clone's source is no result"
+        );
+        assert_eq!(v["unmapped"]["operation"], "clone");
+        assert_eq!(v["unmapped"]["source_path"], "D:\\src");
+        assert_eq!(v["unmapped"]["offset"], 65536);
+        assert_eq!(v["unmapped"]["length"], 1 << 20);
+        // Without the source at hand: no source_path.
+        let v = render(&clone, "D:\\copy", true, &[]);
+        assert!(v["unmapped"].get("source_path").is_none());
+
+        let mut mdl = EventRecord::write(Utf16Path::EMPTY, Utf16Path::EMPTY);
+        mdl.flags = RecordFlags::MDL_WRITE;
+        let v = render(&mdl, "C:\\share\\f", true, &[]);
+        assert_eq!(v["activity_id"], 3);
+        assert_eq!(v["unmapped"]["operation"], "write");
+        assert_eq!(
+            v["unmapped"]["flag_names"],
+            serde_json::json!(["mdl_write"])
+        );
+    }
+
+    #[test]
+    fn a_target_that_is_not_text_keeps_its_units_and_a_clamped_one_its_flag() {
+        let bad: Vec<u8> = [0x2F, 0x78, 0xDC00]
+            .iter()
+            .flat_map(|u: &u16| u.to_le_bytes())
+            .collect();
+        let mut rec = EventRecord::blank(Operation::Rename, Utf16Path::EMPTY, Utf16Path::EMPTY);
+        rec.target = Utf16Path::from_le_bytes(&bad).unwrap();
+        rec.flags = RecordFlags::TARGET_TRUNCATED.union(RecordFlags::TARGET_NAME_FAILED);
+        let v = render_with_target(&rec, "/a", true, &[], Some(("/x\u{FFFD}", false)));
+        assert_eq!(v["file_result"]["path"], "/x\u{FFFD}");
+        assert_eq!(
+            v["unmapped"]["target_units"],
+            serde_json::json!([0x2F, 0x78, 0xDC00])
+        );
+        assert_eq!(
+            v["unmapped"]["flag_names"],
+            serde_json::json!(["target_truncated", "target_name_failed"])
         );
     }
 
