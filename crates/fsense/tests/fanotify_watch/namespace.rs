@@ -48,62 +48,65 @@ fn join(dir: &Path, name: &[u8]) -> PathBuf {
 
 #[test]
 fn deletes_are_reported_with_their_exact_names() {
-    in_private_namespace("deletes_are_reported_with_their_exact_names", || {
-        let run = WatchRun::start(&[]);
-        let w = run.watched();
-        let names = hostile_names();
-        for n in &names {
-            fs::write(join(&w, n), b"x").unwrap();
-        }
-        fs::create_dir(w.join("dir")).unwrap();
-        // A file deleted while a descriptor is still open: the name goes at once.
-        let held = w.join("held");
-        fs::write(&held, b"x").unwrap();
-        let open = fs::File::open(&held).unwrap();
-        for n in &names {
-            fs::remove_file(join(&w, n)).unwrap();
-        }
-        fs::remove_file(&held).unwrap();
-        fs::remove_dir(w.join("dir")).unwrap();
-        fs::write(run.outside().join("elsewhere"), b"x").unwrap();
-        fs::remove_file(run.outside().join("elsewhere")).unwrap();
-        let (lines, summary) = run.stop();
-        drop(open);
+    in_private_namespace(
+        "namespace::deletes_are_reported_with_their_exact_names",
+        || {
+            let run = WatchRun::start(&[]);
+            let w = run.watched();
+            let names = hostile_names();
+            for n in &names {
+                fs::write(join(&w, n), b"x").unwrap();
+            }
+            fs::create_dir(w.join("dir")).unwrap();
+            // A file deleted while a descriptor is still open: the name goes at once.
+            let held = w.join("held");
+            fs::write(&held, b"x").unwrap();
+            let open = fs::File::open(&held).unwrap();
+            for n in &names {
+                fs::remove_file(join(&w, n)).unwrap();
+            }
+            fs::remove_file(&held).unwrap();
+            fs::remove_dir(w.join("dir")).unwrap();
+            fs::write(run.outside().join("elsewhere"), b"x").unwrap();
+            fs::remove_file(run.outside().join("elsewhere")).unwrap();
+            let (lines, summary) = run.stop();
+            drop(open);
 
-        let deletes: Vec<&Value> = lines.iter().filter(|l| l["activity_id"] == 4).collect();
-        for n in &names {
-            let want = bytes(&join(&w, n));
-            let d = deletes
+            let deletes: Vec<&Value> = lines.iter().filter(|l| l["activity_id"] == 4).collect();
+            for n in &names {
+                let want = bytes(&join(&w, n));
+                let d = deletes
+                    .iter()
+                    .find(|l| exact_path(l) == want)
+                    .unwrap_or_else(|| {
+                        panic!("no delete of {:?}: {summary}", String::from_utf8_lossy(n))
+                    });
+                assert_eq!(d["activity_name"], "Delete");
+                assert_eq!(d["type_uid"], 100104);
+                assert_eq!(d["unmapped"]["operation"], "delete");
+                assert_eq!(d["file"]["type_id"], 1);
+                assert_ne!(d["actor"]["process"]["pid"], 0);
+            }
+            assert!(deletes.iter().any(|l| exact_path(l) == bytes(&held)));
+            let dir = deletes
                 .iter()
-                .find(|l| exact_path(l) == want)
-                .unwrap_or_else(|| {
-                    panic!("no delete of {:?}: {lines:?}", String::from_utf8_lossy(n))
-                });
-            assert_eq!(d["activity_name"], "Delete");
-            assert_eq!(d["type_uid"], 100104);
-            assert_eq!(d["unmapped"]["operation"], "delete");
-            assert_eq!(d["file"]["type_id"], 1);
-            assert_ne!(d["actor"]["process"]["pid"], 0);
-        }
-        assert!(deletes.iter().any(|l| exact_path(l) == bytes(&held)));
-        let dir = deletes
-            .iter()
-            .find(|l| exact_path(l) == bytes(&w.join("dir")))
-            .expect("no delete of the directory");
-        assert_eq!(dir["file"]["type_id"], 2);
-        assert!(
-            deletes
-                .iter()
-                .all(|l| exact_path(l).starts_with(&bytes(&w)))
-        );
-        assert_eq!(summary["dropped"], 0, "{summary}");
-    });
+                .find(|l| exact_path(l) == bytes(&w.join("dir")))
+                .expect("no delete of the directory");
+            assert_eq!(dir["file"]["type_id"], 2);
+            assert!(
+                deletes
+                    .iter()
+                    .all(|l| exact_path(l).starts_with(&bytes(&w)))
+            );
+            assert_eq!(summary["dropped"], 0, "{summary}");
+        },
+    );
 }
 
 #[test]
 fn renames_carry_the_old_name_as_file_and_the_new_as_file_result() {
     in_private_namespace(
-        "renames_carry_the_old_name_as_file_and_the_new_as_file_result",
+        "namespace::renames_carry_the_old_name_as_file_and_the_new_as_file_result",
         || {
             let run = WatchRun::start(&[]);
             let w = run.watched();
@@ -139,7 +142,7 @@ fn renames_carry_the_old_name_as_file_and_the_new_as_file_result() {
 #[test]
 fn hard_links_are_reported_as_links_and_new_files_as_creates() {
     in_private_namespace(
-        "hard_links_are_reported_as_links_and_new_files_as_creates",
+        "namespace::hard_links_are_reported_as_links_and_new_files_as_creates",
         || {
             let run = WatchRun::start(&[]);
             let w = run.watched();

@@ -107,6 +107,71 @@ pub(super) fn classify_create(
     is_link.then(|| t.other_name.clone().filter(|n| n != new_name))
 }
 
+/// What [`name_in_removed_dirs`] needs of one event.
+pub(super) struct Naming<'p> {
+    pub mask: u64,
+    pub fid: Option<&'p [u8]>,
+    pub path: &'p mut Option<std::ops::Range<usize>>,
+    pub lost_dir: Option<&'p (Vec<u8>, Vec<u8>)>,
+}
+
+/// Names events whose directory was removed before the read (`rm -r`: the entries' deletes, then
+/// the directory's): the removal of a directory in the same read carries the directory's own
+/// handle (`FAN_REPORT_TARGET_FID`) and its name, so the events inside it, which name it by that
+/// handle, get its path. (The kernel may have merged the directory's removal into its creation,
+/// earlier in the queue than the events inside it, so position does not matter.) A removed
+/// directory inside a removed directory is named in a later round; at most [`MAX_ROUNDS`] rounds
+/// (nesting levels). Counted in `SourceStats::named_by_removal`.
+pub(super) fn name_in_removed_dirs<'p>(
+    events: impl Iterator<Item = Naming<'p>>,
+    arena: &mut Vec<u8>,
+    stats: &mut super::source::SourceStats,
+) {
+    const MAX_ROUNDS: usize = 32;
+    let mut events: Vec<Naming<'p>> = events.collect();
+    if !events
+        .iter()
+        .any(|e| e.path.is_none() && e.lost_dir.is_some())
+    {
+        return;
+    }
+    let removed_dir = |e: &Naming<'_>| e.mask & (FAN_DELETE | FAN_ONDIR) == FAN_DELETE | FAN_ONDIR;
+    let mut removed: HashMap<Vec<u8>, std::ops::Range<usize>> = HashMap::new();
+    for e in events.iter().filter(|e| removed_dir(e)) {
+        if let (Some(fid), Some(path)) = (e.fid, e.path.clone()) {
+            removed.insert(fid.to_vec(), path);
+        }
+    }
+    for _ in 0..MAX_ROUNDS {
+        let mut progress = false;
+        for e in events.iter_mut() {
+            if e.path.is_some() {
+                continue;
+            }
+            let Some((dir, name)) = e.lost_dir else {
+                continue;
+            };
+            let Some(dir_path) = removed.get(dir).cloned() else {
+                continue;
+            };
+            let dir_bytes = arena[dir_path].to_vec();
+            let start = arena.len();
+            super::join_onto(&dir_bytes, name, arena);
+            *e.path = Some(start..arena.len());
+            stats.named_by_removal += 1;
+            progress = true;
+            if removed_dir(e)
+                && let Some(fid) = e.fid
+            {
+                removed.insert(fid.to_vec(), start..arena.len());
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+}
+
 /// Reusable buffers for the UTF-16 forms of an event's names.
 #[derive(Default)]
 pub(super) struct Names {
@@ -124,15 +189,19 @@ pub(super) enum Kind {
     Delete,
 }
 
-/// The records of one event: at most a namespace record and a write. `path` is the entry's
-/// (new) name; `other` the old name of a rename, the existing name of a link.
+/// The records of one event, in the order they happened: a namespace record, a write, and a
+/// delete. The kernel merges the events of one name and one file while they wait in its queue
+/// (a file created, written and deleted before the read is one event, `FAN_CREATE |
+/// FAN_MODIFY | FAN_CLOSE_WRITE | FAN_DELETE`); with `FAN_REPORT_TARGET_FID` only events of the
+/// same file merge, and a file is deleted after it was created, so that is the order. `path` is
+/// the entry's (new) name; `other` the old name of a rename, the existing name of a link.
 pub(super) fn build<'b>(
     mask: u64,
     kind: Option<Kind>,
     path: &[u8],
     other: Option<&[u8]>,
     names: &'b mut Names,
-) -> [Option<EventRecord<'b>>; 2] {
+) -> [Option<EventRecord<'b>>; 3] {
     let is_dir = mask & FAN_ONDIR != 0;
     // The record's path and target, by kind.
     let (rec_path, rec_target): (Option<&[u8]>, Option<&[u8]>) = match kind {
@@ -146,7 +215,7 @@ pub(super) fn build<'b>(
     }
     let (units, cut) = Utf16Path::truncating(&names.path, usize::MAX);
     let (target, target_cut) = Utf16Path::truncating(&names.target, usize::MAX);
-    let mut records = [None, None];
+    let mut records = [None, None, None];
     if let Some(kind) = kind {
         let operation = match kind {
             Kind::Create => Operation::Create,
@@ -173,7 +242,23 @@ pub(super) fn build<'b>(
     if mask & (FAN_MODIFY | FAN_CLOSE_WRITE) != 0 && !is_dir {
         records[1] = Some(EventRecord::write(units, Utf16Path::EMPTY));
     }
-    for r in records.iter_mut().flatten() {
+    // Deleted after it was created (a merged event; a delete alone is the namespace record).
+    if mask & FAN_DELETE != 0 && matches!(kind, Some(Kind::Create | Kind::Link)) {
+        // A link's new name is the one deleted.
+        let deleted = match kind {
+            Some(Kind::Link) => target,
+            _ => units,
+        };
+        let mut r = EventRecord::blank(Operation::Delete, deleted, Utf16Path::EMPTY);
+        if is_dir {
+            r.flags.insert(RecordFlags::DIRECTORY);
+        }
+        if (kind == Some(Kind::Link) && target_cut) || (kind == Some(Kind::Create) && cut) {
+            r.flags.insert(RecordFlags::PATH_TRUNCATED);
+        }
+        records[2] = Some(r);
+    }
+    for r in records.iter_mut().take(2).flatten() {
         if cut {
             r.flags.insert(RecordFlags::PATH_TRUNCATED);
         }

@@ -82,6 +82,9 @@ pub struct SourceStats {
     /// Events whose path was taken back to where it was when the event happened, because their
     /// directory was renamed later in the same read.
     pub re_rooted: u64,
+    /// Events whose directory was removed before the read, named through that directory's
+    /// removal later in the same read (`rm -r`).
+    pub named_by_removal: u64,
     /// Directories whose path was too long for the kernel to name (`ENAMETOOLONG`) and was
     /// walked up to a watched root instead.
     pub long_paths: u64,
@@ -172,6 +175,9 @@ struct Pending {
     fid: Option<Vec<u8>>,
     /// Creates found to be hard links, with the file's existing name when known.
     link: Option<Option<Range<usize>>>,
+    /// An event whose directory could not be opened: the directory's handle key and the entry
+    /// name, to name it through a removal of that directory later in the read.
+    lost_dir: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Per-read caches: one directory lookup and one /proc read per distinct key and read.
@@ -404,6 +410,7 @@ impl FanotifySource {
                     old_path: None,
                     fid: None,
                     link: None,
+                    lost_dir: None,
                 });
                 continue;
             }
@@ -433,11 +440,22 @@ impl FanotifySource {
             } else {
                 (resolve(event.dir_fid_name, arena), None)
             };
+            // Directories' handles too: a removed directory names the events inside it.
             let fid = event
                 .fid
                 .filter(|_| event.mask & (FAN_CREATE | FAN_DELETE) != 0)
-                .filter(|_| event.mask & FAN_ONDIR == 0)
                 .map(|f| records::fid_key(&f));
+            let lost_dir = match (&path, event.dir_fid_name) {
+                (None, Some(d)) if event.mask & FAN_RENAME == 0 => Some((
+                    records::fid_key(&Fid {
+                        fsid: d.fsid,
+                        handle_type: d.handle_type,
+                        handle: d.handle,
+                    }),
+                    d.name.to_vec(),
+                )),
+                _ => None,
+            };
             pending.push(Pending {
                 mask: event.mask,
                 pid: event.pid,
@@ -446,8 +464,19 @@ impl FanotifySource {
                 old_path,
                 fid,
                 link: None,
+                lost_dir,
             });
         }
+        records::name_in_removed_dirs(
+            pending.iter_mut().map(|p| records::Naming {
+                mask: p.mask,
+                fid: p.fid.as_deref(),
+                path: &mut p.path,
+                lost_dir: p.lost_dir.as_ref(),
+            }),
+            arena,
+            stats,
+        );
         // Which creates are hard links: needs every create and delete of the read first.
         let mut files = records::tally(
             pending
