@@ -251,13 +251,7 @@ fn parse_event(buf: &[u8], start: usize) -> Result<(FanEvent<'_>, usize), FanPar
                 pidfd = Some(i32_at(info, INFO_HEADER_LEN).map_err(|e| shift(e, start + at))?);
             }
             None if info_type == INFO_TYPE_FID && fid.is_none() => {
-                let (fsid, handle_type, handle, _) =
-                    parse_handle(info).map_err(|e| shift(e, start + at))?;
-                fid = Some(Fid {
-                    fsid,
-                    handle_type,
-                    handle,
-                });
+                fid = Some(parse_handle(info).map_err(|e| shift(e, start + at))?.0);
             }
             None => {}
         }
@@ -280,7 +274,7 @@ fn parse_event(buf: &[u8], start: usize) -> Result<(FanEvent<'_>, usize), FanPar
 }
 
 /// The fsid and file handle of an info record, and the offset right after the handle.
-fn parse_handle(info: &[u8]) -> Result<([u8; 8], i32, &[u8], usize), FanParseError> {
+fn parse_handle(info: &[u8]) -> Result<(Fid<'_>, usize), FanParseError> {
     let fsid = array::<FSID_LEN>(info, INFO_HEADER_LEN)?;
     let handle_at = INFO_HEADER_LEN + FSID_LEN;
     let handle_bytes = u32_at(info, handle_at)?;
@@ -294,11 +288,25 @@ fn parse_handle(info: &[u8]) -> Result<([u8; 8], i32, &[u8], usize), FanParseErr
             FanParseErrorKind::BadHandleLength(handle_bytes),
             handle_at,
         ))?;
-    Ok((fsid, handle_type, handle, data_at + handle.len()))
+    Ok((
+        Fid {
+            fsid,
+            handle_type,
+            handle,
+        },
+        data_at + handle.len(),
+    ))
 }
 
 fn parse_dfid_name(info: &[u8]) -> Result<DirFidName<'_>, FanParseError> {
-    let (fsid, handle_type, handle, name_at) = parse_handle(info)?;
+    let (
+        Fid {
+            fsid,
+            handle_type,
+            handle,
+        },
+        name_at,
+    ) = parse_handle(info)?;
     let rest = &info[name_at..];
     let nul = rest
         .iter()
