@@ -251,6 +251,13 @@ fn deletes_alone_or_by_another_process_or_few_stay_quiet() {
             );
         }
     }
+    // Deletes first, then writes (a cleanup, then a build): the deletes came before any write.
+    for i in 0..30u64 {
+        run.event(Operation::Delete, &format!("/e/old{i}"), None, 15, 5000 + i);
+    }
+    for i in 0..30u64 {
+        run.event(Operation::Write, &format!("/e/new{i}"), None, 15, 5100 + i);
+    }
     // Deletes long after the writes: the window has closed.
     for i in 0..30u64 {
         run.event(Operation::Write, &format!("/c/{i}"), None, 14, 10_000 + i);
