@@ -121,20 +121,20 @@ pub(super) struct Naming<'p> {
 /// handle, get its path. (The kernel may have merged the directory's removal into its creation,
 /// earlier in the queue than the events inside it, so position does not matter.) A removed
 /// directory inside a removed directory is named in a later round; at most [`MAX_ROUNDS`] rounds
-/// (nesting levels). Counted in `SourceStats::named_by_removal`.
+/// (nesting levels). Returns how many events it named.
 pub(super) fn name_in_removed_dirs<'p>(
     events: impl Iterator<Item = Naming<'p>>,
     arena: &mut Vec<u8>,
-    stats: &mut super::source::SourceStats,
-) {
+) -> u64 {
     const MAX_ROUNDS: usize = 32;
     let mut events: Vec<Naming<'p>> = events.collect();
     if !events
         .iter()
         .any(|e| e.path.is_none() && e.lost_dir.is_some())
     {
-        return;
+        return 0;
     }
+    let mut named = 0;
     let removed_dir = |e: &Naming<'_>| e.mask & (FAN_DELETE | FAN_ONDIR) == FAN_DELETE | FAN_ONDIR;
     let mut removed: HashMap<Vec<u8>, std::ops::Range<usize>> = HashMap::new();
     for e in events.iter().filter(|e| removed_dir(e)) {
@@ -158,7 +158,7 @@ pub(super) fn name_in_removed_dirs<'p>(
             let start = arena.len();
             super::join_onto(&dir_bytes, name, arena);
             *e.path = Some(start..arena.len());
-            stats.named_by_removal += 1;
+            named += 1;
             progress = true;
             if removed_dir(e)
                 && let Some(fid) = e.fid
@@ -168,6 +168,55 @@ pub(super) fn name_in_removed_dirs<'p>(
         }
         if !progress {
             break;
+        }
+    }
+    named
+}
+
+/// What [`find_links`] needs of one event.
+pub(super) struct LinkCheck<'p> {
+    pub mask: u64,
+    pub fid: Option<&'p [u8]>,
+    pub path: Option<std::ops::Range<usize>>,
+    pub link: &'p mut Option<Option<std::ops::Range<usize>>>,
+}
+
+/// Marks the creates of a read that are hard links (see the module notes), with the file's
+/// existing name in `arena` when known.
+pub(super) fn find_links<'p>(
+    events: impl Iterator<Item = LinkCheck<'p>>,
+    mounts: &[([u8; 8], File)],
+    arena: &mut Vec<u8>,
+) {
+    let mut events: Vec<LinkCheck<'p>> = events.collect();
+    let mut files = tally(events.iter().filter_map(|e| Some((e.fid?, e.mask))));
+    if files.is_empty() {
+        return;
+    }
+    for e in events.iter_mut() {
+        let (Some(key), Some(range)) = (e.fid, e.path.clone()) else {
+            continue;
+        };
+        if e.mask & FAN_CREATE == 0 {
+            continue;
+        }
+        let new_name = arena[range].to_vec();
+        let open = || {
+            let (fsid, rest) = key.split_first_chunk::<8>()?;
+            let (handle_type, handle) = rest.split_first_chunk::<4>()?;
+            let fid = Fid {
+                fsid: *fsid,
+                handle_type: i32::from_ne_bytes(*handle_type),
+                handle,
+            };
+            open_fid(mounts, &fid)
+        };
+        if let Some(other) = classify_create(&mut files, key, &new_name, open) {
+            *e.link = Some(other.map(|name| {
+                let start = arena.len();
+                arena.extend_from_slice(&name);
+                start..arena.len()
+            }));
         }
     }
 }

@@ -467,7 +467,7 @@ impl FanotifySource {
                 lost_dir,
             });
         }
-        records::name_in_removed_dirs(
+        stats.named_by_removal += records::name_in_removed_dirs(
             pending.iter_mut().map(|p| records::Naming {
                 mask: p.mask,
                 fid: p.fid.as_deref(),
@@ -475,42 +475,18 @@ impl FanotifySource {
                 lost_dir: p.lost_dir.as_ref(),
             }),
             arena,
-            stats,
         );
         // Which creates are hard links: needs every create and delete of the read first.
-        let mut files = records::tally(
-            pending
-                .iter()
-                .filter_map(|p| Some((p.fid.as_deref()?, p.mask))),
+        records::find_links(
+            pending.iter_mut().map(|p| records::LinkCheck {
+                mask: p.mask,
+                fid: p.fid.as_deref(),
+                path: p.path.clone(),
+                link: &mut p.link,
+            }),
+            mounts,
+            arena,
         );
-        if !files.is_empty() {
-            for p in pending.iter_mut() {
-                let (Some(key), Some(range)) = (p.fid.as_deref(), p.path.clone()) else {
-                    continue;
-                };
-                if p.mask & FAN_CREATE == 0 {
-                    continue;
-                }
-                let new_name = arena[range].to_vec();
-                let open = || {
-                    let (fsid, rest) = key.split_first_chunk::<8>()?;
-                    let (handle_type, handle) = rest.split_first_chunk::<4>()?;
-                    let fid = Fid {
-                        fsid: *fsid,
-                        handle_type: i32::from_ne_bytes(*handle_type),
-                        handle,
-                    };
-                    records::open_fid(mounts, &fid)
-                };
-                if let Some(other) = records::classify_create(&mut files, key, &new_name, open) {
-                    p.link = Some(other.map(|name| {
-                        let start = arena.len();
-                        arena.extend_from_slice(&name);
-                        start..arena.len()
-                    }));
-                }
-            }
-        }
         events
     }
 
