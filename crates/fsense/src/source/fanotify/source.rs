@@ -32,7 +32,7 @@ pub enum WatchError {
     #[error("fsense watch needs root (CAP_SYS_ADMIN) for fanotify file-system marks")]
     NotPermitted,
     #[error(
-        "this kernel does not offer fanotify with FAN_REPORT_DFID_NAME (Linux 5.9 or later): {0}"
+        "this kernel does not offer fanotify with FAN_REPORT_DFID_NAME_TARGET and FAN_RENAME (Linux 5.17 or later): {0}"
     )]
     Unsupported(io::Error),
     #[error("cannot watch {path}: {source}")]
