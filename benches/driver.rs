@@ -3,6 +3,9 @@
 //! - `capture_encode_enqueue`: one post-write's work once the name is in hand (build the record,
 //!   take the spin lock, encode into the queue); the queue is drained every 1,024 events, amortised
 //!   in. Target: <= 100 ns median (issue 4).
+//! - `set_information_not_reported` (issue 27): what pre-set-information does for a class the
+//!   driver does not report (here FileBasicInformation, the most common one: timestamps and
+//!   attributes): check the callback data, read the class, return. Must cost close to nothing.
 //! - `simulated_port`: events/s through the simulated port, batched delivery against one message
 //!   per event, same run (issue 5). Each iteration is a whole load, I/O, unload cycle of 20,000
 //!   operations with a normal consumer and a queue large enough that nothing drops.
@@ -39,6 +42,7 @@ fn capture_encode_enqueue(c: &mut Criterion) {
             offset: 8192,
             length: 4096,
             paging_io: false,
+            mdl: false,
         },
         name_known: true,
         truncated: false,
@@ -63,6 +67,37 @@ fn capture_encode_enqueue(c: &mut Criterion) {
     });
     group.finish();
     SENSOR.remove_queue();
+}
+
+fn set_information_not_reported(c: &mut Criterion) {
+    use fsense_driver::ffi::{CallbackData, classify_set_information};
+    use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
+        FLT_CALLBACK_DATA, FLT_IO_PARAMETER_BLOCK,
+    };
+    use windows_sys::Wdk::System::SystemServices::IRP_MJ_SET_INFORMATION;
+    // SAFETY: plain data for which all-zero is a valid bit pattern.
+    let mut iopb: FLT_IO_PARAMETER_BLOCK = unsafe { std::mem::zeroed() };
+    iopb.MajorFunction = IRP_MJ_SET_INFORMATION as u8;
+    // FileInformationClass at 8 in the union (x64): FileBasicInformation = 4.
+    let class = std::ptr::addr_of_mut!(iopb.Parameters)
+        .cast::<u8>()
+        .wrapping_add(8);
+    // SAFETY: inside the union, which the bench owns; u32-aligned (the union is 8-aligned).
+    unsafe { class.cast::<i32>().write(4) };
+    // SAFETY: as above.
+    let mut data: FLT_CALLBACK_DATA = unsafe { std::mem::zeroed() };
+    data.Iopb = &mut iopb;
+    let mut group = c.benchmark_group("driver");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("set_information_not_reported", |b| {
+        b.iter(|| {
+            let data = std::hint::black_box(&data);
+            // SAFETY: `data` and its parameter block live for the whole bench.
+            let view = unsafe { CallbackData::from_raw(data, IRP_MJ_SET_INFORMATION) };
+            assert!(view.is_ok_and(|v| classify_set_information(&v).is_none()));
+        })
+    });
+    group.finish();
 }
 
 fn simulated_port(c: &mut Criterion) {
@@ -96,5 +131,10 @@ fn simulated_port(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, capture_encode_enqueue, simulated_port);
+criterion_group!(
+    benches,
+    capture_encode_enqueue,
+    set_information_not_reported,
+    simulated_port
+);
 criterion_main!(benches);

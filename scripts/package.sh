@@ -8,7 +8,8 @@
 #   <target dir>/package/fsense.exe   the consumer, cross-built for x86_64-pc-windows-gnu (mingw-w64),
 #                                     profile `consumer` (optimised, no whole-program LTO)
 #   <target dir>/package/arm64/fsense.sys  the same driver for aarch64-pc-windows-msvc, test-signed
-#                                     with the same certificate, checked as an ARM64 image; the
+#                                     with the same certificate, checked as an ARM64 image (its
+#                                     A64 code too: data imports, stack per entry point); the
 #                                     INF's NTarm64 sections install it ([SourceDisksFiles.arm64])
 #
 # then checks the whole package with fsense-pkgcheck, after printing what it reads in the driver's
@@ -104,6 +105,8 @@ fi
 arm64_unsigned=$signing_dir/fsense-arm64.unsigned.sys
 cp "$target_dir/$arm64_target/release/fsense_driver.dll" "$arm64_unsigned"
 "$pkgcheck" fix-checksum "$arm64_unsigned"
+step "Code report for the ARM64 image (A64: data imports, stack per entry point; the image check gates on it)"
+"$pkgcheck" report "$arm64_unsigned" | tee "$signing_dir/code-report-arm64.txt" || true
 osslsigncode sign -certs "$signing_dir/fsense-test.pem" -key "$signing_dir/fsense-test.key" \
     -h sha256 -n "fsense minifilter" -in "$arm64_unsigned" -out "$arm64_dir/fsense.sys" >/dev/null
 osslsigncode verify -CAfile "$signing_dir/fsense-test.pem" -in "$arm64_dir/fsense.sys" >"$signing_dir/verify-arm64.log" 2>&1 ||

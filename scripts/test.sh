@@ -3,13 +3,15 @@
 #
 #   1. format and lints (host, and the Windows targets: the driver and the consumer's port client)
 #   2. every test of the workspace (the driver's code runs under the Filter Manager simulator;
-#      fanotify tests need root and a private tmpfs, which they make themselves)
+#      fanotify tests need root and a private tmpfs, which they make themselves), and the driver's
+#      tests again as ARM64 code under qemu-user (scripts/test-aarch64.sh)
 #   3. the driver package: scripts/package.sh (what `cargo make package` runs) -> target/package
 #      (PE, signature, INF checks), then the package integration test over it, a syntax check of
 #      the PowerShell kit, and proof that the no-panic link check is live
-#   4. Miri on the driver's FFI wrapper tests, a small simulator run, the consumer's parsers, and
-#      the Windows port client's buffer handling in a small session against the simulated Win32
-#      functions
+#   4. Miri on the driver's FFI wrapper tests, a small simulator run, the driver's memory
+#      ordering under weak-memory emulation (scripts/check-ordering.sh: several seeds, and a
+#      planted Relaxed that must fail it), the consumer's parsers, and the Windows port client's
+#      buffer handling in a small session against the simulated Win32 functions
 #   5. a fuzz smoke: every cargo-fuzz target for FUZZ_SECONDS (default 20) each
 #
 # Miri interprets on one core, so its stages run in the background from the start, beside the
@@ -33,6 +35,9 @@ miri_stages() {
     MIRIFLAGS="-Zmiri-permissive-provenance" cargo +nightly miri test --locked -p fsense-driver --test ffi_wrappers
     MIRIFLAGS="-Zmiri-permissive-provenance" cargo +nightly miri test --locked -p fsense-driver \
         --test simulator -- --exact small_run_for_miri
+
+    stage "Miri: memory ordering under the C11 model (tests/ordering.rs, 8 seeds), and proof the check is live (a planted Relaxed must fail it)"
+    scripts/check-ordering.sh
 
     stage "Miri: the consumer's parsers of kernel and port buffers (fanotify records, port framing, paths)"
     PROPTEST_CASES=4 MIRIFLAGS="-Zmiri-disable-isolation" cargo +nightly miri test --locked -p fsense \
@@ -67,6 +72,9 @@ cargo clippy -p fsense --target x86_64-pc-windows-msvc --locked -- -D warnings
 stage "cargo test (workspace)"
 cargo test --workspace --locked
 
+stage "the driver's tests as ARM64 code: aarch64-unknown-linux-gnu under qemu-user (scripts/test-aarch64.sh)"
+scripts/test-aarch64.sh
+
 stage "every benchmark once, in test mode (criterion runs each one iteration; dev profile)"
 cargo test --workspace --locked --benches
 
@@ -80,6 +88,8 @@ done
 stage "driver package (scripts/package.sh, what \`cargo make package\` runs) and its checks"
 scripts/package.sh
 cargo test -p fsense-pkgcheck --test package --locked -- --ignored
+# The structures the driver reads, laid out for ARM64 and x64 (a probe compiled for each target).
+cargo test --test layout_arm64 --locked -- --ignored
 
 stage "PowerShell kit: syntax (tree-sitter grammar), names checked against the INF and package"
 scripts/check-powershell.sh

@@ -32,19 +32,36 @@ pub const IDLE_WAIT_MAX_MS: u32 = (HEALTH_PERIOD_TICKS / 10_000) as u32;
 /// Batches sent per wake-up before checking for stop and health again.
 const MAX_BATCHES_PER_ROUND: u32 = 64;
 
+/// The ordering of the store that publishes a connect to the worker ([`wake_for_health`]):
+/// Release, weakened to Relaxed only by the test feature `ordering-probe`.
+#[cfg(not(feature = "ordering-probe"))]
+const PUBLISH_CONNECT: Ordering = Ordering::Release;
+#[cfg(feature = "ordering-probe")]
+const PUBLISH_CONNECT: Ordering = Ordering::Relaxed;
+
+/// Unload (or a failed load) asks the worker to stop. Relaxed: it publishes nothing (the worker
+/// reads no data the stopper wrote). A sleeping worker is woken by the event, whose set/wait
+/// orders this store before its next check; a busy one sees it at its next check. The stopper
+/// then waits for the thread to exit, which orders all the worker did before what follows.
 static STOP: AtomicBool = AtomicBool::new(false);
+/// A consumer connected: send a health now. Release store in [`wake_for_health`], Acquire swap
+/// in [`take_health_request`]: it publishes the connect's negotiated protocol to the worker,
+/// which builds the answer with it (tests/ordering.rs; `ordering-probe` weakens it).
 static HEALTH_NOW: AtomicBool = AtomicBool::new(false);
+/// Relaxed: the worker alone touches it.
 static POLL_ID: AtomicU64 = AtomicU64::new(0);
 /// Events lost (failed sends, or queue drops taken with no record to send) that no batch header
-/// has reported yet.
+/// has reported yet. Relaxed: the worker alone touches it (DriverEntry zeroes it before the
+/// worker thread exists).
 static UNREPORTED_SEND_DROPS: AtomicU64 = AtomicU64::new(0);
 /// The batch buffer, allocated at load; the worker takes it when it starts.
 static BATCH_BUFFER: SpinLock<Option<&'static mut [u8]>> = SpinLock::new(None);
 
 pub fn install_batch_buffer(buf: &'static mut [u8]) {
-    STOP.store(false, Ordering::Release);
-    HEALTH_NOW.store(false, Ordering::Release);
-    UNREPORTED_SEND_DROPS.store(0, Ordering::Release);
+    // DriverEntry, before the worker thread exists: creating it orders these.
+    STOP.store(false, Ordering::Relaxed);
+    HEALTH_NOW.store(false, Ordering::Relaxed);
+    UNREPORTED_SEND_DROPS.store(0, Ordering::Relaxed);
     *BATCH_BUFFER.lock() = Some(buf);
 }
 
@@ -54,14 +71,23 @@ pub fn remove_batch_buffer() {
 }
 
 pub fn request_stop() {
-    STOP.store(true, Ordering::Release);
+    STOP.store(true, Ordering::Relaxed);
     SENSOR.worker_wake.set();
 }
 
 /// Asks for a health snapshot now (a consumer just connected: it doubles as the hello's answer).
+/// Release: everything the connect stored before (the negotiated protocol) is visible to the
+/// worker once [`take_health_request`] sees the request.
 pub fn wake_for_health() {
-    HEALTH_NOW.store(true, Ordering::Release);
+    HEALTH_NOW.store(true, PUBLISH_CONNECT);
     SENSOR.worker_wake.set();
+}
+
+/// Takes a pending health request (a consumer connected since the last one). Worker only.
+/// Acquire: pairs with [`wake_for_health`]'s Release, so the health built next sees the
+/// connect's protocol.
+pub fn take_health_request() -> bool {
+    HEALTH_NOW.swap(false, Ordering::Acquire)
 }
 
 /// The worker's body. Returns when stopped, after the final drain and the final health.
@@ -72,14 +98,14 @@ pub fn run_worker() {
     // Intervals run on interrupt time (N4): a system clock set back does not delay health.
     let mut last_health: Option<u64> = None;
     loop {
-        let stopping = STOP.load(Ordering::Acquire);
+        let stopping = STOP.load(Ordering::Relaxed);
         if stopping {
             break;
         }
         let emptied = deliver(buf, SEND_TIMEOUT_MS, MAX_BATCHES_PER_ROUND, true);
         let now = ffi::interval_time();
         let due = last_health.is_none_or(|t| now.saturating_sub(t) >= HEALTH_PERIOD_TICKS);
-        if HEALTH_NOW.swap(false, Ordering::AcqRel) || due {
+        if take_health_request() || due {
             send_health(buf, SEND_TIMEOUT_MS);
             last_health = Some(ffi::interval_time());
         }
@@ -126,7 +152,7 @@ fn deliver_until(
     deadline: u64,
 ) -> bool {
     for _ in 0..max_batches {
-        if stop_aware && STOP.load(Ordering::Acquire) {
+        if stop_aware && STOP.load(Ordering::Relaxed) {
             return false;
         }
         if deadline != u64::MAX && ffi::interval_time() >= deadline {
@@ -135,20 +161,27 @@ fn deliver_until(
         let Ok(mut batch) = BatchWriter::new(buf) else {
             return true;
         };
-        let (moved, queue_drops) = SENSOR.drain_into(&mut batch);
+        let protocol = SENSOR.negotiated_protocol();
+        let (moved, queue_drops) = SENSOR.drain_into_for(&mut batch, protocol);
         if moved == 0 {
             // Drops taken from the queue still need a batch header to report them.
-            UNREPORTED_SEND_DROPS.fetch_add(queue_drops, Ordering::AcqRel);
+            UNREPORTED_SEND_DROPS.fetch_add(queue_drops, Ordering::Relaxed);
             return true;
         }
         let dropped_before =
-            queue_drops.saturating_add(UNREPORTED_SEND_DROPS.swap(0, Ordering::AcqRel));
+            queue_drops.saturating_add(UNREPORTED_SEND_DROPS.swap(0, Ordering::Relaxed));
         let Ok(len) = batch.finish(dropped_before) else {
             return true;
         };
-        let outcome = buf.get(..len).map_or(SendOutcome::Failed, |msg| {
-            ffi::send_message(msg, timeout_ms)
-        });
+        // A consumer of another protocol connected since the drain (issue 27): the batch may
+        // hold records it cannot decode, so it is not sent; its records count as lost.
+        let outcome = if SENSOR.negotiated_protocol() != protocol {
+            SendOutcome::Failed
+        } else {
+            buf.get(..len).map_or(SendOutcome::Failed, |msg| {
+                ffi::send_message(msg, timeout_ms)
+            })
+        };
         let c = &SENSOR.counters;
         let moved = u64::from(moved);
         match outcome {
@@ -160,7 +193,7 @@ fn deliver_until(
                 c.dropped_send.fetch_add(moved, Ordering::Relaxed);
                 // Not reported: this batch's header never arrived, so the next one carries it.
                 UNREPORTED_SEND_DROPS
-                    .fetch_add(dropped_before.saturating_add(moved), Ordering::AcqRel);
+                    .fetch_add(dropped_before.saturating_add(moved), Ordering::Relaxed);
                 match other {
                     SendOutcome::TimedOut => c.send_timeouts.fetch_add(1, Ordering::Relaxed),
                     SendOutcome::Failed => c.send_failures.fetch_add(1, Ordering::Relaxed),
@@ -181,7 +214,7 @@ fn discard_queued(buf: &mut [u8], max_batches: u32) {
             return;
         };
         let (moved, queue_drops) = SENSOR.drain_into(&mut batch);
-        UNREPORTED_SEND_DROPS.fetch_add(queue_drops, Ordering::AcqRel);
+        UNREPORTED_SEND_DROPS.fetch_add(queue_drops, Ordering::Relaxed);
         if moved == 0 {
             return;
         }

@@ -3,7 +3,8 @@
 //! The I/O callbacks call [`Sensor::wants_create`] / [`Sensor::wants_write`] in pre-operation and
 //! [`Sensor::record_create`] / [`Sensor::record_write`] in post-operation. Recording builds one
 //! [`EventRecord`] on the stack and offers it to the pre-allocated queue under a spin lock: no
-//! allocation, no wait, no name query, bounded work (one copy of the path).
+//! allocation, no wait, no name query, bounded work (one copy of the path). Deletes, renames,
+//! links and clones (issue 27) are recorded the same way ([`namespace`]).
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -13,6 +14,9 @@ use fsense_proto::{
 };
 
 use crate::ffi::{self, CreateParams, KernelEvent, Requestor, SpinLock, WriteParams};
+
+mod namespace;
+pub use namespace::{CloneRange, NamespaceFacts, OpNames};
 
 /// Queue capacity (records) when the registry says nothing usable.
 pub const DEFAULT_QUEUE_CAPACITY: u32 = 4096;
@@ -118,12 +122,24 @@ pub struct StoredName<'a> {
 }
 
 /// The queue and whether it still takes events (false once the worker's final drain began).
+///
+/// Ordering: plain data (the ring, the sequence counter, the counts, `accepting`), touched only
+/// with [`Sensor::slot`]'s spin lock held. Taking the lock has acquire and releasing it release
+/// semantics, so each holder sees every write of the holders before it, on any processor
+/// (docs/ordering.md; Miri checks it in tests/ordering.rs).
 pub struct QueueSlot {
     queue: Option<EventQueue<'static>>,
     accepting: bool,
 }
 
 /// Counters kept outside the queue lock.
+///
+/// Ordering: Relaxed, all of them. Each is a count (or `acked_sequence`'s running maximum) that
+/// publishes nothing. The worker alone writes all but `self_excluded` and reads them for its own
+/// health in program order, so the final health's generated = sent + dropped needs no ordering;
+/// `self_excluded`, counted by I/O threads, may miss an increment in flight, which the next health
+/// has. `install_queue` zeroes them in DriverEntry, before the worker thread exists and before
+/// filtering starts, which order the zeroes before any other access.
 #[derive(Default)]
 pub struct Counters {
     pub self_excluded: AtomicU64,
@@ -159,19 +175,32 @@ pub struct Sensor {
     slot: SpinLock<QueueSlot>,
     /// Signalled when the queue goes from empty to non-empty, and on stop / connect.
     pub worker_wake: KernelEvent,
+    /// The connected consumer's process, for self-exclusion; 0 when none. Relaxed: it publishes
+    /// nothing (a callback reads only the pid), and a callback racing a connect or disconnect may
+    /// see either pid under any ordering. Every pre-create and pre-write reads it: no barrier.
     consumer_pid: AtomicU32,
     /// The protocol version negotiated with the connected consumer (reported in health, so the
-    /// consumer knows which reply fields it may use).
+    /// consumer knows which reply fields it may use). Relaxed: the connect callback stores it
+    /// before the health request's Release store, and the worker reads it after the request's
+    /// Acquire swap (`delivery::wake_for_health` / `take_health_request`), which orders it.
     consumer_protocol: AtomicU32,
     /// The content version the consumer last reported in an ack (protocol 2); 0 when none.
     /// Kept for diagnostics (a kernel debugger or crash dump shows what the agent ran).
+    /// Relaxed: the driver never reads it.
     pub consumer_content_version: AtomicU64,
+    /// Relaxed: stored in DriverEntry before the worker thread is created (which orders it),
+    /// read by the worker only.
     batch_records: AtomicU32,
+    /// The consumer's settings. Relaxed: each is one self-contained value. The worker writes
+    /// them (DriverEntry before it exists) and reads them for health in program order; an I/O
+    /// callback reads each setting it uses once, so a change lands at most one event apart
+    /// between two settings, and no record depends on two of them agreeing.
     config_version: AtomicU32,
     config_flags: AtomicU32,
     max_path_units: AtomicU32,
     /// This load's identity (N6): the interrupt time when DriverEntry installed the queue,
-    /// which only grows within a boot, so no two loads share it. Never 0.
+    /// which only grows within a boot, so no two loads share it. Never 0. Relaxed: stored in
+    /// DriverEntry before the worker thread is created, read by the worker only.
     load_id: AtomicU64,
     pub counters: Counters,
 }
@@ -241,7 +270,7 @@ impl Sensor {
         slot.queue = Some(EventQueue::new(storage, config.queue_capacity));
         slot.accepting = true;
         drop(slot);
-        self.consumer_pid.store(0, Ordering::Release);
+        self.consumer_pid.store(0, Ordering::Relaxed);
         self.apply_config(&SensorConfig::DEFAULT);
         for c in [
             &self.counters.self_excluded,
@@ -280,10 +309,12 @@ impl Sensor {
             .and_then(|h| h.negotiate());
         match negotiated {
             Some(version) => {
+                // Release: a worker that reads it (Acquire) before sending sees a new consumer's
+                // protocol (issue 27: no batch drained for another protocol goes to it).
                 self.consumer_protocol
-                    .store(u32::from(version), Ordering::Relaxed);
+                    .store(u32::from(version), Ordering::Release);
                 self.consumer_content_version.store(0, Ordering::Relaxed);
-                self.consumer_pid.store(pid, Ordering::Release);
+                self.consumer_pid.store(pid, Ordering::Relaxed);
                 Ok(())
             }
             None => Err(RefusedHello),
@@ -291,11 +322,11 @@ impl Sensor {
     }
 
     pub fn consumer_gone(&self) {
-        self.consumer_pid.store(0, Ordering::Release);
+        self.consumer_pid.store(0, Ordering::Relaxed);
     }
 
     fn is_consumer(&self, requestor: &Requestor) -> bool {
-        let pid = self.consumer_pid.load(Ordering::Acquire);
+        let pid = self.consumer_pid.load(Ordering::Relaxed);
         if pid != 0 && pid == requestor.pid {
             self.counters.self_excluded.fetch_add(1, Ordering::Relaxed);
             true
@@ -421,6 +452,9 @@ impl Sensor {
         if facts.params.paging_io {
             rec.flags.insert(RecordFlags::PAGING_IO);
         }
+        if facts.params.mdl {
+            rec.flags.insert(RecordFlags::MDL_WRITE);
+        }
         self.enqueue(&rec);
     }
 
@@ -446,8 +480,25 @@ impl Sensor {
 
     // --- worker side ---------------------------------------------------------------------
 
+    /// The protocol negotiated with the consumer that connected last (the minimum before any).
+    pub fn negotiated_protocol(&self) -> u16 {
+        u16::try_from(self.consumer_protocol.load(Ordering::Acquire))
+            .unwrap_or(fsense_proto::MIN_PROTOCOL_VERSION)
+    }
+
     /// Moves queued records into `batch`; returns (records moved, drops not yet reported).
     pub fn drain_into(&self, batch: &mut fsense_proto::BatchWriter<'_>) -> (u32, u64) {
+        self.drain_into_for(batch, self.negotiated_protocol())
+    }
+
+    /// [`Sensor::drain_into`] for a consumer of `protocol`: records of operations it cannot
+    /// decode leave unsent, counted (issue 27). The worker reads the protocol once, drains for
+    /// it, and does not send the batch if another consumer connected in between.
+    pub fn drain_into_for(
+        &self,
+        batch: &mut fsense_proto::BatchWriter<'_>,
+        protocol: u16,
+    ) -> (u32, u64) {
         let mut slot = self.slot.lock();
         match slot.queue.as_mut() {
             Some(q) => {
@@ -455,10 +506,6 @@ impl Sensor {
                     0 => u32::MAX,
                     n => n,
                 };
-                // A consumer below protocol 4 cannot decode a delete, rename, link or clone:
-                // those records leave unsent here, counted (issue 27).
-                let protocol = u16::try_from(self.consumer_protocol.load(Ordering::Relaxed))
-                    .unwrap_or(fsense_proto::MIN_PROTOCOL_VERSION);
                 let moved = q.drain_for_protocol(batch, limit, protocol);
                 (moved, q.take_unreported_drops())
             }

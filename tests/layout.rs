@@ -24,7 +24,10 @@ use windows_sys::Wdk::System::SystemServices::KEY_VALUE_PARTIAL_INFORMATION;
 use windows_sys::Win32::Foundation::UNICODE_STRING;
 use windows_sys::Win32::System::IO::IO_STATUS_BLOCK;
 
-use fsense_driver::ffi::{CreateParameters, WriteParameters};
+use fsense_driver::ffi::{
+    CreateParameters, FsControlParameters, PrepareMdlWriteParameters, SetInformationParameters,
+    WriteParameters,
+};
 
 const EXPECTED: &str = include_str!("layout_expected.txt");
 
@@ -100,6 +103,44 @@ const ACTUAL: &[(&str, usize)] = &[
     (
         "FLT_PARAMETERS.Write.ByteOffset",
         offset_of!(WriteParameters, byte_offset),
+    ),
+    // Issue 27: the driver's own views of three more union members (read from the start of the
+    // union like Create and Write; their second and third ULONGs are POINTER_ALIGNMENT).
+    (
+        "FLT_PARAMETERS.SetFileInformation",
+        size_of::<SetInformationParameters>(),
+    ),
+    (
+        "FLT_PARAMETERS.SetFileInformation.Length",
+        offset_of!(SetInformationParameters, length),
+    ),
+    (
+        "FLT_PARAMETERS.SetFileInformation.FileInformationClass",
+        offset_of!(SetInformationParameters, file_information_class),
+    ),
+    (
+        "FLT_PARAMETERS.SetFileInformation.InfoBuffer",
+        offset_of!(SetInformationParameters, info_buffer),
+    ),
+    (
+        "FLT_PARAMETERS.FileSystemControl.Buffered.InputBufferLength",
+        offset_of!(FsControlParameters, input_buffer_length),
+    ),
+    (
+        "FLT_PARAMETERS.FileSystemControl.Buffered.FsControlCode",
+        offset_of!(FsControlParameters, fs_control_code),
+    ),
+    (
+        "FLT_PARAMETERS.FileSystemControl.Buffered.SystemBuffer",
+        offset_of!(FsControlParameters, system_buffer),
+    ),
+    (
+        "FLT_PARAMETERS.PrepareMdlWrite.FileOffset",
+        offset_of!(PrepareMdlWriteParameters, file_offset),
+    ),
+    (
+        "FLT_PARAMETERS.PrepareMdlWrite.Length",
+        offset_of!(PrepareMdlWriteParameters, length),
     ),
     ("FLT_RELATED_OBJECTS", size_of::<FLT_RELATED_OBJECTS>()),
     (

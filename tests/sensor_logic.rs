@@ -76,6 +76,7 @@ fn write(pid: u32) -> WriteFacts {
             offset: 4096,
             length: 600,
             paging_io: false,
+            mdl: false,
         },
         name_known: true,
         truncated: false,

@@ -42,6 +42,35 @@ fn normal_consumer_gets_every_event() {
     assert!(r.delivered > 0);
 }
 
+/// #27: every rename, hard link, delete and block clone arrives once, matched to its operation
+/// (old and new names, a delete only where the file went), through callbacks the driver
+/// registers; every hostile set-information or FSCTL buffer is rejected and counted.
+#[test]
+fn every_change_arrives_once_and_every_hostile_buffer_is_counted() {
+    let r = assert_passes(ConsumerMode::Normal, 4000, 8192);
+    assert_eq!(
+        r.changes_unwatched, 0,
+        "the driver leaves some operation unwatched"
+    );
+    assert!(r.changes_expected >= 100, "{r:#?}");
+    // `failures()` holds missing <= dropped; with no drops (the usual case here, but a loaded
+    // host can make the consumer miss a send timeout) none may be missing.
+    if r.dropped == 0 {
+        assert_eq!(r.changes_missing, 0, "{r:#?}");
+    }
+    assert!(r.hostile_buffers_watched > 0, "{r:#?}");
+    assert!(!r.buffers_rejected_unknown, "{r:#?}");
+    assert!(r.buffers_rejected >= r.hostile_buffers_watched, "{r:#?}");
+    println!(
+        "changes {} (missing {}), hostile buffers {} watched / {} sent, rejected {}",
+        r.changes_expected,
+        r.changes_missing,
+        r.hostile_buffers_watched,
+        r.hostile_buffers_issued,
+        r.buffers_rejected
+    );
+}
+
 #[test]
 fn absent_consumer_counts_everything_as_dropped() {
     let r = assert_passes(ConsumerMode::Absent, 2000, 4096);
@@ -80,7 +109,8 @@ fn tiny_queue_drops_are_exactly_the_gaps() {
 }
 
 /// Small enough for Miri, which runs it to check the driver's wrappers (name references, stream
-/// contexts, spin lock, events, pool) for undefined behaviour along the real callback paths.
+/// contexts, spin lock, events, pool, set-information and FSCTL buffers, each in an allocation of
+/// exactly its length) for undefined behaviour along the real callback paths.
 #[test]
 fn small_run_for_miri() {
     let config = SimConfig {
@@ -88,7 +118,9 @@ fn small_run_for_miri() {
         threads: 2,
         queue_capacity: 64,
         consumer: ConsumerMode::Normal,
-        seed: 3,
+        // A plan with a rename, a hard link, a delete, a hostile set-information buffer and an
+        // MDL write's IRP fallback (see `op_mix`), so Miri runs the #27 callbacks too.
+        seed: 9,
     };
     let report = fsense_fltsim::run(&config, &mut |_| {});
     assert_eq!(report.failures(), Vec::<String>::new(), "{report:#?}");
@@ -413,4 +445,42 @@ fn a_failed_send_is_counted_and_its_records_dropped() {
     assert_eq!(h.send_failures, report.injected_send_failures, "{h:?}");
     assert!(h.dropped_send >= h.send_failures, "{h:?}");
     assert!(report.delivered > 0);
+}
+
+/// The default plan (`SimConfig::default()`, what `fsense simulate` runs in every mode) holds
+/// every operation #27 adds, next to creates and writes that stay most of it.
+#[test]
+fn the_default_plan_holds_every_kind_of_change() {
+    let c = SimConfig::default();
+    let mix = fsense_fltsim::op_mix(c.events, c.threads, c.seed);
+    let total: u64 = mix.values().sum();
+    assert_eq!(total, c.events, "{mix:#?}");
+    for kind in [
+        "rename",
+        "failed rename",
+        "hard link",
+        "delete disposition",
+        "posix delete disposition",
+        "delete-on-close withdrawn",
+        "cleanup that deletes",
+        "cleanup after a cancelled delete",
+        "mdl write (fast I/O)",
+        "mdl write (IRP fallback)",
+        "block clone",
+        "other fsctl",
+        "hostile fsctl",
+        "hostile set-information",
+        "other set-information",
+    ] {
+        assert!(
+            mix.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind}: {mix:#?}"
+        );
+    }
+    let plain = mix["create"] + mix["write"];
+    assert!(
+        plain * 10 >= total * 8,
+        "creates and writes below 80 %: {mix:#?}"
+    );
+    println!("{mix:#?}");
 }

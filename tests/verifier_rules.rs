@@ -330,3 +330,447 @@ fn closing_the_server_port_at_dispatch_level() {
         verifier::set_irql(verifier::PASSIVE_LEVEL);
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Set-information, cleanup, FSCTL and MDL operations (#27): each rule broken by a planted
+// callback (or a direct call inside a simulated operation), and the models the rules rest on.
+// ---------------------------------------------------------------------------------------------
+
+mod changes {
+    use core::ffi::c_void;
+    use core::ptr;
+    use std::sync::Mutex;
+
+    use fsense_fltsim::changes::{
+        FILE_DISPOSITION_DELETE, FILE_DISPOSITION_INFORMATION, FILE_DISPOSITION_ON_CLOSE,
+        FILE_DISPOSITION_POSIX_SEMANTICS, FILE_RENAME_INFORMATION, FSCTL_DUPLICATE_EXTENTS_TO_FILE,
+        SetInfoKind,
+    };
+    use fsense_fltsim::ffi::{self, Step};
+    use fsense_fltsim::verifier;
+    use windows_sys::Wdk::Foundation::FILE_OBJECT;
+    use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
+        FLT_CALLBACK_DATA, FLT_RELATED_OBJECTS,
+    };
+
+    use super::fires;
+
+    const FLT_PREOP_SUCCESS_WITH_CALLBACK: i32 = 0;
+    const FLT_PREOP_PENDING: i32 = 2;
+    const FLT_PREOP_SYNCHRONIZE: i32 = 5;
+    const STATUS_FILE_DELETED: i32 = 0xC000_0123_u32 as i32;
+    const VOLUME: &str = "\\Device\\HarddiskVolume3";
+
+    /// What the planted callbacks saw, in order (each test holds [`ONE_AT_A_TIME`] and resets
+    /// this first).
+    static SEEN: Mutex<Vec<(u8, i32, u8)>> = Mutex::new(Vec::new());
+    static PRE_RETURNS: Mutex<i32> = Mutex::new(0);
+    /// The tests of this module share the planted callbacks' state: one at a time.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+    fn reset(pre_returns: i32) {
+        *SEEN.lock().unwrap() = Vec::new();
+        *PRE_RETURNS.lock().unwrap() = pre_returns;
+    }
+
+    unsafe extern "system" fn pre(
+        _data: *mut FLT_CALLBACK_DATA,
+        _objects: *const FLT_RELATED_OBJECTS,
+        completion: *mut *mut c_void,
+    ) -> i32 {
+        // SAFETY: (test) the simulator's completion slot.
+        unsafe { *completion = ptr::null_mut() };
+        *PRE_RETURNS.lock().unwrap()
+    }
+
+    /// Records (major function, FltQueryInformationFile's status, IRQL) in every post-operation.
+    unsafe extern "system" fn post_querying(
+        data: *mut FLT_CALLBACK_DATA,
+        objects: *const FLT_RELATED_OBJECTS,
+        _completion: *const c_void,
+        _flags: u32,
+    ) -> i32 {
+        // SAFETY: (test) the simulator's callback data and related objects for this operation.
+        let (major, file, instance) = unsafe {
+            (
+                (*(*data).Iopb).MajorFunction,
+                (*objects).FileObject,
+                (*objects).Instance,
+            )
+        };
+        let mut info = [0u8; 24];
+        // SAFETY: (test) a 24-byte buffer for FileStandardInformation.
+        let status = unsafe {
+            ffi::FltQueryInformationFile(
+                instance,
+                file,
+                info.as_mut_ptr().cast(),
+                24,
+                5,
+                ptr::null_mut(),
+            )
+        };
+        SEEN.lock().unwrap().push((major, status, verifier::irql()));
+        0
+    }
+
+    fn set_info(kind: SetInfoKind, post_at_dispatch: bool) -> Step {
+        Step::SetInfo {
+            kind,
+            target: None,
+            hostile: None,
+            post_at_dispatch,
+        }
+    }
+
+    /// `ifs/returning-flt-preop-synchronize`: "If a filter's pre-operation callback routine
+    /// returns FLT_PREOP_SYNCHRONIZE, it must implement a post-operation callback routine".
+    #[test]
+    fn synchronize_without_a_post_operation_callback() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        reset(FLT_PREOP_SYNCHRONIZE);
+        fires("SYNCHRONIZE_WITHOUT_POST_CALLBACK", || {
+            ffi::run_planted(Some(pre), None, false, &[Step::Cleanup]);
+        });
+    }
+
+    /// `nc-fltkernel-pflt_pre_operation_callback`: a sensor never pends (FLT_PREOP_PENDING would
+    /// need FltCompletePendedPreOperation).
+    #[test]
+    fn pending_a_set_information() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        reset(FLT_PREOP_PENDING);
+        fires("CALLBACK_RETURN", || {
+            ffi::run_planted(
+                Some(pre),
+                Some(post_querying),
+                false,
+                &[set_info(SetInfoKind::Disposition { delete: true }, false)],
+            );
+        });
+    }
+
+    /// `ifs/writing-postoperation-callback-routines`: the post-operation of an IRP operation
+    /// that was not synchronized may run at DISPATCH_LEVEL, so a PASSIVE_LEVEL routine
+    /// (`nf-fltkernel-fltqueryinformationfile`) there is a bug even when this run used PASSIVE.
+    #[test]
+    fn passive_routine_in_an_unsynchronized_post_operation() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        reset(FLT_PREOP_SUCCESS_WITH_CALLBACK);
+        fires("POST_OP_MAY_BE_DISPATCH", || {
+            ffi::run_planted(Some(pre), Some(post_querying), false, &[Step::Cleanup]);
+        });
+        reset(FLT_PREOP_SUCCESS_WITH_CALLBACK);
+        fires("IRQL", || {
+            ffi::run_planted(
+                Some(pre),
+                Some(post_querying),
+                false,
+                &[set_info(SetInfoKind::Disposition { delete: true }, true)],
+            );
+        });
+    }
+
+    /// The model the rule rests on: synchronized, the post-operation runs at <= APC_LEVEL even
+    /// when the completion came at DISPATCH_LEVEL, and nothing fires; fast I/O post-operations
+    /// run at PASSIVE_LEVEL.
+    #[test]
+    fn synchronized_and_fast_io_post_operations_run_below_dispatch() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        reset(FLT_PREOP_SYNCHRONIZE);
+        let found = fsense_fltsim::violations_of(|| {
+            ffi::run_planted(
+                Some(pre),
+                Some(post_querying),
+                false,
+                &[
+                    set_info(SetInfoKind::Disposition { delete: true }, true),
+                    Step::MdlWrite {
+                        irp_fallback: false,
+                    },
+                    Step::Cleanup,
+                ],
+            );
+        });
+        assert_eq!(found, Vec::<String>::new());
+        let seen = SEEN.lock().unwrap().clone();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert!(seen.iter().all(|&(_, _, irql)| irql == 0), "{seen:?}");
+    }
+
+    /// The `delete` sample's test of a delete (post-cleanup FileStandardInformation answers
+    /// STATUS_FILE_DELETED) holds exactly when the file is gone: a disposition set, delete-on-
+    /// close, a POSIX delete; not a disposition set then cleared, nor delete-on-close withdrawn.
+    #[test]
+    fn a_file_is_deleted_at_cleanup_only_when_its_delete_stood() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let cleanup_status = |delete_on_close: bool, steps: Vec<Step>| {
+            reset(FLT_PREOP_SYNCHRONIZE);
+            let mut script = steps;
+            script.push(Step::Cleanup);
+            let found = fsense_fltsim::violations_of(|| {
+                ffi::run_planted(Some(pre), Some(post_querying), delete_on_close, &script);
+            });
+            assert_eq!(found, Vec::<String>::new());
+            let seen = SEEN.lock().unwrap().clone();
+            seen.iter().rev().find(|s| s.0 == 0x12).map(|s| s.1)
+        };
+        let deleted = Some(STATUS_FILE_DELETED);
+        let disposition = |delete| set_info(SetInfoKind::Disposition { delete }, false);
+        let ex = |flags| set_info(SetInfoKind::DispositionEx { flags }, false);
+        assert_eq!(cleanup_status(false, vec![disposition(true)]), deleted);
+        assert_eq!(cleanup_status(true, vec![]), deleted);
+        let posix = FILE_DISPOSITION_DELETE | FILE_DISPOSITION_POSIX_SEMANTICS;
+        assert_eq!(cleanup_status(false, vec![ex(posix)]), deleted);
+        let on_close = FILE_DISPOSITION_DELETE | FILE_DISPOSITION_ON_CLOSE;
+        assert_eq!(cleanup_status(false, vec![ex(on_close)]), deleted);
+        assert_eq!(
+            cleanup_status(false, vec![disposition(true), disposition(false)]),
+            Some(0)
+        );
+        assert_eq!(
+            cleanup_status(true, vec![ex(FILE_DISPOSITION_ON_CLOSE)]),
+            Some(0)
+        );
+        assert_eq!(cleanup_status(false, vec![]), Some(0));
+    }
+
+    fn destination(
+        callback: &'static str,
+        class: u32,
+        object: usize,
+        options: u32,
+        post_safe: Option<bool>,
+    ) {
+        let file = ffi::set_info::test_file_object();
+        ffi::as_if_in_set_info(callback, class, file, &format!("{VOLUME}\\new.txt"), || {
+            verifier::set_post_op_safe(post_safe);
+            let _ = ffi::set_info::destination_name(0x4000, object as *const FILE_OBJECT, options);
+            verifier::set_post_op_safe(None);
+        });
+    }
+
+    /// Every rule of `nf-fltkernel-fltgetdestinationfilenameinformation`.
+    #[test]
+    fn destination_name_rules() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let file = ffi::set_info::test_file_object();
+        let attach = || ffi::planted_instance(0x4000);
+        fires("IRQL_DESTINATION_NAME", || {
+            attach();
+            verifier::set_irql(verifier::DISPATCH_LEVEL);
+            destination(
+                "PostSetInformation",
+                FILE_RENAME_INFORMATION,
+                file,
+                0x102,
+                None,
+            );
+            verifier::set_irql(verifier::PASSIVE_LEVEL);
+        });
+        fires("POST_OP_MAY_BE_DISPATCH", || {
+            attach();
+            destination(
+                "PostSetInformation",
+                FILE_RENAME_INFORMATION,
+                file,
+                0x102,
+                Some(false),
+            );
+        });
+        fires("DESTINATION_NAME_SHORT", || {
+            attach();
+            destination(
+                "PreSetInformation",
+                FILE_RENAME_INFORMATION,
+                file,
+                0x104,
+                None,
+            );
+        });
+        fires("DESTINATION_NAME_NOT_RENAME_OR_LINK", || {
+            attach();
+            destination(
+                "PreSetInformation",
+                FILE_DISPOSITION_INFORMATION,
+                file,
+                0x102,
+                None,
+            );
+        });
+        fires("DESTINATION_NAME_FILE_OBJECT", || {
+            attach();
+            // Parameters.SetFileInformation.ParentOfTarget (`as_if_in_set_info` puts it at +0x100).
+            destination(
+                "PreSetInformation",
+                FILE_RENAME_INFORMATION,
+                file + 0x100,
+                0x102,
+                None,
+            );
+        });
+        fires("INSTANCE_INVALID", || {
+            destination(
+                "PreSetInformation",
+                FILE_RENAME_INFORMATION,
+                file,
+                0x102,
+                None,
+            );
+        });
+        // And the documented call passes: pre-operation, the target file object, opened format.
+        let found = fsense_fltsim::violations_of(|| {
+            attach();
+            destination(
+                "PreSetInformation",
+                FILE_RENAME_INFORMATION,
+                file,
+                0x102,
+                None,
+            );
+        });
+        assert_eq!(found, Vec::<String>::new());
+    }
+
+    #[test]
+    fn query_information_with_null_arguments() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        fires("QUERY_INFORMATION_ARGUMENTS", || {
+            ffi::planted_instance(0x4000);
+            // SAFETY: (test) refused before any pointer is read.
+            unsafe {
+                ffi::FltQueryInformationFile(
+                    0x4000,
+                    ptr::null(),
+                    ptr::null_mut(),
+                    0,
+                    5,
+                    ptr::null_mut(),
+                )
+            };
+        });
+    }
+
+    /// An FSCTL's input (clone or METHOD_NEITHER) reaches the planted callbacks with the WDK
+    /// layout, and a driver that returns at once touches nothing.
+    #[test]
+    fn fsctls_pass_a_driver_that_ignores_them() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        reset(FLT_PREOP_SYNCHRONIZE);
+        let found = fsense_fltsim::violations_of(|| {
+            ffi::run_planted(
+                Some(pre),
+                Some(post_querying),
+                false,
+                &[
+                    Step::Fsctl {
+                        code: FSCTL_DUPLICATE_EXTENTS_TO_FILE,
+                        hostile: None,
+                    },
+                    Step::Fsctl {
+                        code: fsense_fltsim::changes::FSCTL_GET_RETRIEVAL_POINTERS,
+                        hostile: None,
+                    },
+                    Step::MdlWrite { irp_fallback: true },
+                ],
+            );
+        });
+        assert_eq!(found, Vec::<String>::new());
+        let majors: Vec<u8> = SEEN.lock().unwrap().iter().map(|s| s.0).collect();
+        // FSCTL, FSCTL, PREPARE_MDL_WRITE ((UCHAR)-17), then its IRP form: two writes.
+        assert_eq!(majors, vec![0x0D, 0x0D, 0xEF, 0x04, 0x04]);
+    }
+
+    /// Each hostile buffer breaks the documented layout the way its name says, and the valid
+    /// one does not (FILE_RENAME_INFORMATION: FileNameLength at 16, FileName at 20, sizeof 24).
+    #[test]
+    fn hostile_set_information_buffers_are_what_they_claim() {
+        use fsense_fltsim::changes::{Hostile, RENAME_INFO_SIZE, RENAME_NAME_OFFSET, SetInfoOp};
+        use std::sync::Arc;
+        let target: Vec<u16> = format!("{VOLUME}\\dir\\new name.txt")
+            .encode_utf16()
+            .collect();
+        let op = |hostile| SetInfoOp {
+            op_id: 0,
+            pid: 1000,
+            file: 0,
+            create_op: 0,
+            kind: SetInfoKind::Rename {
+                ex: false,
+                replace: true,
+            },
+            source: Arc::new(Vec::new()),
+            source_le: Arc::new(Vec::new()),
+            target: Some(Arc::new(target.clone())),
+            target_le: None,
+            hostile,
+            status: 0,
+            post_at_dispatch: false,
+        };
+        let name_len = |b: &[u8]| u32::from_le_bytes(b[16..20].try_into().unwrap()) as u64;
+        let (valid, len) = op(None).info_buffer();
+        assert_eq!(len as usize, valid.len());
+        assert_eq!(valid[0], 1, "ReplaceIfExists");
+        assert_eq!(name_len(&valid), 2 * "new name.txt".len() as u64);
+        assert!(RENAME_NAME_OFFSET as u64 + name_len(&valid) <= u64::from(len));
+        let (b, len) = op(Some(Hostile::NameLongerThanBuffer)).info_buffer();
+        assert!(RENAME_NAME_OFFSET as u64 + name_len(&b) > u64::from(len));
+        let (b, _) = op(Some(Hostile::OddNameLength)).info_buffer();
+        assert_eq!(name_len(&b) % 2, 1);
+        let (b, _) = op(Some(Hostile::NameLengthNearMax)).info_buffer();
+        assert!(name_len(&b) >= u64::from(u32::MAX) - 1);
+        let (b, len) = op(Some(Hostile::ShorterThanHeader)).info_buffer();
+        assert!((len as usize) < RENAME_INFO_SIZE && b.len() == len as usize);
+    }
+
+    /// Hostile FSCTL inputs against DUPLICATE_EXTENTS_DATA (32 bytes) / _EX (48, `Size` first).
+    #[test]
+    fn hostile_fsctl_inputs_are_what_they_claim() {
+        use fsense_fltsim::changes::{
+            DUPLICATE_EXTENTS_DATA_EX_LEN, DUPLICATE_EXTENTS_DATA_LEN,
+            FSCTL_DUPLICATE_EXTENTS_TO_FILE_EX, FsctlOp, Hostile,
+        };
+        let op = |code, hostile| FsctlOp {
+            op_id: 0,
+            pid: 1000,
+            file: 0,
+            create_op: 0,
+            code,
+            target_offset: 4096,
+            byte_count: 65536,
+            source_offset: 8192,
+            hostile,
+            status: 0,
+            post_at_dispatch: false,
+        };
+        let (b, len) = op(FSCTL_DUPLICATE_EXTENTS_TO_FILE, None).input();
+        assert_eq!((b.len(), len as usize), (32, DUPLICATE_EXTENTS_DATA_LEN));
+        assert_eq!(
+            u64::from_le_bytes(b[16..24].try_into().unwrap()),
+            4096,
+            "TargetFileOffset"
+        );
+        assert_eq!(
+            u64::from_le_bytes(b[24..32].try_into().unwrap()),
+            65536,
+            "ByteCount"
+        );
+        let (b, len) = op(FSCTL_DUPLICATE_EXTENTS_TO_FILE_EX, None).input();
+        assert_eq!((b.len(), len as usize), (48, DUPLICATE_EXTENTS_DATA_EX_LEN));
+        assert_eq!(u64::from_le_bytes(b[0..8].try_into().unwrap()), 48, "Size");
+        let (_, len) = op(FSCTL_DUPLICATE_EXTENTS_TO_FILE, Some(Hostile::FsctlShort)).input();
+        assert!((len as usize) < DUPLICATE_EXTENTS_DATA_LEN);
+        let (b, len) = op(
+            FSCTL_DUPLICATE_EXTENTS_TO_FILE,
+            Some(Hostile::FsctlNullBuffer),
+        )
+        .input();
+        assert!(b.is_empty() && len as usize == DUPLICATE_EXTENTS_DATA_LEN);
+        let (b, len) = op(
+            FSCTL_DUPLICATE_EXTENTS_TO_FILE_EX,
+            Some(Hostile::FsctlSizeMismatch),
+        )
+        .input();
+        assert!(u64::from_le_bytes(b[0..8].try_into().unwrap()) > u64::from(len));
+    }
+}

@@ -47,6 +47,70 @@ pub struct WriteParameters {
     pub mdl_address: *mut c_void,
 }
 
+/// `FLT_PARAMETERS.SetFileInformation` as the WDK lays it out on x64: `FileInformationClass` is
+/// `POINTER_ALIGNMENT` (fltKernel.h), so it sits at 8, `ParentOfTarget` at 16, the
+/// `ReplaceIfExists` / `DeleteHandle` union at 24 and `InfoBuffer` at 32 (checked by
+/// `tests/layout.rs`). Issue 27.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct SetInformationParameters {
+    pub length: u32,
+    pub _align_class: u32,
+    pub file_information_class: i32,
+    pub _align_parent: u32,
+    pub parent_of_target: *mut FILE_OBJECT,
+    pub replace_if_exists_or_delete_handle: usize,
+    pub info_buffer: *mut c_void,
+}
+
+/// `FLT_PARAMETERS.FileSystemControl.Buffered` on x64: `OutputBufferLength` at 0, then the
+/// `POINTER_ALIGNMENT` `InputBufferLength` at 8 and `FsControlCode` at 16, `SystemBuffer` at 24.
+/// A METHOD_BUFFERED FSCTL (both duplicate-extents codes are) has its input there. Issue 27.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct FsControlParameters {
+    pub output_buffer_length: u32,
+    pub _align_input: u32,
+    pub input_buffer_length: u32,
+    pub _align_code: u32,
+    pub fs_control_code: u32,
+    pub _align_buffer: u32,
+    pub system_buffer: *mut c_void,
+}
+
+/// `FLT_PARAMETERS.PrepareMdlWrite` on x64: `FileOffset` at 0, the `POINTER_ALIGNMENT`
+/// `Length` at 8 and `Key` at 16, `MdlChain` at 24. Issue 27.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct PrepareMdlWriteParameters {
+    pub file_offset: i64,
+    pub length: u32,
+    pub _align_key: u32,
+    pub key: u32,
+    pub _align_chain: u32,
+    pub mdl_chain: *mut *mut c_void,
+}
+
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    use windows_sys::Wdk::Storage::FileSystem::Minifilters::FLT_PARAMETERS;
+    assert!(offset_of!(SetInformationParameters, file_information_class) == 8);
+    assert!(offset_of!(SetInformationParameters, parent_of_target) == 16);
+    assert!(offset_of!(SetInformationParameters, info_buffer) == 32);
+    assert!(size_of::<SetInformationParameters>() <= size_of::<FLT_PARAMETERS>());
+    assert!(align_of::<SetInformationParameters>() <= align_of::<FLT_PARAMETERS>());
+    assert!(offset_of!(FsControlParameters, input_buffer_length) == 8);
+    assert!(offset_of!(FsControlParameters, fs_control_code) == 16);
+    assert!(offset_of!(FsControlParameters, system_buffer) == 24);
+    assert!(size_of::<FsControlParameters>() <= size_of::<FLT_PARAMETERS>());
+    assert!(align_of::<FsControlParameters>() <= align_of::<FLT_PARAMETERS>());
+    assert!(offset_of!(PrepareMdlWriteParameters, length) == 8);
+    assert!(offset_of!(PrepareMdlWriteParameters, key) == 16);
+    assert!(offset_of!(PrepareMdlWriteParameters, mdl_chain) == 24);
+    assert!(size_of::<PrepareMdlWriteParameters>() <= size_of::<FLT_PARAMETERS>());
+    assert!(align_of::<PrepareMdlWriteParameters>() <= align_of::<FLT_PARAMETERS>());
+};
+
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
     assert!(offset_of!(CreateParameters, options) == 8);
@@ -116,7 +180,32 @@ pub struct WriteParams {
     pub offset: u64,
     pub length: u32,
     pub paging_io: bool,
+    /// Through the MDL interface (`IRP_MJ_PREPARE_MDL_WRITE`, or an `IRP_MJ_WRITE` with
+    /// `IRP_MN_MDL`): reported with `MDL_WRITE` (issue 27).
+    pub mdl: bool,
 }
+
+/// Set-information parameters: the class and the caller's buffer (unchecked until parsed).
+#[derive(Debug, Clone, Copy)]
+pub struct SetInfo {
+    pub class: i32,
+    pub length: u32,
+    pub buffer: *const c_void,
+}
+
+/// The FSCTL code of a file-system-control request and its buffered input.
+#[derive(Debug, Clone, Copy)]
+pub struct FsControl {
+    pub code: u32,
+    pub input_length: u32,
+    pub input: *const c_void,
+}
+
+/// `IRP_MN_MDL` and `IRP_MN_COMPLETE` bits of a write's minor function.
+const IRP_MN_MDL_BIT: u8 = 0x02;
+const IRP_MN_COMPLETE_BIT: u8 = 0x04;
+/// `IRP_MN_USER_FS_REQUEST`: the minor function of an FSCTL from a caller.
+const IRP_MN_USER_FS_REQUEST: u8 = 0x00;
 
 const FILE_DIRECTORY_FILE: u32 = 0x1;
 const SL_OPEN_TARGET_DIRECTORY: u8 = 0x04;
@@ -263,6 +352,22 @@ impl<'a> CallbackData<'a> {
         }
     }
 
+    /// Whether the target file object is a directory (`FltIsDirectory`), or `None` if the
+    /// file system does not say. Any operation on an open file; IRQL <= APC_LEVEL.
+    pub fn is_directory(&self) -> Option<bool> {
+        let mut is_directory = false;
+        // SAFETY: the file object and instance of this operation's parameter block (an open
+        // file); a valid out pointer.
+        let st = unsafe {
+            FltIsDirectory(
+                self.iopb.TargetFileObject,
+                self.iopb.TargetInstance,
+                &mut is_directory,
+            )
+        };
+        status::is_success(st).then_some(is_directory)
+    }
+
     /// Parameters of a write.
     pub fn write_params(&self) -> WriteParams {
         let write = ptr::addr_of!(self.iopb.Parameters).cast::<WriteParameters>();
@@ -279,7 +384,94 @@ impl<'a> CallbackData<'a> {
             offset: byte_offset as u64,
             length,
             paging_io: self.iopb.IrpFlags & IRP_PAGING_IO != 0,
+            mdl: self.iopb.MinorFunction & IRP_MN_MDL_BIT != 0,
         }
+    }
+
+    /// An `IRP_MJ_WRITE` whose minor function has `IRP_MN_COMPLETE`: the end of an MDL write
+    /// (`IRP_MN_MDL | IRP_MN_COMPLETE`) or of a DPC-level write, not a new write. Its data was
+    /// reported at the prepare step (issue 27, N2: counted once).
+    pub fn is_write_completion(&self) -> bool {
+        self.iopb.MinorFunction & IRP_MN_COMPLETE_BIT != 0
+    }
+
+    /// Parameters of a fast-I/O MDL write (`IRP_MJ_PREPARE_MDL_WRITE`).
+    pub fn prepare_mdl_write_params(&self) -> Option<WriteParams> {
+        if self.iopb.MajorFunction != IRP_MJ_PREPARE_MDL_WRITE as u8 {
+            return None;
+        }
+        let p = ptr::addr_of!(self.iopb.Parameters).cast::<PrepareMdlWriteParameters>();
+        // SAFETY: the major function is IRP_MJ_PREPARE_MDL_WRITE (checked above), so the union holds PrepareMdlWrite, laid out as PrepareMdlWriteParameters
+        // (compile-time offsets above), inside the union; two fields read by projection.
+        let (offset, length) = unsafe {
+            (
+                ptr::addr_of!((*p).file_offset).read(),
+                ptr::addr_of!((*p).length).read(),
+            )
+        };
+        Some(WriteParams {
+            offset: offset as u64,
+            length,
+            paging_io: false,
+            mdl: true,
+        })
+    }
+
+    /// The class and buffer of an `IRP_MJ_SET_INFORMATION`.
+    pub fn set_info(&self) -> Option<SetInfo> {
+        if u32::from(self.iopb.MajorFunction) != IRP_MJ_SET_INFORMATION {
+            return None;
+        }
+        let p = ptr::addr_of!(self.iopb.Parameters).cast::<SetInformationParameters>();
+        // SAFETY: the major function is IRP_MJ_SET_INFORMATION (checked above), so the
+        // union holds SetFileInformation, laid out as SetInformationParameters (offsets checked
+        // above and in tests/layout.rs); three fields read by projection, padding never.
+        let (class, length, buffer) = unsafe {
+            (
+                ptr::addr_of!((*p).file_information_class).read(),
+                ptr::addr_of!((*p).length).read(),
+                ptr::addr_of!((*p).info_buffer).read(),
+            )
+        };
+        Some(SetInfo {
+            class,
+            length,
+            buffer: buffer.cast_const(),
+        })
+    }
+
+    /// The code and input of a caller's FSCTL, or `None` for any other file-system-control
+    /// minor function (mount, verify, ...), whose parameters are laid out differently.
+    pub fn fs_control(&self) -> Option<FsControl> {
+        if u32::from(self.iopb.MajorFunction) != IRP_MJ_FILE_SYSTEM_CONTROL
+            || self.iopb.MinorFunction != IRP_MN_USER_FS_REQUEST
+        {
+            return None;
+        }
+        let p = ptr::addr_of!(self.iopb.Parameters).cast::<FsControlParameters>();
+        // SAFETY: IRP_MJ_FILE_SYSTEM_CONTROL with IRP_MN_USER_FS_REQUEST: the union holds
+        // FileSystemControl.Common/Buffered, laid out as FsControlParameters (checked above).
+        // The buffer member is only meaningful for METHOD_BUFFERED codes; the caller reads it
+        // for those alone.
+        let (code, input_length, input) = unsafe {
+            (
+                ptr::addr_of!((*p).fs_control_code).read(),
+                ptr::addr_of!((*p).input_buffer_length).read(),
+                ptr::addr_of!((*p).system_buffer).read(),
+            )
+        };
+        Some(FsControl {
+            code,
+            input_length,
+            input: input.cast_const(),
+        })
+    }
+
+    /// The create options of an `IRP_MJ_CREATE` contain `FILE_DELETE_ON_CLOSE`.
+    pub fn deletes_on_close(&self) -> bool {
+        const FILE_DELETE_ON_CLOSE: u32 = 0x0000_1000;
+        self.create_params()
+            .is_some_and(|p| p.options & FILE_DELETE_ON_CLOSE != 0)
     }
 }
 

@@ -10,6 +10,20 @@ struct StreamNameHeader {
     path_len: u32,
     volume_len: u32,
     truncated: u32,
+    /// [`StreamState`] bits, changed after the context is published (the only mutable part).
+    state: core::sync::atomic::AtomicU32,
+}
+
+/// What the sensor tracks for a stream besides its name (issue 27): whether a delete was
+/// asked for (delete-on-close open, or a disposition set on a handle) and not cancelled, so the
+/// cleanup that makes it real reports it, once.
+pub struct StreamState;
+
+impl StreamState {
+    /// A delete is pending or asked for on close.
+    pub const DELETE_CANDIDATE: u32 = 1 << 0;
+    /// The delete asked for POSIX semantics.
+    pub const POSIX: u32 = 1 << 1;
 }
 
 const STREAM_NAME_MAGIC: u32 = u32::from_le_bytes(*b"FsSc");
@@ -32,6 +46,21 @@ impl StreamName {
         path: &[u8],
         volume: &[u8],
         truncated: bool,
+    ) -> bool {
+        Self::attach_with(data, filter, path, volume, truncated, 0, false)
+    }
+
+    /// [`StreamName::attach`] with an initial state, replacing the stream's context when
+    /// `replace` (after a rename: the new name, and the old context's state carried over).
+    /// Writes holding the old context keep it until they release it. IRQL <= APC_LEVEL.
+    pub(super) fn attach_with(
+        data: &CallbackData<'_>,
+        filter: isize,
+        path: &[u8],
+        volume: &[u8],
+        truncated: bool,
+        state: u32,
+        replace: bool,
     ) -> bool {
         // FltAllocateContext takes at most MAXUSHORT bytes (`nf-fltkernel-fltallocatecontext`:
         // "less than or equal to MAXUSHORT"): keep the volume and cut the path to fit, on a
@@ -79,23 +108,32 @@ impl StreamName {
                 path_len: path.len() as u32,
                 volume_len: volume.len() as u32,
                 truncated: u32::from(truncated),
+                state: core::sync::atomic::AtomicU32::new(state),
             });
             let body = ctx.cast::<u8>().add(STREAM_NAME_HEADER);
             ptr::copy_nonoverlapping(path.as_ptr(), body, path.len());
             ptr::copy_nonoverlapping(volume.as_ptr(), body.add(path.len()), volume.len());
         }
         let mut old: PFLT_CONTEXT = ptr::null_mut();
-        // SAFETY: instance and file object come from this create's parameter block; ctx is ours.
+        let operation = if replace {
+            FLT_SET_CONTEXT_REPLACE_IF_EXISTS
+        } else {
+            FLT_SET_CONTEXT_KEEP_IF_EXISTS
+        };
+        // SAFETY: instance and file object come from this operation's parameter block; ctx is
+        // ours.
         let st = unsafe {
             FltSetStreamContext(
                 data.instance(),
                 data.file_object(),
-                FLT_SET_CONTEXT_KEEP_IF_EXISTS,
+                operation,
                 ctx,
                 &mut old,
             )
         };
-        if st == status::FLT_CONTEXT_ALREADY_DEFINED && !old.is_null() {
+        // Replaced: the Filter Manager hands back the old context referenced for us
+        // (`nf-fltkernel-fltsetstreamcontext`, OldContext); kept: the existing one likewise.
+        if (replace || st == status::FLT_CONTEXT_ALREADY_DEFINED) && !old.is_null() {
             // SAFETY: on ALREADY_DEFINED the Filter Manager returns the existing context
             // referenced for us; we drop that reference.
             unsafe { FltReleaseContext(old) };
@@ -143,6 +181,35 @@ impl StreamName {
                 core::slice::from_raw_parts(body.add(h.path_len as usize), h.volume_len as usize);
             (path, volume, h.truncated != 0)
         }
+    }
+
+    /// The stream's [`StreamState`] bits.
+    pub fn state(&self) -> u32 {
+        self.header()
+            .map_or(0, |h| h.state.load(core::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Sets `set`, then clears `clear`, in the stream's state; returns the state before.
+    pub fn update_state(&self, set: u32, clear: u32) -> u32 {
+        let Some(h) = self.header() else {
+            return 0;
+        };
+        // Two single atomic operations (no retry loop); callers never set and clear one bit.
+        let before = h.state.fetch_or(set, core::sync::atomic::Ordering::AcqRel);
+        h.state
+            .fetch_and(!clear, core::sync::atomic::Ordering::AcqRel);
+        before
+    }
+
+    /// Clears `bits` and returns whether any of them was set: the one caller that sees `true`
+    /// reports (a delete reported once, whichever cleanup finds the file gone).
+    pub fn take_state(&self, bits: u32) -> bool {
+        self.header().is_some_and(|h| {
+            h.state
+                .fetch_and(!bits, core::sync::atomic::Ordering::AcqRel)
+                & bits
+                != 0
+        })
     }
 
     /// Hands the reference to post-write through the completion context.

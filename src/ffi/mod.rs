@@ -26,7 +26,10 @@
 //!
 //! ## Layout: one file per contract area (the simulator's `ffi/` is split the same way)
 //! - [`registration`]: the registration tables, `DriverEntry`, unload, instance callbacks;
-//! - [`operations`]: the I/O callbacks; [`callback_data`]: the views of their callback data;
+//! - [`operations`]: the create and write callbacks; [`namespace_ops`]: set-information,
+//!   cleanup, prepare-MDL-write and block-clone FSCTL callbacks (issue 27); [`callback_data`]:
+//!   the views of their callback data; [`infobuf`]: bounds-checked parsers of the caller
+//!   buffers those requests carry;
 //! - [`names`]: `UNICODE_STRING` and file name information; [`contexts`]: stream contexts;
 //! - [`port`]: the communication port; [`pool`] and [`sync`]: pool memory, spin lock, event, time;
 //! - [`threads`]: the worker thread; [`registry`]: load-time settings.
@@ -46,18 +49,20 @@ use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
     FLT_FILE_NAME_NORMALIZED, FLT_FILE_NAME_OPENED, FLT_FILE_NAME_QUERY_DEFAULT,
     FLT_IO_PARAMETER_BLOCK, FLT_OPERATION_REGISTRATION, FLT_POSTOP_CALLBACK_STATUS,
     FLT_POSTOP_FINISHED_PROCESSING, FLT_PREOP_CALLBACK_STATUS, FLT_PREOP_SUCCESS_NO_CALLBACK,
-    FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_REGISTRATION, FLT_REGISTRATION_VERSION,
-    FLT_RELATED_OBJECTS, FLT_SET_CONTEXT_KEEP_IF_EXISTS, FLT_STREAM_CONTEXT,
-    FLTFL_CALLBACK_DATA_FAST_IO_OPERATION, FLTFL_POST_OPERATION_DRAINING, FltAllocateContext,
-    FltBuildDefaultSecurityDescriptor, FltCloseClientPort, FltCloseCommunicationPort,
-    FltCreateCommunicationPort, FltFreeSecurityDescriptor, FltGetFileNameInformation,
+    FLT_PREOP_SUCCESS_WITH_CALLBACK, FLT_PREOP_SYNCHRONIZE, FLT_REGISTRATION,
+    FLT_REGISTRATION_VERSION, FLT_RELATED_OBJECTS, FLT_SET_CONTEXT_KEEP_IF_EXISTS,
+    FLT_SET_CONTEXT_REPLACE_IF_EXISTS, FLT_STREAM_CONTEXT, FLTFL_CALLBACK_DATA_FAST_IO_OPERATION,
+    FLTFL_POST_OPERATION_DRAINING, FltAllocateContext, FltBuildDefaultSecurityDescriptor,
+    FltCloseClientPort, FltCloseCommunicationPort, FltCreateCommunicationPort,
+    FltFreeSecurityDescriptor, FltGetDestinationFileNameInformation, FltGetFileNameInformation,
     FltGetRequestorProcess, FltGetRequestorProcessId, FltGetStreamContext, FltIsDirectory,
-    FltParseFileNameInformation, FltRegisterFilter, FltReleaseContext,
+    FltParseFileNameInformation, FltQueryInformationFile, FltRegisterFilter, FltReleaseContext,
     FltReleaseFileNameInformation, FltSendMessage, FltSetStreamContext, FltStartFiltering,
-    FltUnregisterFilter, IRP_MJ_OPERATION_END, PFLT_CONTEXT, PFLT_PORT,
+    FltUnregisterFilter, IRP_MJ_OPERATION_END, IRP_MJ_PREPARE_MDL_WRITE, PFLT_CONTEXT, PFLT_PORT,
 };
 use windows_sys::Wdk::System::SystemServices::{
-    DriverRegKeyParameters, IRP_MJ_CREATE, IRP_MJ_WRITE, IRP_PAGING_IO, IoOpenDriverRegistryKey,
+    DriverRegKeyParameters, IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_FILE_SYSTEM_CONTROL,
+    IRP_MJ_SET_INFORMATION, IRP_MJ_WRITE, IRP_PAGING_IO, IoOpenDriverRegistryKey,
 };
 use windows_sys::Win32::Foundation::{HANDLE, NTSTATUS, UNICODE_STRING};
 use windows_sys::Win32::Security::PSECURITY_DESCRIPTOR;
@@ -72,7 +77,9 @@ mod contexts;
 // Test only: code that breaks what fsense-pkgcheck reads in the image (see the file).
 #[cfg(all(feature = "image-probe", target_os = "windows"))]
 mod image_probe;
+mod infobuf;
 mod names;
+mod namespace_ops;
 mod operations;
 mod pool;
 mod port;
@@ -83,7 +90,13 @@ mod threads;
 
 pub use callback_data::*;
 pub use contexts::*;
+pub use infobuf::*;
 pub use names::*;
+use namespace_ops::*;
+pub use namespace_ops::{
+    FSCTL_DUPLICATE_EXTENTS_TO_FILE, FSCTL_DUPLICATE_EXTENTS_TO_FILE_EX, SetInfoKind,
+    classify_set_information, is_clone_fsctl, set_info_kind,
+};
 use operations::*;
 pub use pool::*;
 pub use port::*;
@@ -125,6 +138,9 @@ pub mod status {
     /// A success code that means the open was not done and must be reissued (a symbolic link,
     /// junction or mount point was traversed): `nf-fltkernel-fltcancelfileopen`, Note.
     pub const REPARSE: NTSTATUS = 0x0000_0104;
+    /// `STATUS_FILE_DELETED`: what a query on a file whose delete took effect returns; the
+    /// `delete` minifilter sample decides "the file is gone" on it in post-cleanup.
+    pub const FILE_DELETED: NTSTATUS = 0xC000_0123_u32 as i32;
 
     /// NT_SUCCESS: success and informational codes (STATUS_TIMEOUT is one: check it first).
     pub const fn is_success(status: NTSTATUS) -> bool {

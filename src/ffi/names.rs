@@ -85,6 +85,42 @@ impl NameInfo {
         Self::adopt(info)
     }
 
+    /// The normalized destination name of a rename or link (`FltGetDestinationFileNameInformation`):
+    /// pre-set-information only, IRQL <= APC_LEVEL (the Filter Manager's own documentation,
+    /// `nf-fltkernel-fltgetdestinationfilenameinformation`, Requirements; the driver calls it at
+    /// PASSIVE_LEVEL, where set-information's pre-operation runs). `name` is the checked
+    /// `FileName` of the caller's buffer ([`crate::ffi::parse_name_change`]), at most 65,535 bytes.
+    pub(super) fn destination(
+        data: &CallbackData<'_>,
+        root_directory: isize,
+        name: &[u8],
+    ) -> Result<Self, NameError> {
+        let Ok(len) = u32::try_from(name.len()) else {
+            return Err(NameError::NotQueried);
+        };
+        if !name.as_ptr().cast::<u16>().is_aligned() && !name.is_empty() {
+            return Err(NameError::Misaligned);
+        }
+        let mut info: *mut FLT_FILE_NAME_INFORMATION = ptr::null_mut();
+        // SAFETY: instance and file object of this operation; `name` points to `len` readable
+        // bytes inside the caller's captured buffer, aligned for u16; `info` a valid out pointer.
+        let st = unsafe {
+            FltGetDestinationFileNameInformation(
+                data.instance(),
+                data.file_object(),
+                ptr::without_provenance_mut(root_directory as usize),
+                name.as_ptr().cast::<u16>(),
+                len,
+                FLT_FILE_NAME_NORMALIZED | FLT_FILE_NAME_QUERY_DEFAULT,
+                &mut info,
+            )
+        };
+        if !status::is_success(st) {
+            return Err(NameError::Query(st));
+        }
+        Self::adopt(info)
+    }
+
     /// Takes ownership of a reference; releases it even when refusing it.
     fn adopt(info: *mut FLT_FILE_NAME_INFORMATION) -> Result<Self, NameError> {
         if info.is_null() {

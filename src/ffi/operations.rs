@@ -16,8 +16,12 @@ pub(super) unsafe extern "system" fn pre_create(
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
     let desired_access = data.create_params().map_or(0, |p| p.desired_access);
-    let interest = sensor::SENSOR.create_interest(&data.requestor(), desired_access);
-    if !interest.post {
+    let requestor = data.requestor();
+    let interest = sensor::SENSOR.create_interest(&requestor, desired_access);
+    // A delete-on-close open needs post-create too (issue 27): it keeps the name its delete
+    // will report at cleanup.
+    let delete_on_close = data.deletes_on_close() && sensor::SENSOR.wants_namespace(&requestor);
+    if !interest.post && !delete_on_close {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
     // Always written before WITH_CALLBACK: the DDI calls the context optional and promises no
@@ -65,7 +69,8 @@ pub(super) unsafe extern "system" fn post_create(
     // Not recording: post-create runs only to keep the name of an open that can write. Any
     // other open needs no name (creates were switched off since pre-create, or never on).
     let keeps_name = opened && sensor::opens_for_writing(params.desired_access);
-    if !(record || keeps_name) {
+    let delete_on_close = opened && data.deletes_on_close();
+    if !(record || keeps_name || delete_on_close) {
         return FLT_POSTOP_FINISHED_PROCESSING;
     }
     // An opened file gets its normalized name now; a failed one keeps the opened name taken in
@@ -100,18 +105,36 @@ pub(super) unsafe extern "system" fn post_create(
         name_failed,
     };
     let stored = sensor::SENSOR.record_create(&facts, path, volume);
-    if stored.keep_name_for_writes {
-        // The filter from this callback's related objects, never the global: callbacks keep
-        // arriving while unload runs (the ctx sample does the same).
-        // SAFETY: the related objects the Filter Manager passed to this callback.
-        if let Some(filter) = unsafe { related_filter(objects) } {
-            StreamName::attach(
-                &data,
-                filter,
-                stored.path.as_le_bytes(),
-                stored.volume.as_le_bytes(),
-                stored.truncated,
-            );
+    // The filter from this callback's related objects, never the global: callbacks keep
+    // arriving while unload runs (the ctx sample does the same).
+    // SAFETY: the related objects the Filter Manager passed to this callback.
+    let filter = unsafe { related_filter(objects) };
+    if let (true, Some(filter)) = (stored.keep_name_for_writes, filter) {
+        StreamName::attach(
+            &data,
+            filter,
+            stored.path.as_le_bytes(),
+            stored.volume.as_le_bytes(),
+            stored.truncated,
+        );
+    }
+    // Delete-on-close (issue 27): the stream becomes a delete candidate, decided at cleanup as
+    // the `delete` sample does. The context is the stream's (kept if one exists).
+    // Files only: no stream context is set on a directory (the simulator's
+    // DIRECTORY_NAME_CONTEXT rule), so a directory's delete-on-close is not reported.
+    let file_delete_on_close = delete_on_close && !facts.directory && !target_directory;
+    if let (true, false, Some(filter)) = (file_delete_on_close, name_failed, filter) {
+        StreamName::attach_with(
+            &data,
+            filter,
+            stored.path.as_le_bytes(),
+            stored.volume.as_le_bytes(),
+            stored.truncated,
+            StreamState::DELETE_CANDIDATE,
+            false,
+        );
+        if let Some(ctx) = StreamName::get(&data) {
+            ctx.update_state(StreamState::DELETE_CANDIDATE, 0);
         }
     }
     drop(name); // released exactly once, after the last use of its strings
@@ -128,6 +151,11 @@ pub(super) unsafe extern "system" fn pre_write(
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     };
     if completion.is_null() || !completion.is_aligned() {
+        return FLT_PREOP_SUCCESS_NO_CALLBACK;
+    }
+    // The completion step of an MDL write (IRP_MN_MDL | IRP_MN_COMPLETE) is not a second write:
+    // its data was reported at the prepare step (N2).
+    if data.is_write_completion() {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
     if !sensor::SENSOR.wants_write(&data.requestor(), data.write_params().paging_io) {

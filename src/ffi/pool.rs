@@ -18,6 +18,10 @@ unsafe extern "system" {
 /// with [`POOL_TAG`], exclusively owned through the slice [`PoolSlot::allocate`] returned until
 /// [`PoolSlot::free`].
 pub struct PoolSlot {
+    /// Release store (DriverEntry), Acquire load and AcqRel swap (DriverEntry, unload): a
+    /// published pointer. Not what orders the memory's uses before the free: the worker's join
+    /// and `FltUnregisterFilter` (which waits for callbacks in flight) do that; the swap makes
+    /// the free happen once.
     ptr: AtomicPtr<u8>,
 }
 

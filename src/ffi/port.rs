@@ -12,6 +12,14 @@ unsafe extern "system" {
 }
 
 /// The filter handle, the server port and the connected client's port.
+///
+/// Ordering: each is a handle (a pointer to a Filter Manager object) published from one thread
+/// and used from others: Release on every store, Acquire on every load (swap: AcqRel). The filter
+/// is stored in DriverEntry and read by the worker, the disconnect callback and unload; the
+/// server port in DriverEntry, closed at unload; the client port by the connect callback, read
+/// by the worker's sends. Thread creation, the Filter Manager's own locks and unload's order
+/// already order most of these; the pairs make each publication stand on its own. None of
+/// them is read on the I/O path.
 pub(super) struct Handles {
     pub(super) filter: AtomicIsize,
     pub(super) server_port: AtomicIsize,

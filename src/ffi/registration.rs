@@ -9,7 +9,7 @@ struct StaticRegistration(FLT_REGISTRATION);
 unsafe impl Sync for StaticRegistration {}
 
 #[repr(transparent)]
-struct StaticOperations([FLT_OPERATION_REGISTRATION; 3]);
+struct StaticOperations([FLT_OPERATION_REGISTRATION; 7]);
 // SAFETY: immutable table of function pointers and integers.
 unsafe impl Sync for StaticOperations {}
 
@@ -31,6 +31,38 @@ static OPERATIONS: StaticOperations = StaticOperations([
         Flags: 0,
         PreOperation: Some(pre_write),
         PostOperation: Some(post_write),
+        Reserved1: ptr::null_mut(),
+    },
+    // Issue 27. Set-information: rename, link, disposition (every other class leaves the
+    // pre-operation at once). Cleanup: where a delete becomes real. Prepare-MDL-write: the
+    // fast-I/O MDL path (the SMB server's), which IRP_MJ_WRITE never sees. File-system control:
+    // block clones (FSCTL_DUPLICATE_EXTENTS_TO_FILE and _EX).
+    FLT_OPERATION_REGISTRATION {
+        MajorFunction: IRP_MJ_SET_INFORMATION as u8,
+        Flags: 0,
+        PreOperation: Some(pre_set_information),
+        PostOperation: Some(post_set_information),
+        Reserved1: ptr::null_mut(),
+    },
+    FLT_OPERATION_REGISTRATION {
+        MajorFunction: IRP_MJ_CLEANUP as u8,
+        Flags: 0,
+        PreOperation: Some(pre_cleanup),
+        PostOperation: Some(post_cleanup),
+        Reserved1: ptr::null_mut(),
+    },
+    FLT_OPERATION_REGISTRATION {
+        MajorFunction: IRP_MJ_PREPARE_MDL_WRITE as u8,
+        Flags: 0,
+        PreOperation: Some(pre_prepare_mdl_write),
+        PostOperation: Some(post_prepare_mdl_write),
+        Reserved1: ptr::null_mut(),
+    },
+    FLT_OPERATION_REGISTRATION {
+        MajorFunction: IRP_MJ_FILE_SYSTEM_CONTROL as u8,
+        Flags: 0,
+        PreOperation: Some(pre_fs_control),
+        PostOperation: Some(post_fs_control),
         Reserved1: ptr::null_mut(),
     },
     FLT_OPERATION_REGISTRATION {

@@ -25,6 +25,13 @@ unsafe extern "system" {
 
 /// A `KSPIN_LOCK` guarding a `T`. Holding it raises IRQL to DISPATCH_LEVEL, so the guarded code
 /// must not touch paged memory or wait: keep critical sections to a few copies.
+///
+/// Ordering: the `T` is plain data, ordered by the lock alone. A spin lock "protect[s] shared
+/// data ... from simultaneous access" (`kernel/introduction-to-spin-locks`): the kernel's acquire
+/// has acquire semantics and its release has release semantics (`kernel/acquire-and-release-
+/// semantics` defines both), on ARM64 as on x64, so each holder sees every write of the holders
+/// before it. The simulator's lock is a compare-exchange with Acquire and a swap with Release:
+/// the same contract, which Miri checks (tests/ordering.rs).
 pub struct SpinLock<T> {
     lock: UnsafeCell<usize>,
     value: UnsafeCell<T>,
@@ -87,6 +94,9 @@ impl<T> Drop for SpinGuard<'_, T> {
 /// Invariant: [`KernelEvent::init`] runs (in DriverEntry) before any `set` or `wait`.
 pub struct KernelEvent {
     event: UnsafeCell<KEVENT>,
+    /// Release store after `KeInitializeEvent`, Acquire load before each set or wait: it
+    /// publishes the initialised KEVENT to the processors that signal it (I/O callbacks) or wait
+    /// on it (the worker), whatever else orders DriverEntry before them.
     ready: AtomicBool,
 }
 

@@ -64,7 +64,10 @@ fn thread_object_type() -> *mut c_void {
     ptr::null_mut()
 }
 
-/// The referenced thread object of the delivery worker, for the join at unload.
+/// The referenced thread object of the delivery worker, for the join at unload. Release store
+/// (DriverEntry), AcqRel swap (unload, on another thread, or DriverEntry's own unwinding): a
+/// published pointer, whose object the reference taken before the store keeps alive. The swap
+/// makes the dereference and the wait happen once.
 static WORKER_THREAD: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
 
 pub(super) fn start_worker() -> NTSTATUS {

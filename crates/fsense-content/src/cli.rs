@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::rollout::{self, SimulationConfig};
+use crate::rollout::{self, FleetRollout, SimulationConfig};
 use crate::signing::{self, SignatureCount};
 use crate::state::{StateDir, UpdateOutcome};
 use crate::tuf::RepoLocation;
@@ -104,11 +104,17 @@ pub enum ContentCommand {
         #[arg(long, value_name = "DIR")]
         state_dir: PathBuf,
     },
-    /// Simulate a staged rollout of the newest release over a fleet, with health gates.
+    /// Roll a release out in rings over the fleet (`--fleet nats://...`), admitting each ring
+    /// on the health its agents report; or, with `--simulate` (or a number as --fleet), simulate
+    /// the rollout of the newest release over that many in-process sensors.
     Rollout {
-        /// Number of simulated sensors.
-        #[arg(long, value_name = "N")]
-        fleet: u32,
+        /// nats://HOST[:PORT] (or tls://...) of the fleet; with --simulate, the number of
+        /// simulated sensors.
+        #[arg(long, value_name = "URL|N")]
+        fleet: String,
+        /// Simulate the fleet in this process (the old behaviour; implied by a number as --fleet).
+        #[arg(long)]
+        simulate: bool,
         /// Cumulative ring sizes in percent of the fleet, increasing, ending at 100.
         #[arg(
             long,
@@ -117,10 +123,12 @@ pub enum ContentCommand {
             default_value = "1,10,50,100"
         )]
         rings: Vec<u32>,
+        /// The repository (simulation).
         #[arg(long, value_name = "REPO")]
-        repo: PathBuf,
+        repo: Option<PathBuf>,
+        /// Trusted root metadata (simulation).
         #[arg(long, value_name = "ROOT")]
-        root: PathBuf,
+        root: Option<PathBuf>,
         /// Seed of the deterministic simulation.
         #[arg(long, value_name = "S", default_value_t = 0)]
         seed: u64,
@@ -133,7 +141,88 @@ pub enum ContentCommand {
         /// Where to write the summary (JSON); printed to stdout as well.
         #[arg(long, value_name = "F")]
         summary_json: Option<PathBuf>,
+        #[command(flatten)]
+        real: FleetRolloutArgs,
     },
+}
+
+/// The options of a rollout on the real fleet.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FleetRolloutArgs {
+    /// The rules version to roll out (it must be published in the agents' repository).
+    #[arg(long, value_name = "V")]
+    release: Option<u64>,
+    /// Seconds each ring runs the release before its gates are checked.
+    #[arg(long, value_name = "S", default_value_t = 300.0)]
+    soak_s: f64,
+    /// Seconds admitted hosts have to report the release; those that do not count against the gate.
+    #[arg(long, value_name = "S", default_value_t = 600.0)]
+    install_timeout_s: f64,
+    /// Seconds to listen for the fleet's health before the first ring.
+    #[arg(long, value_name = "S", default_value_t = 30.0)]
+    discover_s: f64,
+    /// Hosts the fleet has; any that do not report count against every ring's gate.
+    #[arg(long, value_name = "N")]
+    expect_hosts: Option<u32>,
+    /// Seconds after which a silent controller's rollout may be resumed by another.
+    #[arg(long, value_name = "S", default_value_t = 30.0)]
+    lease_s: f64,
+    /// Mean evaluation time per event the release may take, nanoseconds.
+    #[arg(long, value_name = "NS", default_value_t = 100_000)]
+    max_mean_eval_ns: u64,
+    /// NATS credentials file.
+    #[arg(long, value_name = "FILE")]
+    fleet_creds: Option<PathBuf>,
+    /// CA certificates (PEM) for a tls:// --fleet.
+    #[arg(long, value_name = "FILE")]
+    fleet_ca_file: Option<PathBuf>,
+}
+
+fn seconds(flag: &str, value: f64) -> Result<std::time::Duration, ContentError> {
+    if !(0.0..=86_400.0 * 30.0).contains(&value) {
+        return Err(ContentError::failed(format!(
+            "--{flag} {value} is not within 0..=2592000"
+        )));
+    }
+    Ok(std::time::Duration::from_secs_f64(value))
+}
+
+impl FleetRolloutArgs {
+    fn rollout(
+        self,
+        url: String,
+        rings: &[u32],
+        summary_json: Option<PathBuf>,
+    ) -> Result<FleetRollout, ContentError> {
+        let release = self
+            .release
+            .filter(|v| *v > 0)
+            .ok_or_else(|| ContentError::failed("--fleet URL needs --release V (V > 0)"))?;
+        rollout::ring_sizes(100, rings)?;
+        if rings.len() > crate::fleet::protocol::MAX_RINGS {
+            return Err(ContentError::failed(format!(
+                "--rings: at most {} rings",
+                crate::fleet::protocol::MAX_RINGS
+            )));
+        }
+        Ok(FleetRollout {
+            url,
+            creds: self.fleet_creds,
+            ca_file: self.fleet_ca_file,
+            release,
+            rings: rings.iter().map(|&p| p as u8).collect(),
+            soak: seconds("soak-s", self.soak_s)?,
+            install_timeout: seconds("install-timeout-s", self.install_timeout_s)?,
+            discover: seconds("discover-s", self.discover_s)?,
+            expect_hosts: self.expect_hosts,
+            lease: seconds("lease-s", self.lease_s)?.max(std::time::Duration::from_millis(300)),
+            summary_json,
+            gates: rollout::Gates {
+                max_mean_eval_ns: self.max_mean_eval_ns,
+                ..rollout::Gates::default()
+            },
+        })
+    }
 }
 
 /// How an HTTP(S) repository is reached (ignored for a directory).
@@ -197,7 +286,15 @@ fn signatures_line(count: SignatureCount) -> String {
 /// Runs one `fsense content ...` command; returns the process exit code (0 ok, 2 invalid content
 /// or refused, 1 other failure) after printing one-line errors to stderr as `error: ...`.
 pub fn run(cmd: ContentCommand) -> ExitCode {
-    match execute(cmd) {
+    run_with(cmd, None)
+}
+
+/// What runs a rollout on the real fleet (the `fsense` binary's NATS controller).
+pub type FleetRunner = fn(FleetRollout) -> Result<String, ContentError>;
+
+/// [`run`], with the controller for `rollout --fleet nats://...`.
+pub fn run_with(cmd: ContentCommand, run_fleet: Option<FleetRunner>) -> ExitCode {
+    match execute(cmd, run_fleet) {
         Ok(message) => {
             println!("{message}");
             ExitCode::SUCCESS
@@ -209,7 +306,7 @@ pub fn run(cmd: ContentCommand) -> ExitCode {
     }
 }
 
-fn execute(cmd: ContentCommand) -> Result<String, ContentError> {
+fn execute(cmd: ContentCommand, run_fleet: Option<FleetRunner>) -> Result<String, ContentError> {
     match cmd {
         ContentCommand::Keygen {
             out_dir,
@@ -335,6 +432,7 @@ fn execute(cmd: ContentCommand) -> Result<String, ContentError> {
         }
         ContentCommand::Rollout {
             fleet,
+            simulate,
             rings,
             repo,
             root,
@@ -342,7 +440,25 @@ fn execute(cmd: ContentCommand) -> Result<String, ContentError> {
             inject_fault,
             events_per_host,
             summary_json,
+            real,
         } => {
+            let simulated = simulate || fleet.parse::<u32>().is_ok();
+            if !simulated {
+                let run = run_fleet.ok_or_else(|| {
+                    ContentError::failed("this build of fsense has no fleet support (NATS)")
+                })?;
+                return run(real.rollout(fleet, &rings, summary_json)?);
+            }
+            let fleet = fleet.parse::<u32>().map_err(|_| {
+                ContentError::failed(format!(
+                    "--simulate needs --fleet N (a number), not {fleet:?}"
+                ))
+            })?;
+            let (Some(repo), Some(root)) = (repo, root) else {
+                return Err(ContentError::failed(
+                    "a simulated rollout needs --repo REPO and --root ROOT",
+                ));
+            };
             let config = SimulationConfig {
                 fleet,
                 rings,

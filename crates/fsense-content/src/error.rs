@@ -40,7 +40,7 @@ impl ContentError {
         }
     }
 
-    pub(crate) fn refused(detail: impl Into<String>) -> Self {
+    pub fn refused(detail: impl Into<String>) -> Self {
         Self {
             kind: ErrorKind::Refused,
             rule: None,
@@ -49,7 +49,7 @@ impl ContentError {
         }
     }
 
-    pub(crate) fn failed(detail: impl Into<String>) -> Self {
+    pub fn failed(detail: impl Into<String>) -> Self {
         Self {
             kind: ErrorKind::Failed,
             rule: None,

@@ -9,6 +9,7 @@
 //! - [`update`]: fetching and verifying a release without the state directory's lock, then
 //!   installing it.
 //! - [`rollout`]: rings with health gates and automatic rollback, plus the fleet simulator.
+//! - [`fleet`]: the fleet protocol (health documents, rollout records) and the gate arithmetic.
 //! - [`reload`]: live content for a running consumer: [`reload::Follower`] follows a
 //!   repository into a state directory and hands over each new rule set.
 //! - [`http`]: repositories on a web server.
@@ -22,6 +23,7 @@
 pub mod cli;
 pub mod engine;
 mod error;
+pub mod fleet;
 #[cfg(feature = "distribution")]
 mod fsio;
 #[cfg(feature = "distribution")]

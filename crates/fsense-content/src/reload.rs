@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::ContentError;
+pub use crate::fleet::protocol::Directive;
 use crate::http::HttpSettings;
 use crate::rules::RuleSet;
 use crate::state::{StateDir, UpdateOutcome};
@@ -121,6 +122,65 @@ impl Follower {
             }
             Err(e) => return Reload::Failed(e),
         };
+        self.load_installed(installed)
+    }
+
+    /// One check under a fleet rollout's [`Directive`] (issue 29): install nothing new
+    /// ([`Directive::Hold`]), install exactly the admitted release, still verified through TUF
+    /// ([`Directive::Install`]), or make the last known good active if the halted release runs
+    /// here ([`Directive::RollBack`]). The repository is not read unless a release is to be
+    /// installed.
+    pub fn follow(&self, directive: Directive) -> Reload {
+        if self.stop.is_stopped() {
+            return Reload::Unchanged;
+        }
+        let active = match self.active_version() {
+            Ok(active) => active,
+            Err(e) => return Reload::Failed(e),
+        };
+        match directive {
+            Directive::Hold => Reload::Unchanged,
+            Directive::Install(release) if active.is_some_and(|a| a >= release) => {
+                Reload::Unchanged
+            }
+            Directive::Install(release) => {
+                match self.state.update_stoppable(
+                    &self.repo,
+                    &self.root,
+                    Some(release),
+                    &self.stop,
+                    &mut |_| {},
+                ) {
+                    Ok(_) => self.load_installed(release),
+                    Err(e) => Reload::Failed(e),
+                }
+            }
+            Directive::RollBack(release) if active == Some(release) => {
+                match self.state.rollback() {
+                    Ok(done) if done.to.is_some() => match self.state.load_active() {
+                        Ok(rules) => Reload::New(rules),
+                        Err(e) => Reload::Failed(e),
+                    },
+                    Ok(_) => Reload::Failed(ContentError::failed(format!(
+                        "rolled back release {release}, but no earlier content was installed here"
+                    ))),
+                    Err(e) => Reload::Failed(e),
+                }
+            }
+            Directive::RollBack(_) => Reload::Unchanged,
+        }
+    }
+
+    fn active_version(&self) -> Result<Option<u64>, ContentError> {
+        if std::fs::symlink_metadata(self.state.path())
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        {
+            return Ok(None);
+        }
+        self.state.active_version()
+    }
+
+    fn load_installed(&self, installed: u64) -> Reload {
         match self.state.load_active() {
             Ok(rules) => Reload::New(rules),
             Err(e) => {

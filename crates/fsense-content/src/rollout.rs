@@ -27,7 +27,7 @@ pub const DEFAULT_EVENTS_PER_HOST: u32 = 2_000;
 const SLOW_FAULT_NS: u64 = 50_000_000;
 
 /// Health gates. A ring passes when every one holds.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Gates {
     /// Evaluation errors tolerated per event (valid content cannot fail to evaluate: zero).
     pub max_eval_error_rate: f64,
@@ -125,6 +125,31 @@ impl Gates {
         }
         Ok(())
     }
+}
+
+/// A rollout on the real fleet (`fsense content rollout --fleet nats://...`), run by the
+/// `fsense` binary's controller (it owns the NATS client).
+#[derive(Clone, Debug)]
+pub struct FleetRollout {
+    /// `nats://HOST[:PORT]` or `tls://...`.
+    pub url: String,
+    pub creds: Option<std::path::PathBuf>,
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The rules version to roll out.
+    pub release: u64,
+    /// Cumulative ring sizes in percent of the ring buckets.
+    pub rings: Vec<u8>,
+    pub soak: std::time::Duration,
+    /// How long admitted hosts have to report the release (connected time).
+    pub install_timeout: std::time::Duration,
+    /// How long to listen for the fleet before the first ring.
+    pub discover: std::time::Duration,
+    /// Hosts the fleet has: those that do not report count against every gate.
+    pub expect_hosts: Option<u32>,
+    /// A controller whose heartbeat is older than this is taken over.
+    pub lease: std::time::Duration,
+    pub summary_json: Option<std::path::PathBuf>,
+    pub gates: Gates,
 }
 
 /// Parameters of a fleet simulation.

@@ -28,6 +28,8 @@ pub struct ClientOutcome {
     /// Replies sent that the driver must reject.
     pub bad_replies: u64,
     pub hostile_hellos_accepted: u64,
+    /// Operations a record was delivered for.
+    pub reported: std::collections::HashSet<usize>,
 }
 
 pub struct Client<'a> {
@@ -117,6 +119,7 @@ impl<'a> Client<'a> {
                 self.reconnect();
             }
         }
+        self.outcome.reported = std::mem::take(&mut self.reported);
     }
 
     fn settling(&self) -> bool {
@@ -244,10 +247,7 @@ impl<'a> Client<'a> {
                 format!("op {op_id} reported twice (record {})", rec.sequence),
             );
         }
-        let pid = match op {
-            PlannedOp::Create(c) => c.pid,
-            PlannedOp::Write(w) => w.pid,
-        };
+        let pid = op.pid();
         let mut wrong = Vec::new();
         if rec.pid != pid {
             wrong.push(format!("pid {} != {pid}", rec.pid));
@@ -308,6 +308,31 @@ impl<'a> Client<'a> {
                     }
                     _ => false,
                 };
+                // After a rename through the handle, the new name; a driver that does not watch
+                // set-information cannot know it (held to it once it registers for it).
+                let path = match &w.name_le {
+                    Some(renamed) if ffi::watches_renames() => renamed.as_slice(),
+                    _ => &file.path_le,
+                };
+                self.check_name(rec, path, file.shape.is_valid(), must_have_name, &mut wrong);
+            }
+            PlannedOp::MdlWrite(m) => {
+                let file = &self.plan.files[m.file];
+                if rec.operation != Operation::Write {
+                    wrong.push("operation (an MDL write is a write)".into());
+                }
+                if rec.write_offset != m.offset || rec.write_length != m.length {
+                    wrong.push("offset/length".into());
+                }
+                if rec.information != u64::from(m.length) || rec.status != 0 {
+                    wrong.push("bytes written/status".into());
+                }
+                // A driver that registers PREPARE_MDL_WRITE knows an MDL write as one, by fast
+                // I/O or by its IRP form.
+                if ffi::watches(op) && !rec.flags.contains(RecordFlags::MDL_WRITE) {
+                    wrong.push("an MDL write without the MDL_WRITE flag".into());
+                }
+                let must_have_name = self.handle_has_name(m.create_op);
                 self.check_name(
                     rec,
                     &file.path_le,
@@ -316,12 +341,36 @@ impl<'a> Client<'a> {
                     &mut wrong,
                 );
             }
+            PlannedOp::SetInfo(_) | PlannedOp::Cleanup(_) | PlannedOp::Fsctl(_) => {
+                self.check_change(rec, op, &mut wrong);
+            }
         }
         if !wrong.is_empty() {
             violation(
                 "DELIVERY_MISMATCH",
-                format!("record {} (op {op_id}): {}", rec.sequence, wrong.join(", ")),
+                format!(
+                    "record {} (op {op_id}, {} reported as {}): {}",
+                    rec.sequence,
+                    op.kind(),
+                    rec.operation.as_str(),
+                    wrong.join(", ")
+                ),
             );
+        }
+    }
+
+    /// Whether the driver knows the name of the handle `create_op` opened (so its writes must
+    /// carry it).
+    pub(crate) fn handle_has_name(&self, create_op: u32) -> bool {
+        match self.plan.ops.get(create_op as usize) {
+            Some(PlannedOp::Create(c)) => {
+                c.shape.is_valid()
+                    && c.opened()
+                    && !c.directory_stream
+                    && c.pid != CONSUMER_PID
+                    && fsense_driver::sensor::opens_for_writing(c.desired_access)
+            }
+            _ => false,
         }
     }
 

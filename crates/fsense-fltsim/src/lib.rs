@@ -21,11 +21,15 @@
 // the driver's callbacks).
 #![deny(unsafe_code)]
 
+pub mod changes;
 mod client;
+mod client_changes;
 #[allow(unsafe_code)]
 pub mod ffi;
 mod plan;
 mod port;
+mod report;
+mod sessions;
 pub mod verifier;
 #[allow(unsafe_code)]
 pub mod win32;
@@ -38,6 +42,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use plan::{CONSUMER_PID, NameShape};
+pub use report::{CALLBACK_WAIT_THRESHOLD_US, SimReport};
+pub use sessions::op_mix;
 
 pub use fsense_proto::Health;
 
@@ -122,87 +128,6 @@ impl Default for SimConfig {
             consumer: ConsumerMode::Normal,
             seed: 1,
         }
-    }
-}
-
-/// A callback this slow has waited on something (host preemption on 2 cores stays far below):
-/// half the driver's send timeout, so a callback that waited for the consumer is caught.
-pub const CALLBACK_WAIT_THRESHOLD_US: u64 = 50_000;
-
-/// What a run found. `failures()` lists every invariant or check that did not hold.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SimReport {
-    /// Sequence numbers the driver assigned.
-    pub generated: u64,
-    /// Records the simulated consumer received.
-    pub delivered: u64,
-    /// Events the driver counted as dropped (queue full or failed send).
-    pub dropped: u64,
-    /// Sequence numbers the consumer never saw.
-    pub seq_gaps: u64,
-    pub leaked_allocations: u64,
-    pub unreleased_name_infos: u64,
-    /// Each names the rule and the call site.
-    pub verifier_violations: Vec<String>,
-    /// Longest time any I/O callback took, in microseconds.
-    pub max_callback_us: u64,
-    pub unload_clean: bool,
-    /// How long the driver's unload callback took, in milliseconds.
-    pub unload_ms: u64,
-    /// The driver's last health snapshot, as it reported it.
-    pub health: Option<Health>,
-    /// Per load, the sequence numbers above the highest one the real (external) client could
-    /// learn of (from a batch or a health message it took): generated, never delivered, and
-    /// invisible to it, as when the unload's final health found no posted receive. Always 0
-    /// for the simulator's own consumer, which is told each load's final count.
-    pub unseen_tail_per_load: Vec<u64>,
-    /// Batch messages `FltSendMessage` failed on purpose ([`Tuning::fail_every_nth_batch`]).
-    pub injected_send_failures: u64,
-    /// Waits on a kernel event that ended by their timeout, not a signal: what an idle worker
-    /// that polls costs (each is a wake-up with nothing to do).
-    pub event_wait_timeouts: u64,
-}
-
-impl SimReport {
-    /// Every invariant that failed, one line each. Empty means the run passed.
-    pub fn failures(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.generated != self.delivered + self.dropped {
-            out.push(format!(
-                "generated ({}) != delivered ({}) + dropped ({})",
-                self.generated, self.delivered, self.dropped
-            ));
-        }
-        if self.seq_gaps != self.dropped {
-            out.push(format!(
-                "sequence gaps seen by the consumer ({}) != drops counted by the driver ({})",
-                self.seq_gaps, self.dropped
-            ));
-        }
-        if self.leaked_allocations != 0 {
-            out.push(format!(
-                "{} pool allocations leaked",
-                self.leaked_allocations
-            ));
-        }
-        if self.unreleased_name_infos != 0 {
-            out.push(format!(
-                "{} file name information references not released",
-                self.unreleased_name_infos
-            ));
-        }
-        out.extend(self.verifier_violations.iter().cloned());
-        // Under Miri every instruction is interpreted; wall-clock times mean nothing there.
-        if self.max_callback_us >= CALLBACK_WAIT_THRESHOLD_US && !cfg!(miri) {
-            out.push(format!(
-                "an I/O callback took {} us: it must have waited (the driver's send timeout is 100 ms)",
-                self.max_callback_us
-            ));
-        }
-        if !self.unload_clean {
-            out.push("unload was not clean".to_string());
-        }
-        out
     }
 }
 
@@ -407,6 +332,11 @@ struct Load {
     unload_ms: u64,
     attached: bool,
     declined: usize,
+    /// See [`sessions::ThreadOutcome`]: the changes that must have arrived, and the malformed
+    /// buffers (rejected before unload, issued).
+    changes: Vec<u32>,
+    hostile: (u64, u64),
+    unwatched: u64,
 }
 
 fn run_with(config: &SimConfig, tuning: &Tuning, consumer: Consumer<'_>, loads: u32) -> SimReport {
@@ -501,7 +431,21 @@ fn run_with(config: &SimConfig, tuning: &Tuning, consumer: Consumer<'_>, loads: 
     }
     violations.splice(0..0, verifier::take_violations());
 
-    let outcome = client_outcome.unwrap_or_default();
+    let mut outcome = client_outcome.unwrap_or_default();
+    let reported = std::mem::take(&mut outcome.reported);
+    for load in &finished {
+        report.changes_expected += load.changes.len() as u64;
+        report.hostile_buffers_issued += load.hostile.1;
+        report.hostile_buffers_watched += load.hostile.0;
+        report.changes_unwatched += load.unwatched;
+        if !external && config.consumer != ConsumerMode::Absent {
+            report.changes_missing += load
+                .changes
+                .iter()
+                .filter(|id| !reported.contains(&(**id as usize)))
+                .count() as u64;
+        }
+    }
     let mut simulated_tracker = Some(outcome.tracker);
     report.unload_clean = failed_entry_clean.unwrap_or(true);
     for (index, load) in finished.iter().enumerate() {
@@ -560,6 +504,9 @@ fn run_load(
     let total_ops = plan.total_ops();
     let mut unload_status = None;
     let mut unload_ms = 0;
+    let mut changes = Vec::new();
+    let mut hostile = (0, 0);
+    let mut unwatched = 0;
     std::thread::scope(|scope| {
         if has_client {
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -580,24 +527,15 @@ fn run_load(
                 let pace = Pace::new(tuning.rate_per_s, config.threads);
                 scope.spawn(move || {
                     verifier::set_thread_role("I/O");
-                    let mut issued = 0u64;
-                    for session in sessions {
-                        pace.wait(issued);
-                        issued += 1 + session.writes.len() as u64;
-                        let path = plan_path(plan, session.create.file);
-                        let (open, timing) =
-                            ffi::run_create(&session.create, path, instance, filter);
-                        max_ns.fetch_max(timing.longest.as_nanos() as u64, Ordering::Relaxed);
-                        ops_done.fetch_add(1, Ordering::Relaxed);
-                        for w in &session.writes {
-                            if let Some(file) = &open {
-                                let timing = ffi::run_write(w, file, instance, filter);
-                                max_ns
-                                    .fetch_max(timing.longest.as_nanos() as u64, Ordering::Relaxed);
-                            }
-                            ops_done.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                    sessions::run_thread(
+                        sessions,
+                        plan,
+                        instance,
+                        filter,
+                        &|n| pace.wait(n),
+                        ops_done,
+                        max_ns,
+                    )
                 })
             })
             .collect();
@@ -633,7 +571,12 @@ fn run_load(
         unload_status = ffi::call_unload();
         unload_ms = unload_started.elapsed().as_millis() as u64;
         for t in io_threads {
-            let _ = t.join();
+            if let Ok(outcome) = t.join() {
+                changes.extend(outcome.changes_before_unload);
+                hostile.0 += outcome.hostile_before_unload;
+                hostile.1 += outcome.hostile_issued;
+                unwatched += outcome.changes_unwatched;
+            }
         }
     });
     Load {
@@ -647,6 +590,9 @@ fn run_load(
         unload_ms,
         attached: attached.is_some(),
         declined,
+        changes,
+        hostile,
+        unwatched,
     }
 }
 
@@ -684,6 +630,14 @@ fn account_load(
     }
     if let Some(h) = &health {
         report.generated += h.events_generated;
+        report.buffers_rejected += h.buffers_rejected;
+        // Only a protocol-4 health carries the counter (none is sent to an absent or older
+        // consumer's protocol): the check needs every load's.
+        let carries = world
+            .last_health
+            .as_deref()
+            .is_some_and(|b| b.len() == fsense_proto::Health::LEN);
+        report.buffers_rejected_unknown |= !carries;
         report.dropped += h.dropped();
         tracker.finish(h.events_generated);
         if config.consumer == ConsumerMode::Normal && h.replies_rejected != 0 {
@@ -749,11 +703,4 @@ impl Pace {
             std::thread::sleep(ahead);
         }
     }
-}
-
-fn plan_path(plan: &plan::Plan, file: usize) -> std::sync::Arc<Vec<u16>> {
-    plan.files
-        .get(file)
-        .map(|f| f.path.clone())
-        .unwrap_or_default()
 }

@@ -20,6 +20,10 @@ thread_local! {
     /// Process id the kernel would report as current on this thread.
     static CURRENT_PID: Cell<u32> = const { Cell::new(4) };
     static THREAD_ROLE: Cell<&'static str> = const { Cell::new("simulator") };
+    /// In a post-operation callback: whether the Filter Manager guarantees IRQL <= APC_LEVEL
+    /// there (synchronized with FLT_PREOP_SYNCHRONIZE, a fast I/O or create operation) or it
+    /// may run at DISPATCH_LEVEL (`ifs/writing-postoperation-callback-routines`).
+    static POST_OP_SAFE: Cell<Option<bool>> = const { Cell::new(None) };
     /// Time this thread spent where Windows would not have spent it (see [`callback_time`]).
     static NOT_WINDOWS_TIME: Cell<Duration> = const { Cell::new(Duration::ZERO) };
 }
@@ -87,6 +91,29 @@ pub fn in_callback() -> Option<&'static str> {
 }
 pub fn set_in_callback(name: Option<&'static str>) {
     IN_CALLBACK.with(|c| c.set(name));
+}
+/// See `POST_OP_SAFE`: `None` outside a post-operation callback.
+pub fn post_op_safe() -> Option<bool> {
+    POST_OP_SAFE.with(Cell::get)
+}
+pub fn set_post_op_safe(state: Option<bool>) {
+    POST_OP_SAFE.with(|c| c.set(state));
+}
+/// Checks a routine whose ceiling is `max` (<= APC_LEVEL) called from a post-operation callback
+/// that may run at DISPATCH_LEVEL: on Windows it is a bug whichever IRQL this run happened to
+/// use (`ifs/writing-postoperation-callback-routines`: such a callback "cannot call kernel-mode
+/// routines that must be called at a lower IRQL"; `ifs/returning-flt-preop-synchronize` and
+/// `ifs/ensuring-that-completion-processing-is-performed-at-safe-irql` for the ways out).
+pub fn require_safe_post_op(function: &str) {
+    if post_op_safe() == Some(false) {
+        violation(
+            "POST_OP_MAY_BE_DISPATCH",
+            format!(
+                "{function} (IRQL <= APC_LEVEL) in a post-operation callback that was not \
+                 synchronized and may run at DISPATCH_LEVEL"
+            ),
+        );
+    }
 }
 pub fn current_pid() -> u32 {
     CURRENT_PID.with(Cell::get)

@@ -82,9 +82,36 @@ pub struct Registration {
     pub post_create: PFLT_POST_OPERATION_CALLBACK,
     pub pre_write: PFLT_PRE_OPERATION_CALLBACK,
     pub post_write: PFLT_POST_OPERATION_CALLBACK,
+    pub pre_set_info: PFLT_PRE_OPERATION_CALLBACK,
+    pub post_set_info: PFLT_POST_OPERATION_CALLBACK,
+    pub pre_cleanup: PFLT_PRE_OPERATION_CALLBACK,
+    pub post_cleanup: PFLT_POST_OPERATION_CALLBACK,
+    pub pre_fsctl: PFLT_PRE_OPERATION_CALLBACK,
+    pub post_fsctl: PFLT_POST_OPERATION_CALLBACK,
+    pub pre_prepare_mdl_write: PFLT_PRE_OPERATION_CALLBACK,
+    pub post_prepare_mdl_write: PFLT_POST_OPERATION_CALLBACK,
     pub unload: PFLT_FILTER_UNLOAD_CALLBACK,
     pub instance_setup: PFLT_INSTANCE_SETUP_CALLBACK,
     pub stream_contexts_registered: bool,
+}
+
+/// What the simulated file system knows of one file (keyed by its stream, FsContext), for the
+/// delete semantics a filter observes (`ifs/irp-mj-cleanup`, the `delete` sample's post-cleanup
+/// check).
+#[derive(Debug, Default, Clone)]
+pub struct SimFile {
+    pub open_handles: u32,
+    /// The delete disposition (FileDispositionInformation(Ex) without ON_CLOSE).
+    pub delete_pending: bool,
+    /// The disposition was set with FILE_DISPOSITION_POSIX_SEMANTICS: the name goes away at
+    /// the cleanup of this handle even if others stay open.
+    pub posix: bool,
+    /// FILE_DELETE_ON_CLOSE on the open handle (from the create, or set / cleared by
+    /// FileDispositionInformationEx with FILE_DISPOSITION_ON_CLOSE). The plan gives a file whose
+    /// deletion it checks a single handle, so one flag per file models it.
+    pub delete_on_close: bool,
+    /// Gone: every query on it fails with STATUS_FILE_DELETED.
+    pub deleted: bool,
 }
 
 /// The server port the driver created.
@@ -140,6 +167,8 @@ pub struct World {
     /// Batch messages handed to FltSendMessage for a connected consumer, and those it failed.
     pub batch_sends: u64,
     pub failed_batch_sends: u64,
+    /// Files of the simulated volume with an open handle or a delete in progress.
+    pub files: HashMap<usize, SimFile>,
 }
 
 /// What a handle names.

@@ -10,8 +10,11 @@
 //!   [`STACK_BUDGET`]; indirect calls and recursion are reported.
 //!
 //! Files: `view` (the PE image by RVA), `unwind`, `disasm` (iced-x86), `entries`,
-//! `data_imports`, `stack`, `finding`, `report` (what `fsense-pkgcheck report` prints).
+//! `data_imports`, `stack`, `finding`, `report` (what `fsense-pkgcheck report` prints); `a64`
+//! reads ARM64 images into the same data-import rule and the same stack computation (its own
+//! decoder, unwind reader and data flow).
 
+pub mod a64;
 pub mod data_imports;
 mod disasm;
 pub mod entries;
@@ -42,14 +45,17 @@ use object::pe;
 /// below it.
 pub const STACK_BUDGET: u32 = 4096;
 
-/// Reads the image's code and tables and runs both checks. Only AMD64 images have code the
-/// checks read; other machines give an analysis that says so.
+/// Reads the image's code and tables and runs both checks. AMD64 and ARM64 images have code the
+/// checks read ([`a64`] for ARM64); other machines give an analysis that says so.
 pub fn analyze(data: &[u8]) -> Result<Analysis, CodeError> {
     analyze_with_budget(data, STACK_BUDGET)
 }
 
 pub fn analyze_with_budget(data: &[u8], budget: u32) -> Result<Analysis, CodeError> {
     let view = view::ImageView::parse(data)?;
+    if view.machine == pe::IMAGE_FILE_MACHINE_ARM64.0 {
+        return a64::analyze(&view, budget);
+    }
     if view.machine != pe::IMAGE_FILE_MACHINE_AMD64.0 {
         return Ok(Analysis::unsupported(view.machine));
     }
@@ -77,27 +83,8 @@ pub fn analyze_with_budget(data: &[u8], budget: u32) -> Result<Analysis, CodeErr
         .collect();
     let (stacks, cycles) = stack::per_entry(&graph, &functions, &listed, &name_of);
     findings.extend(cycles);
-    for entry in &stacks {
-        if let Some(bytes) = entry.bytes
-            && bytes > budget
-        {
-            findings.push(CodeFinding::StackOverBudget {
-                entry: entry.name.clone(),
-                bytes,
-                budget,
-                path: entry
-                    .path
-                    .iter()
-                    .map(|(name, frame)| format!("{name} ({frame})"))
-                    .collect(),
-            });
-        }
-    }
-    let largest_frame = graph
-        .nodes
-        .iter()
-        .max_by_key(|(rva, node)| (node.frame, std::cmp::Reverse(**rva)))
-        .map(|(rva, node)| (name_of(*rva), node.frame));
+    findings.extend(stack::over_budget(&stacks, budget));
+    let largest_frame = stack::largest_frame(&graph, &name_of);
     Ok(Analysis {
         machine: view.machine,
         budget,

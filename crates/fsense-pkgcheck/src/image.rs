@@ -37,8 +37,8 @@ pub fn check(data: &[u8], rules: ImageRules) -> Result<Vec<Violation>, ImageErro
     check_architecture(data, rules, Architecture::Amd64)
 }
 
-/// Checks `data` as a driver image for `architecture`. The code checks (`crate::code`) read x64
-/// code only; an ARM64 image gets every other check.
+/// Checks `data` as a driver image for `architecture`, its code included (`crate::code` reads
+/// x64 and A64).
 pub fn check_architecture(
     data: &[u8],
     rules: ImageRules,

@@ -191,6 +191,10 @@ pub const KNOWN_IMPORTS: &[KnownImport] = &[
     entry(FLTMGR, "FltGetRequestorProcess", EVERY_RELEASE, "fltkernel/nf-fltkernel-fltgetrequestorprocess", ""),
     entry(FLTMGR, "FltGetRequestorProcessId", EVERY_RELEASE, "fltkernel/nf-fltkernel-fltgetrequestorprocessid", ""),
     entry(FLTMGR, "FltIsDirectory", WINDOWS_2000, "fltkernel/nf-fltkernel-fltisdirectory", ROLLUP),
+    // Issue 27 (visdrv): the destination name of a rename or link, and the post-cleanup query
+    // that tells a delete happened; both part of the Filter Manager since its first release.
+    entry(FLTMGR, "FltGetDestinationFileNameInformation", EVERY_RELEASE, "fltkernel/nf-fltkernel-fltgetdestinationfilenameinformation", ""),
+    entry(FLTMGR, "FltQueryInformationFile", EVERY_RELEASE, "fltkernel/nf-fltkernel-fltqueryinformationfile", ""),
     // Not imported today: the routine a BypassIO veto needs (see inf/fsense.inf, SupportedFeatures).
     // Listed so that using it fails the floor check instead of the "unknown import" check.
     entry(FLTMGR, "FltVetoBypassIo", WINDOWS_11, "fltkernel/nf-fltkernel-fltvetobypassio", "Windows 11"),

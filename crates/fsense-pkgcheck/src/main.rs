@@ -20,7 +20,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Check a driver image (PE32+, machine, NATIVE, entry, imports, checksum, flags, signature;
-    /// on AMD64 also data imports as their C types give and stack per entry point).
+    /// and in the code, on AMD64 and ARM64: data imports as their C types give, stack per entry
+    /// point).
     Image {
         file: PathBuf,
         /// The image must carry an Authenticode signature.

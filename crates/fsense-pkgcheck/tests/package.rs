@@ -110,12 +110,11 @@ fn the_packaged_driver_s_code_reads_within_its_contracts() {
     );
 }
 
-/// Builds the driver with feature `image-probe` (src/ffi/image_probe.rs: PsThreadType read with a
-/// third load, and an exported pre-operation-shaped callback with 3 KiB frames in it and in the
-/// helper it calls) into its own target directory, and checks that the code checks fail on it.
-#[test]
-#[ignore = "builds the release driver with the image probe (about 15 s)"]
-fn the_image_probe_fails_both_code_checks() {
+/// Builds the driver for `target` with feature `image-probe` (src/ffi/image_probe.rs: PsThreadType
+/// read with a third load, and an exported pre-operation-shaped callback with 3 KiB frames in it
+/// and in the helper it calls) into its own target directory, and checks that the code checks
+/// fail on it.
+fn the_image_probe_fails_both_code_checks_for(target: &str) {
     use fsense_pkgcheck::code::{self, CodeFinding};
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -132,7 +131,7 @@ fn the_image_probe_fails_both_code_checks() {
             "--lib",
             "--release",
             "--target",
-            "x86_64-pc-windows-msvc",
+            target,
             "--crate-type",
             "cdylib",
             "--features",
@@ -147,9 +146,10 @@ fn the_image_probe_fails_both_code_checks() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let image = target_dir.join("x86_64-pc-windows-msvc/release/fsense_driver.dll");
+    let image = target_dir.join(target).join("release/fsense_driver.dll");
     let analysis = code::analyze(&std::fs::read(&image).expect("probe image")).unwrap();
-    println!("{analysis}");
+    println!("{target}:\n{analysis}");
+    assert!(analysis.is_supported());
     const PROBE: &str = "fsense_image_probe_pre_operation";
     assert!(
         analysis.findings.iter().any(|finding| matches!(
@@ -171,8 +171,22 @@ fn the_image_probe_fails_both_code_checks() {
     );
 }
 
+#[test]
+#[ignore = "builds the release driver with the image probe (about 15 s)"]
+fn the_image_probe_fails_both_code_checks() {
+    the_image_probe_fails_both_code_checks_for("x86_64-pc-windows-msvc");
+}
+
+/// The same probe built for ARM64: the A64 reading of both checks fails on it too.
+#[test]
+#[ignore = "builds the release driver with the image probe for ARM64 (about 15 s)"]
+fn the_arm64_image_probe_fails_both_code_checks() {
+    the_image_probe_fails_both_code_checks_for("aarch64-pc-windows-msvc");
+}
+
 /// The ARM64 image is in the package where the INF's `[SourceDisksFiles.arm64]` puts it, and
-/// passes the ARM64 image checks (the code checks read x64 only), signed, with a right checksum.
+/// passes the ARM64 image checks, signed, with a right checksum, and its code reads within the
+/// same contracts as the x64 image's (the same entry points, data imports and budget).
 #[test]
 #[ignore = "needs a built package: run `cargo make package-check`"]
 fn the_arm64_driver_is_in_the_package_and_passes_the_image_checks() {
@@ -199,5 +213,42 @@ fn the_arm64_driver_is_in_the_package_and_passes_the_image_checks() {
         fsense_pkgcheck::checksum::compute(&data).unwrap()
     );
     let analysis = fsense_pkgcheck::code::analyze(&data).unwrap();
-    assert!(!analysis.is_supported(), "ARM64 code is not read (yet)");
+    println!("{analysis}");
+    assert_eq!(analysis.machine, object::pe::IMAGE_FILE_MACHINE_ARM64.0);
+    assert!(analysis.is_supported());
+    let x64 =
+        fsense_pkgcheck::code::analyze(&std::fs::read(dir.join("fsense.sys")).unwrap()).unwrap();
+    let names = |analysis: &fsense_pkgcheck::code::Analysis| {
+        let mut names: Vec<String> = analysis.stacks.iter().map(|s| s.name.clone()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names(&analysis),
+        names(&x64),
+        "the same entry points on both"
+    );
+    let imports = |analysis: &fsense_pkgcheck::code::Analysis| {
+        let mut uses: Vec<(String, u32)> = analysis
+            .data_uses
+            .iter()
+            .map(|data| (data.import.clone(), data.loads))
+            .collect();
+        uses.sort();
+        uses
+    };
+    assert_eq!(
+        imports(&analysis),
+        imports(&x64),
+        "the same data imports on both"
+    );
+    for entry in &analysis.stacks {
+        let bytes = entry.bytes.unwrap_or(u32::MAX);
+        assert!(
+            bytes <= fsense_pkgcheck::code::STACK_BUDGET,
+            "{} takes {bytes} bytes",
+            entry.name
+        );
+    }
+    assert!(analysis.findings.is_empty(), "{:?}", analysis.findings);
 }

@@ -19,6 +19,7 @@
 
 pub mod cli;
 pub mod ffi;
+pub mod fleet;
 pub mod output;
 pub mod pipeline;
 pub mod source;

@@ -114,8 +114,14 @@ pub unsafe extern "system" fn FltSetStreamContext(
         return STATUS_INVALID_PARAMETER;
     };
     // fsense's own rule (not the Filter Manager's): a directory, or the target directory of a
-    // rename, gets no write-name context (its writes are not file data).
-    let directory = CURRENT_OP.with(|c| c.borrow().as_ref().is_some_and(|o| o.directory));
+    // rename, gets no write-name context (its writes are not file data). A directory opened
+    // FILE_DELETE_ON_CLOSE may get one: its delete is found at cleanup (#27, the `delete`
+    // sample tracks any stream opened so).
+    let directory = CURRENT_OP.with(|c| {
+        c.borrow()
+            .as_ref()
+            .is_some_and(|o| o.directory && !o.delete_on_close)
+    });
     if directory {
         violation(
             "DIRECTORY_NAME_CONTEXT",

@@ -25,16 +25,23 @@ use windows_sys::Wdk::Foundation::{
 };
 use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
     FLT_CALLBACK_DATA, FLT_CONTEXT_END, FLT_FILE_NAME_INFORMATION, FLT_IO_PARAMETER_BLOCK,
-    FLT_OPERATION_REGISTRATION, FLT_REGISTRATION, FLT_RELATED_OBJECTS, FLT_STREAM_CONTEXT,
-    FLTFL_POST_OPERATION_DRAINING, IRP_MJ_OPERATION_END, PFLT_CONNECT_NOTIFY, PFLT_CONTEXT,
-    PFLT_DISCONNECT_NOTIFY, PFLT_MESSAGE_NOTIFY, PFLT_PORT,
+    FLT_OPERATION_REGISTRATION, FLT_PARAMETERS, FLT_REGISTRATION, FLT_RELATED_OBJECTS,
+    FLT_STREAM_CONTEXT, FLTFL_POST_OPERATION_DRAINING, IRP_MJ_OPERATION_END, PFLT_CONNECT_NOTIFY,
+    PFLT_CONTEXT, PFLT_DISCONNECT_NOTIFY, PFLT_MESSAGE_NOTIFY, PFLT_PORT,
 };
-use windows_sys::Wdk::System::SystemServices::{IRP_MJ_CREATE, IRP_MJ_WRITE, IRP_PAGING_IO};
+use windows_sys::Wdk::Storage::FileSystem::Minifilters::{
+    IRP_MJ_PREPARE_MDL_WRITE, PFLT_POST_OPERATION_CALLBACK, PFLT_PRE_OPERATION_CALLBACK,
+};
+use windows_sys::Wdk::System::SystemServices::{
+    IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_FILE_SYSTEM_CONTROL, IRP_MJ_SET_INFORMATION,
+    IRP_MJ_WRITE, IRP_PAGING_IO,
+};
 use windows_sys::Win32::Foundation::{HANDLE, NTSTATUS, UNICODE_STRING};
 use windows_sys::Win32::Security::PSECURITY_DESCRIPTOR;
 use windows_sys::Win32::Storage::InstallableFileSystems::FLT_FILESYSTEM_TYPE;
 
 use crate::FailPoint;
+use crate::changes::FILE_DELETE_ON_CLOSE;
 use crate::plan::{CreateOp, NameShape, WriteOp};
 use crate::port::{PORT, SendResult};
 use crate::verifier::{self, APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL, violation};
@@ -56,6 +63,8 @@ const STATUS_INVALID_HANDLE: NTSTATUS = 0xC000_0008_u32 as i32;
 const STATUS_OBJECT_TYPE_MISMATCH: NTSTATUS = 0xC000_0024_u32 as i32;
 const STATUS_FLT_INVALID_NAME_REQUEST: NTSTATUS = 0xC01C_0005_u32 as i32;
 const STATUS_FLT_DISALLOW_FAST_IO: NTSTATUS = 0xC01C_0004_u32 as i32;
+const STATUS_FILE_DELETED: NTSTATUS = 0xC000_0123_u32 as i32;
+const STATUS_INFO_LENGTH_MISMATCH: NTSTATUS = 0xC000_0004_u32 as i32;
 const SL_OPEN_TARGET_DIRECTORY: u8 = 0x04;
 /// `FLT_FILE_NAME_ALLOW_QUERY_ON_REPARSE`.
 const FLT_FILE_NAME_ALLOW_QUERY_ON_REPARSE: u32 = 0x0400_0000;
@@ -74,24 +83,33 @@ pub use crate::plan::VOLUME;
 mod callback_data;
 mod contexts;
 pub(crate) mod cpu_clock;
+mod files;
+mod irp;
+mod mdl_fsctl;
 pub(crate) mod name_storage;
 mod names;
 mod operations;
+mod planted;
 mod pool;
 mod port;
 mod registration;
 mod registry;
+pub mod set_info;
 mod sync;
 mod threads;
 
 pub use callback_data::*;
 pub use contexts::*;
+pub use files::*;
+pub use mdl_fsctl::*;
 pub use names::*;
 pub use operations::*;
+pub use planted::{Step, planted_instance, run_planted};
 pub use pool::*;
 pub use port::*;
 pub use registration::*;
 pub use registry::*;
+pub use set_info::{as_if_in_set_info, run_set_info};
 pub use sync::*;
 pub use threads::*;
 
@@ -107,6 +125,11 @@ struct CurrentOp {
     directory: bool,
     /// The create opened something (for FltIsDirectory and the post-create name rules).
     opened: bool,
+    /// The create asked for FILE_DELETE_ON_CLOSE (a directory may then get a context: its
+    /// delete is reported at cleanup).
+    delete_on_close: bool,
+    /// A set-information in progress: what FltGetDestinationFileNameInformation may answer.
+    set_info: Option<set_info::SetInfoContext>,
 }
 
 thread_local! {

@@ -180,3 +180,90 @@ pub unsafe extern "system" fn FltReleaseFileNameInformation(
         );
     }
 }
+
+/// `nf-fltkernel-fltgetdestinationfilenameinformation` (issue 27): the destination name of a
+/// rename or link, built as the Filter Manager builds it: a `FileName` that starts with `\` is a
+/// full path on the volume; otherwise it names an entry in the directory of the file being
+/// renamed or linked. (`RootDirectory` handles are not modelled: the name is taken as relative
+/// to the file's own directory.) IRQL <= APC_LEVEL, the documented ceiling.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FltGetDestinationFileNameInformation(
+    instance: isize,
+    file_object: *const FILE_OBJECT,
+    _root_directory: HANDLE,
+    file_name: *const u16,
+    file_name_length: u32,
+    name_options: u32,
+    ret_file_name_information: *mut *mut FLT_FILE_NAME_INFORMATION,
+) -> NTSTATUS {
+    // The page's rules (IRQL, rename or link only, which file object, no short names):
+    // `set_info::destination_name`. The name itself is built below from what the driver passed.
+    if let Err(status) = super::set_info::destination_name(instance, file_object, name_options) {
+        return status;
+    }
+    if file_object.is_null() || ret_file_name_information.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    if !file_name_length.is_multiple_of(2) || (file_name.is_null() && file_name_length != 0) {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let units: Vec<u16> = if file_name_length == 0 {
+        Vec::new()
+    } else {
+        // SAFETY: the driver passes `file_name_length` readable bytes at `file_name` (u16
+        // aligned), as the documented contract requires.
+        unsafe { std::slice::from_raw_parts(file_name, file_name_length as usize / 2) }.to_vec()
+    };
+    let Some(path) = CURRENT_OP.with(|c| c.borrow().as_ref().map(|o| o.path.clone())) else {
+        violation(
+            "NAME_QUERY_OUTSIDE_OPERATION",
+            "destination name query with no operation in progress",
+        );
+        return STATUS_INVALID_PARAMETER;
+    };
+    let backslash = u16::from(b'\\');
+    let mut full: Vec<u16> = if units.first() == Some(&backslash) {
+        VOLUME.encode_utf16().chain(units.iter().copied()).collect()
+    } else {
+        let parent = path
+            .iter()
+            .rposition(|&u| u == backslash)
+            .map_or(&path[..], |i| &path[..i]);
+        let mut v = parent.to_vec();
+        v.push(backslash);
+        v.extend_from_slice(&units);
+        v
+    };
+    full.truncate(32_767);
+    let name: *mut [u16] = Box::into_raw(full.into_boxed_slice());
+    let volume: *mut [u16] = Box::into_raw(VOLUME.encode_utf16().collect::<Box<[u16]>>());
+    let (name_ptr, name_units) = (name.cast::<u16>(), name.len());
+    let info = FLT_FILE_NAME_INFORMATION {
+        Size: std::mem::size_of::<FLT_FILE_NAME_INFORMATION>() as u16,
+        NamesParsed: 0,
+        Format: 1,
+        Name: make_string(name_units, name_ptr),
+        Volume: UNICODE_STRING::default(),
+        Share: UNICODE_STRING::default(),
+        Extension: UNICODE_STRING::default(),
+        Stream: UNICODE_STRING::default(),
+        FinalComponent: UNICODE_STRING::default(),
+        ParentDir: UNICODE_STRING::default(),
+    };
+    let ptr = Box::into_raw(Box::new(info));
+    world::with_world(|w| {
+        w.name_infos.insert(
+            ptr as usize,
+            NameInfoStorage {
+                info: ptr,
+                name,
+                volume,
+            },
+        )
+    });
+    // SAFETY: non-null out pointer from the driver.
+    unsafe { ret_file_name_information.write(ptr) };
+    STATUS_SUCCESS
+}
+
+// `FltQueryInformationFile` is in `files.rs`, with the delete model it answers from.

@@ -8,7 +8,7 @@ use super::*;
 
 /// An open file object the simulator keeps for one create and its writes.
 pub struct OpenFile {
-    file_object: Box<FILE_OBJECT>,
+    pub(super) file_object: Box<FILE_OBJECT>,
 }
 
 // SAFETY: the raw pointers inside the FILE_OBJECT are fake stream keys, never dereferenced.
@@ -19,7 +19,7 @@ pub struct CallbackTiming {
     pub longest: Duration,
 }
 
-fn enter_callback(name: &'static str) -> Option<Registration> {
+pub(super) fn enter_callback(name: &'static str) -> Option<Registration> {
     world::with_world(|w| {
         if w.unloading || w.registration.is_none() {
             return None;
@@ -33,7 +33,7 @@ fn enter_callback(name: &'static str) -> Option<Registration> {
     })
 }
 
-fn leave_callback() {
+pub(super) fn leave_callback() {
     verifier::set_in_callback(None);
     world::with_world(|w| w.callbacks_in_flight = w.callbacks_in_flight.saturating_sub(1));
 }
@@ -42,7 +42,7 @@ fn leave_callback() {
 /// flight until the post-op returns, as with the real Filter Manager: FltUnregisterFilter waits
 /// for it (and calls the post-op with FLTFL_POST_OPERATION_DRAINING if it is still pending),
 /// so the driver's registration cannot vanish between the two callbacks of one operation.
-fn leave_pre_callback(post_pending: bool) {
+pub(super) fn leave_pre_callback(post_pending: bool) {
     if post_pending {
         verifier::set_in_callback(None);
     } else {
@@ -66,6 +66,8 @@ pub fn as_if_in_create(
             shape: NameShape::Valid,
             directory,
             opened,
+            delete_on_close: false,
+            set_info: None,
         })
     });
     verifier::set_in_callback(Some(callback));
@@ -113,6 +115,7 @@ pub(super) fn io_racing_unload(filter: isize) {
         paging_io: false,
         post_at_dispatch: false,
         fast_io_fallback: false,
+        name_le: None,
     };
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -132,7 +135,7 @@ fn check_pre_status(status: i32, callback: &str) {
     }
 }
 
-fn check_post_status(status: i32, callback: &str) {
+pub(super) fn check_post_status(status: i32, callback: &str) {
     if status != 0 {
         violation(
             "CALLBACK_RETURN",
@@ -209,6 +212,8 @@ pub fn run_create(
             shape: op.shape,
             directory: op.directory_stream,
             opened: op.opened(),
+            delete_on_close: op.options & FILE_DELETE_ON_CLOSE != 0,
+            set_info: None,
         })
     });
     verifier::set_current_pid(op.pid);
@@ -253,6 +258,9 @@ pub fn run_create(
         leave_callback();
     }
     CURRENT_OP.with(|c| *c.borrow_mut() = None);
+    if op.opened() && !op.target_directory {
+        files::handle_opened(op.stream_key, op.options & FILE_DELETE_ON_CLOSE != 0);
+    }
     let open = op.opened().then_some(OpenFile { file_object });
     (open, timing)
 }
@@ -262,11 +270,11 @@ pub fn run_create(
 /// the `_Flt_CompletionContext_Outptr_` annotation page says it "might or might not be NULL":
 /// nothing promises NULL on entry, so the simulator puts a value no allocation has, and a
 /// post-operation callback that would receive it means the pre-operation never wrote it.
-const UNWRITTEN_COMPLETION_CONTEXT: *mut c_void = 0x0BAD_C0DE_0000_0008 as *mut c_void;
+pub(super) const UNWRITTEN_COMPLETION_CONTEXT: *mut c_void = 0x0BAD_C0DE_0000_0008 as *mut c_void;
 
 /// The completion context to hand to the post-operation callback (NULL for an unwritten slot,
 /// after reporting COMPLETION_CONTEXT_UNWRITTEN, so the run goes on without a wild pointer).
-fn written_completion_context(
+pub(super) fn written_completion_context(
     slot: *mut c_void,
     with_callback: bool,
     callback: &str,
@@ -301,8 +309,8 @@ pub fn run_write(op: &WriteOp, file: &OpenFile, instance: isize, filter: isize) 
 }
 
 /// `FLTFL_CALLBACK_DATA_IRP_OPERATION` / `FLTFL_CALLBACK_DATA_FAST_IO_OPERATION`.
-const FLTFL_CALLBACK_DATA_IRP_OPERATION: u32 = 1;
-const FLTFL_CALLBACK_DATA_FAST_IO_OPERATION: u32 = 2;
+pub(super) const FLTFL_CALLBACK_DATA_IRP_OPERATION: u32 = 1;
+pub(super) const FLTFL_CALLBACK_DATA_FAST_IO_OPERATION: u32 = 2;
 
 fn run_write_as(
     op: &WriteOp,
@@ -353,6 +361,8 @@ fn run_write_as(
             shape: NameShape::QueryFails,
             directory: false,
             opened: true,
+            delete_on_close: false,
+            set_info: None,
         })
     });
     verifier::set_current_pid(op.pid);

@@ -51,6 +51,14 @@ pub unsafe extern "system" fn FltRegisterFilter(
         post_create: None,
         pre_write: None,
         post_write: None,
+        pre_set_info: None,
+        post_set_info: None,
+        pre_cleanup: None,
+        post_cleanup: None,
+        pre_fsctl: None,
+        post_fsctl: None,
+        pre_prepare_mdl_write: None,
+        post_prepare_mdl_write: None,
         unload: reg.FilterUnloadCallback,
         instance_setup: reg.InstanceSetupCallback,
         stream_contexts_registered: false,
@@ -71,6 +79,19 @@ pub unsafe extern "system" fn FltRegisterFilter(
         match u32::from(op.MajorFunction) {
             IRP_MJ_CREATE => (r.pre_create, r.post_create) = (op.PreOperation, op.PostOperation),
             IRP_MJ_WRITE => (r.pre_write, r.post_write) = (op.PreOperation, op.PostOperation),
+            IRP_MJ_SET_INFORMATION => {
+                (r.pre_set_info, r.post_set_info) = (op.PreOperation, op.PostOperation)
+            }
+            IRP_MJ_CLEANUP => (r.pre_cleanup, r.post_cleanup) = (op.PreOperation, op.PostOperation),
+            IRP_MJ_FILE_SYSTEM_CONTROL => {
+                (r.pre_fsctl, r.post_fsctl) = (op.PreOperation, op.PostOperation)
+            }
+            // The fast I/O pseudo-major codes are negative UCHARs: IRP_MJ_PREPARE_MDL_WRITE is
+            // (UCHAR)-17 (`ns-fltkernel-_flt_operation_registration`).
+            m if m == u32::from(IRP_MJ_PREPARE_MDL_WRITE as u8) => {
+                (r.pre_prepare_mdl_write, r.post_prepare_mdl_write) =
+                    (op.PreOperation, op.PostOperation)
+            }
             _ => {}
         }
         // SAFETY: the next entry exists because this one was not the terminator.
@@ -99,6 +120,7 @@ pub unsafe extern "system" fn FltRegisterFilter(
         // SAFETY: as above.
         ctx = unsafe { ctx.add(1) };
     }
+    remember_watched(&r);
     let handle = world::with_world(|w| {
         w.registration = Some(r);
         w.filter_handle = w.new_handle() as isize;
@@ -248,8 +270,67 @@ pub unsafe extern "system" fn FltUnregisterFilter(filter: isize) {
     });
 }
 
+/// Set when the driver's unload callback is about to be called (reset at each load): an
+/// operation whose callbacks all returned before it was reported if the driver reports it.
+static UNLOAD_BEGUN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// What the last registered driver watches (bits below), kept after FltUnregisterFilter so that
+/// records delivered during and after unload are checked against the driver that made them.
+static WATCHED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+const WATCHES_SET_INFO: u8 = 1;
+const WATCHES_CLEANUP: u8 = 2;
+const WATCHES_FSCTL: u8 = 4;
+const WATCHES_PREPARE_MDL_WRITE: u8 = 8;
+
+fn remember_watched(r: &Registration) {
+    let bits = if r.pre_set_info.is_some() {
+        WATCHES_SET_INFO
+    } else {
+        0
+    } | if r.pre_cleanup.is_some() || r.post_cleanup.is_some() {
+        WATCHES_CLEANUP
+    } else {
+        0
+    } | if r.pre_fsctl.is_some() {
+        WATCHES_FSCTL
+    } else {
+        0
+    } | if r.pre_prepare_mdl_write.is_some() {
+        WATCHES_PREPARE_MDL_WRITE
+    } else {
+        0
+    };
+    WATCHED.store(bits, Ordering::Release);
+}
+
+/// Whether the loaded driver registered the callbacks that can see `op`'s change (a driver
+/// that does not watch an operation cannot be held to report it; the run counts those apart).
+pub fn watches(op: &crate::plan::PlannedOp) -> bool {
+    use crate::plan::PlannedOp;
+    let bits = WATCHED.load(Ordering::Acquire);
+    let need = match op {
+        PlannedOp::SetInfo(_) => WATCHES_SET_INFO,
+        PlannedOp::Cleanup(_) => WATCHES_CLEANUP,
+        PlannedOp::Fsctl(_) => WATCHES_FSCTL,
+        PlannedOp::MdlWrite(_) => WATCHES_PREPARE_MDL_WRITE,
+        PlannedOp::Create(_) | PlannedOp::Write(_) => 0,
+    };
+    bits & need == need
+}
+
+/// Whether the loaded driver registered IRP_MJ_SET_INFORMATION (so it can follow renames).
+pub fn watches_renames() -> bool {
+    WATCHED.load(Ordering::Acquire) & WATCHES_SET_INFO != 0
+}
+
+pub fn unload_begun() -> bool {
+    UNLOAD_BEGUN.load(Ordering::Acquire)
+}
+
 /// Calls the driver's entry point with a fake driver object and the service key path.
 pub fn call_driver_entry() -> NTSTATUS {
+    UNLOAD_BEGUN.store(false, Ordering::Release);
+    WATCHED.store(0, Ordering::Release);
     // SAFETY: DRIVER_OBJECT is plain data; the driver only passes its address to
     // FltRegisterFilter, which the simulator does not dereference.
     let mut driver: Box<DRIVER_OBJECT> = Box::new(unsafe { std::mem::zeroed() });
@@ -269,6 +350,7 @@ pub fn call_driver_entry() -> NTSTATUS {
 /// Unloads the driver as `fltmc unload` would: calls its unload callback at PASSIVE_LEVEL.
 pub fn call_unload() -> Option<NTSTATUS> {
     let unload = world::with_world(|w| w.registration.and_then(|r| r.unload)).flatten()?;
+    UNLOAD_BEGUN.store(true, Ordering::Release);
     verifier::set_irql(PASSIVE_LEVEL);
     // SAFETY: the driver's unload callback, at PASSIVE_LEVEL, outside any I/O callback.
     Some(unsafe { unload(0) })

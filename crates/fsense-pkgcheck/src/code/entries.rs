@@ -97,39 +97,64 @@ fn major_name(major: u8) -> String {
     )
 }
 
-/// The entry points, in the order found, each once (the first name wins).
-pub fn find(view: &ImageView, code: &Code, functions: &[Function]) -> Vec<Entry> {
+/// Adds `(rva, name)` unless the entry point is already listed (the first name wins).
+pub fn add(entries: &mut Vec<Entry>, rva: u32, name: String) {
+    if !entries.iter().any(|entry| entry.rva == rva) {
+        entries.push(Entry { rva, name });
+    }
+}
+
+/// A function start: a `.pdata` entry's begin (not a fragment's), or code outside every entry
+/// (a leaf has none). An address inside a function is a label, not a function.
+pub fn is_start(view: &ImageView, functions: &[Function], rva: u32) -> bool {
+    match containing(functions, rva) {
+        Some(function) => function.begin == rva && function.parent.is_none(),
+        None => view.is_code(rva),
+    }
+}
+
+/// The entry points every image states in its tables, whatever its machine: the PE entry point,
+/// the registration's callbacks, the exports, and functions whose address is stored in data.
+pub fn from_tables(view: &ImageView, functions: &[Function]) -> Vec<Entry> {
     let mut entries: Vec<Entry> = Vec::new();
-    let mut add = |rva: u32, name: String| {
-        if !entries.iter().any(|entry| entry.rva == rva) {
-            entries.push(Entry { rva, name });
-        }
-    };
     let entry_name = view
         .exports
         .iter()
         .find(|(_, rva)| *rva == view.entry)
         .map_or_else(|| "entry point".to_string(), |(name, _)| name.clone());
-    add(view.entry, entry_name);
+    add(&mut entries, view.entry, entry_name);
     for (rva, name) in registration_callbacks(view) {
-        add(rva, name);
+        add(&mut entries, rva, name);
     }
     for (name, rva) in &view.exports {
         if view.is_code(*rva) {
-            add(*rva, format!("export {name}"));
+            add(&mut entries, *rva, format!("export {name}"));
         }
     }
-    // A function start: a `.pdata` entry's begin (not a fragment's), or code outside every entry
-    // (a leaf has none). An address inside a function is a label, not a function.
-    let is_start = |rva: u32| match containing(functions, rva) {
-        Some(function) => function.begin == rva && function.parent.is_none(),
-        None => view.is_code(rva),
-    };
     for (at, target) in &view.pointers {
-        if is_start(*target) && !view.is_code(*at) {
-            add(*target, format!("function stored at {at:#x}"));
+        if is_start(view, functions, *target) && !view.is_code(*at) {
+            add(&mut entries, *target, format!("function stored at {at:#x}"));
         }
     }
+    entries
+}
+
+/// The name of a function whose address the code passes to `callee` as its 1-based `argument`.
+pub fn callback_name(callee: Option<&str>, argument: Option<usize>) -> String {
+    match (callee, argument) {
+        (Some(routine), Some(argument)) => match parameter_name(routine, argument) {
+            Some(parameter) => format!("{routine} {parameter}"),
+            None => format!("{routine} argument {argument}"),
+        },
+        (Some(routine), None) => format!("callback passed to {routine}"),
+        (None, _) => "function whose address is taken".to_string(),
+    }
+}
+
+/// The entry points, in the order found, each once (the first name wins).
+pub fn find(view: &ImageView, code: &Code, functions: &[Function]) -> Vec<Entry> {
+    let mut entries = from_tables(view, functions);
+    let is_start = |rva: u32| is_start(view, functions, rva);
     // `lea reg, [rip+function]`: named after the import the same code calls next, and the
     // parameter it lands in (rcx, rdx, r8, r9, then the stack from [rsp+32]).
     let instructions: Vec<_> = code.instructions.values().collect();
@@ -148,15 +173,8 @@ pub fn find(view: &ImageView, code: &Code, functions: &[Function]) -> Vec<Entry>
             .and_then(|next| rip_target(view, next))
             .and_then(|slot| view.slots.get(&slot));
         let argument = argument_index(instruction.op0_register(), after);
-        let name = match (callee, argument) {
-            (Some(slot), Some(argument)) => match parameter_name(&slot.name, argument) {
-                Some(parameter) => format!("{} {parameter}", slot.name),
-                None => format!("{} argument {argument}", slot.name),
-            },
-            (Some(slot), None) => format!("callback passed to {}", slot.name),
-            (None, _) => "function whose address is taken".to_string(),
-        };
-        add(target, name);
+        let name = callback_name(callee.map(|slot| slot.name.as_str()), argument);
+        add(&mut entries, target, name);
     }
     entries
 }

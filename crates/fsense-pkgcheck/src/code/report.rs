@@ -43,6 +43,7 @@ impl Analysis {
 
     pub fn is_supported(&self) -> bool {
         self.machine == pe::IMAGE_FILE_MACHINE_AMD64.0
+            || self.machine == pe::IMAGE_FILE_MACHINE_ARM64.0
     }
 }
 
@@ -51,7 +52,7 @@ impl fmt::Display for Analysis {
         if !self.is_supported() {
             return writeln!(
                 f,
-                "code checks: machine {:#06x} is not read (AMD64 only)",
+                "code checks: machine {:#06x} is not read (AMD64 and ARM64 only)",
                 self.machine
             );
         }

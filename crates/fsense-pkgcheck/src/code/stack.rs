@@ -52,6 +52,9 @@ pub struct EntryStack {
 pub struct Graph {
     pub nodes: BTreeMap<u32, Node>,
     pub findings: Vec<CodeFinding>,
+    /// Stack a call itself takes: 8 on x64 (`call` pushes the return address), 0 on ARM64 (`bl`
+    /// leaves it in x30, which the callee's prolog saves inside the frame its unwind data counts).
+    pub return_address: u32,
 }
 
 /// The node an RVA belongs to: its function's (or fragment parent's) start, or itself for code
@@ -74,6 +77,7 @@ pub fn graph(
     let mut graph = Graph {
         nodes: BTreeMap::new(),
         findings: Vec::new(),
+        return_address: 8,
     };
     let mut factory = InstructionInfoFactory::new();
     let mut work: Vec<u32> = roots.iter().map(|&rva| node_of(functions, rva)).collect();
@@ -351,10 +355,14 @@ fn cost(
     let node = graph.nodes.get(&root)?;
     active.push(root);
     let mut unbounded = false;
-    let own = node.frame.saturating_add(8);
+    let own = node.frame.saturating_add(graph.return_address);
     // Calls into imports take their return address below this frame.
     let mut best: (u32, Option<u32>) = (
-        own.saturating_add(if node.imports.is_empty() { 0 } else { 8 }),
+        own.saturating_add(if node.imports.is_empty() {
+            0
+        } else {
+            graph.return_address
+        }),
         None,
     );
     for &callee in &node.calls {
@@ -424,4 +432,33 @@ pub fn per_entry(
         }
     }
     (results, findings)
+}
+
+/// A finding for each entry point whose worst case passes `budget`.
+pub fn over_budget(stacks: &[EntryStack], budget: u32) -> Vec<CodeFinding> {
+    stacks
+        .iter()
+        .filter_map(|entry| {
+            let bytes = entry.bytes.filter(|bytes| *bytes > budget)?;
+            Some(CodeFinding::StackOverBudget {
+                entry: entry.name.clone(),
+                bytes,
+                budget,
+                path: entry
+                    .path
+                    .iter()
+                    .map(|(name, frame)| format!("{name} ({frame})"))
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// The largest single frame among the graph's functions.
+pub fn largest_frame(graph: &Graph, name_of: &dyn Fn(u32) -> String) -> Option<(String, u32)> {
+    graph
+        .nodes
+        .iter()
+        .max_by_key(|(rva, node)| (node.frame, std::cmp::Reverse(**rva)))
+        .map(|(rva, node)| (name_of(*rva), node.frame))
 }

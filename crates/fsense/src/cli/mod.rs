@@ -69,6 +69,8 @@ pub struct RulesArgs {
     #[arg(long, value_name = "N", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     update_interval_s: u64,
+    #[command(flatten)]
+    fleet: crate::fleet::FleetArgs,
 }
 
 /// Options every event-producing command shares.
@@ -244,7 +246,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Replay(a) => decode::replay(a),
         Command::Status(a) => status::run(a),
         #[cfg(all(feature = "content", not(target_env = "msvc")))]
-        Command::Content(c) => Ok(crate::pipeline::content::run_command(c)),
+        Command::Content(c) => Ok(crate::fleet::run_content(c)),
         Command::Service(c) => service::run(c),
     }
 }

@@ -39,14 +39,19 @@ pub fn load_rules(rules: &RulesArgs) -> Result<(Option<Rules>, Option<LiveRules>
     } else if let (Some(repo), Some(root), Some(dir)) =
         (&rules.content_repo, &rules.content_root, &rules.state_dir)
     {
-        let (rules, live) = live_content::start(LiveContentConfig {
+        let gate = rules.fleet.fleet.as_ref().map(|_| Arc::default());
+        let (rules_now, mut live) = live_content::start(LiveContentConfig {
             repo: repo.clone(),
             root: root.clone(),
             ca_file: rules.content_ca_file.clone(),
             state_dir: dir.clone(),
             interval: Duration::from_secs(rules.update_interval_s),
+            gate: gate.clone(),
         })?;
-        Ok((rules, Some(live)))
+        if let Some(gate) = gate {
+            crate::fleet::attach(&rules.fleet, &mut live, gate)?;
+        }
+        Ok((rules_now, Some(live)))
     } else if let Some(dir) = &rules.state_dir {
         Ok((Some(Rules::from_state_dir(dir)?), None))
     } else {

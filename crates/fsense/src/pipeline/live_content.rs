@@ -76,6 +76,84 @@ pub struct UpdateCounters {
     pub installed: AtomicU64,
     /// Checks that ended in a refusal or an error (the running rules stayed).
     pub failures: AtomicU64,
+    /// The rules version running plus one (0: none), for the fleet's health documents.
+    pub active: AtomicU64,
+}
+
+impl UpdateCounters {
+    pub fn active_version(&self) -> Option<u64> {
+        self.active.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    #[cfg_attr(
+        not(all(feature = "content", not(target_env = "msvc"))),
+        allow(dead_code)
+    )]
+    fn set_active(&self, version: Option<u64>) {
+        self.active.store(
+            version.map_or(0, |v| v.saturating_add(1)),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// What a fleet rollout tells the checker (issue 29); mirrors the content crate's `Directive`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Install nothing new (also: no rollout record yet).
+    Hold,
+    /// Install this release, verified through TUF, unless it or a newer one runs.
+    Install(u64),
+    /// If this release runs, make the last known good active.
+    RollBack(u64),
+}
+
+/// The rollout's say over live content: with `--fleet`, the checker installs only what the
+/// newest rollout record orders, instead of the repository's newest release.
+#[derive(Debug)]
+pub struct FleetGate {
+    order: Mutex<Order>,
+}
+
+impl Default for FleetGate {
+    fn default() -> Self {
+        Self {
+            order: Mutex::new(Order::Hold),
+        }
+    }
+}
+
+impl FleetGate {
+    pub fn set(&self, order: Order) {
+        *self.order.lock().unwrap_or_else(PoisonError::into_inner) = order;
+    }
+
+    pub fn get(&self) -> Order {
+        *self.order.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The pipeline's counters the fleet's health documents report, cumulative since start.
+#[derive(Debug, Default)]
+pub struct FleetHealth {
+    pub events: AtomicU64,
+    pub matches: AtomicU64,
+    pub eval_ns: AtomicU64,
+    pub eval_errors: AtomicU64,
+    pub drops: AtomicU64,
+}
+
+impl FleetHealth {
+    /// One event the rules evaluated in `eval_ns`; `dropped`: events lost so far.
+    #[inline]
+    pub fn observe(&self, eval_ns: u64, matched: bool, dropped: u64) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+        self.eval_ns.fetch_add(eval_ns, Ordering::Relaxed);
+        if matched {
+            self.matches.fetch_add(1, Ordering::Relaxed);
+        }
+        self.drops.fetch_max(dropped, Ordering::Relaxed);
+    }
 }
 
 /// Where live content comes from (`--content-repo`, `--content-root`, `--content-ca-file`,
@@ -90,14 +168,27 @@ pub struct LiveContentConfig {
     pub ca_file: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub interval: Duration,
+    /// `--fleet`: install only what the rollout orders.
+    pub gate: Option<Arc<FleetGate>>,
 }
 
 /// The pipeline's end of live content: new rule sets and the checker's counters.
 pub struct LiveRules {
     pub rules: HandoffReader<crate::pipeline::content::Rules>,
     pub counters: Arc<UpdateCounters>,
+    /// What the pipeline reports for the fleet's health documents.
+    pub health: Arc<FleetHealth>,
     /// Stops the checker when the pipeline goes away.
     _checker: Checker,
+    /// The fleet agent (`--fleet`), stopped with the checker.
+    _agent: Option<Box<dyn Send>>,
+}
+
+impl LiveRules {
+    /// Keeps `agent` running as long as these live rules.
+    pub fn attach_agent(&mut self, agent: Box<dyn Send>) {
+        self._agent = Some(agent);
+    }
 }
 
 /// The background checker; dropping it stops the thread, ending a check in progress at once
@@ -140,15 +231,51 @@ mod checker {
     use std::time::Duration;
 
     use fsense_content::http::HttpSettings;
-    use fsense_content::reload::{Follower, Reload};
+    use fsense_content::reload::{Directive, Follower, Reload};
 
-    use super::{Checker, Handoff, LiveContentConfig, LiveRules, UpdateCounters};
+    use super::{
+        Checker, FleetGate, FleetHealth, Handoff, LiveContentConfig, LiveRules, Order,
+        UpdateCounters,
+    };
     use crate::pipeline::content::Rules;
 
     /// How long start-up waits for the first check (so that a sensor starts with the newest
     /// release); a slower repository is followed in the background and the sensor starts with
     /// the content already active.
     const FIRST_CHECK_WAIT: Duration = Duration::from_secs(10);
+    /// How often a fleet-gated checker looks at the rollout's order.
+    const GATE_POLL: Duration = Duration::from_millis(100);
+
+    /// The check a fleet-gated checker makes now: the order when it changed, or again after
+    /// `interval` when the last attempt failed; `NotDue` otherwise.
+    fn gated_check(
+        follower: &Follower,
+        gate: &FleetGate,
+        last: &mut Option<(Order, bool, std::time::Instant)>,
+        interval: Duration,
+    ) -> Reload {
+        let order = gate.get();
+        let due = match last {
+            None => true,
+            Some((applied, failed, at)) => {
+                *applied != order || (*failed && at.elapsed() >= interval)
+            }
+        };
+        if !due {
+            return Reload::NotDue;
+        }
+        let reload = follower.follow(match order {
+            Order::Hold => Directive::Hold,
+            Order::Install(v) => Directive::Install(v),
+            Order::RollBack(v) => Directive::RollBack(v),
+        });
+        *last = Some((
+            order,
+            matches!(reload, Reload::Failed(_)),
+            std::time::Instant::now(),
+        ));
+        reload
+    }
 
     /// The first check's result, handed from the checker to `start` if it is still waiting.
     enum First {
@@ -189,6 +316,7 @@ mod checker {
             .map_err(|e| format!("content in {}: {e}", config.state_dir.display()))?
             .map(Rules::from_set);
         let counters = Arc::new(UpdateCounters::default());
+        counters.set_active(active.as_ref().map(Rules::version));
         let handoff = Handoff::new();
         let first: FirstSlot = Arc::new((Mutex::new(First::Pending), Condvar::new()));
         let (stop, stopped) = mpsc::channel::<()>();
@@ -199,11 +327,24 @@ mod checker {
             let mut running = active.as_ref().map(Rules::version);
             let mut first = Some(first);
             let mut last_failure = None;
+            let gate = config.gate.clone();
+            let mut gated_last = None;
+            let wait = if gate.is_some() {
+                GATE_POLL.min(config.interval)
+            } else {
+                config.interval
+            };
             std::thread::Builder::new()
                 .name("fsense-content".into())
                 .spawn(move || {
                     loop {
-                        let new = match follower.check() {
+                        let reload = match &gate {
+                            Some(gate) => {
+                                gated_check(&follower, gate, &mut gated_last, config.interval)
+                            }
+                            None => follower.check(),
+                        };
+                        let new = match reload {
                             Reload::New(set) => Some(Rules::from_set(set)),
                             Reload::Unchanged | Reload::NotDue => None,
                             // Ended by the stop: not a failure of the repository.
@@ -231,12 +372,10 @@ mod checker {
                         }
                         if version.is_some() {
                             running = version;
+                            counters.set_active(running);
                             last_failure = None;
                         }
-                        if !matches!(
-                            stopped.recv_timeout(config.interval),
-                            Err(RecvTimeoutError::Timeout)
-                        ) {
+                        if !matches!(stopped.recv_timeout(wait), Err(RecvTimeoutError::Timeout)) {
                             break;
                         }
                     }
@@ -260,6 +399,7 @@ mod checker {
             }
         };
         let rules = fresh.or(active);
+        counters.set_active(rules.as_ref().map(Rules::version));
         match &rules {
             Some(rules) => eprintln!(
                 "fsense: content version {} active; following {} every {} s",
@@ -277,7 +417,9 @@ mod checker {
             LiveRules {
                 rules: handoff.reader(),
                 counters,
+                health: Arc::new(FleetHealth::default()),
                 _checker: checker,
+                _agent: None,
             },
         ))
     }
@@ -344,6 +486,7 @@ mod tests {
             ca_file: None,
             state_dir: dir.join("state"),
             interval: Duration::from_millis(100),
+            gate: None,
         }
     }
 

@@ -230,6 +230,7 @@ impl Pipeline {
         }
         let process = self.cache.get(record.pid, record.process_create_time);
         let time_ms = record.timestamp.saturating_sub(UNIX_EPOCH_TICKS) / TICKS_PER_MS;
+        let timed = self.live.as_ref().map(|_| std::time::Instant::now());
         let severity_id = self.filter.rules(
             record.operation,
             &path,
@@ -238,6 +239,14 @@ impl Pipeline {
             time_ms,
             &mut self.rules_buf,
         );
+        if let (Some(live), Some(t)) = (&self.live, timed) {
+            let lost = self.lost_before + self.seq.lost();
+            live.health.observe(
+                t.elapsed().as_nanos() as u64,
+                !self.rules_buf.is_empty(),
+                lost,
+            );
+        }
         if !self.rules_buf.is_empty() {
             self.stats.rule_matches += 1;
         }
