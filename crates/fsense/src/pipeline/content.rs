@@ -88,9 +88,21 @@ impl Rules {
         }
     }
 
+    /// Evaluates one event with no second name; see [`Rules::evaluate_named`].
+    pub fn evaluate(
+        &mut self,
+        operation: Operation,
+        path: &str,
+        pid: u32,
+        time_ms: u64,
+        out: &mut Vec<MatchedRule>,
+    ) -> u8 {
+        self.evaluate_named(operation, path, None, pid, time_ms, out)
+    }
+
     /// Evaluates one event (`target`: a rename's or link's new name, a clone's source); fills `out` with the matches and returns the highest OCSF severity
     /// id among them (1 when nothing matched).
-    pub fn evaluate(
+    pub fn evaluate_named(
         &mut self,
         operation: Operation,
         path: &str,

@@ -122,7 +122,7 @@ impl Filter {
         out: &mut Vec<MatchedRule>,
     ) -> u8 {
         match self.rules.as_mut() {
-            Some(rules) => rules.evaluate(operation, path, target, pid, time_ms, out),
+            Some(rules) => rules.evaluate_named(operation, path, target, pid, time_ms, out),
             None => {
                 out.clear();
                 1
