@@ -21,6 +21,13 @@
     Part 4, the agent service: kills the fsense-agent service's process and checks that the service
     manager restarts it and that events flow again (-SkipService skips it).
 
+    Part 5, namespace operations (issue 27): renames (a file and a directory), deletes
+    (Remove-Item, a delete-on-close open, a POSIX-semantics disposition, a delete that is cancelled
+    and must not be reported), a hard link, and a copy on a Dev Drive or ReFS volume when one exists
+    (-RefsDir, or the first ReFS volume found), each checked in the consumer's OCSF output: Delete 4,
+    Rename 5 with `file` the old and `file_result` the new name, Link 99, the copy as a clone (Update
+    with `unmapped.operation` clone) or, when Windows did not clone, a write. -SkipNamespace skips it.
+
     Run Install-Fsense.ps1 first. Exits 0 when everything passed, 1 otherwise.
 #>
 [CmdletBinding()]
@@ -36,7 +43,11 @@ param(
     [int] $Reloads = 3,
     [switch] $SkipReconnect,
     # Skip part 4 (the agent service is killed and must be restarted by the service manager).
-    [switch] $SkipService
+    [switch] $SkipService,
+    # Skip part 5 (renames, deletes, a hard link, a copy on ReFS).
+    [switch] $SkipNamespace,
+    # Part 5's copy test: a directory on a Dev Drive or ReFS volume (default: the first ReFS volume).
+    [string] $RefsDir = ''
 )
 
 Set-StrictMode -Version Latest
@@ -205,6 +216,25 @@ function Read-ReportedPaths([string] $Events) {
         }
     }
     return , $reported
+}
+
+# Every event so far, parsed (same sharing and partial-line rules as Read-ReportedPaths).
+function Read-Events([string] $Events) {
+    $records = New-Object 'System.Collections.Generic.List[object]'
+    if (-not (Test-Path -LiteralPath $Events)) { return , $records }
+    $stream = [System.IO.File]::Open($Events, 'Open', 'Read', 'ReadWrite')
+    try {
+        $text = (New-Object System.IO.StreamReader($stream, [System.Text.Encoding]::UTF8)).ReadToEnd()
+    } finally {
+        $stream.Dispose()
+    }
+    $lines = @($text -split "`n")
+    if ($lines.Count -lt 2) { return , $records }
+    foreach ($line in $lines[0..($lines.Count - 2)]) {
+        if ($line.Trim().Length -eq 0) { continue }
+        $records.Add(($line | ConvertFrom-Json))
+    }
+    return , $records
 }
 
 # Writes -Path (again every second) until the consumer reports it, for at most -Seconds.
@@ -385,6 +415,207 @@ function Test-AgentRestart {
 }
 # ---- agent service (fsense-agent): end ------------------------------------------------------
 
+# ---- namespace operations (issue 27) -------------------------------------------------------------
+# Delete-on-close, POSIX delete and a cancelled delete need handle-level calls PowerShell lacks.
+Add-Type -TypeDefinition @'
+using System;
+using System.ComponentModel;
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+public static class FsenseFileOps {
+    [DllImport("kernel32.dll", SetLastError = true, CharSet = CharSet.Unicode)]
+    static extern SafeFileHandle CreateFileW(string name, uint access, uint share, IntPtr security,
+        uint disposition, uint flags, IntPtr template);
+    [DllImport("kernel32.dll", SetLastError = true)]
+    static extern bool SetFileInformationByHandle(SafeFileHandle file, int infoClass, ref uint info, uint size);
+
+    const uint DELETE = 0x00010000, SHARE_ALL = 7, OPEN_EXISTING = 3;
+    const uint FILE_FLAG_DELETE_ON_CLOSE = 0x04000000;
+    // FILE_INFO_BY_HANDLE_CLASS: FileDispositionInfo 4, FileDispositionInfoEx 21.
+    const int FileDispositionInfo = 4, FileDispositionInfoEx = 21;
+    // FILE_DISPOSITION_INFO_EX flags: DELETE 1, POSIX_SEMANTICS 2.
+    const uint FLAG_DELETE = 1, FLAG_POSIX = 2;
+
+    static SafeFileHandle Open(string path, uint flags) {
+        SafeFileHandle h = CreateFileW(path, DELETE, SHARE_ALL, IntPtr.Zero, OPEN_EXISTING, flags, IntPtr.Zero);
+        if (h.IsInvalid) { throw new Win32Exception(Marshal.GetLastWin32Error(), path); }
+        return h;
+    }
+
+    // Opened with FILE_FLAG_DELETE_ON_CLOSE: the file goes at the handle's close (cleanup).
+    public static void DeleteOnClose(string path) {
+        using (SafeFileHandle h = Open(path, FILE_FLAG_DELETE_ON_CLOSE)) { }
+    }
+
+    // FileDispositionInfoEx with POSIX semantics: the name goes at once, even with other handles open.
+    public static void PosixDelete(string path) {
+        using (SafeFileHandle h = Open(path, 0)) {
+            uint flags = FLAG_DELETE | FLAG_POSIX;
+            if (!SetFileInformationByHandle(h, FileDispositionInfoEx, ref flags, 4)) {
+                throw new Win32Exception(Marshal.GetLastWin32Error(), "FileDispositionInfoEx " + path);
+            }
+        }
+    }
+
+    // Disposition set, then cleared before the close: the file stays, and no delete may be reported.
+    public static void CancelledDelete(string path) {
+        using (SafeFileHandle h = Open(path, 0)) {
+            uint delete = 1, keep = 0;
+            if (!SetFileInformationByHandle(h, FileDispositionInfo, ref delete, 4)) {
+                throw new Win32Exception(Marshal.GetLastWin32Error(), "FileDispositionInfo " + path);
+            }
+            if (!SetFileInformationByHandle(h, FileDispositionInfo, ref keep, 4)) {
+                throw new Win32Exception(Marshal.GetLastWin32Error(), "FileDispositionInfo " + path);
+            }
+        }
+    }
+}
+'@
+
+# The first event of -Activity whose `file.path` (and `file_result.path` when given) match.
+function Find-Event($Records, [int] $Activity, [string] $Path, [string] $ResultPath = '') {
+    foreach ($record in $Records) {
+        if ([int]$record.activity_id -ne $Activity) { continue }
+        if ([string]$record.file.path -ne $Path) { continue }
+        if ($ResultPath -ne '') {
+            if ($record.PSObject.Properties.Name -notcontains 'file_result') { continue }
+            if ([string]$record.file_result.path -ne $ResultPath) { continue }
+        }
+        return $record
+    }
+    return $null
+}
+
+# A directory on a Dev Drive or ReFS volume, or '' when the machine has none.
+function Get-RefsTestDir {
+    if ($RefsDir -ne '') { return $RefsDir }
+    $volume = Get-Volume -ErrorAction SilentlyContinue |
+        Where-Object { $_.FileSystem -eq 'ReFS' -and $_.DriveLetter } | Select-Object -First 1
+    if ($null -eq $volume) { return '' }
+    return "$($volume.DriveLetter):\fsense-test-refs"
+}
+
+function Test-NamespaceOperations([string] $Exe) {
+    Write-Step 'Part 5: renames, deletes, a hard link and a ReFS copy are reported'
+    $dir = Join-Path $WorkDir 'namespace'
+    if (Test-Path -LiteralPath $dir) { Remove-Item -LiteralPath $dir -Recurse -Force }
+    New-Item -ItemType Directory -Path $dir | Out-Null
+    $events = Join-Path $env:TEMP 'fsense-test-namespace-events.jsonl'
+    $summary = Join-Path $env:TEMP 'fsense-test-namespace-summary.json'
+    $consumer = Start-Watch $Exe $dir $events $summary
+    $expected = @()
+    try {
+        # Renames: a download saved under a temporary name, a directory, and a name beyond ASCII.
+        $part = Join-Path $dir 'invoice.pdf.part'
+        $final = Join-Path $dir 'invoice.docm'
+        [System.IO.File]::WriteAllText($part, 'rename me')
+        Rename-Item -LiteralPath $part -NewName 'invoice.docm'
+        $expected += , @(5, $part, $final, 'rename of a file')
+        $sub = Join-Path $dir 'stage'
+        New-Item -ItemType Directory -Path $sub | Out-Null
+        Rename-Item -LiteralPath $sub -NewName 'staged'
+        $expected += , @(5, $sub, (Join-Path $dir 'staged'), 'rename of a directory')
+        $wide = Join-Path $dir "r$([char]0x00E9)sum$([char]0x00E9).txt"
+        [System.IO.File]::WriteAllText($wide, 'x')
+        Move-Item -LiteralPath $wide -Destination (Join-Path $dir 'resume.locked')
+        $expected += , @(5, $wide, (Join-Path $dir 'resume.locked'), 'rename to a new extension')
+
+        # Deletes: Remove-Item, delete-on-close, POSIX semantics (with another handle open).
+        $removed = Join-Path $dir 'removed.txt'
+        [System.IO.File]::WriteAllText($removed, 'x')
+        Remove-Item -LiteralPath $removed
+        $expected += , @(4, $removed, '', 'Remove-Item')
+        $onClose = Join-Path $dir 'delete-on-close.txt'
+        [System.IO.File]::WriteAllText($onClose, 'x')
+        [FsenseFileOps]::DeleteOnClose($onClose)
+        $expected += , @(4, $onClose, '', 'delete-on-close')
+        $posix = Join-Path $dir 'posix-delete.txt'
+        [System.IO.File]::WriteAllText($posix, 'x')
+        $held = [System.IO.File]::Open($posix, 'Open', 'Read', 'ReadWrite, Delete')
+        try { [FsenseFileOps]::PosixDelete($posix) } finally { $held.Dispose() }
+        $expected += , @(4, $posix, '', 'POSIX delete')
+        $kept = Join-Path $dir 'cancelled-delete.txt'
+        [System.IO.File]::WriteAllText($kept, 'x')
+        [FsenseFileOps]::CancelledDelete($kept)
+        if (-not (Test-Path -LiteralPath $kept)) { throw "the cancelled delete removed $kept" }
+
+        # A hard link: `file` the existing file, `file_result` the new name.
+        $target = Join-Path $dir 'linked-original.txt'
+        [System.IO.File]::WriteAllText($target, 'x')
+        $link = Join-Path $dir 'hard-link.txt'
+        New-Item -ItemType HardLink -Path $link -Target $target | Out-Null
+        $expected += , @(99, $target, $link, 'hard link')
+        Start-Sleep -Seconds 3
+    } catch {
+        if (-not $consumer.HasExited) { $consumer | Stop-Process -Force }
+        throw
+    }
+    $null = Stop-Watch $consumer $summary
+    $records = Read-Events $events
+    $failed = 0
+    foreach ($want in $expected) {
+        $found = Find-Event $records $want[0] $want[1] $want[2]
+        if ($null -eq $found) {
+            Write-Host "    MISSING: $($want[3]): activity $($want[0]) file $($want[1]) -> $($want[2])" -ForegroundColor Red
+            $failed++
+        } else {
+            Write-Host "    $($want[3]): $($found.activity_name) $($found.file.path) (flags $($found.unmapped.flag_names -join ','))"
+        }
+    }
+    if ($null -ne (Find-Event $records 4 $kept)) {
+        Write-Host "    a cancelled delete was reported as a delete: $kept" -ForegroundColor Red
+        $failed++
+    }
+    $link = Find-Event $records 99 $target $link
+    if ($null -ne $link -and $link.activity_name -ne 'Link') {
+        Write-Host "    the hard link's activity_name is $($link.activity_name), not Link" -ForegroundColor Red
+        $failed++
+    }
+    if ($failed -gt 0) { throw "$failed namespace operation check(s) failed" }
+    Write-Host "    all $($expected.Count) operations reported, the cancelled delete not" -ForegroundColor Green
+    Test-RefsCopy $Exe
+}
+
+# A copy on ReFS or a Dev Drive: Windows 11 clones the blocks (FSCTL_DUPLICATE_EXTENTS_TO_FILE)
+# instead of writing them; the target's data change must still be reported.
+function Test-RefsCopy([string] $Exe) {
+    $refs = Get-RefsTestDir
+    if ($refs -eq '') {
+        Write-Host '    no Dev Drive or ReFS volume: the block-clone copy was not tested' -ForegroundColor Yellow
+        return
+    }
+    if (Test-Path -LiteralPath $refs) { Remove-Item -LiteralPath $refs -Recurse -Force }
+    New-Item -ItemType Directory -Path $refs | Out-Null
+    $events = Join-Path $env:TEMP 'fsense-test-refs-events.jsonl'
+    $summary = Join-Path $env:TEMP 'fsense-test-refs-summary.json'
+    $source = Join-Path $refs 'source.bin'
+    # 4 MiB: whole clusters, so the copy engine can clone every byte.
+    [System.IO.File]::WriteAllBytes($source, [byte[]]::new(4194304))
+    $consumer = Start-Watch $Exe $refs $events $summary
+    $copy = Join-Path $refs 'copy.bin'
+    try {
+        Copy-Item -LiteralPath $source -Destination $copy
+        Start-Sleep -Seconds 3
+    } catch {
+        if (-not $consumer.HasExited) { $consumer | Stop-Process -Force }
+        throw
+    }
+    $null = Stop-Watch $consumer $summary
+    $records = Read-Events $events
+    $updates = @($records | Where-Object { [int]$_.activity_id -eq 3 -and [string]$_.file.path -eq $copy })
+    $clones = @($updates | Where-Object { $_.unmapped.operation -eq 'clone' })
+    if ($clones.Count -gt 0) {
+        $sourceNamed = @($clones | Where-Object { $_.unmapped.PSObject.Properties.Name -contains 'source_path' })
+        Write-Host "    the copy on $refs was cloned: $($clones.Count) clone record(s), $($sourceNamed.Count) naming the source" -ForegroundColor Green
+    } elseif ($updates.Count -gt 0) {
+        Write-Host "    the copy on $refs was written, not cloned ($($updates.Count) write record(s)); the clone path was not exercised" -ForegroundColor Yellow
+    } else {
+        throw "the copy to $copy on $refs changed its data and was reported as neither a clone nor a write"
+    }
+}
+# ---- namespace operations: end ----------------------------------------------------------------
+
 function Main {
     Assert-Elevated
     $exe = Get-PackageFile $PackageDir 'Consumer'
@@ -395,6 +626,7 @@ function Main {
     if (-not $SkipCycles) { Test-LoadUnloadCycles }
     if (-not $SkipReconnect) { Test-ReconnectAfterReload $exe }
     if (-not $SkipService) { Test-AgentRestart }
+    if (-not $SkipNamespace) { Test-NamespaceOperations $exe }
 
     Write-Step 'Filter state after the test'
     Invoke-Native 'fltmc.exe' @('instances', '-f', $ServiceName)

@@ -19,6 +19,9 @@ fuzz_target!(|data: &[u8]| {
                     assert!(d.handle.len() + d.name.len() <= data.len());
                     assert!(!d.name.contains(&0));
                 }
+                if let Some(fid) = ev.fid {
+                    assert!(fid.handle.len() <= data.len());
+                }
                 assert_eq!(ev.owned_pidfd().is_some(), ev.pidfd.is_some_and(|fd| fd >= 0));
             }
             Err(e) => {

@@ -14,11 +14,15 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(ids.len(), rules.len(), "duplicate ids accepted");
             let mut engine = Engine::new(rules);
             // Paths derived from the input itself exercise the globs it defined.
-            for (i, path) in [text, r"C:\Users\a\b.docm", ""].into_iter().enumerate() {
-                for operation in [Operation::Create, Operation::Write] {
-                    let event = EventFacts { operation, path, pid: i as u32, time_ms: i as u64 };
-                    for matched in engine.evaluate(&event) {
-                        assert!(!matched.id.is_empty());
+            // Every operation, with and without a second name (renames, links, clones).
+            let paths = [text, r"C:\Users\a\b.docm", ""];
+            for (i, path) in paths.into_iter().enumerate() {
+                for operation in Operation::ALL {
+                    for target in [None, Some(text), Some(r"C:\Users\a\b.docm.locked")] {
+                        let event = EventFacts { operation, path, pid: i as u32, time_ms: i as u64 };
+                        for matched in engine.evaluate_named(&event, target) {
+                            assert!(!matched.id.is_empty());
+                        }
                     }
                 }
             }

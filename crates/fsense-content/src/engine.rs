@@ -1,28 +1,29 @@
 //! Runs a compiled [`RuleSet`] over events.
 //!
-//! Per event the cost is one glob-automaton pass over the path (linear in its length) plus one
-//! O(1) window update per `write_burst` rule (amortized: expired windows are dropped a few at a
-//! time, oldest first, never by a scan of the table). State is bounded: each `write_burst` rule
-//! tracks at most [`MAX_TRACKED_PROCESSES`] processes.
+//! Per event the cost is one glob-automaton pass over each name a rule looks at (linear in its
+//! length) plus one O(1) window update per windowed rule that counts the event (`write_burst`:
+//! writes; `rename_burst`: renames to a new extension; `delete_burst`: writes and deletes).
+//! Expired windows are dropped a few at a time, oldest first, never by a scan of the table.
+//! State is bounded: each windowed rule keeps at most [`MAX_TRACKED_PROCESSES`] windows.
 
-use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 
 use fsense_proto::Operation;
 use globset::Candidate;
 
 use crate::Severity;
-use crate::rules::{RuleSet, Template};
+use crate::rules::{NameField, RuleOperation, RuleSet, Template};
 
-/// Most processes one `write_burst` rule keeps a window for. A new process always gets a window:
-/// when the table is full, the window that opened first is dropped (its writes so far are
-/// counted in [`Engine::untracked_writes`] unless it had fired).
-pub const MAX_TRACKED_PROCESSES: usize = 65_536;
+mod windows;
+pub use windows::MAX_TRACKED_PROCESSES;
+use windows::Windows;
 
 /// What the engine looks at in one event.
 #[derive(Clone, Copy, Debug)]
 pub struct EventFacts<'a> {
     pub operation: Operation,
-    /// The file path as the sensor reports it (`\` or `/` separators).
+    /// The file path as the sensor reports it (`\` or `/` separators): for a rename its old
+    /// name, for a link the existing file, for a clone the file written into.
     pub path: &'a str,
     pub pid: u32,
     /// Event time in milliseconds (any monotonic origin).
@@ -36,37 +37,28 @@ pub struct RuleMatch<'r> {
     pub severity: Severity,
 }
 
-/// A process's current `write_burst` window: it opens at the first write and lasts `window_ms`.
-#[derive(Clone, Copy, Debug)]
-struct Window {
-    start_ms: u64,
-    writes: u32,
-    fired: bool,
-}
-
+/// One windowed rule: its index, what it counts, and its windows.
 #[derive(Debug, Clone)]
-struct Burst {
+struct Windowed {
     rule: usize,
-    writes: u32,
+    kind: Kind,
     window_ms: u32,
     windows: Windows,
 }
 
-/// The per-process windows of one `write_burst` rule, with the order in which they opened.
-#[derive(Debug, Clone, Default)]
-struct Windows {
-    by_pid: HashMap<u32, Window>,
-    /// `(pid, start_ms)` for every window opened, oldest first. An entry whose pid has no window
-    /// with that start any more is stale and skipped; each entry is popped at most once.
-    opened: VecDeque<(u32, u64)>,
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Writes { writes: u32 },
+    Renames { renames: u32 },
+    Deletes { writes: u32, deletes: u32 },
 }
 
-/// Holds a [`RuleSet`] plus per-rule state (the `write_burst` windows).
+/// Holds a [`RuleSet`] plus per-rule state (the windows of the windowed templates).
 #[derive(Debug, Clone)]
 pub struct Engine {
     rules: RuleSet,
-    /// One entry per `write_burst` rule: its index, threshold, window and per-process windows.
-    bursts: Vec<Burst>,
+    /// One entry per windowed rule.
+    bursts: Vec<Windowed>,
     glob_hits: Vec<usize>,
     normalized: String,
     untracked_writes: u64,
@@ -78,14 +70,27 @@ impl Engine {
             .rules()
             .iter()
             .enumerate()
-            .filter_map(|(rule, r)| match r.template {
-                Template::WriteBurst { writes, window_ms } => Some(Burst {
+            .filter_map(|(rule, r)| {
+                let (kind, window_ms) = match r.template {
+                    Template::WriteBurst { writes, window_ms } => {
+                        (Kind::Writes { writes }, window_ms)
+                    }
+                    Template::RenameBurst { renames, window_ms } => {
+                        (Kind::Renames { renames }, window_ms)
+                    }
+                    Template::DeleteBurst {
+                        writes,
+                        deletes,
+                        window_ms,
+                    } => (Kind::Deletes { writes, deletes }, window_ms),
+                    Template::PathMatch { .. } => return None,
+                };
+                Some(Windowed {
                     rule,
-                    writes,
+                    kind,
                     window_ms,
                     windows: Windows::default(),
-                }),
-                Template::PathMatch { .. } => None,
+                })
             })
             .collect();
         Self {
@@ -101,20 +106,52 @@ impl Engine {
         &self.rules
     }
 
-    /// Writes that no `write_burst` rule could track because its process table was full.
+    /// Events (writes, renames, deletes) that a windowed rule could not track because its
+    /// table was full.
     pub fn untracked_writes(&self) -> u64 {
         self.untracked_writes
     }
 
-    /// Evaluates one event; returns the matching rules in file order.
+    /// Evaluates one event; returns the matching rules in file order. An event with a second
+    /// name (a rename's or link's new name, a clone's source) goes through
+    /// [`Engine::evaluate_named`].
     pub fn evaluate(&mut self, event: &EventFacts<'_>) -> Vec<RuleMatch<'_>> {
-        let mut fired: Vec<usize> = Vec::new();
+        self.evaluate_named(event, None)
+    }
 
-        let (globs, owners) = self.rules.globs_for(event.operation);
-        if !globs.is_empty() {
+    /// Evaluates one event with its second name, `target`; returns the matching rules in file
+    /// order.
+    pub fn evaluate_named(
+        &mut self,
+        event: &EventFacts<'_>,
+        target: Option<&str>,
+    ) -> Vec<RuleMatch<'_>> {
+        let mut fired: Vec<usize> = Vec::new();
+        let operation = RuleOperation::of(event.operation);
+
+        // A rename's or link's new name is also what a `create` rule looks at: both deliver a
+        // file under a new name, as a create does.
+        let new_name_is_a_create = matches!(operation, RuleOperation::Rename | RuleOperation::Link);
+        let names = [
+            (operation, NameField::Path, Some(event.path)),
+            (operation, NameField::Target, target),
+            (
+                RuleOperation::Create,
+                NameField::Path,
+                target.filter(|_| new_name_is_a_create),
+            ),
+        ];
+        for (operation, field, name) in names {
+            let Some(name) = name else { continue };
+            let Some((globs, owners)) = self.rules.globs_for(operation, field) else {
+                continue;
+            };
+            if globs.is_empty() {
+                continue;
+            }
             self.normalized.clear();
             self.normalized
-                .extend(event.path.chars().map(|c| if c == '\\' { '/' } else { c }));
+                .extend(name.chars().map(|c| if c == '\\' { '/' } else { c }));
             let candidate = Candidate::new(self.normalized.as_str());
             globs.matches_candidate_into(&candidate, &mut self.glob_hits);
             fired.extend(
@@ -124,14 +161,49 @@ impl Engine {
             );
         }
 
-        if event.operation == Operation::Write {
-            for burst in &mut self.bursts {
-                let recorded = burst.windows.record(event, burst.writes, burst.window_ms);
-                if recorded.fired {
-                    fired.push(burst.rule);
+        let rename_key = match (operation, target) {
+            (RuleOperation::Rename, Some(new)) => new_extension_key(event.pid, event.path, new),
+            _ => None,
+        };
+        let now = event.time_ms;
+        let pid = u64::from(event.pid);
+        for burst in &mut self.bursts {
+            let window_ms = burst.window_ms;
+            let recorded = match (burst.kind, operation) {
+                (Kind::Writes { writes }, RuleOperation::Write) => {
+                    burst.windows.record(pid, now, window_ms, true, |w| {
+                        w.count = w.count.saturating_add(1);
+                        w.count >= writes
+                    })
                 }
-                self.untracked_writes = self.untracked_writes.saturating_add(recorded.lost);
+                (Kind::Renames { renames }, RuleOperation::Rename) => {
+                    let Some(key) = rename_key else { continue };
+                    burst.windows.record(key, now, window_ms, true, |w| {
+                        w.count = w.count.saturating_add(1);
+                        w.count >= renames
+                    })
+                }
+                (
+                    Kind::Deletes { writes, deletes },
+                    RuleOperation::Write | RuleOperation::Delete,
+                ) => {
+                    let is_write = operation == RuleOperation::Write;
+                    // Writes open a window; deletes count only in one (after writes).
+                    burst.windows.record(pid, now, window_ms, is_write, |w| {
+                        if is_write {
+                            w.count = w.count.saturating_add(1);
+                        } else {
+                            w.second = w.second.saturating_add(1);
+                        }
+                        w.count >= writes && w.second >= deletes
+                    })
+                }
+                _ => continue,
+            };
+            if recorded.fired {
+                fired.push(burst.rule);
             }
+            self.untracked_writes = self.untracked_writes.saturating_add(recorded.lost);
         }
 
         fired.sort_unstable();
@@ -148,94 +220,41 @@ impl Engine {
     }
 }
 
-/// What counting one write did.
-struct Recorded {
-    /// This write reached the threshold (once per window).
-    fired: bool,
-    /// Writes dropped uncounted to make room for this process (a window that had not fired).
-    lost: u64,
+/// The final extension of a path's last component, without the dot: none for a name with no
+/// dot, a dot only at its start (`.bashrc`) or at its end.
+pub fn extension(path: &str) -> Option<&str> {
+    let name = file_name(path);
+    match name.rfind('.') {
+        Some(0) | None => None,
+        Some(dot) => Some(&name[dot + 1..]).filter(|ext| !ext.is_empty()),
+    }
 }
 
-/// Entries examined per write to drop expired windows (more than the one a write can add, so
-/// the queue drains).
-const SWEEP_PER_WRITE: usize = 2;
+/// The last component of a path (`/` or `\` separated).
+fn file_name(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
 
-impl Windows {
-    /// Counts one write into the process's window, opening one if needed.
-    fn record(&mut self, event: &EventFacts<'_>, writes: u32, window_ms: u32) -> Recorded {
-        let now = event.time_ms;
-        let expired = |w: &Window| now.saturating_sub(w.start_ms) >= u64::from(window_ms);
-        self.sweep(SWEEP_PER_WRITE, &expired);
-        let mut lost = 0;
-        if !self.by_pid.contains_key(&event.pid) && self.by_pid.len() >= MAX_TRACKED_PROCESSES {
-            lost = self.evict_oldest();
-        }
-        let fresh = Window {
-            start_ms: now,
-            writes: 0,
-            fired: false,
-        };
-        let mut opened = false;
-        let window = self.by_pid.entry(event.pid).or_insert_with(|| {
-            opened = true;
-            fresh
-        });
-        if !opened && (expired(window) || now < window.start_ms) {
-            *window = fresh;
-            opened = true;
-        }
-        window.writes = window.writes.saturating_add(1);
-        let fired = !window.fired && window.writes >= writes;
-        window.fired |= fired;
-        if opened {
-            self.opened.push_back((event.pid, now));
-            if self.opened.len() > 2 * MAX_TRACKED_PROCESSES {
-                self.compact();
-            }
-        }
-        Recorded { fired, lost }
+/// The `rename_burst` key of a rename from `old` to `new` by `pid`: the process and the new
+/// extension (case-folded), or `None` when the rename does not give the file a new extension.
+/// A temporary name given its final name (`a.txt.tmp`, `.a.txt.Xy12` or `a.txt~` renamed to
+/// `a.txt`: the new name is part of the old one, what editors, downloaders and rsync do) does
+/// not count either.
+fn new_extension_key(pid: u32, old: &str, new: &str) -> Option<u64> {
+    let new_ext = extension(new)?;
+    if extension(old).is_some_and(|old_ext| old_ext.eq_ignore_ascii_case(new_ext)) {
+        return None;
     }
-
-    /// Whether `(pid, start)` is the window `pid` has now.
-    fn is_current(&self, pid: u32, start: u64) -> bool {
-        self.by_pid.get(&pid).is_some_and(|w| w.start_ms == start)
+    if file_name(old).contains(file_name(new)) {
+        return None;
     }
-
-    /// Drops expired windows from the oldest end, examining at most `budget` entries.
-    fn sweep(&mut self, budget: usize, expired: &dyn Fn(&Window) -> bool) {
-        for _ in 0..budget {
-            let Some(&(pid, start)) = self.opened.front() else {
-                return;
-            };
-            if self.is_current(pid, start) {
-                if !self.by_pid.get(&pid).is_some_and(expired) {
-                    return;
-                }
-                self.by_pid.remove(&pid);
-            }
-            self.opened.pop_front();
-        }
+    // A fixed-key hash: a collision merges two windows (more firing, never less).
+    let mut h = std::hash::DefaultHasher::new();
+    pid.hash(&mut h);
+    for b in new_ext.bytes() {
+        b.to_ascii_lowercase().hash(&mut h);
     }
-
-    /// Drops the window that opened first; returns its uncounted writes (0 if it had fired).
-    fn evict_oldest(&mut self) -> u64 {
-        while let Some((pid, start)) = self.opened.pop_front() {
-            if self.is_current(pid, start) {
-                return self
-                    .by_pid
-                    .remove(&pid)
-                    .map_or(0, |w| if w.fired { 0 } else { u64::from(w.writes) });
-            }
-        }
-        0
-    }
-
-    /// Removes stale entries (rare: once per `MAX_TRACKED_PROCESSES` openings at most).
-    fn compact(&mut self) {
-        let by_pid = &self.by_pid;
-        self.opened
-            .retain(|&(pid, start)| by_pid.get(&pid).is_some_and(|w| w.start_ms == start));
-    }
+    Some(h.finish())
 }
 
 #[cfg(test)]
@@ -355,7 +374,7 @@ window_ms = 1000
         // Once windows expire, new processes are tracked again.
         ids(&mut engine, Operation::Write, "a", u32::MAX, 5000);
         assert_eq!(engine.untracked_writes(), 10);
-        assert!(engine.bursts[0].windows.by_pid.len() <= MAX_TRACKED_PROCESSES);
+        assert!(engine.bursts[0].windows.by_key.len() <= MAX_TRACKED_PROCESSES);
     }
 
     /// L4 (issue 24): while the table is full a new process is tracked (the window that opened
@@ -384,7 +403,7 @@ window_ms = 1000
         // 20,000 scans of 65,536 windows take minutes unoptimized; the queue takes milliseconds.
         assert!(took < std::time::Duration::from_secs(2), "{took:?}");
         let windows = &engine.bursts[0].windows;
-        assert_eq!(windows.by_pid.len(), MAX_TRACKED_PROCESSES);
+        assert_eq!(windows.by_key.len(), MAX_TRACKED_PROCESSES);
         assert!(windows.opened.len() <= 2 * MAX_TRACKED_PROCESSES);
         assert_eq!(engine.untracked_writes(), 20_001);
     }
@@ -400,7 +419,7 @@ window_ms = 1000
             ids(&mut engine, Operation::Write, "a", 5000, 2000 + i);
         }
         let windows = &engine.bursts[0].windows;
-        assert_eq!(windows.by_pid.len(), 1, "all 1000 expired windows dropped");
+        assert_eq!(windows.by_key.len(), 1, "all 1000 expired windows dropped");
         assert!(windows.opened.len() <= 2);
         assert_eq!(engine.untracked_writes(), 0);
     }

@@ -8,11 +8,13 @@
 
 use std::collections::HashSet;
 
-use fsense_proto::Operation;
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use toml::{Table, Value};
 
 use crate::{ContentError, Severity};
+
+mod operation;
+pub use operation::RuleOperation;
 
 /// Largest rules file accepted, in bytes.
 pub const MAX_RULES_FILE_BYTES: usize = 1024 * 1024;
@@ -24,8 +26,12 @@ pub const MAX_ID_LEN: usize = 64;
 pub const MAX_GLOB_LEN: usize = 1024;
 /// `write_burst.writes` range.
 pub const WRITES_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
-/// `write_burst.window_ms` range.
+/// `write_burst.window_ms` range (and every other template's `window_ms`).
 pub const WINDOW_MS_RANGE: std::ops::RangeInclusive<u32> = 1..=3_600_000;
+/// `rename_burst.renames` and `delete_burst.deletes` range.
+pub const COUNT_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
+/// `delete_burst.writes` range: 0 would fire on deletes alone, which is what `rm -r` does.
+pub const DELETE_BURST_WRITES_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
 
 /// The templates compiled into this build, with their fields (name, type, range), for docs and
 /// error messages.
@@ -33,14 +39,36 @@ pub const TEMPLATES: &[(&str, &[(&str, &str)])] = &[
     (
         "path_match",
         &[
-            ("operation", "create | write"),
+            (
+                "operation",
+                "create | write | delete | rename | link | clone",
+            ),
             ("glob", "string, 1..=1024 bytes, a valid glob"),
+            (
+                "name",
+                "rename, link and clone only, required: path | target (rename, link: the new name; clone: the source)",
+            ),
         ],
     ),
     (
         "write_burst",
         &[
             ("writes", "u32, 1..=1000000"),
+            ("window_ms", "u32, 1..=3600000"),
+        ],
+    ),
+    (
+        "rename_burst",
+        &[
+            ("renames", "u32, 1..=1000000"),
+            ("window_ms", "u32, 1..=3600000"),
+        ],
+    ),
+    (
+        "delete_burst",
+        &[
+            ("writes", "u32, 1..=1000000"),
+            ("deletes", "u32, 1..=1000000"),
             ("window_ms", "u32, 1..=3600000"),
         ],
     ),
@@ -51,13 +79,36 @@ pub const TEMPLATES: &[(&str, &[(&str, &str)])] = &[
 pub struct RuleSet {
     version: u64,
     rules: Vec<Rule>,
-    /// One automaton per operation over every `path_match` glob for it; `*_owner[i]` is the rule
-    /// index of the automaton's i-th glob.
-    create_globs: GlobSet,
-    create_owner: Vec<usize>,
-    write_globs: GlobSet,
-    write_owner: Vec<usize>,
+    /// One automaton per operation and name over every `path_match` glob for them (see
+    /// [`glob_slot`]), with the rule index of each of its globs.
+    globs: Vec<(GlobSet, Vec<usize>)>,
 }
+
+/// Which name of an event a `path_match` glob looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NameField {
+    /// The record's path: what was created, written or deleted, the old name of a rename, the
+    /// existing file of a link, the file a clone wrote into.
+    Path,
+    /// The record's second name: the new name of a rename or link, the source of a clone.
+    Target,
+}
+
+impl NameField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Path => "path",
+            Self::Target => "target",
+        }
+    }
+}
+
+/// Index of the automaton for `operation` and `name` in [`RuleSet`]'s table.
+fn glob_slot(operation: RuleOperation, name: NameField) -> usize {
+    operation.index() * 2 + usize::from(name == NameField::Target)
+}
+
+const GLOB_SLOTS: usize = RuleOperation::ALL.len() * 2;
 
 /// One compiled rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,10 +121,26 @@ pub struct Rule {
 /// A template instance with its typed, range-checked fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Template {
-    /// Fires on every event of `operation` whose path matches `glob`.
-    PathMatch { operation: Operation, glob: String },
+    /// Fires on every event of `operation` whose `name` (the path, or the target) matches
+    /// `glob`.
+    PathMatch {
+        operation: RuleOperation,
+        name: NameField,
+        glob: String,
+    },
     /// Fires when one process issues `writes` writes within `window_ms`.
     WriteBurst { writes: u32, window_ms: u32 },
+    /// Fires when one process renames `renames` files to one and the same new extension
+    /// (different from each file's old one) within `window_ms`: files encrypted in place and
+    /// given the attacker's extension.
+    RenameBurst { renames: u32, window_ms: u32 },
+    /// Fires when one process, within `window_ms` of a write, has written `writes` times and
+    /// deleted `deletes` files: encrypted copies written, originals deleted.
+    DeleteBurst {
+        writes: u32,
+        deletes: u32,
+        window_ms: u32,
+    },
 }
 
 impl Template {
@@ -81,6 +148,8 @@ impl Template {
         match self {
             Self::PathMatch { .. } => "path_match",
             Self::WriteBurst { .. } => "write_burst",
+            Self::RenameBurst { .. } => "rename_burst",
+            Self::DeleteBurst { .. } => "delete_burst",
         }
     }
 }
@@ -109,51 +178,56 @@ impl RuleSet {
         Self {
             version,
             rules: Vec::new(),
-            create_globs: GlobSet::empty(),
-            create_owner: Vec::new(),
-            write_globs: GlobSet::empty(),
-            write_owner: Vec::new(),
+            globs: (0..GLOB_SLOTS)
+                .map(|_| (GlobSet::empty(), Vec::new()))
+                .collect(),
         }
     }
 
-    pub(crate) fn globs_for(&self, operation: Operation) -> (&GlobSet, &[usize]) {
-        match operation {
-            Operation::Create => (&self.create_globs, &self.create_owner),
-            Operation::Write => (&self.write_globs, &self.write_owner),
-        }
+    /// The automaton over every `path_match` glob for `operation` and `name`, and the rule
+    /// index of each of its globs.
+    pub(crate) fn globs_for(
+        &self,
+        operation: RuleOperation,
+        name: NameField,
+    ) -> Option<(&GlobSet, &[usize])> {
+        self.globs
+            .get(glob_slot(operation, name))
+            .map(|(set, owner)| (set, owner.as_slice()))
     }
 
     fn build(version: u64, rules: Vec<Rule>) -> Result<Self, ContentError> {
-        let mut create = (GlobSetBuilder::new(), Vec::new());
-        let mut write = (GlobSetBuilder::new(), Vec::new());
+        let mut builders: Vec<(GlobSetBuilder, Vec<usize>)> = (0..GLOB_SLOTS)
+            .map(|_| (GlobSetBuilder::new(), Vec::new()))
+            .collect();
         for (index, rule) in rules.iter().enumerate() {
-            if let Template::PathMatch { operation, glob } = &rule.template {
-                let (builder, owner) = match operation {
-                    Operation::Create => &mut create,
-                    Operation::Write => &mut write,
-                };
+            if let Template::PathMatch {
+                operation,
+                name,
+                glob,
+            } = &rule.template
+                && let Some((builder, owner)) = builders.get_mut(glob_slot(*operation, *name))
+            {
                 builder.add(build_glob(glob).map_err(|e| invalid_glob(&rule.id, &e))?);
                 owner.push(index);
             }
         }
-        let finish = |(builder, owner): (GlobSetBuilder, Vec<usize>)| {
-            builder.build().map(|set| (set, owner)).map_err(|e| {
-                ContentError::invalid(
-                    None,
-                    Some("glob"),
-                    format!("glob set does not compile: {e}"),
-                )
+        let globs = builders
+            .into_iter()
+            .map(|(builder, owner)| {
+                builder.build().map(|set| (set, owner)).map_err(|e| {
+                    ContentError::invalid(
+                        None,
+                        Some("glob"),
+                        format!("glob set does not compile: {e}"),
+                    )
+                })
             })
-        };
-        let (create_globs, create_owner) = finish(create)?;
-        let (write_globs, write_owner) = finish(write)?;
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             version,
             rules,
-            create_globs,
-            create_owner,
-            write_globs,
-            write_owner,
+            globs,
         })
     }
 }
@@ -263,6 +337,8 @@ fn compile_rule(index: usize, raw: Value) -> Result<Rule, ContentError> {
     let template = match template_name.as_str() {
         "path_match" => path_match(&mut fields)?,
         "write_burst" => write_burst(&mut fields)?,
+        "rename_burst" => rename_burst(&mut fields)?,
+        "delete_burst" => delete_burst(&mut fields)?,
         other => {
             let known: Vec<&str> = TEMPLATES.iter().map(|(name, _)| *name).collect();
             return Err(ContentError::invalid(
@@ -280,16 +356,32 @@ fn compile_rule(index: usize, raw: Value) -> Result<Rule, ContentError> {
     })
 }
 
-/// Template `path_match`: exactly `operation` and `glob`.
+/// Template `path_match`: exactly `operation` and `glob`, and `name` for the operations with a
+/// target.
 fn path_match(fields: &mut Fields) -> Result<Template, ContentError> {
     let operation = fields.take("operation", |v| match v {
-        Value::String(s) => match s.as_str() {
-            "create" => Ok(Operation::Create),
-            "write" => Ok(Operation::Write),
-            other => Err(format!("`{other}` is not one of create, write")),
-        },
+        Value::String(s) => RuleOperation::parse(s),
         other => Err(wrong_type("a string", other)),
     })?;
+    // `name` is required exactly for the operations with two names, and refused for the rest:
+    // no field has a default that content could lean on without saying so.
+    let parse_name = |v: &Value| match v {
+        Value::String(s) if s == "path" => Ok(NameField::Path),
+        Value::String(s) if s == "target" => Ok(NameField::Target),
+        Value::String(s) => Err(format!("`{s}` is not one of path, target")),
+        other => Err(wrong_type("a string", other)),
+    };
+    let name = if operation.has_target() {
+        fields.take("name", parse_name)?
+    } else {
+        let refused = fields.take_optional("name", |_| {
+            Err::<NameField, _>(format!(
+                "a `{}` event has one name and no target (`name` is for rename, link and clone)",
+                operation.as_str()
+            ))
+        })?;
+        refused.unwrap_or(NameField::Path)
+    };
     let glob = fields.take("glob", |v| match v {
         Value::String(s) if s.is_empty() => Err("empty glob".to_owned()),
         Value::String(s) if s.len() > MAX_GLOB_LEN => Err(format!(
@@ -301,7 +393,11 @@ fn path_match(fields: &mut Fields) -> Result<Template, ContentError> {
             .map_err(|e| format!("invalid glob: {}", e.kind())),
         other => Err(wrong_type("a string", other)),
     })?;
-    Ok(Template::PathMatch { operation, glob })
+    Ok(Template::PathMatch {
+        operation,
+        name,
+        glob,
+    })
 }
 
 /// Template `write_burst`: exactly `writes` and `window_ms`.
@@ -309,6 +405,25 @@ fn write_burst(fields: &mut Fields) -> Result<Template, ContentError> {
     let writes = fields.take("writes", |v| ranged_u32(v, &WRITES_RANGE))?;
     let window_ms = fields.take("window_ms", |v| ranged_u32(v, &WINDOW_MS_RANGE))?;
     Ok(Template::WriteBurst { writes, window_ms })
+}
+
+/// Template `rename_burst`: exactly `renames` and `window_ms`.
+fn rename_burst(fields: &mut Fields) -> Result<Template, ContentError> {
+    let renames = fields.take("renames", |v| ranged_u32(v, &COUNT_RANGE))?;
+    let window_ms = fields.take("window_ms", |v| ranged_u32(v, &WINDOW_MS_RANGE))?;
+    Ok(Template::RenameBurst { renames, window_ms })
+}
+
+/// Template `delete_burst`: exactly `writes`, `deletes` and `window_ms`.
+fn delete_burst(fields: &mut Fields) -> Result<Template, ContentError> {
+    let writes = fields.take("writes", |v| ranged_u32(v, &DELETE_BURST_WRITES_RANGE))?;
+    let deletes = fields.take("deletes", |v| ranged_u32(v, &COUNT_RANGE))?;
+    let window_ms = fields.take("window_ms", |v| ranged_u32(v, &WINDOW_MS_RANGE))?;
+    Ok(Template::DeleteBurst {
+        writes,
+        deletes,
+        window_ms,
+    })
 }
 
 /// The keys of one TOML table, consumed one by one; whatever is left over is an unknown field.

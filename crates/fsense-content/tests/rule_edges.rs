@@ -5,7 +5,9 @@
 //! missing by mutation testing (`scripts/mutants.sh content`).
 
 use fsense_content::engine::MAX_TRACKED_PROCESSES;
-use fsense_content::rules::{MAX_GLOB_LEN, MAX_ID_LEN, MAX_RULES, MAX_RULES_FILE_BYTES, Template};
+use fsense_content::rules::{
+    MAX_GLOB_LEN, MAX_ID_LEN, MAX_RULES, MAX_RULES_FILE_BYTES, NameField, RuleOperation, Template,
+};
 use fsense_content::{Engine, EventFacts, Operation, Severity, compile};
 
 fn burst_rules(writes: u32, window_ms: u32) -> String {
@@ -74,7 +76,8 @@ fn a_glob_of_the_longest_length_is_accepted() {
     assert_eq!(
         set.rules()[0].template,
         Template::PathMatch {
-            operation: Operation::Write,
+            operation: RuleOperation::Write,
+            name: NameField::Path,
             glob: longest.clone()
         }
     );

@@ -55,10 +55,78 @@ fn batches() -> Vec<Vec<u8>> {
     synth::batches(&events, 1, 256, &[])
 }
 
+/// Issue 27's records: per 8 events a create, three writes, a rename to a new extension, a delete,
+/// a hard link and a block clone (the last four with a second name), as ransomware would leave them.
+fn namespace_batches() -> Vec<Vec<u8>> {
+    let create_time = own_create_time();
+    let ops = [
+        Operation::Create,
+        Operation::Write,
+        Operation::Write,
+        Operation::Write,
+        Operation::Rename,
+        Operation::Delete,
+        Operation::Link,
+        Operation::Clone,
+    ];
+    let events: Vec<_> = (0..EVENTS)
+        .map(|i| {
+            let op = ops[i % ops.len()];
+            let path = format!(
+                "\\Device\\HarddiskVolume3\\Users\\ann\\Documents\\project-{}\\report-{i}.docx",
+                i % 17
+            );
+            let mut e = SynthEvent::new(op, &path);
+            if op.has_target() {
+                e.target = format!("{path}.locked")
+                    .encode_utf16()
+                    .flat_map(u16::to_le_bytes)
+                    .collect();
+            }
+            e.pid = std::process::id();
+            e.process_create_time = create_time;
+            e
+        })
+        .collect();
+    synth::batches(&events, 1, 256, &[])
+}
+
+/// The two ransomware templates and a `path_match` on the new name of a rename.
+const RANSOM_RULES: &str = r#"
+version = 1
+[[rule]]
+id = "mass-rename"
+template = "rename_burst"
+severity = "critical"
+[rule.fields]
+renames = 50
+window_ms = 10000
+[[rule]]
+id = "write-then-delete"
+template = "delete_burst"
+severity = "critical"
+[rule.fields]
+writes = 50
+deletes = 50
+window_ms = 10000
+[[rule]]
+id = "locked"
+template = "path_match"
+severity = "high"
+[rule.fields]
+operation = "rename"
+name = "target"
+glob = "**/*.locked"
+"#;
+
 fn pipeline(excludes: &[String]) -> Pipeline {
+    pipeline_with(excludes, None)
+}
+
+fn pipeline_with(excludes: &[String], rules: Option<fsense::pipeline::content::Rules>) -> Pipeline {
     Pipeline::new(
         ProcessCache::new(enrich::live(), 4096),
-        Filter::new(None, excludes, None).unwrap(),
+        Filter::new(None, excludes, rules).unwrap(),
         DosDeviceMap::new(vec![("\\Device\\HarddiskVolume3".into(), "C:".into())]),
         Box::new(std::io::sink()),
         None,
@@ -96,6 +164,28 @@ fn bench(c: &mut Criterion) {
     g.bench_function("decode_enrich_exclude3_ocsf_json", |b| {
         b.iter(|| {
             for batch in &batches {
+                let _ = p.handle_message(black_box(batch), 0).unwrap();
+            }
+        })
+    });
+    let namespace = namespace_batches();
+    let mut p = pipeline(&[]);
+    g.bench_function("namespace_mix_ocsf_json", |b| {
+        b.iter(|| {
+            for batch in &namespace {
+                let _ = p.handle_message(black_box(batch), 0).unwrap();
+            }
+        })
+    });
+    let rules_file =
+        std::env::temp_dir().join(format!("fsense-bench-rules-{}.toml", std::process::id()));
+    std::fs::write(&rules_file, RANSOM_RULES).unwrap();
+    let rules = fsense::pipeline::content::Rules::from_file(&rules_file).unwrap();
+    let _ = std::fs::remove_file(&rules_file);
+    let mut p = pipeline_with(&[], Some(rules));
+    g.bench_function("namespace_mix_ransom_rules_ocsf_json", |b| {
+        b.iter(|| {
+            for batch in &namespace {
                 let _ = p.handle_message(black_box(batch), 0).unwrap();
             }
         })

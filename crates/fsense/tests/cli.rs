@@ -104,6 +104,66 @@ fn decode_prints_a_capture_as_json_lines() {
     assert_eq!(lines[6]["health"]["config_version"], 7);
 }
 
+/// Issue 27: decode shows a rename's and a link's second name, and keeps the exact units of one
+/// that is not text; replay renders them as OCSF Rename and Link.
+#[test]
+fn decode_and_replay_show_both_names_of_renames_and_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rename = SynthEvent::new(Operation::Rename, "C:\\d\\a.docx");
+    rename.target = "C:\\d\\a.docx.locked"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let mut link = SynthEvent::new(Operation::Link, "C:\\d\\b");
+    // An unpaired surrogate in the new name.
+    link.target = [0x43u16, 0x3A, 0x5C, 0xD800]
+        .iter()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    let delete = SynthEvent::new(Operation::Delete, "C:\\d\\c");
+    let batches = synth::batches(&[rename, link, delete], 1, 8, &[]);
+    let mut w = CaptureWriter::new(Vec::new(), SourceKind::Simulator, 1).unwrap();
+    w.write_message(&batches[0], 1).unwrap();
+    let path = write(dir.path(), "ns.cap", &w.finish(2).unwrap());
+
+    let o = fsense(&["decode", &path]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["operation"], "rename");
+    assert_eq!(lines[0]["path"], "C:\\d\\a.docx");
+    assert_eq!(lines[0]["target"], "C:\\d\\a.docx.locked");
+    assert!(lines[0].get("target_units").is_none());
+    assert_eq!(lines[1]["operation"], "link");
+    assert_eq!(lines[1]["target"], "C:\\\u{FFFD}");
+    assert_eq!(
+        lines[1]["target_units"],
+        serde_json::json!([0x43, 0x3A, 0x5C, 0xD800])
+    );
+    assert_eq!(lines[2]["operation"], "delete");
+    assert_eq!(lines[2]["target"], "");
+
+    let out = dir.path().join("ocsf.json");
+    let o = fsense(&["replay", &path, "--output", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ocsf: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ocsf[0]["activity_name"], "Rename");
+    assert_eq!(ocsf[0]["file_result"]["path"], "C:\\d\\a.docx.locked");
+    assert_eq!(ocsf[1]["activity_id"], 99);
+    assert_eq!(
+        ocsf[1]["unmapped"]["target_units"],
+        serde_json::json!([0x43, 0x3A, 0x5C, 0xD800])
+    );
+    assert_eq!(ocsf[2]["activity_name"], "Delete");
+}
+
 #[test]
 fn decode_of_a_damaged_capture_prints_the_intact_prefix_then_the_offset() {
     let dir = tempfile::tempdir().unwrap();

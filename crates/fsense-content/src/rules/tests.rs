@@ -60,7 +60,8 @@ fn the_issue_example_compiles() {
             id: "office-macro-drop".into(),
             severity: Severity::High,
             template: Template::PathMatch {
-                operation: Operation::Create,
+                operation: RuleOperation::Create,
+                name: NameField::Path,
                 glob: "**/*.docm".into()
             },
         }
@@ -166,10 +167,10 @@ fn rejects_value_out_of_range() {
         "out of range",
     );
     assert_rejected(
-        &EXAMPLE.replace("operation = \"create\"", "operation = \"delete\""),
+        &EXAMPLE.replace("operation = \"create\"", "operation = \"chmod\""),
         "office-macro-drop",
         "operation",
-        "not one of create, write",
+        "the sensor reports create, write, delete, rename, link, clone",
     );
     assert_rejected(
         &EXAMPLE.replace("severity = \"high\"", "severity = \"severe\""),
@@ -284,16 +285,31 @@ fn rule_strategy() -> impl Strategy<Value = (String, Template, Severity)> {
         Just(Severity::Critical)
     ];
     let template = prop_oneof![
-        (any::<bool>(), "[a-z]{1,8}").prop_map(|(create, ext)| Template::PathMatch {
-            operation: if create {
-                Operation::Create
-            } else {
-                Operation::Write
-            },
-            glob: format!("**/*.{ext}"),
-        }),
+        (
+            proptest::sample::select(RuleOperation::ALL.to_vec()),
+            any::<bool>(),
+            "[a-z]{1,8}"
+        )
+            .prop_map(|(operation, on_target, ext)| Template::PathMatch {
+                operation,
+                name: if on_target && operation.has_target() {
+                    NameField::Target
+                } else {
+                    NameField::Path
+                },
+                glob: format!("**/*.{ext}"),
+            }),
         (WRITES_RANGE, WINDOW_MS_RANGE)
             .prop_map(|(writes, window_ms)| Template::WriteBurst { writes, window_ms }),
+        (COUNT_RANGE, WINDOW_MS_RANGE)
+            .prop_map(|(renames, window_ms)| Template::RenameBurst { renames, window_ms }),
+        (DELETE_BURST_WRITES_RANGE, COUNT_RANGE, WINDOW_MS_RANGE).prop_map(
+            |(writes, deletes, window_ms)| Template::DeleteBurst {
+                writes,
+                deletes,
+                window_ms
+            }
+        ),
     ];
     ("[A-Za-z0-9_-]{1,64}", template, severity)
 }
@@ -307,16 +323,161 @@ fn render(version: u64, rules: &[(String, Template, Severity)]) -> String {
             severity.as_str()
         ));
         match template {
-            Template::PathMatch { operation, glob } => text.push_str(&format!(
-                "operation = \"{}\"\nglob = \"{glob}\"\n",
-                operation.as_str()
-            )),
+            Template::PathMatch {
+                operation,
+                name,
+                glob,
+            } => {
+                text.push_str(&format!(
+                    "operation = \"{}\"\nglob = \"{glob}\"\n",
+                    operation.as_str()
+                ));
+                if operation.has_target() {
+                    text.push_str(&format!("name = \"{}\"\n", name.as_str()));
+                }
+            }
             Template::WriteBurst { writes, window_ms } => {
                 text.push_str(&format!("writes = {writes}\nwindow_ms = {window_ms}\n"))
             }
+            Template::RenameBurst { renames, window_ms } => {
+                text.push_str(&format!("renames = {renames}\nwindow_ms = {window_ms}\n"))
+            }
+            Template::DeleteBurst {
+                writes,
+                deletes,
+                window_ms,
+            } => text.push_str(&format!(
+                "writes = {writes}\ndeletes = {deletes}\nwindow_ms = {window_ms}\n"
+            )),
         }
     }
     text
+}
+
+const RANSOM: &str = r#"
+version = 3
+[[rule]]
+id = "new-extension"
+template = "path_match"
+severity = "medium"
+[rule.fields]
+operation = "rename"
+name = "target"
+glob = "**/*.locked"
+
+[[rule]]
+id = "mass-rename"
+template = "rename_burst"
+severity = "critical"
+[rule.fields]
+renames = 20
+window_ms = 10000
+
+[[rule]]
+id = "write-then-delete"
+template = "delete_burst"
+severity = "critical"
+[rule.fields]
+writes = 10
+deletes = 10
+window_ms = 10000
+"#;
+
+#[test]
+fn the_new_operations_and_templates_compile() {
+    let set = compile(RANSOM).unwrap();
+    assert_eq!(
+        set.rules()[0].template,
+        Template::PathMatch {
+            operation: RuleOperation::Rename,
+            name: NameField::Target,
+            glob: "**/*.locked".into()
+        }
+    );
+    assert_eq!(
+        set.rules()[1].template,
+        Template::RenameBurst {
+            renames: 20,
+            window_ms: 10_000
+        }
+    );
+    assert_eq!(
+        set.rules()[2].template,
+        Template::DeleteBurst {
+            writes: 10,
+            deletes: 10,
+            window_ms: 10_000
+        }
+    );
+    for op in ["delete", "create", "write"] {
+        let text = EXAMPLE.replace("operation = \"create\"", &format!("operation = \"{op}\""));
+        assert!(compile(&text).is_ok(), "{op}");
+    }
+    for op in ["link", "clone", "rename"] {
+        let text = EXAMPLE.replace(
+            "operation = \"create\"",
+            &format!("operation = \"{op}\"\nname = \"path\""),
+        );
+        assert!(compile(&text).is_ok(), "{op}");
+        // Two names: which one the glob is for must be said.
+        let text = EXAMPLE.replace("operation = \"create\"", &format!("operation = \"{op}\""));
+        assert_rejected(&text, "office-macro-drop", "name", "missing");
+    }
+}
+
+#[test]
+fn a_rule_on_an_operation_the_sensor_cannot_see_is_refused() {
+    for op in ["read", "chmod", "open", "execute", "Create", ""] {
+        let text = EXAMPLE.replace("operation = \"create\"", &format!("operation = \"{op}\""));
+        assert_rejected(&text, "office-macro-drop", "operation", "could never fire");
+    }
+    let text = EXAMPLE.replace("operation = \"create\"", "operation = \"read\"");
+    assert_rejected(
+        &text,
+        "office-macro-drop",
+        "operation",
+        "reads are not reported",
+    );
+}
+
+#[test]
+fn a_target_name_only_exists_for_renames_links_and_clones() {
+    for op in ["create", "write", "delete"] {
+        let text = RANSOM.replace("operation = \"rename\"", &format!("operation = \"{op}\""));
+        assert_rejected(&text, "new-extension", "name", "has one name and no target");
+    }
+    let text = RANSOM.replace("name = \"target\"", "name = \"new\"");
+    assert_rejected(&text, "new-extension", "name", "not one of path, target");
+    let text = RANSOM.replace("name = \"target\"", "name = \"path\"");
+    assert!(compile(&text).is_ok());
+}
+
+#[test]
+fn the_new_templates_check_their_fields() {
+    assert_rejected(
+        &RANSOM.replace("renames = 20", "renames = 0"),
+        "mass-rename",
+        "renames",
+        "out of range",
+    );
+    assert_rejected(
+        &RANSOM.replace("writes = 10\n", "writes = 0\n"),
+        "write-then-delete",
+        "writes",
+        "out of range",
+    );
+    assert_rejected(
+        &RANSOM.replace("deletes = 10\n", ""),
+        "write-then-delete",
+        "deletes",
+        "missing",
+    );
+    assert_rejected(
+        &RANSOM.replace("renames = 20\n", "renames = 20\nglob = \"*\"\n"),
+        "mass-rename",
+        "glob",
+        "unknown field",
+    );
 }
 
 proptest! {

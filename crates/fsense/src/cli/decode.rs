@@ -47,6 +47,10 @@ struct RawRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     path_units: Option<Vec<u16>>,
     volume: &'a str,
+    /// A rename's or link's new name, a clone's source ("" for other records).
+    target: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_units: Option<Vec<u16>>,
 }
 
 fn write_record(
@@ -57,6 +61,7 @@ fn write_record(
 ) -> io::Result<()> {
     let path = paths::display(&r.path);
     let volume = paths::display(&r.volume);
+    let target = paths::display(&r.target);
     let raw = RawRecord {
         frame_offset,
         received_at,
@@ -79,6 +84,8 @@ fn write_record(
         path: &path.text,
         path_units: (!path.exact).then(|| r.path.iter_units().collect()),
         volume: &volume.text,
+        target: &target.text,
+        target_units: (!target.exact).then(|| r.target.iter_units().collect()),
     };
     crate::output::json::to_writer(&mut *out, &raw).map_err(io::Error::other)?;
     out.write_all(b"\n")

@@ -14,7 +14,10 @@ pub const CLASS_UID: u32 = 1001;
 pub const CATEGORY_UID: u32 = 1;
 pub const ACTIVITY_CREATE: u32 = 1;
 pub const ACTIVITY_UPDATE: u32 = 3;
+pub const ACTIVITY_DELETE: u32 = 4;
 pub const ACTIVITY_RENAME: u32 = 5;
+/// OCSF 99 `Other`: "see the `activity_name` attribute" (hard links; see `docs/ocsf.md`).
+pub const ACTIVITY_OTHER: u32 = 99;
 
 /// A rule that matched the event, as it appears in the output.
 #[derive(Debug, Clone)]
@@ -38,6 +41,25 @@ pub struct EventView<'a> {
     pub rules: &'a [MatchedRule],
     /// OCSF severity id: the highest of the matched rules, else 1 (informational).
     pub severity_id: u8,
+    /// The record's second name to show (a rename's or link's new name, a clone's source), in
+    /// the same form as `path`; `None` when the record has none.
+    pub target: Option<&'a str>,
+    /// Whether `target` holds the record's target units exactly.
+    pub target_exact: bool,
+}
+
+/// OCSF activity id and name of a record.
+pub fn activity_of(r: &EventRecord<'_>) -> (u32, &'static str) {
+    match r.operation {
+        // Captures of Linux sources before protocol 4 carry renames as creates so flagged.
+        Operation::Create if r.flags.contains(RecordFlags::RENAMED) => (ACTIVITY_RENAME, "Rename"),
+        Operation::Create => (ACTIVITY_CREATE, "Create"),
+        // An MDL write and a block clone change the file's data as a write does.
+        Operation::Write | Operation::Clone => (ACTIVITY_UPDATE, "Update"),
+        Operation::Delete => (ACTIVITY_DELETE, "Delete"),
+        Operation::Rename => (ACTIVITY_RENAME, "Rename"),
+        Operation::Link => (ACTIVITY_OTHER, "Link"),
+    }
 }
 
 /// OCSF severity name of a severity id.
@@ -86,12 +108,8 @@ fn status_of(r: &EventRecord<'_>) -> (u8, &'static str, Option<&'static str>) {
 /// Appends one event as a JSON line to `line`.
 pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
     let r = ev.record;
-    let renamed = r.operation == Operation::Create && r.flags.contains(RecordFlags::RENAMED);
-    let (activity_id, activity_name) = match r.operation {
-        Operation::Create if renamed => (ACTIVITY_RENAME, "Rename"),
-        Operation::Create => (ACTIVITY_CREATE, "Create"),
-        Operation::Write => (ACTIVITY_UPDATE, "Update"),
-    };
+    let legacy_rename = r.operation == Operation::Create && r.flags.contains(RecordFlags::RENAMED);
+    let (activity_id, activity_name) = activity_of(r);
     let (status_id, status, status_detail) = status_of(r);
     let mut j = JsonOut::new(line);
     j.raw("{\"class_uid\":1001,\"class_name\":\"File System Activity\",\"category_uid\":1,\"category_name\":\"System Activity\",\"activity_id\":")
@@ -114,35 +132,47 @@ pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
         j.raw(",\"status_detail\":").str(detail);
     }
     j.raw(",\"status_code\":").hex(r.status.into(), 8);
-    // file: the entry the activity was on; for a rename, its previous name, and `file_result`
-    // the name it has now (what the filter and the rules looked at).
+    // file: the entry the activity was on; for a rename its previous name and `file_result`
+    // the name it has now; for a link the existing file and `file_result` the new name.
     let type_id = if r.flags.contains(RecordFlags::DIRECTORY) {
         ",\"type_id\":2}"
     } else {
         ",\"type_id\":1}"
     };
-    let previous = renamed.then(|| crate::pipeline::paths::display(&r.volume));
-    if let Some(previous) = &previous {
-        let (parent_folder, name) = crate::pipeline::paths::split(&previous.text);
-        j.raw(",\"file\":{\"path\":")
-            .str(&previous.text)
+    let previous = legacy_rename.then(|| crate::pipeline::paths::display(&r.volume));
+    let file_object = |j: &mut JsonOut<'_>, key: &str, path: &str| {
+        let (parent_folder, name) = crate::pipeline::paths::split(path);
+        j.raw(key)
+            .str(path)
             .raw(",\"name\":")
             .str(name)
             .raw(",\"parent_folder\":")
             .str(parent_folder)
             .raw(type_id);
-    }
-    j.raw(if renamed {
-        ",\"file_result\":{\"path\":"
+    };
+    if let Some(previous) = &previous {
+        file_object(&mut j, ",\"file\":{\"path\":", &previous.text);
+        j.raw(",\"file_result\":{\"path\":")
+            .str(ev.path)
+            .raw(",\"name\":")
+            .str(ev.name)
+            .raw(",\"parent_folder\":")
+            .str(ev.parent_folder)
+            .raw(type_id);
     } else {
-        ",\"file\":{\"path\":"
-    })
-    .str(ev.path)
-    .raw(",\"name\":")
-    .str(ev.name)
-    .raw(",\"parent_folder\":")
-    .str(ev.parent_folder)
-    .raw(type_id);
+        j.raw(",\"file\":{\"path\":")
+            .str(ev.path)
+            .raw(",\"name\":")
+            .str(ev.name)
+            .raw(",\"parent_folder\":")
+            .str(ev.parent_folder)
+            .raw(type_id);
+        if matches!(r.operation, Operation::Rename | Operation::Link)
+            && let Some(target) = ev.target
+        {
+            file_object(&mut j, ",\"file_result\":{\"path\":", target);
+        }
+    }
     // actor.process
     j.raw(",\"actor\":{\"process\":{\"pid\":").u64(r.pid.into());
     if let Some(p) = ev.process {
@@ -195,7 +225,7 @@ pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
         .raw(",\"process_create_time\":")
         .u64(r.process_create_time)
         .raw(",\"volume\":");
-    if r.volume.is_empty() || renamed {
+    if r.volume.is_empty() || legacy_rename {
         j.raw("\"\"");
     } else {
         j.str(&crate::pipeline::paths::display(&r.volume).text);
@@ -213,6 +243,16 @@ pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
     if let Some(raw) = ev.raw_path {
         j.raw(",\"raw_path\":").str(raw);
     }
+    if r.operation == Operation::Clone
+        && let Some(source) = ev.target
+    {
+        j.raw(",\"source_path\":").str(source);
+        if !ev.target_exact {
+            units(&mut j, ",\"source_units\":[", &r.target);
+        }
+    } else if ev.target.is_some() && !ev.target_exact {
+        units(&mut j, ",\"target_units\":[", &r.target);
+    }
     if !ev.path_exact {
         j.raw(",\"path_units\":[");
         for (i, u) in r.path.iter_units().enumerate() {
@@ -224,6 +264,7 @@ pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
         j.raw("]");
     }
     match r.operation {
+        Operation::Delete | Operation::Rename | Operation::Link => {}
         Operation::Create => {
             j.raw(",\"disposition\":")
                 .u64(r.create_disposition.into())
@@ -234,7 +275,7 @@ pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
                 .raw(",\"share\":")
                 .hex(r.share_access.into(), 8);
         }
-        Operation::Write => {
+        Operation::Write | Operation::Clone => {
             j.raw(",\"offset\":")
                 .u64(r.write_offset)
                 .raw(",\"length\":")
@@ -256,7 +297,19 @@ pub fn write_event(line: &mut Vec<u8>, ev: &EventView<'_>) {
     j.raw("}}\n");
 }
 
-const FLAG_NAMES: [(RecordFlags, &str); 9] = [
+/// Appends `key`, the units of `path` as numbers, and the closing `]`.
+fn units(j: &mut JsonOut<'_>, key: &str, path: &fsense_proto::Utf16Path<'_>) {
+    j.raw(key);
+    for (i, u) in path.iter_units().enumerate() {
+        if i > 0 {
+            j.raw(",");
+        }
+        j.u64(u.into());
+    }
+    j.raw("]");
+}
+
+const FLAG_NAMES: [(RecordFlags, &str); 14] = [
     (RecordFlags::PATH_TRUNCATED, "path_truncated"),
     (RecordFlags::NAME_QUERY_FAILED, "name_query_failed"),
     (RecordFlags::PAGING_IO, "paging_io"),
@@ -266,6 +319,11 @@ const FLAG_NAMES: [(RecordFlags, &str); 9] = [
     (RecordFlags::NO_NAME_CONTEXT, "no_name_context"),
     (RecordFlags::RENAMED, "renamed"),
     (RecordFlags::PROCESS_EXITED, "process_exited"),
+    (RecordFlags::TARGET_TRUNCATED, "target_truncated"),
+    (RecordFlags::TARGET_NAME_FAILED, "target_name_failed"),
+    (RecordFlags::MDL_WRITE, "mdl_write"),
+    (RecordFlags::POSIX_DELETE, "posix_delete"),
+    (RecordFlags::REPLACE_EXISTING, "replace_existing"),
 ];
 
 #[cfg(test)]
@@ -275,6 +333,16 @@ mod tests {
     use serde_json::Value;
 
     fn render(rec: &EventRecord<'_>, path: &str, exact: bool, rules: &[MatchedRule]) -> Value {
+        render_with_target(rec, path, exact, rules, None)
+    }
+
+    fn render_with_target(
+        rec: &EventRecord<'_>,
+        path: &str,
+        exact: bool,
+        rules: &[MatchedRule],
+        target: Option<(&str, bool)>,
+    ) -> Value {
         let process = ProcessInfo {
             name: "word.exe".into(),
             user: Some("CORP\\ann".into()),
@@ -291,6 +359,8 @@ mod tests {
             process: Some(&process),
             rules,
             severity_id: if rules.is_empty() { 1 } else { 4 },
+            target: target.map(|t| t.0),
+            target_exact: target.is_none_or(|t| t.1),
         };
         let mut out = Vec::new();
         write_event(&mut out, &view);
@@ -321,6 +391,122 @@ mod tests {
         assert_eq!(
             v["unmapped"]["flag_names"],
             serde_json::json!(["renamed", "process_exited"])
+        );
+    }
+
+    fn utf16(text: &str) -> Vec<u8> {
+        text.encode_utf16().flat_map(u16::to_le_bytes).collect()
+    }
+
+    #[test]
+    fn a_protocol_4_rename_has_the_old_name_as_file_and_the_new_as_file_result() {
+        let old = utf16("C:\\d\\report.docx");
+        let new = utf16("C:\\d\\report.docx.locked");
+        let mut rec = EventRecord::blank(
+            Operation::Rename,
+            Utf16Path::from_le_bytes(&old).unwrap(),
+            Utf16Path::EMPTY,
+        );
+        rec.target = Utf16Path::from_le_bytes(&new).unwrap();
+        rec.flags = RecordFlags::REPLACE_EXISTING;
+        let v = render_with_target(
+            &rec,
+            "C:\\d\\report.docx",
+            true,
+            &[],
+            Some(("C:\\d\\report.docx.locked", true)),
+        );
+        assert_eq!(v["activity_id"], 5, "{v}");
+        assert_eq!(v["activity_name"], "Rename");
+        assert_eq!(v["type_uid"], 100105);
+        assert_eq!(v["file"]["path"], "C:\\d\\report.docx");
+        assert_eq!(v["file_result"]["path"], "C:\\d\\report.docx.locked");
+        assert_eq!(v["file_result"]["name"], "report.docx.locked");
+        assert_eq!(v["file_result"]["parent_folder"], "C:\\d");
+        assert_eq!(v["unmapped"]["operation"], "rename");
+        assert_eq!(
+            v["unmapped"]["flag_names"],
+            serde_json::json!(["replace_existing"])
+        );
+        assert!(v["unmapped"].get("target_units").is_none());
+        assert!(v["unmapped"].get("offset").is_none());
+        assert!(v["unmapped"].get("disposition").is_none());
+    }
+
+    #[test]
+    fn deletes_links_clones_and_mdl_writes_map_to_their_activities() {
+        let mut del = EventRecord::blank(Operation::Delete, Utf16Path::EMPTY, Utf16Path::EMPTY);
+        del.flags = RecordFlags::POSIX_DELETE.union(RecordFlags::DIRECTORY);
+        let v = render(&del, "C:\\d\\gone", true, &[]);
+        assert_eq!(
+            (v["activity_id"].clone(), v["type_uid"].clone()),
+            (4.into(), 100104.into())
+        );
+        assert_eq!(v["activity_name"], "Delete");
+        assert_eq!(v["file"]["type_id"], 2);
+        assert!(v.get("file_result").is_none());
+        assert_eq!(
+            v["unmapped"]["flag_names"],
+            serde_json::json!(["directory", "posix_delete"])
+        );
+
+        let link = EventRecord::blank(Operation::Link, Utf16Path::EMPTY, Utf16Path::EMPTY);
+        let v = render_with_target(&link, "C:\\a", true, &[], Some(("C:\\b", true)));
+        assert_eq!(v["activity_id"], 99);
+        assert_eq!(v["activity_name"], "Link");
+        assert_eq!(v["type_uid"], 100199);
+        assert_eq!(v["file"]["path"], "C:\\a");
+        assert_eq!(v["file_result"]["path"], "C:\\b");
+        assert_eq!(v["unmapped"]["operation"], "link");
+
+        let mut clone = EventRecord::blank(Operation::Clone, Utf16Path::EMPTY, Utf16Path::EMPTY);
+        clone.write_offset = 65536;
+        clone.write_length = 1 << 20;
+        let v = render_with_target(&clone, "D:\\copy", true, &[], Some(("D:\\src", true)));
+        assert_eq!(v["activity_id"], 3);
+        assert_eq!(v["activity_name"], "Update");
+        assert_eq!(v["file"]["path"], "D:\\copy");
+        assert!(
+            v.get("file_result").is_none(),
+            "a clone's source is no result"
+        );
+        assert_eq!(v["unmapped"]["operation"], "clone");
+        assert_eq!(v["unmapped"]["source_path"], "D:\\src");
+        assert_eq!(v["unmapped"]["offset"], 65536);
+        assert_eq!(v["unmapped"]["length"], 1 << 20);
+        // Without the source at hand: no source_path.
+        let v = render(&clone, "D:\\copy", true, &[]);
+        assert!(v["unmapped"].get("source_path").is_none());
+
+        let mut mdl = EventRecord::write(Utf16Path::EMPTY, Utf16Path::EMPTY);
+        mdl.flags = RecordFlags::MDL_WRITE;
+        let v = render(&mdl, "C:\\share\\f", true, &[]);
+        assert_eq!(v["activity_id"], 3);
+        assert_eq!(v["unmapped"]["operation"], "write");
+        assert_eq!(
+            v["unmapped"]["flag_names"],
+            serde_json::json!(["mdl_write"])
+        );
+    }
+
+    #[test]
+    fn a_target_that_is_not_text_keeps_its_units_and_a_clamped_one_its_flag() {
+        let bad: Vec<u8> = [0x2F, 0x78, 0xDC00]
+            .iter()
+            .flat_map(|u: &u16| u.to_le_bytes())
+            .collect();
+        let mut rec = EventRecord::blank(Operation::Rename, Utf16Path::EMPTY, Utf16Path::EMPTY);
+        rec.target = Utf16Path::from_le_bytes(&bad).unwrap();
+        rec.flags = RecordFlags::TARGET_TRUNCATED.union(RecordFlags::TARGET_NAME_FAILED);
+        let v = render_with_target(&rec, "/a", true, &[], Some(("/x\u{FFFD}", false)));
+        assert_eq!(v["file_result"]["path"], "/x\u{FFFD}");
+        assert_eq!(
+            v["unmapped"]["target_units"],
+            serde_json::json!([0x2F, 0x78, 0xDC00])
+        );
+        assert_eq!(
+            v["unmapped"]["flag_names"],
+            serde_json::json!(["target_truncated", "target_name_failed"])
         );
     }
 

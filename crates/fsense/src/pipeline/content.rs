@@ -88,12 +88,25 @@ impl Rules {
         }
     }
 
-    /// Evaluates one event; fills `out` with the matches and returns the highest OCSF severity
-    /// id among them (1 when nothing matched).
+    /// Evaluates one event with no second name; see [`Rules::evaluate_named`].
     pub fn evaluate(
         &mut self,
         operation: Operation,
         path: &str,
+        pid: u32,
+        time_ms: u64,
+        out: &mut Vec<MatchedRule>,
+    ) -> u8 {
+        self.evaluate_named(operation, path, None, pid, time_ms, out)
+    }
+
+    /// Evaluates one event (`target`: a rename's or link's new name, a clone's source); fills `out` with the matches and returns the highest OCSF severity
+    /// id among them (1 when nothing matched).
+    pub fn evaluate_named(
+        &mut self,
+        operation: Operation,
+        path: &str,
+        target: Option<&str>,
         pid: u32,
         time_ms: u64,
         out: &mut Vec<MatchedRule>,
@@ -108,7 +121,7 @@ impl Rules {
                 time_ms,
             };
             let mut severity = 1;
-            for m in self.engine.evaluate(&facts) {
+            for m in self.engine.evaluate_named(&facts, target) {
                 let id = m.severity.ocsf_severity_id();
                 severity = severity.max(id);
                 out.push(MatchedRule {
@@ -120,7 +133,7 @@ impl Rules {
         }
         #[cfg(not(all(feature = "content", not(target_env = "msvc"))))]
         {
-            let _ = (operation, path, pid, time_ms, severity_name);
+            let _ = (operation, path, target, pid, time_ms, severity_name);
             match self.never {}
         }
     }

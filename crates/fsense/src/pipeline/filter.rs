@@ -116,12 +116,13 @@ impl Filter {
         &mut self,
         operation: Operation,
         path: &str,
+        target: Option<&str>,
         pid: u32,
         time_ms: u64,
         out: &mut Vec<MatchedRule>,
     ) -> u8 {
         match self.rules.as_mut() {
-            Some(rules) => rules.evaluate(operation, path, pid, time_ms, out),
+            Some(rules) => rules.evaluate_named(operation, path, target, pid, time_ms, out),
             None => {
                 out.clear();
                 1

@@ -193,7 +193,27 @@ impl Pipeline {
         self.last_sequence = self.last_sequence.max(record.sequence);
         let shown = paths::display(&record.path);
         let path = self.devices.to_dos(&shown.text);
-        match self.filter.verdict(record.pid, &path) {
+        // A rename's or link's new name, a clone's source.
+        let target_shown = record
+            .operation
+            .has_target()
+            .then(|| paths::display(&record.target));
+        let target = target_shown.as_ref().map(|t| self.devices.to_dos(&t.text));
+        let verdict = self.filter.verdict(record.pid, &path);
+        // A rename or link is kept when either name is (a move from an excluded or unwatched
+        // directory into a watched one is reported; so is a move out of one).
+        let verdict = match (&target, verdict) {
+            (Some(t), Verdict::Excluded | Verdict::Outside)
+                if record.operation != fsense_proto::Operation::Clone =>
+            {
+                match self.filter.verdict(record.pid, t) {
+                    Verdict::Keep => Verdict::Keep,
+                    _ => verdict,
+                }
+            }
+            _ => verdict,
+        };
+        match verdict {
             Verdict::Keep => {}
             Verdict::SelfExcluded => {
                 self.stats.self_excluded += 1;
@@ -214,6 +234,7 @@ impl Pipeline {
         let severity_id = self.filter.rules(
             record.operation,
             &path,
+            target.as_deref(),
             record.pid,
             time_ms,
             &mut self.rules_buf,
@@ -244,6 +265,8 @@ impl Pipeline {
             process: process.as_deref(),
             rules: &self.rules_buf,
             severity_id,
+            target: target.as_deref(),
+            target_exact: target_shown.as_ref().is_none_or(|t| t.exact),
         };
         self.line.clear();
         ocsf::write_event(&mut self.line, &view);

@@ -186,3 +186,59 @@ fn a_new_driver_load_restarts_sequences_without_false_drops() {
         (2, 0, 0, 2)
     );
 }
+
+fn event_with_target(op: Operation, path: &str, target: &str) -> SynthEvent {
+    let mut e = SynthEvent::new(op, path);
+    e.target = target.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    e
+}
+
+/// Issue 27: a rename or link is kept when either name is, is shown with both names (drive
+/// letters for both), and a clone is judged by the file it wrote into only.
+#[test]
+fn renames_and_links_are_judged_by_both_names_and_shown_with_both() {
+    let devices = DosDeviceMap::new(vec![("\\Device\\HarddiskVolume3".into(), "C:".into())]);
+    let (mut p, out) = pipeline(None, &["C:\\Temp\\*".into()], Box::new(Offline), devices);
+    let v = "\\Device\\HarddiskVolume3";
+    let events = [
+        // From an excluded directory into a kept one: kept.
+        event_with_target(
+            Operation::Rename,
+            &format!("{v}\\Temp\\x.part"),
+            &format!("{v}\\Users\\ann\\x.docm"),
+        ),
+        // Out of a kept directory into an excluded one: kept.
+        event_with_target(
+            Operation::Link,
+            &format!("{v}\\Users\\ann\\a"),
+            &format!("{v}\\Temp\\a-link"),
+        ),
+        // Both names excluded: excluded.
+        event_with_target(
+            Operation::Rename,
+            &format!("{v}\\Temp\\1"),
+            &format!("{v}\\Temp\\2"),
+        ),
+        // A clone into an excluded file from a kept source: excluded (its file is the target).
+        event_with_target(
+            Operation::Clone,
+            &format!("{v}\\Temp\\copy"),
+            &format!("{v}\\Users\\ann\\src"),
+        ),
+        SynthEvent::new(Operation::Delete, &format!("{v}\\Users\\ann\\old.txt")),
+    ];
+    for batch in synth::batches(&events, 1, 16, &[]) {
+        p.handle_message(&batch, 0).unwrap().unwrap();
+    }
+    p.flush().unwrap();
+    let lines = out.lines();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(p.stats().excluded, 2);
+    assert_eq!(lines[0]["activity_id"], 5);
+    assert_eq!(lines[0]["file"]["path"], "C:\\Temp\\x.part");
+    assert_eq!(lines[0]["file_result"]["path"], "C:\\Users\\ann\\x.docm");
+    assert_eq!(lines[1]["activity_id"], 99);
+    assert_eq!(lines[1]["file_result"]["path"], "C:\\Temp\\a-link");
+    assert_eq!(lines[2]["activity_id"], 4);
+    assert_eq!(lines[2]["file"]["path"], "C:\\Users\\ann\\old.txt");
+}

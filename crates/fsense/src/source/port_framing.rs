@@ -120,7 +120,12 @@ mod tests {
     fn health_is_framed_by_its_length_field() {
         for (protocol_version, load_id, len) in [
             (2, 0, Health::LEN_BEFORE_LOAD_ID),
-            (fsense_proto::LOAD_ID_SINCE, 7, Health::LEN),
+            (
+                fsense_proto::LOAD_ID_SINCE,
+                7,
+                Health::LEN_BEFORE_NAMESPACE_OPS,
+            ),
+            (fsense_proto::NAMESPACE_OPS_SINCE, 7, Health::LEN),
         ] {
             let h = synth::health(&Health {
                 protocol_version,

@@ -13,6 +13,8 @@ pub struct SynthEvent {
     pub process_create_time: u64,
     pub timestamp: u64,
     pub status: u32,
+    /// UTF-16LE bytes of the second name (rename, link, clone); empty for the others.
+    pub target: Vec<u8>,
 }
 
 impl SynthEvent {
@@ -28,6 +30,7 @@ impl SynthEvent {
             process_create_time: 133_000_000_000_000_000,
             timestamp: 133_500_000_000_000_000,
             status: 0,
+            target: Vec::new(),
         }
     }
 
@@ -41,13 +44,17 @@ impl SynthEvent {
                 r.information = 2;
                 r
             }
-            Operation::Write => {
-                let mut r = EventRecord::write(path, Utf16Path::EMPTY);
+            Operation::Write | Operation::Clone => {
+                let mut r = EventRecord::blank(self.operation, path, Utf16Path::EMPTY);
                 r.write_length = 4096;
                 r.information = 4096;
                 r
             }
+            Operation::Delete | Operation::Rename | Operation::Link => {
+                EventRecord::blank(self.operation, path, Utf16Path::EMPTY)
+            }
         };
+        r.target = Utf16Path::truncating(&self.target, usize::MAX).0;
         r.pid = self.pid;
         r.tid = self.pid + 1;
         r.process_create_time = self.process_create_time;

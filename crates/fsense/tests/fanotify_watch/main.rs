@@ -22,6 +22,7 @@ mod support;
 use support::{Tmpfs, is_root};
 
 mod lag;
+mod namespace;
 
 fn in_private_namespace(test_name: &str, test: impl FnOnce()) {
     support::in_private_namespace(INNER, test_name, test);
@@ -602,22 +603,48 @@ fn a_directory_moved_away_before_its_events_are_read_does_not_hide_them() {
     );
 }
 
+/// Events in a directory removed before they are read (`rm -r`) cannot be named by opening the
+/// directory any more: they are named through the directory's removal in the same read (which
+/// carries its handle), and only what still cannot be named counts as dropped, never silently.
 #[test]
-fn events_in_a_deleted_directory_count_as_dropped() {
-    in_private_namespace("events_in_a_deleted_directory_count_as_dropped", || {
-        let run = WatchRun::start(&[]);
-        let w = run.watched();
-        fs::create_dir(w.join("gone")).unwrap();
-        fs::write(w.join("gone").join("f"), b"x").unwrap();
-        fs::remove_dir_all(w.join("gone")).unwrap();
-        let (_, summary) = run.stop();
-        let unresolved = summary["source"]["unresolved"].as_u64().unwrap();
-        assert!(unresolved >= 1, "{summary}");
-        assert!(
-            summary["dropped"].as_u64().unwrap() >= unresolved,
-            "{summary}"
-        );
-    });
+fn events_in_a_directory_removed_before_the_read_are_named_through_its_removal() {
+    in_private_namespace(
+        "events_in_a_directory_removed_before_the_read_are_named_through_its_removal",
+        || {
+            let run = WatchRun::start(&[]);
+            let w = run.watched();
+            fs::create_dir_all(w.join("gone").join("deeper")).unwrap();
+            fs::write(w.join("gone").join("f"), b"x").unwrap();
+            fs::write(w.join("gone").join("deeper").join("g"), b"x").unwrap();
+            fs::remove_dir_all(w.join("gone")).unwrap();
+            let (lines, summary) = run.stop();
+            let source = &summary["source"];
+            assert!(
+                source["named_by_removal"].as_u64().unwrap() >= 1,
+                "{summary}"
+            );
+            let unresolved = source["unresolved"].as_u64().unwrap();
+            assert!(
+                summary["dropped"].as_u64().unwrap() >= unresolved,
+                "{summary}"
+            );
+            for (file, depth) in [
+                (w.join("gone").join("f"), 1),
+                (w.join("gone").join("deeper").join("g"), 2),
+            ] {
+                let want = bytes(&file);
+                let acts: Vec<u64> = lines
+                    .iter()
+                    .filter(|l| exact_path(l) == want)
+                    .map(|l| l["activity_id"].as_u64().unwrap())
+                    .collect();
+                // Named and in order: created, written, deleted; or, past the nesting the
+                // rounds cover (never here), dropped.
+                assert_eq!(acts, [1, 3, 4], "depth {depth}: {summary}");
+            }
+            assert_eq!(unresolved, 0, "{summary}");
+        },
+    );
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! Linux source: fanotify, so the whole pipeline runs against a real kernel.
 //!
-//! The group is created with `FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME | FAN_REPORT_PIDFD` and marks
-//! the whole file system of each watched directory (`FAN_MARK_FILESYSTEM`: recursive, no races
-//! with new subdirectories; needs CAP_SYS_ADMIN) for creates, renames (`FAN_RENAME`, Linux 5.17)
-//! and writes. Each event names its directory by file handle plus the entry name (a rename: the
+//! The group is created with `FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME_TARGET | FAN_REPORT_PIDFD`
+//! and marks the whole file system of each watched directory (`FAN_MARK_FILESYSTEM`: recursive,
+//! no races with new subdirectories; needs CAP_SYS_ADMIN) for creates, deletes (`FAN_DELETE`),
+//! renames (`FAN_RENAME`, Linux 5.17) and writes. Creates, deletes and renames also carry the
+//! entry's own file handle (`FAN_REPORT_TARGET_FID`, 5.17): how a create is told to be a hard
+//! link, and how events in a directory removed before the read are named (`records`). Each event names its directory by file handle plus the entry name (a rename: the
 //! old and the new directory and name); the directory is opened by handle (`open_by_handle_at`)
 //! when the event is read and its current path read from `/proc/self/fd`, or, when that path is
 //! too long for the kernel to name, found by walking up (`openat(dir, "..")`) to a watched root,
@@ -41,6 +43,8 @@ mod dir_names;
 mod moved_away;
 #[cfg(target_os = "linux")]
 mod moved_in;
+#[cfg(target_os = "linux")]
+mod records;
 #[cfg(target_os = "linux")]
 mod source;
 #[cfg(target_os = "linux")]

@@ -8,6 +8,8 @@
 //! directory-fid-and-name type, by an 8-byte fsid, `struct file_handle` (u32 handle_bytes,
 //! i32 handle_type, handle bytes) and a NUL-terminated name, padded to `len`. A `FAN_RENAME`
 //! event carries two such records, of the old-directory and new-directory types, instead of one.
+//! With `FAN_REPORT_TARGET_FID` a create, delete or rename also carries the entry's own file
+//! handle (the plain fid type: fsid and `struct file_handle`, no name).
 //! The pidfd type holds one i32: a pidfd the reader now owns and must close, or `FAN_NOPIDFD` /
 //! `FAN_EPIDFD` (negative) when the process had exited or no pidfd could be made.
 
@@ -16,6 +18,7 @@ use std::fmt;
 pub const FAN_MODIFY: u64 = 0x0000_0002;
 pub const FAN_CLOSE_WRITE: u64 = 0x0000_0008;
 pub const FAN_CREATE: u64 = 0x0000_0100;
+pub const FAN_DELETE: u64 = 0x0000_0200;
 pub const FAN_Q_OVERFLOW: u64 = 0x0000_4000;
 pub const FAN_RENAME: u64 = 0x1000_0000;
 pub const FAN_ONDIR: u64 = 0x4000_0000;
@@ -25,6 +28,7 @@ pub const FANOTIFY_METADATA_VERSION: u8 = 3;
 /// Size of `struct fanotify_event_metadata`.
 pub const METADATA_LEN: usize = 24;
 
+const INFO_TYPE_FID: u8 = 1;
 const INFO_TYPE_DFID_NAME: u8 = 2;
 const INFO_TYPE_PIDFD: u8 = 4;
 const INFO_TYPE_OLD_DFID_NAME: u8 = 10;
@@ -44,6 +48,16 @@ pub struct DirFidName<'a> {
     pub name: &'a [u8],
 }
 
+/// A file handle without a name: the entry a create, delete or rename was about
+/// (`FAN_REPORT_TARGET_FID`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fid<'a> {
+    pub fsid: [u8; 8],
+    pub handle_type: i32,
+    /// The opaque `f_handle` bytes.
+    pub handle: &'a [u8],
+}
+
 /// One event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FanEvent<'a> {
@@ -57,6 +71,8 @@ pub struct FanEvent<'a> {
     pub old_dir_fid_name: Option<DirFidName<'a>>,
     /// `FAN_RENAME`: the directory and name the entry has now.
     pub new_dir_fid_name: Option<DirFidName<'a>>,
+    /// `FAN_REPORT_TARGET_FID`: the entry itself (a created entry, for instance).
+    pub fid: Option<Fid<'a>>,
     /// `FAN_REPORT_PIDFD`: a pidfd of the process that caused the event (owned by the reader
     /// from now on), or a negative value when there is none (the process had exited).
     pub pidfd: Option<i32>,
@@ -207,6 +223,7 @@ fn parse_event(buf: &[u8], start: usize) -> Result<(FanEvent<'_>, usize), FanPar
     let mut old_dir_fid_name = None;
     let mut new_dir_fid_name = None;
     let mut pidfd = None;
+    let mut fid = None;
     let mut at = usize::from(metadata_len);
     while at < len {
         let info_type = event[at];
@@ -233,6 +250,9 @@ fn parse_event(buf: &[u8], start: usize) -> Result<(FanEvent<'_>, usize), FanPar
             None if info_type == INFO_TYPE_PIDFD && pidfd.is_none() => {
                 pidfd = Some(i32_at(info, INFO_HEADER_LEN).map_err(|e| shift(e, start + at))?);
             }
+            None if info_type == INFO_TYPE_FID && fid.is_none() => {
+                fid = Some(parse_handle(info).map_err(|e| shift(e, start + at))?.0);
+            }
             None => {}
         }
         at += ilen;
@@ -246,13 +266,15 @@ fn parse_event(buf: &[u8], start: usize) -> Result<(FanEvent<'_>, usize), FanPar
             dir_fid_name,
             old_dir_fid_name,
             new_dir_fid_name,
+            fid,
             pidfd,
         },
         len,
     ))
 }
 
-fn parse_dfid_name(info: &[u8]) -> Result<DirFidName<'_>, FanParseError> {
+/// The fsid and file handle of an info record, and the offset right after the handle.
+fn parse_handle(info: &[u8]) -> Result<(Fid<'_>, usize), FanParseError> {
     let fsid = array::<FSID_LEN>(info, INFO_HEADER_LEN)?;
     let handle_at = INFO_HEADER_LEN + FSID_LEN;
     let handle_bytes = u32_at(info, handle_at)?;
@@ -266,7 +288,25 @@ fn parse_dfid_name(info: &[u8]) -> Result<DirFidName<'_>, FanParseError> {
             FanParseErrorKind::BadHandleLength(handle_bytes),
             handle_at,
         ))?;
-    let name_at = data_at + handle.len();
+    Ok((
+        Fid {
+            fsid,
+            handle_type,
+            handle,
+        },
+        data_at + handle.len(),
+    ))
+}
+
+fn parse_dfid_name(info: &[u8]) -> Result<DirFidName<'_>, FanParseError> {
+    let (
+        Fid {
+            fsid,
+            handle_type,
+            handle,
+        },
+        name_at,
+    ) = parse_handle(info)?;
     let rest = &info[name_at..];
     let nul = rest
         .iter()
@@ -294,6 +334,8 @@ pub enum InfoRecord<'a> {
     DirFidName(DfidParts<'a>),
     OldDirFidName(DfidParts<'a>),
     NewDirFidName(DfidParts<'a>),
+    /// The entry's own handle: (fsid, handle type, handle bytes).
+    Fid(&'a [u8; 8], i32, &'a [u8]),
     Pidfd(i32),
 }
 
@@ -319,6 +361,7 @@ pub fn encode_event_with(out: &mut Vec<u8>, mask: u64, pid: i32, info: &[InfoRec
             InfoRecord::DirFidName(d) => (INFO_TYPE_DFID_NAME, Some(d)),
             InfoRecord::OldDirFidName(d) => (INFO_TYPE_OLD_DFID_NAME, Some(d)),
             InfoRecord::NewDirFidName(d) => (INFO_TYPE_NEW_DFID_NAME, Some(d)),
+            InfoRecord::Fid(..) => (INFO_TYPE_FID, None),
             InfoRecord::Pidfd(_) => (INFO_TYPE_PIDFD, None),
         };
         out.push(info_type);
@@ -334,6 +377,12 @@ pub fn encode_event_with(out: &mut Vec<u8>, mask: u64, pid: i32, info: &[InfoRec
                 out.push(0);
             }
             (InfoRecord::Pidfd(fd), None) => out.extend_from_slice(&fd.to_ne_bytes()),
+            (InfoRecord::Fid(fsid, handle_type, handle), None) => {
+                out.extend_from_slice(&fsid[..]);
+                out.extend_from_slice(&(handle.len() as u32).to_ne_bytes());
+                out.extend_from_slice(&handle_type.to_ne_bytes());
+                out.extend_from_slice(handle);
+            }
             _ => {}
         }
         while !(out.len() - info_start).is_multiple_of(4) {
@@ -411,6 +460,47 @@ mod tests {
         assert_eq!(rename.new_dir_fid_name.unwrap().handle, &[2, 2, 2, 2]);
         assert_eq!((rename.pidfd, rename.owned_pidfd()), (Some(5), Some(5)));
         assert_eq!((events[1].pidfd, events[1].owned_pidfd()), (Some(-1), None));
+    }
+
+    #[test]
+    fn a_create_with_the_entry_handle_carries_both_handles() {
+        let mut buf = Vec::new();
+        encode_event_with(
+            &mut buf,
+            FAN_CREATE,
+            3,
+            &[
+                InfoRecord::DirFidName((&[1; 8], 1, &[1, 1, 1, 1], b"link")),
+                InfoRecord::Fid(&[1; 8], 2, &[7, 7, 7, 7, 7]),
+            ],
+        );
+        encode_event_with(
+            &mut buf,
+            FAN_DELETE,
+            3,
+            &[InfoRecord::Fid(&[2; 8], 3, &[8; 128])],
+        );
+        let events: Vec<_> = FanEvents::new(&buf).collect::<Result<_, _>>().unwrap();
+        assert_eq!(events[0].dir_fid_name.unwrap().name, b"link");
+        let fid = events[0].fid.unwrap();
+        assert_eq!(
+            (fid.fsid, fid.handle_type, fid.handle),
+            ([1; 8], 2, &[7u8; 5][..])
+        );
+        assert_eq!(events[1].fid.unwrap().handle.len(), 128);
+        assert_eq!(events[1].dir_fid_name, None);
+        // A handle longer than its record is an error, not a read past it.
+        let mut bad = Vec::new();
+        encode_event_with(
+            &mut bad,
+            FAN_DELETE,
+            3,
+            &[InfoRecord::Fid(&[2; 8], 3, &[8; 4])],
+        );
+        let at = METADATA_LEN + 4 + 8;
+        bad[at..at + 4].copy_from_slice(&64u32.to_ne_bytes());
+        let e = FanEvents::new(&bad).next().unwrap().unwrap_err();
+        assert_eq!(e.what, FanParseErrorKind::BadHandleLength(64));
     }
 
     #[test]

@@ -9,25 +9,22 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use fsense_proto::{BatchWriter, EventRecord, MAX_BATCH_BYTES, RecordFlags, Utf16Path};
+use fsense_proto::{BatchWriter, MAX_BATCH_BYTES, RecordFlags};
 use serde::Serialize;
 
 use super::dir_names::{DirNames, WalkEnd};
 use super::moved_away::OutsideWindow;
 use super::moved_in::{self, MovedIn};
 use super::parse::{
-    DirFidName, FAN_CLOSE_WRITE, FAN_CREATE, FAN_MODIFY, FAN_ONDIR, FAN_Q_OVERFLOW, FAN_RENAME,
-    FanEvent, FanEvents,
+    DirFidName, FAN_CLOSE_WRITE, FAN_CREATE, FAN_DELETE, FAN_MODIFY, FAN_ONDIR, FAN_Q_OVERFLOW,
+    FAN_RENAME, FanEvent, FanEvents, Fid,
 };
+use super::records::{self, Kind, Names};
 use super::write_sessions::{MAX_QUIET_SESSIONS, WriteSessionStats, WriteSessions};
 use super::{is_under, join_onto};
 use crate::ffi::linux as sys;
 use crate::pipeline::enrich::procfs::ProcClock;
-use crate::pipeline::paths::linux_bytes_to_utf16le;
 use crate::time::now_ticks;
-
-/// `IoStatus.Information` of a create that created the file (what the driver reports).
-const FILE_CREATED: u64 = 2;
 
 /// Why watching could not start.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +32,7 @@ pub enum WatchError {
     #[error("fsense watch needs root (CAP_SYS_ADMIN) for fanotify file-system marks")]
     NotPermitted,
     #[error(
-        "this kernel does not offer fanotify with FAN_REPORT_DFID_NAME (Linux 5.9 or later): {0}"
+        "this kernel does not offer fanotify with FAN_REPORT_DFID_NAME_TARGET and FAN_RENAME (Linux 5.17 or later): {0}"
     )]
     Unsupported(io::Error),
     #[error("cannot watch {path}: {source}")]
@@ -85,6 +82,9 @@ pub struct SourceStats {
     /// Events whose path was taken back to where it was when the event happened, because their
     /// directory was renamed later in the same read.
     pub re_rooted: u64,
+    /// Events whose directory was removed before the read, named through that directory's
+    /// removal later in the same read (`rm -r`).
+    pub named_by_removal: u64,
     /// Directories whose path was too long for the kernel to name (`ENAMETOOLONG`) and was
     /// walked up to a watched root instead.
     pub long_paths: u64,
@@ -171,6 +171,13 @@ struct Pending {
     path: Option<Range<usize>>,
     /// Renames: the path before the rename.
     old_path: Option<Range<usize>>,
+    /// Creates and deletes of files: the entry's own file handle (`records::fid_key`).
+    fid: Option<Vec<u8>>,
+    /// Creates found to be hard links, with the file's existing name when known.
+    link: Option<Option<Range<usize>>>,
+    /// An event whose directory could not be opened: the directory's handle key and the entry
+    /// name, to name it through a removal of that directory later in the read.
+    lost_dir: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Per-read caches: one directory lookup and one /proc read per distinct key and read.
@@ -184,8 +191,10 @@ impl FanotifySource {
     /// Creates the group and marks the file system of every directory.
     pub fn open(dirs: &[PathBuf], writes: WriteEvents) -> Result<Self, WatchError> {
         // FAN_REPORT_PIDFD (5.15) names the process as of the event, not as of the read.
+        // FAN_REPORT_DFID_NAME_TARGET adds the entry's own handle to creates and deletes
+        // (Linux 5.17, as FAN_RENAME): how a create is told to be a hard link.
         let flags = libc::FAN_CLASS_NOTIF
-            | libc::FAN_REPORT_DFID_NAME
+            | libc::FAN_REPORT_DFID_NAME_TARGET
             | libc::FAN_REPORT_PIDFD
             | libc::FAN_CLOEXEC
             | libc::FAN_NONBLOCK;
@@ -197,9 +206,11 @@ impl FanotifySource {
             })?;
         let mask = match writes {
             WriteEvents::FirstAndClose => {
-                FAN_CREATE | FAN_RENAME | FAN_MODIFY | FAN_CLOSE_WRITE | FAN_ONDIR
+                FAN_CREATE | FAN_DELETE | FAN_RENAME | FAN_MODIFY | FAN_CLOSE_WRITE | FAN_ONDIR
             }
-            WriteEvents::CloseOnly => FAN_CREATE | FAN_RENAME | FAN_CLOSE_WRITE | FAN_ONDIR,
+            WriteEvents::CloseOnly => {
+                FAN_CREATE | FAN_DELETE | FAN_RENAME | FAN_CLOSE_WRITE | FAN_ONDIR
+            }
         };
         let mut mounts: Vec<([u8; 8], File)> = Vec::new();
         let mut roots = Vec::new();
@@ -397,6 +408,9 @@ impl FanotifySource {
                     actor: Actor::Unknown,
                     path: None,
                     old_path: None,
+                    fid: None,
+                    link: None,
+                    lost_dir: None,
                 });
                 continue;
             }
@@ -426,14 +440,53 @@ impl FanotifySource {
             } else {
                 (resolve(event.dir_fid_name, arena), None)
             };
+            // Directories' handles too: a removed directory names the events inside it.
+            let fid = event
+                .fid
+                .filter(|_| event.mask & (FAN_CREATE | FAN_DELETE) != 0)
+                .map(|f| records::fid_key(&f));
+            let lost_dir = match (&path, event.dir_fid_name) {
+                (None, Some(d)) if event.mask & FAN_RENAME == 0 => Some((
+                    records::fid_key(&Fid {
+                        fsid: d.fsid,
+                        handle_type: d.handle_type,
+                        handle: d.handle,
+                    }),
+                    d.name.to_vec(),
+                )),
+                _ => None,
+            };
             pending.push(Pending {
                 mask: event.mask,
                 pid: event.pid,
                 actor,
                 path,
                 old_path,
+                fid,
+                link: None,
+                lost_dir,
             });
         }
+        stats.named_by_removal += records::name_in_removed_dirs(
+            pending.iter_mut().map(|p| records::Naming {
+                mask: p.mask,
+                fid: p.fid.as_deref(),
+                path: &mut p.path,
+                lost_dir: p.lost_dir.as_ref(),
+            }),
+            arena,
+        );
+        // Which creates are hard links: needs every create and delete of the read first.
+        records::find_links(
+            pending.iter_mut().map(|p| records::LinkCheck {
+                mask: p.mask,
+                fid: p.fid.as_deref(),
+                path: p.path.clone(),
+                link: &mut p.link,
+            }),
+            mounts,
+            arena,
+        );
         events
     }
 
@@ -505,8 +558,7 @@ impl FanotifySource {
             ..
         } = self;
         let mut batch = BatchWriter::new(batch_buf).map_err(io::Error::other)?;
-        let mut utf16 = Vec::new();
-        let mut old_utf16 = Vec::new();
+        let mut names = Names::default();
         let earned = list_refilled.elapsed().as_secs_f64() * moved_in::MAX_LISTED_PER_READ as f64;
         if earned >= 1.0 {
             *list_tokens =
@@ -581,41 +633,17 @@ impl FanotifySource {
                         FAN_RENAME | dir_bit(m.is_dir),
                     ),
                 };
-                let renamed = mask & FAN_RENAME != 0;
-                linux_bytes_to_utf16le(path, &mut utf16);
-                let (units, cut) = Utf16Path::truncating(&utf16, usize::MAX);
-                old_utf16.clear();
-                if let Some(old) = old_path {
-                    linux_bytes_to_utf16le(old, &mut old_utf16);
+                let mut kind = records::kind_of(mask);
+                let mut other = old_path;
+                if k == 0
+                    && let Some(link) = &p.link
+                {
+                    kind = Some(Kind::Link);
+                    other = link.clone().map(|r| &arena[r]);
                 }
-                let (old_units, old_cut) = Utf16Path::truncating(&old_utf16, usize::MAX);
                 let now = now_ticks();
-                let mut records = [None, None];
-                if mask & (FAN_CREATE | FAN_RENAME) != 0 {
-                    let mut r = if renamed {
-                        let mut r = EventRecord::create(units, old_units);
-                        r.flags.insert(RecordFlags::RENAMED);
-                        if old_cut {
-                            r.flags.insert(RecordFlags::PATH_TRUNCATED);
-                        }
-                        r
-                    } else {
-                        let mut r = EventRecord::create(units, Utf16Path::EMPTY);
-                        r.information = FILE_CREATED;
-                        r
-                    };
-                    if mask & FAN_ONDIR != 0 {
-                        r.flags.insert(RecordFlags::DIRECTORY);
-                    }
-                    records[0] = Some(r);
-                }
-                if mask & (FAN_MODIFY | FAN_CLOSE_WRITE) != 0 && mask & FAN_ONDIR == 0 {
-                    records[1] = Some(EventRecord::write(units, Utf16Path::EMPTY));
-                }
+                let records = records::build(mask, kind, path, other, &mut names);
                 for mut r in records.into_iter().flatten() {
-                    if cut {
-                        r.flags.insert(RecordFlags::PATH_TRUNCATED);
-                    }
                     r.sequence = *next_sequence;
                     r.timestamp = now;
                     r.pid = pid;
