@@ -75,6 +75,9 @@ fn usage_errors_are_one_line_and_exit_2() {
         &["no-such-command"][..],
         &["decode"],
         &["simulate", "--events", "many"],
+        // The plan is built in memory: a run past the cap is refused, not an out-of-memory kill.
+        &["simulate", "--operations", "100000000"],
+        &["simulate", "--operations", "0"],
         &["simulate", "--consumer", "sleepy"],
         &["replay", "x", "--rules", "a", "--state-dir", "b"],
     ] {

@@ -118,18 +118,25 @@ pub enum WritesArg {
     Close,
 }
 
+/// The most file operations one `fsense simulate` run takes: its plan is built in memory first
+/// (measured: 280 MB peak for 1,000,000 in a debug build), so 10 million stays under 3 GB.
+#[cfg(not(windows))]
+const MAX_SIMULATED_OPERATIONS: u64 = 10_000_000;
+
 #[cfg(not(windows))]
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
-    /// File operations (opens and writes) the simulated I/O threads issue. The driver reports
-    /// those its configuration asks for: the summary's `generated` counts those events (about
-    /// nine in ten: the consumer's own I/O and read-only opens of directories are not reported).
-    /// `--events` is the old name of this flag.
+    /// File operations (opens, writes, renames, links, deletes, clones) the simulated I/O
+    /// threads issue. The driver reports those its configuration asks for: the summary's
+    /// `generated` counts those events (the consumer's own I/O and read-only opens of directories
+    /// are not reported). At most 10,000,000: the plan is built in memory before the run (about
+    /// 280 MB per million). `--events` is the old name of this flag.
     #[arg(
         long = "operations",
         alias = "events",
         value_name = "N",
-        default_value_t = 10_000
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_SIMULATED_OPERATIONS)
     )]
     events: u64,
     /// I/O threads calling the driver's callbacks at once.
