@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
-fuzz_seconds=${FUZZ_SECONDS:-20}
+fuzz_seconds=${FUZZ_SECONDS:-15}
 start=$(date +%s)
 stage() { printf '\n==== %s (%ss)\n' "$*" "$(($(date +%s) - start))"; }
 
