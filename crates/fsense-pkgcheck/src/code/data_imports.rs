@@ -119,12 +119,63 @@ fn family(functions: &[Function], rva: u32) -> Option<u32> {
     containing(functions, rva).map(|function| function.parent.unwrap_or(function.begin))
 }
 
+/// What following one read of an import slot found (either machine's code).
 #[derive(Debug, Default)]
-struct Outcome {
-    deepest: u8,
-    chain: Vec<Listed>,
-    called: bool,
-    unfollowed: Option<&'static str>,
+pub(super) struct Outcome {
+    pub(super) deepest: u8,
+    pub(super) chain: Vec<Listed>,
+    pub(super) called: bool,
+    pub(super) unfollowed: Option<&'static str>,
+}
+
+/// Judges one use of an import slot against the allow-list: a routine import only ever called is
+/// skipped; otherwise the use is recorded, with a finding when the import is not data the driver
+/// may read, is read at another depth than its C type gives, or could not be followed.
+pub(super) fn judge(
+    import: String,
+    function: String,
+    site: u32,
+    data: Option<&'static DataImport>,
+    outcome: Outcome,
+    uses: &mut Vec<DataUse>,
+    findings: &mut Vec<CodeFinding>,
+) {
+    // Loaded and only ever called: a routine import, not data.
+    if outcome.called && outcome.deepest <= 1 && data.is_none() {
+        return;
+    }
+    let found = u32::from(outcome.deepest);
+    let Some(data) = data else {
+        findings.push(CodeFinding::DataImportNotAllowed {
+            import,
+            function,
+            chain: outcome.chain,
+        });
+        return;
+    };
+    if found != data.loads {
+        findings.push(CodeFinding::DataImportLoads {
+            import: import.clone(),
+            c_type: data.c_type,
+            expected: data.loads,
+            found,
+            function: function.clone(),
+            chain: outcome.chain.clone(),
+        });
+    } else if let Some(why) = outcome.unfollowed {
+        findings.push(CodeFinding::DataImportUnfollowed {
+            import: import.clone(),
+            function: function.clone(),
+            why,
+            site,
+        });
+    }
+    uses.push(DataUse {
+        import,
+        function,
+        loads: found,
+        chain: outcome.chain,
+    });
 }
 
 fn is_frame_base(register: Register) -> bool {
@@ -366,42 +417,15 @@ pub fn check(
         };
         let import = format!("{}!{}", slot.module, slot.name);
         let data = allowed(&slot.module, &slot.name);
-        // Loaded and only ever called: a routine import, not data.
-        if outcome.called && outcome.deepest <= 1 && data.is_none() {
-            continue;
-        }
-        let found = u32::from(outcome.deepest);
-        let Some(data) = data else {
-            findings.push(CodeFinding::DataImportNotAllowed {
-                import,
-                function: function_name,
-                chain: outcome.chain,
-            });
-            continue;
-        };
-        if found != data.loads {
-            findings.push(CodeFinding::DataImportLoads {
-                import: import.clone(),
-                c_type: data.c_type,
-                expected: data.loads,
-                found,
-                function: function_name.clone(),
-                chain: outcome.chain.clone(),
-            });
-        } else if let Some(why) = outcome.unfollowed {
-            findings.push(CodeFinding::DataImportUnfollowed {
-                import: import.clone(),
-                function: function_name.clone(),
-                why,
-                site: rva,
-            });
-        }
-        uses.push(DataUse {
+        judge(
             import,
-            function: function_name,
-            loads: found,
-            chain: outcome.chain,
-        });
+            function_name,
+            rva,
+            data,
+            outcome,
+            &mut uses,
+            &mut findings,
+        );
     }
     (uses, findings)
 }

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::super::data_imports::{DataUse, MAX_STEPS, allowed};
+use super::super::data_imports::{DataUse, MAX_STEPS, Outcome, allowed, judge};
 use super::super::finding::{CodeFinding, Listed};
 use super::super::unwind::{Function, containing};
 use super::super::view::ImageView;
@@ -58,14 +58,6 @@ pub fn listed(view: &ImageView, rva: u32, insn: &Insn, slot: Option<u32>) -> Lis
         text.push_str(&format!("  ; __imp_{}", slot.name));
     }
     Listed { rva, text }
-}
-
-#[derive(Debug, Default)]
-struct Outcome {
-    deepest: u8,
-    chain: Vec<Listed>,
-    called: bool,
-    unfollowed: Option<&'static str>,
 }
 
 /// Follows the value `start` holds from the instruction after `site`.
@@ -319,42 +311,15 @@ pub fn check(
         };
         let import = format!("{}!{}", slot.module, slot.name);
         let data = allowed(&slot.module, &slot.name);
-        if outcome.called && outcome.deepest <= 1 && data.is_none() {
-            continue;
-        }
-        let function_name = name_of(begin);
-        let found = u32::from(outcome.deepest);
-        let Some(data) = data else {
-            findings.push(CodeFinding::DataImportNotAllowed {
-                import,
-                function: function_name,
-                chain: outcome.chain,
-            });
-            continue;
-        };
-        if found != data.loads {
-            findings.push(CodeFinding::DataImportLoads {
-                import: import.clone(),
-                c_type: data.c_type,
-                expected: data.loads,
-                found,
-                function: function_name.clone(),
-                chain: outcome.chain.clone(),
-            });
-        } else if let Some(why) = outcome.unfollowed {
-            findings.push(CodeFinding::DataImportUnfollowed {
-                import: import.clone(),
-                function: function_name.clone(),
-                why,
-                site: rva,
-            });
-        }
-        uses.push(DataUse {
+        judge(
             import,
-            function: function_name,
-            loads: found,
-            chain: outcome.chain,
-        });
+            name_of(begin),
+            rva,
+            data,
+            outcome,
+            &mut uses,
+            &mut findings,
+        );
     }
     (uses, findings)
 }
