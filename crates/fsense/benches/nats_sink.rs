@@ -124,6 +124,7 @@ fn config(port: u16, spool_dir: Option<&std::path::Path>, run: u64) -> SinkConfi
         drain: Duration::from_secs(30),
         host: "bench".into(),
         run,
+        meanwhile: "spooling events",
     }
 }
 

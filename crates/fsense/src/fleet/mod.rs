@@ -62,7 +62,14 @@ pub fn nats_config(
     ca_file: Option<&PathBuf>,
 ) -> Result<SinkConfig, String> {
     let shown = crate::output::sink::config::redact_url(url);
-    let after_scheme = url.split_once("://").map_or("", |(_, rest)| rest);
+    let Some(after_scheme) = url
+        .strip_prefix("nats://")
+        .or_else(|| url.strip_prefix("tls://"))
+    else {
+        return Err(format!(
+            "invalid --fleet {shown:?}: expected nats://HOST[:PORT] or tls://HOST[:PORT]"
+        ));
+    };
     if after_scheme.trim_end_matches('/').contains('/') {
         return Err(format!(
             "invalid --fleet {shown:?}: no subject expected (nats://HOST[:PORT] or tls://HOST[:PORT])"
@@ -92,6 +99,7 @@ pub fn nats_config(
         drain: Duration::ZERO,
         host: crate::output::sink::host_name(),
         run: 0,
+        meanwhile: "retrying",
     })
 }
 
@@ -190,6 +198,10 @@ mod tests {
         assert!(nats_config("nats://127.0.0.1:4333/x", None, None).is_err());
         let e = nats_config("http://h", None, None).unwrap_err();
         assert!(e.contains("--fleet"), "{e}");
+        // The fleet's subject is the program's own: an error shows what the user typed.
+        let e = nats_config("bogus://x", None, None).unwrap_err();
+        assert!(!e.contains("fsense.health"), "{e}");
+        assert!(e.contains("\"bogus://x\""), "{e}");
         assert!(nats_config("tls://h:1", None, None).unwrap().url.tls);
     }
 }

@@ -121,6 +121,8 @@ pub struct SinkConfig {
     pub host: String,
     /// What names the source in message ids (see [`super::MessageIds`]).
     pub run: u64,
+    /// What the owner does while the first connection fails, for the line that says so.
+    pub meanwhile: &'static str,
 }
 
 #[cfg(test)]

@@ -95,7 +95,11 @@ pub async fn connect(
             } else {
                 eprintln!(
                     "fsense: {}",
-                    one_line(&nats_failure::describe_connect(&config.url.shown, &e))
+                    one_line(&nats_failure::describe_connect(
+                        &config.url.shown,
+                        config.meanwhile,
+                        &e
+                    ))
                 );
             }
             options(config, disconnects)

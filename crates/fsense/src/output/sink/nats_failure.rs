@@ -169,25 +169,26 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Why the first connection failed, worded as what it is: a TLS handshake refused, an
-/// authorization violation, or a server that is not there.
-pub fn describe_connect(server: &str, e: &async_nats::ConnectError) -> String {
+/// authorization violation, or a server that is not there; `meanwhile` says what the caller does
+/// until it connects ("spooling events" for the sink, "retrying" for the fleet's connection).
+pub fn describe_connect(server: &str, meanwhile: &str, e: &async_nats::ConnectError) -> String {
     use async_nats::ConnectErrorKind;
     match e.kind() {
         ConnectErrorKind::AuthorizationViolation => format!(
             "NATS at {server}: authorization violation, the server refused the credentials; \
-             spooling events until it accepts them"
+             {meanwhile} until it accepts them"
         ),
         ConnectErrorKind::Authentication => format!(
             "NATS at {server}: cannot authenticate with the credentials ({}); \
-             spooling events until it works",
+             {meanwhile} until it works",
             describe(e)
         ),
         _ => match tls_error(e) {
             Some(why) => format!(
-                "NATS at {server}: TLS handshake refused: {why}; spooling events until it succeeds"
+                "NATS at {server}: TLS handshake refused: {why}; {meanwhile} until it succeeds"
             ),
             None => format!(
-                "cannot reach NATS at {server}: {}; spooling events until it answers",
+                "cannot reach NATS at {server}: {}; {meanwhile} until it answers",
                 describe(e)
             ),
         },

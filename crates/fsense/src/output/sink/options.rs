@@ -85,6 +85,7 @@ impl SinkArgs {
             drain: Duration::from_secs(self.sink_drain_secs),
             host: super::host_name(),
             run,
+            meanwhile: "spooling events",
         }))
     }
 
