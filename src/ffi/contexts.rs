@@ -158,6 +158,24 @@ impl StreamName {
         Some(candidate)
     }
 
+    /// The pre-operation's last step for a write-like operation (write, MDL write, clone): hands
+    /// the stream's saved name (a reference, or null when it has none) to the post-operation
+    /// through `completion` and asks for that post-operation, which takes the reference back
+    /// exactly once (it is always called after `FLT_PREOP_SUCCESS_WITH_CALLBACK`).
+    ///
+    /// # Safety
+    /// `completion` is the pre-operation's completion-context out pointer, checked non-null and
+    /// aligned by the caller.
+    pub(super) unsafe fn hand_to_post(
+        data: &CallbackData<'_>,
+        completion: *mut *mut c_void,
+    ) -> FLT_PREOP_CALLBACK_STATUS {
+        let raw = Self::get(data).map_or(ptr::null_mut(), Self::into_raw);
+        // SAFETY: the caller's contract: a non-null, aligned out pointer.
+        unsafe { *completion = raw };
+        FLT_PREOP_SUCCESS_WITH_CALLBACK
+    }
+
     fn header(&self) -> Option<&StreamNameHeader> {
         // SAFETY: ctx is a referenced, aligned context of ours (allocated with at least the header).
         let h = unsafe { &*self.ctx.cast::<StreamNameHeader>() };

@@ -431,10 +431,8 @@ pub(super) unsafe extern "system" fn pre_prepare_mdl_write(
     if !SENSOR.wants_write(&data.requestor(), false) {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
-    let raw = StreamName::get(&data).map_or(ptr::null_mut(), StreamName::into_raw);
-    // SAFETY: non-null, aligned out pointer; post_prepare_mdl_write takes it back once.
-    unsafe { *completion = raw };
-    FLT_PREOP_SUCCESS_WITH_CALLBACK
+    // SAFETY: `completion` was checked non-null and aligned above; post_prepare_mdl_write takes the name back.
+    unsafe { StreamName::hand_to_post(&data, completion) }
 }
 
 pub(super) unsafe extern "system" fn post_prepare_mdl_write(
@@ -524,10 +522,8 @@ pub(super) unsafe extern "system" fn pre_fs_control(
         SENSOR.buffer_rejected();
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
-    let raw = StreamName::get(&data).map_or(ptr::null_mut(), StreamName::into_raw);
-    // SAFETY: non-null, aligned out pointer; post_fs_control takes it back once.
-    unsafe { *completion = raw };
-    FLT_PREOP_SUCCESS_WITH_CALLBACK
+    // SAFETY: `completion` was checked non-null and aligned above; post_fs_control takes the name back.
+    unsafe { StreamName::hand_to_post(&data, completion) }
 }
 
 pub(super) unsafe extern "system" fn post_fs_control(

@@ -161,11 +161,8 @@ pub(super) unsafe extern "system" fn pre_write(
     if !sensor::SENSOR.wants_write(&data.requestor(), data.write_params().paging_io) {
         return FLT_PREOP_SUCCESS_NO_CALLBACK;
     }
-    let raw = StreamName::get(&data).map_or(ptr::null_mut(), StreamName::into_raw);
-    // SAFETY: non-null, aligned out pointer from the Filter Manager; post_write takes the
-    // reference back exactly once (it is always called after WITH_CALLBACK).
-    unsafe { *completion = raw };
-    FLT_PREOP_SUCCESS_WITH_CALLBACK
+    // SAFETY: `completion` was checked non-null and aligned above; post_write takes the name back.
+    unsafe { StreamName::hand_to_post(&data, completion) }
 }
 
 pub(super) unsafe extern "system" fn post_write(
